@@ -1,0 +1,59 @@
+"""The shared pharmacy service of a medical consortium."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask
+from flask_smorest import Api
+
+from pharmacy import auth
+from pharmacy.config import load_config
+from pharmacy.db import Database
+from pharmacy.errors import register_error_handlers
+
+
+def create_app(config: dict[str, Any] | None = None) -> Flask:
+    """Build the application: settings, database, API, error handlers, command line."""
+    app = Flask(__name__, instance_relative_config=True)
+    app.config.update(load_config(app.instance_path))
+    if config:
+        app.config.update(config)
+    app.config.setdefault("API_SPEC_OPTIONS", {})
+    app.config["API_SPEC_OPTIONS"].update(
+        {
+            "info": {"description": "Unified drug catalog, lot-level stock, prescription routing and pooled "
+                                    "purchase planning for the members of a medical consortium."},
+            "security": [{"BearerKey": []}, {"ApiKeyHeader": []}, {"Basic": []}],
+            "components": {"securitySchemes": auth.SECURITY_SCHEMES},
+        }
+    )
+    if app.config["DATABASE_URL"].startswith("sqlite:///") and ":memory:" not in app.config["DATABASE_URL"]:
+        import os
+
+        os.makedirs(app.instance_path, exist_ok=True)
+
+    database = Database(app.config["DATABASE_URL"], echo=app.config["SQL_ECHO"])
+    app.extensions["pharmacy_db"] = database
+
+    _import_models()
+    api = Api(app)
+    register_error_handlers(app)
+    auth.init_app(app)
+    _register_blueprints(api)
+    return app
+
+
+def _import_models() -> None:
+    # Every mapped class must be imported before the first query so relationships and the tenancy
+    # filter see the whole schema.
+    from pharmacy import models  # noqa: F401
+
+
+def _register_blueprints(api: Api) -> None:
+    from pharmacy.accounts.routes import blp as accounts_blp
+    from pharmacy.consortium.routes import blp as consortium_blp
+    from pharmacy.system.routes import audit_blp, health_blp
+
+    for blp in (health_blp, consortium_blp, accounts_blp, audit_blp):
+        api.register_blueprint(blp)

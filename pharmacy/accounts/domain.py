@@ -1,0 +1,22 @@
+"""Which site a principal of each role is bound to."""
+
+from __future__ import annotations
+
+from pharmacy.errors import ValidationFailed
+from pharmacy.principal import SITE_BOUND_ROLES, Role
+
+
+def check_binding(role: Role, site_id: int | None, site_dispenses: bool | None, site_active: bool | None) -> None:
+    """Prescribers and pharmacists act for exactly one site; admins and procurement for the consortium."""
+    if role is Role.SYSTEM:
+        raise ValidationFailed("the system role cannot be given to an account", {"role": "system"})
+    if role in SITE_BOUND_ROLES:
+        if site_id is None:
+            raise ValidationFailed(f"a {role.value} account is bound to one site", {"site_id": "required"})
+        if site_active is False:
+            raise ValidationFailed("the site is inactive", {"site_id": site_id})
+        if role is Role.PHARMACIST and not site_dispenses:
+            raise ValidationFailed("a pharmacist works at a site that dispenses", {"site_id": site_id})
+    elif site_id is not None:
+        raise ValidationFailed(f"a {role.value} account acts for the whole consortium, not one site",
+                               {"site_id": "must be empty"})

@@ -1,0 +1,40 @@
+"""Glue between views and services: the request's unit of work, paging, shared schemas."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from flask import current_app
+from flask_smorest import Blueprint
+from marshmallow import Schema, fields
+
+from pharmacy.auth import current_principal
+from pharmacy.pagination import Page, PageRequest
+from pharmacy.unit_of_work import UnitOfWork
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def request_uow() -> UnitOfWork:
+    """A unit of work for the authenticated principal of this request."""
+    database = current_app.extensions["pharmacy_db"]
+    return UnitOfWork(database.session_factory, current_principal())
+
+
+def paginate(blp: Blueprint) -> Callable[[F], F]:
+    """Paginate a list view: ``?page=&page_size=``, with ``X-Pagination`` header (flask-smorest)."""
+    return blp.paginate(page=1, page_size=50, max_page_size=500)
+
+
+def page_request(pagination_parameters: Any) -> PageRequest:
+    return PageRequest(pagination_parameters.page, pagination_parameters.page_size)
+
+
+def page_items(page: Page[Any], pagination_parameters: Any) -> list[Any]:
+    pagination_parameters.item_count = page.total
+    return page.items
+
+
+class MessageSchema(Schema):
+    message = fields.String()

@@ -1,0 +1,169 @@
+"""The ``pharmacy`` command: serve, apply migrations, create consortia, keys and users."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import click
+from flask import Flask, current_app
+from flask.cli import FlaskGroup, with_appcontext
+
+from pharmacy import create_app
+from pharmacy.accounts.services import create_api_key, create_user
+from pharmacy.consortium.services import create_consortium, find_consortium, find_site
+from pharmacy.errors import DomainError
+from pharmacy.migrate import upgrade
+from pharmacy.principal import SYSTEM, Role, system_for
+from pharmacy.unit_of_work import UnitOfWork
+
+
+def _app_factory() -> Flask:
+    return create_app()
+
+
+@click.group(cls=FlaskGroup, create_app=_app_factory, add_default_commands=False, add_version_option=False)
+def main() -> None:
+    """The shared pharmacy service of a medical consortium."""
+
+
+def _uow(consortium_id: int | None = None) -> UnitOfWork:
+    factory = current_app.extensions["pharmacy_db"].session_factory
+    return UnitOfWork(factory, system_for(consortium_id) if consortium_id else SYSTEM)
+
+
+def _fail_on_domain_error(error: DomainError) -> None:
+    detail = f" ({json.dumps(error.errors, ensure_ascii=False)})" if error.errors else ""
+    raise click.ClickException(error.message + detail)
+
+
+@main.group()
+def db() -> None:
+    """Database schema."""
+
+
+@db.command("upgrade")
+@with_appcontext
+def db_upgrade() -> None:
+    """Apply every pending migration."""
+    upgrade(current_app.extensions["pharmacy_db"].engine)
+    click.echo("database is up to date")
+
+
+@main.command("create-consortium")
+@click.argument("code")
+@click.argument("name")
+@click.option("--loose", is_flag=True, help="members need not have exactly one upper site")
+@with_appcontext
+def create_consortium_command(code: str, name: str, loose: bool) -> None:
+    """Create a consortium."""
+    try:
+        consortium = create_consortium(_uow(), code, name, tight=not loose)
+    except DomainError as error:
+        _fail_on_domain_error(error)
+    click.echo(f"consortium {consortium.code} created (id {consortium.id})")
+
+
+def _resolve(consortium_code: str, site_code: str | None) -> tuple[int, int | None]:
+    consortium = find_consortium(_uow(), consortium_code)
+    site_id = find_site(_uow(consortium.id), site_code).id if site_code else None
+    return consortium.id, site_id
+
+
+ROLE_CHOICE = click.Choice([r.value for r in Role if r is not Role.SYSTEM])
+
+
+@main.command("create-key")
+@click.option("--consortium", "consortium_code", required=True, help="consortium code")
+@click.option("--role", required=True, type=ROLE_CHOICE)
+@click.option("--site", "site_code", help="site code (prescribers and pharmacists)")
+@click.option("--name", default="", help="what the key is for")
+@with_appcontext
+def create_key_command(consortium_code: str, role: str, site_code: str | None, name: str) -> None:
+    """Issue an API key and print it (it is shown only once)."""
+    try:
+        consortium_id, site_id = _resolve(consortium_code, site_code)
+        _, plain = create_api_key(_uow(consortium_id), consortium_id, name or f"{role} key", Role(role), site_id)
+    except DomainError as error:
+        _fail_on_domain_error(error)
+    click.echo(plain)
+
+
+@main.command("create-user")
+@click.option("--consortium", "consortium_code", required=True)
+@click.option("--role", required=True, type=ROLE_CHOICE)
+@click.option("--site", "site_code")
+@click.option("--username", required=True)
+@click.option("--name", "display_name", default="")
+@click.password_option(envvar="PHARMACY_PASSWORD")
+@with_appcontext
+def create_user_command(consortium_code: str, role: str, site_code: str | None, username: str,
+                        display_name: str, password: str) -> None:
+    """Create a person's account."""
+    try:
+        consortium_id, site_id = _resolve(consortium_code, site_code)
+        create_user(_uow(consortium_id), consortium_id, username, password, Role(role), site_id, display_name)
+    except DomainError as error:
+        _fail_on_domain_error(error)
+    click.echo(f"user {username} created")
+
+
+@main.command("scheduler")
+@with_appcontext
+def scheduler_command() -> None:
+    """Run the deployment's one scheduler in the foreground (beside gunicorn workers)."""
+    from apscheduler.schedulers.blocking import BlockingScheduler
+
+    from pharmacy.scheduler import DeploymentLock, build_scheduler
+
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    lock = DeploymentLock(app.extensions["pharmacy_db"], app.instance_path)
+    if not lock.acquire():
+        raise click.ClickException("another scheduler already runs for this deployment")
+    try:
+        build_scheduler(app, BlockingScheduler(timezone="UTC")).start()
+    finally:
+        lock.release()
+
+
+@main.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=5000, show_default=True, type=int)
+@click.option("--demo", is_flag=True, help="load a demo consortium into an empty database and print API keys")
+@click.option("--no-scheduler", is_flag=True, help="do not run scheduled jobs in this process")
+@with_appcontext
+def serve_command(host: str, port: int, demo: bool, no_scheduler: bool) -> None:
+    """Apply migrations and serve the API (single process; use gunicorn in production)."""
+    from werkzeug.serving import run_simple
+
+    from pharmacy.scheduler import start_scheduler
+
+    app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
+    upgrade(app.extensions["pharmacy_db"].engine)
+    if demo:
+        _demo(app)
+    if not no_scheduler:
+        start_scheduler(app)
+    click.echo(f"serving on http://{host}:{port}  (API docs: http://{host}:{port}/docs)")
+    run_simple(host, port, app, threaded=True, use_reloader=False, use_debugger=False)
+
+
+def _demo(app: Flask) -> None:
+    from pharmacy.demo import load_demo
+
+    keys_file = Path(app.instance_path) / "demo-keys.json"
+    keys = load_demo(app)
+    if keys is not None:
+        os.makedirs(app.instance_path, exist_ok=True)
+        keys_file.write_text(json.dumps([k.__dict__ for k in keys], indent=2, ensure_ascii=False))
+        keys_file.chmod(0o600)
+        click.echo("demo consortium loaded")
+    elif keys_file.exists():
+        click.echo("demo consortium already loaded; its keys:")
+    else:
+        click.echo("the database is not empty: demo not loaded")
+        return
+    for k in json.loads(keys_file.read_text()):
+        where = f" at {k['site']}" if k["site"] else ""
+        click.echo(f"  {k['role']:<12}{where:<12} Authorization: Bearer {k['key']}")

@@ -1,0 +1,49 @@
+"""Settings read from the environment, with safe defaults for the embedded SQLite set-up."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+from typing import Any
+
+
+def _int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    return int(raw) if raw else default
+
+
+def load_config(instance_path: str) -> dict[str, Any]:
+    """Build the configuration mapping from environment variables.
+
+    ``DATABASE_URL`` defaults to a SQLite file in the instance folder, so the service runs with
+    nothing else installed. ``SECRET_KEY`` defaults to a random key per process, which is safe but
+    logs users out on restart; production sets it.
+    """
+    default_db = "sqlite:///" + str(Path(instance_path) / "pharmacy.sqlite3")
+    database_url = os.environ.get("DATABASE_URL") or default_db
+    # Heroku-style URLs name the old driver; we speak psycopg 3.
+    if database_url.startswith("postgres://"):
+        database_url = "postgresql+psycopg://" + database_url.removeprefix("postgres://")
+    elif database_url.startswith("postgresql://"):
+        database_url = "postgresql+psycopg://" + database_url.removeprefix("postgresql://")
+    return {
+        "DATABASE_URL": database_url,
+        "SECRET_KEY": os.environ.get("SECRET_KEY") or secrets.token_hex(32),
+        "SQL_ECHO": os.environ.get("SQL_ECHO") == "1",
+        "DEFAULT_PAGE_SIZE": _int("PHARMACY_PAGE_SIZE", 50),
+        "MAX_PAGE_SIZE": _int("PHARMACY_MAX_PAGE_SIZE", 500),
+        "NEAR_EXPIRY_DAYS": _int("PHARMACY_NEAR_EXPIRY_DAYS", 90),
+        "SCHEDULER_ENABLED": os.environ.get("PHARMACY_SCHEDULER", "0") == "1",
+        "MAX_CONTENT_LENGTH": _int("PHARMACY_MAX_UPLOAD_BYTES", 32 * 1024 * 1024),
+        # flask-smorest / OpenAPI
+        "API_TITLE": "Consortium shared pharmacy",
+        "API_VERSION": "1.0",
+        "OPENAPI_VERSION": "3.0.3",
+        "OPENAPI_URL_PREFIX": "/",
+        "OPENAPI_JSON_PATH": "openapi.json",
+        "OPENAPI_SWAGGER_UI_PATH": "/docs",
+        "OPENAPI_SWAGGER_UI_URL": "https://cdn.jsdelivr.net/npm/swagger-ui-dist/",
+        "OPENAPI_REDOC_PATH": "/redoc",
+        "OPENAPI_REDOC_URL": "https://cdn.jsdelivr.net/npm/redoc@2/bundles/redoc.standalone.js",
+    }

@@ -1,0 +1,61 @@
+from __future__ import annotations
+
+from marshmallow import Schema, fields, validate
+
+from pharmacy.consortium.domain import SiteKind
+
+SITE_KINDS = [kind.value for kind in SiteKind]
+
+CODE = validate.Regexp(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,39}$",
+                       error="use 1-40 letters, digits, '_', '-' or '.', starting with a letter or digit")
+
+
+class ConsortiumSchema(Schema):
+    id = fields.Integer(dump_only=True)
+    code = fields.String(dump_only=True)
+    name = fields.String(required=True, validate=validate.Length(1, 200))
+    tight = fields.Boolean(metadata={"description": "every member but the lead has exactly one upper site"})
+    created_at = fields.DateTime(dump_only=True)
+
+
+class ConsortiumUpdateSchema(Schema):
+    name = fields.String(validate=validate.Length(1, 200))
+    tight = fields.Boolean()
+
+
+class SiteSchema(Schema):
+    id = fields.Integer(dump_only=True)
+    consortium_id = fields.Integer(dump_only=True)
+    code = fields.String(required=True, validate=CODE)
+    name = fields.String(required=True, validate=validate.Length(1, 200))
+    kind = fields.String(required=True, validate=validate.OneOf(SITE_KINDS))
+    level = fields.Integer(validate=validate.Range(1, 9),
+                           metadata={"description": "1 = lead hospital; larger = lower in the tree; default by kind"})
+    parent_id = fields.Integer(allow_none=True, metadata={"description": "the upper site; none for the lead"})
+    district = fields.String(allow_none=True, validate=validate.Length(max=100))
+    latitude = fields.Float(allow_none=True, validate=validate.Range(-90, 90))
+    longitude = fields.Float(allow_none=True, validate=validate.Range(-180, 180))
+    dispenses = fields.Boolean(load_default=False)
+    active = fields.Boolean(load_default=True)
+    created_at = fields.DateTime(dump_only=True)
+
+
+class SiteUpdateSchema(Schema):
+    code = fields.String(validate=CODE)
+    name = fields.String(validate=validate.Length(1, 200))
+    kind = fields.String(validate=validate.OneOf(SITE_KINDS))
+    level = fields.Integer(validate=validate.Range(1, 9))
+    parent_id = fields.Integer(allow_none=True)
+    district = fields.String(allow_none=True, validate=validate.Length(max=100))
+    latitude = fields.Float(allow_none=True, validate=validate.Range(-90, 90))
+    longitude = fields.Float(allow_none=True, validate=validate.Range(-180, 180))
+    dispenses = fields.Boolean()
+    active = fields.Boolean()
+
+
+class SiteQuerySchema(Schema):
+    kind = fields.String(validate=validate.OneOf(SITE_KINDS))
+    district = fields.String()
+    dispenses = fields.Boolean()
+    active = fields.Boolean()
+    parent_id = fields.Integer()

@@ -1,0 +1,138 @@
+"""Domain exceptions and their mapping to HTTP, in one place.
+
+Every error leaves the service in one JSON shape::
+
+    {"code": 404, "status": "Not Found", "message": "...", "errors": {...}}
+
+``errors`` is present when there are details: per-field messages, itemised policy failures, bad CSV rows.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Flask, Response, jsonify
+from flask.typing import ResponseReturnValue
+from werkzeug.exceptions import HTTPException, InternalServerError
+from werkzeug.http import HTTP_STATUS_CODES
+
+log = logging.getLogger(__name__)
+
+
+class DomainError(Exception):
+    """A rule of the domain refused the request; ``status`` is the HTTP status it maps to."""
+
+    status = 422
+
+    def __init__(self, message: str, errors: Any = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.errors = errors
+
+
+class NotFound(DomainError):
+    status = 404
+
+
+class Forbidden(DomainError):
+    status = 403
+
+
+class Unauthorized(DomainError):
+    status = 401
+
+
+class Conflict(DomainError):
+    status = 409
+
+
+class InvalidTransition(Conflict):
+    """A state machine was asked for a step its current state does not allow."""
+
+
+class PreconditionFailed(DomainError):
+    status = 412
+
+
+class PreconditionRequired(DomainError):
+    status = 428
+
+
+class ValidationFailed(DomainError):
+    """Input that parsed but breaks a rule; ``errors`` says where."""
+
+    status = 422
+
+
+class InvalidSiteTree(ValidationFailed):
+    """The consortium's membership would no longer be a tree."""
+
+
+class OutOfStock(DomainError):
+    status = 409
+
+
+def problem(status: int, message: str, errors: Any = None) -> tuple[Response, int]:
+    body: dict[str, Any] = {
+        "code": status,
+        "status": HTTP_STATUS_CODES.get(status, "Error"),
+        "message": message,
+    }
+    if errors:
+        body["errors"] = errors
+    return jsonify(body), status
+
+
+def register_error_handlers(app: Flask) -> None:
+    """Map domain errors and every HTTP error (404, 405, bad JSON, ...) to the one shape."""
+
+    @app.errorhandler(DomainError)
+    def _domain(error: DomainError) -> ResponseReturnValue:
+        return problem(error.status, error.message, error.errors)
+
+    @app.errorhandler(HTTPException)
+    def _http(error: HTTPException) -> ResponseReturnValue:
+        status = error.code or 500
+        data = getattr(error, "data", None) or {}
+        messages = data.get("messages") if isinstance(data, dict) else None
+        errors = _flatten_webargs_messages(messages) if messages else None
+        message = error.description or HTTP_STATUS_CODES.get(status, "Error")
+        if errors and status == 422:
+            message = "The request has invalid fields: " + ", ".join(sorted(_paths(errors)))
+        elif isinstance(errors, list) and errors and status == 400:
+            message = "; ".join(str(e) for e in errors)
+        response, code = problem(status, message, errors)
+        allow = error.get_response().headers.get("Allow") if status == 405 else None
+        if allow:
+            response.headers["Allow"] = allow
+        return response, code
+
+    @app.errorhandler(Exception)
+    def _unexpected(error: Exception) -> ResponseReturnValue:
+        log.exception("unhandled error", exc_info=error)
+        return problem(500, InternalServerError.description)
+
+
+def _flatten_webargs_messages(messages: Any) -> Any:
+    # webargs nests messages by location ("json", "query"); one location is the norm, keep its inner dict
+    # but say where it was when it is not the body.
+    if isinstance(messages, dict) and len(messages) == 1:
+        location, inner = next(iter(messages.items()))
+        if location == "json":
+            return inner
+        return {location: inner}
+    return messages
+
+
+def _paths(errors: Any, prefix: str = "") -> list[str]:
+    if not isinstance(errors, dict):
+        return [prefix] if prefix else []
+    paths: list[str] = []
+    for key, value in errors.items():
+        path = f"{prefix}.{key}" if prefix else str(key)
+        if isinstance(value, dict):
+            paths.extend(_paths(value, path))
+        else:
+            paths.append(path)
+    return paths

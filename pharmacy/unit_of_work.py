@@ -1,0 +1,106 @@
+"""The transaction boundary every service uses.
+
+A unit of work opens one session for one principal. Nothing is written unless the service calls
+:meth:`UnitOfWork.commit`; leaving the block otherwise rolls back. A service called from inside another
+service's unit of work shares it: entering again only counts depth, and only the outermost commit
+commits (cosmicpython's unit of work; one transaction boundary, as in Superset's ``transaction``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from types import TracebackType
+from typing import Any, TypeVar
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from pharmacy.errors import Forbidden, NotFound
+from pharmacy.principal import Principal
+
+T = TypeVar("T")
+
+
+class UnitOfWork:
+    """One transaction for one principal; see the module docstring."""
+
+    def __init__(self, session_factory: Callable[[], Session], principal: Principal) -> None:
+        self._session_factory = session_factory
+        self.principal = principal
+        self._session: Session | None = None
+        self._depth = 0
+        self._after_commit: list[Callable[[], None]] = []
+
+    @property
+    def session(self) -> Session:
+        if self._session is None:
+            raise RuntimeError("unit of work used outside its 'with' block")
+        return self._session
+
+    def __enter__(self) -> UnitOfWork:
+        if self._depth == 0:
+            self._session = self._session_factory()
+            self._session.info["principal"] = self.principal
+        self._depth += 1
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._depth -= 1
+        if self._depth == 0 and self._session is not None:
+            # close() rolls back whatever was not committed and detaches the objects without expiring
+            # them, so a service can return what it loaded for the view to dump.
+            self._session.close()
+            self._session = None
+
+    def commit(self) -> None:
+        """Commit, unless a service further out owns the transaction (then only flush)."""
+        if self._depth > 1:
+            self.session.flush()
+            return
+        self.session.commit()
+        callbacks, self._after_commit = self._after_commit, []
+        for callback in callbacks:
+            callback()
+
+    def flush(self) -> None:
+        self.session.flush()
+
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        """Run ``callback`` once the outermost transaction has committed (e.g. to wake a worker)."""
+        self._after_commit.append(callback)
+
+    # Loading -----------------------------------------------------------------------------------
+    def get(self, model: type[T], ident: Any, *, for_update: bool = False, what: str | None = None) -> T:
+        """Load one row of the principal's consortium by primary key, or raise NotFound.
+
+        ``for_update`` takes a row lock (``SELECT ... FOR UPDATE`` on PostgreSQL; SQLite's writers are
+        already serialised by ``BEGIN IMMEDIATE``).
+        """
+        stmt = select(model).where(model.id == ident)  # type: ignore[attr-defined]
+        if for_update:
+            stmt = stmt.with_for_update()
+        obj = self.session.scalars(stmt).one_or_none()
+        if obj is None:
+            raise NotFound(f"{what or model.__name__} {ident} not found")
+        return obj
+
+    def get_acting(self, model: type[T], ident: Any, *, for_update: bool = False,
+                   what: str | None = None) -> T:
+        """Load a row the principal will act on, and check that it may act for the row's site."""
+        obj = self.get(model, ident, for_update=for_update, what=what)
+        site_attr = getattr(model, "__acting_site__", "site_id")
+        self.ensure_acts_for(getattr(obj, site_attr), what=f"{what or model.__name__} {ident}")
+        return obj
+
+    def ensure_acts_for(self, site_id: int | None, what: str = "this site") -> None:
+        """A principal bound to one site acts for that site only; this is the one place that says so."""
+        if not self.principal.may_act_for_site(site_id):
+            raise Forbidden(
+                f"{self.principal.role.value} of site {self.principal.site_id} may not act for {what}"
+                f" (site {site_id})"
+            )
