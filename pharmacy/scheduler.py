@@ -73,6 +73,10 @@ class DeploymentLock:
 
     def release(self) -> None:
         if self._resource is not None:
+            if self._database.is_postgresql:
+                # Advisory locks belong to the session, and a pooled connection outlives close().
+                self._resource.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": SCHEDULER_LOCK_KEY})
+                self._resource.commit()
             self._resource.close()
             self._resource = None
 

@@ -1,0 +1,63 @@
+"""The command line, the demo and the one-scheduler rule, against a database that really commits."""
+
+from __future__ import annotations
+
+from click.testing import CliRunner
+from flask.cli import ScriptInfo
+
+from pharmacy.cli import main
+from pharmacy.demo import DEMO_SITES, load_demo
+from pharmacy.scheduler import DeploymentLock
+
+
+def run(app, *args: str, input: str | None = None):
+    return CliRunner().invoke(main, list(args), obj=ScriptInfo(create_app=lambda: app), input=input,
+                              catch_exceptions=False)
+
+
+def test_cli_creates_a_consortium_a_key_and_a_user_that_can_sign_in(committed_app):
+    assert run(committed_app, "create-consortium", "CX", "城西医联体").exit_code == 0
+    key = run(committed_app, "create-key", "--consortium", "CX", "--role", "admin").output.strip()
+    assert key.startswith("cph_")
+    client = committed_app.test_client()
+    site = client.post("/api/sites", headers={"Authorization": f"Bearer {key}"},
+                       json={"code": "CX-LEAD", "name": "lead", "kind": "lead_hospital", "dispenses": True})
+    assert site.status_code == 201
+    created = run(committed_app, "create-user", "--consortium", "CX", "--role", "pharmacist", "--site",
+                  "CX-LEAD", "--username", "li", input="a good password\na good password\n")
+    assert created.exit_code == 0, created.output
+    import base64
+
+    basic = base64.b64encode(b"li:a good password").decode()
+    assert client.get("/api/sites", headers={"Authorization": f"Basic {basic}"}).status_code == 200
+
+
+def test_cli_says_what_is_wrong_instead_of_a_traceback(committed_app):
+    run(committed_app, "create-consortium", "CX", "x")
+    again = run(committed_app, "create-consortium", "CX", "x")
+    assert again.exit_code != 0 and "already exists" in again.output
+    bad_site = run(committed_app, "create-key", "--consortium", "CX", "--role", "pharmacist", "--site", "NOPE")
+    assert bad_site.exit_code != 0 and "site NOPE not found" in bad_site.output
+
+
+def test_demo_loads_a_consortium_once_with_keys_that_work(committed_app):
+    keys = load_demo(committed_app)
+    assert keys is not None and {k.role for k in keys} == {"admin", "procurement", "prescriber", "pharmacist"}
+    client = committed_app.test_client()
+    admin = next(k.key for k in keys if k.role == "admin")
+    response = client.get("/api/sites?page_size=100", headers={"Authorization": f"Bearer {admin}"})
+    assert len(response.get_json()) == len(DEMO_SITES) == 20
+    assert load_demo(committed_app) is None  # a database that is not empty is left alone
+
+
+def test_only_one_scheduler_runs_per_deployment(committed_app):
+    database = committed_app.extensions["pharmacy_db"]
+    first = DeploymentLock(database, committed_app.instance_path)
+    second = DeploymentLock(database, committed_app.instance_path)
+    assert first.acquire()
+    try:
+        assert not second.acquire()
+    finally:
+        first.release()
+    assert second.acquire()
+    second.release()
