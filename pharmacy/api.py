@@ -19,7 +19,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 def request_uow() -> UnitOfWork:
     """A unit of work for the authenticated principal of this request."""
     database = current_app.extensions["pharmacy_db"]
-    return UnitOfWork(database.session_factory, current_principal())
+    return UnitOfWork(database.session_factory, current_principal(), current_app.config.get("CLOCK"))
 
 
 def paginate(blp: Blueprint) -> Callable[[F], F]:

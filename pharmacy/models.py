@@ -2,7 +2,10 @@
 
 from pharmacy.accounts.models import ApiKey, User
 from pharmacy.audit import AuditEntry
+from pharmacy.catalog.models import Drug, FormularyEntry, LocalCode
 from pharmacy.consortium.models import Consortium, Site
 from pharmacy.db import Base
+from pharmacy.inventory.models import Lot, Movement, Reservation, Stocktake
 
-__all__ = ["ApiKey", "AuditEntry", "Base", "Consortium", "Site", "User"]
+__all__ = ["ApiKey", "AuditEntry", "Base", "Consortium", "Drug", "FormularyEntry", "LocalCode", "Lot", "Movement",
+           "Reservation", "Site", "Stocktake", "User"]

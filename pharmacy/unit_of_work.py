@@ -9,12 +9,14 @@ commits (cosmicpython's unit of work; one transaction boundary, as in Superset's
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import date, datetime
 from types import TracebackType
 from typing import Any, TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from pharmacy.clock import Clock, system_clock
 from pharmacy.errors import Forbidden, NotFound
 from pharmacy.principal import Principal
 
@@ -24,9 +26,11 @@ T = TypeVar("T")
 class UnitOfWork:
     """One transaction for one principal; see the module docstring."""
 
-    def __init__(self, session_factory: Callable[[], Session], principal: Principal) -> None:
+    def __init__(self, session_factory: Callable[[], Session], principal: Principal,
+                 clock: Clock | None = None) -> None:
         self._session_factory = session_factory
         self.principal = principal
+        self.clock = clock or system_clock
         self._session: Session | None = None
         self._depth = 0
         self._after_commit: list[Callable[[], None]] = []
@@ -56,6 +60,13 @@ class UnitOfWork:
             # them, so a service can return what it loaded for the view to dump.
             self._session.close()
             self._session = None
+
+    def now(self) -> datetime:
+        return self.clock.now()
+
+    def today(self) -> date:
+        """Today's date where the consortium is (not UTC: a day ends at local midnight)."""
+        return self.clock.today()
 
     def commit(self) -> None:
         """Commit, unless a service further out owns the transaction (then only flush)."""

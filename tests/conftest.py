@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from sqlalchemy import Connection, text
 from sqlalchemy.orm import sessionmaker
 
 from pharmacy import create_app
+from pharmacy.clock import FixedClock
 from pharmacy.db import Base, Database
 from pharmacy.migrate import upgrade
 from tests.factories import World, build_world
@@ -111,3 +113,17 @@ def committed_app(tmp_path: Path, database_url: str) -> Iterator[Flask]:
             with database.engine.begin() as conn:
                 conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
         database.dispose()
+
+
+NOON_IN_HANGZHOU = datetime(2026, 11, 23, 4, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def clock(app: Flask) -> Iterator[FixedClock]:
+    """A clock standing at noon on 2026-11-23 in the consortium's time zone, for this test's requests."""
+    fixed = FixedClock(NOON_IN_HANGZHOU)
+    app.config["CLOCK"] = fixed
+    try:
+        yield fixed
+    finally:
+        app.config.pop("CLOCK", None)

@@ -64,3 +64,26 @@ def build_tenant(factory: SessionFactory, code: str) -> Tenant:
 
 def build_world(factory: SessionFactory) -> World:
     return World(a=build_tenant(factory, "A"), b=build_tenant(factory, "B"))
+
+
+DRUG_DEFAULTS: dict[str, Any] = {
+    "generic_name": "阿莫西林胶囊", "dosage_form": "capsule", "strength_amount": "250", "strength_unit": "mg",
+    "dispensing_unit": "capsule", "pack_size": 24, "essential": True,
+}
+
+
+def drug_data(code: str, **overrides: Any) -> dict[str, Any]:
+    return {"code": code, **DRUG_DEFAULTS, **overrides}
+
+
+def add_drug(client: Any, tenant: Tenant, code: str, **overrides: Any) -> dict[str, Any]:
+    response = client.post("/api/drugs", json=drug_data(code, **overrides), headers=tenant.headers("admin"))
+    assert response.status_code == 201, response.get_data(as_text=True)
+    return response.get_json()  # type: ignore[no-any-return]
+
+
+def receive(client: Any, tenant: Tenant, site: str, drug_id: int, lot: str, expiry: str, quantity: int,
+            role: str = "pharmacist") -> Any:
+    return client.post("/api/inventory/receipts", headers=tenant.headers(role), json={
+        "site_id": tenant.sites[site], "drug_id": drug_id, "lot_number": lot, "expiry_date": expiry,
+        "quantity": quantity})

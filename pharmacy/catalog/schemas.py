@@ -1,0 +1,90 @@
+from __future__ import annotations
+
+from marshmallow import Schema, fields, validate
+
+from pharmacy.catalog.domain import ControlledClass, InsuranceClass, SpecialStorage
+
+CODE = validate.Regexp(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,39}$",
+                       error="use 1-40 letters, digits, '_', '-' or '.', starting with a letter or digit")
+
+
+def _choices(enum: type) -> validate.OneOf:
+    return validate.OneOf([member.value for member in enum])  # type: ignore[attr-defined]
+
+
+class DrugFieldsSchema(Schema):
+    """The editable fields of a drug; also the columns of the CSV import."""
+
+    national_code = fields.String(allow_none=True, validate=validate.Length(max=40),
+                                  metadata={"description": "national medical-insurance drug code"})
+    atc_code = fields.String(allow_none=True, validate=validate.Regexp(r"^[A-Z][0-9]{2}[A-Z]{0,2}[0-9]{0,2}$",
+                                                                       error="not an ATC code"))
+    generic_name = fields.String(required=True, validate=validate.Length(1, 200))
+    brand_name = fields.String(allow_none=True, validate=validate.Length(max=200))
+    manufacturer = fields.String(allow_none=True, validate=validate.Length(max=200))
+    dosage_form = fields.String(required=True, validate=validate.Length(1, 60))
+    strength_amount = fields.Decimal(required=True, places=4, as_string=True,
+                                     validate=validate.Range(min=0, min_inclusive=False))
+    strength_unit = fields.String(required=True, validate=validate.Length(1, 20))
+    dispensing_unit = fields.String(required=True, validate=validate.Length(1, 20))
+    pack_size = fields.Integer(required=True, strict=False, validate=validate.Range(min=1, max=100000),
+                               metadata={"description": "dispensing units per pack"})
+    essential = fields.Boolean(load_default=False, metadata={"description": "on the essential-medicines list"})
+    insurance_class = fields.String(load_default="none", validate=_choices(InsuranceClass))
+    controlled_class = fields.String(load_default="none", validate=_choices(ControlledClass))
+    special_storage = fields.String(load_default="none", validate=_choices(SpecialStorage))
+    equivalence_group = fields.String(allow_none=True, validate=validate.Length(max=60),
+                                      metadata={"description": "drugs in one group may replace each other"})
+    active = fields.Boolean(load_default=True)
+
+
+class DrugSchema(DrugFieldsSchema):
+    id = fields.Integer(dump_only=True)
+    code = fields.String(required=True, validate=CODE, metadata={"description": "the consortium's code"})
+    pinyin_initials = fields.String(dump_only=True)
+    version = fields.Integer(dump_only=True)
+    updated_at = fields.DateTime(dump_only=True)
+
+
+class DrugUpdateSchema(DrugFieldsSchema):
+    """Used with ``partial=True``: only the fields sent change (defaults are not applied)."""
+
+
+class DrugQuerySchema(Schema):
+    q = fields.String(validate=validate.Length(1, 100),
+                      metadata={"description": "code, national code, name or pinyin initials (e.g. amxl)"})
+    active = fields.Boolean()
+    essential = fields.Boolean()
+    equivalence_group = fields.String()
+
+
+class ResolveQuerySchema(Schema):
+    code = fields.String(required=True, validate=validate.Length(1, 60))
+    site_id = fields.Integer(metadata={"description": "whose local codes to try; the caller's site by default"})
+
+
+class LocalCodeSchema(Schema):
+    id = fields.Integer(dump_only=True)
+    site_id = fields.Integer(required=True)
+    local_code = fields.String(required=True, validate=validate.Length(1, 60))
+    drug_id = fields.Integer(required=True)
+
+
+class LocalCodeQuerySchema(Schema):
+    site_id = fields.Integer()
+    drug_id = fields.Integer()
+
+
+class FormularyDrugSchema(Schema):
+    drug = fields.Nested(DrugSchema)
+    extended = fields.Boolean(metadata={"description": "on the list by the consortium's extension, not by default"})
+
+
+class FormularyEntrySchema(Schema):
+    note = fields.String(load_default="", validate=validate.Length(max=200))
+
+
+class ImportResultSchema(Schema):
+    created = fields.Integer()
+    updated = fields.Integer()
+    unchanged = fields.Integer()

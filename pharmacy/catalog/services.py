@@ -1,0 +1,318 @@
+"""Use cases of the unified drug catalog."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterable, Mapping
+from decimal import Decimal
+from typing import Any
+
+from marshmallow import ValidationError
+from sqlalchemy import Select, case, exists, func, insert, literal, or_, select
+
+from pharmacy import audit
+from pharmacy.catalog.domain import default_formulary_includes, pinyin_keys
+from pharmacy.catalog.models import Drug, FormularyEntry, LocalCode
+from pharmacy.catalog.schemas import DrugSchema
+from pharmacy.consortium.domain import GRASSROOTS_KINDS, SiteKind
+from pharmacy.consortium.models import Site
+from pharmacy.errors import Conflict, NotFound, PreconditionFailed, ValidationFailed
+from pharmacy.pagination import Page, PageRequest, fetch_page
+from pharmacy.unit_of_work import UnitOfWork
+
+CSV_COLUMNS = [
+    "code", "national_code", "atc_code", "generic_name", "brand_name", "manufacturer", "dosage_form",
+    "strength_amount", "strength_unit", "dispensing_unit", "pack_size", "essential", "insurance_class",
+    "controlled_class", "special_storage", "equivalence_group", "active",
+]
+REQUIRED_COLUMNS = {name for name, f in DrugSchema().fields.items() if f.required}
+MAX_REPORTED_ERRORS = 1000
+
+
+def _with_pinyin(values: dict[str, Any]) -> dict[str, Any]:
+    if "generic_name" in values:
+        values["pinyin_initials"], values["pinyin_full"] = pinyin_keys(values["generic_name"])
+    return values
+
+
+def create_drug(uow: UnitOfWork, data: Mapping[str, Any]) -> Drug:
+    """Add a drug to the consortium catalog."""
+    with uow:
+        if uow.session.scalars(select(Drug.id).where(Drug.code == data["code"])).first():
+            raise Conflict(f"drug code {data['code']} already exists", {"code": data["code"]})
+        drug = Drug(consortium_id=uow.principal.consortium_id, **_with_pinyin(dict(data)))
+        uow.session.add(drug)
+        uow.commit()
+        return drug
+
+
+def get_drug(uow: UnitOfWork, drug_id: int) -> Drug:
+    with uow:
+        return uow.get(Drug, drug_id, what="drug")
+
+
+def update_drug(uow: UnitOfWork, drug_id: int, changes: Mapping[str, Any], if_match: int) -> Drug:
+    """Change a drug if the caller saw its current version (ETag); retiring is ``active = False``."""
+    with uow:
+        drug = uow.get(Drug, drug_id, for_update=True, what="drug")
+        if drug.version != if_match:
+            raise PreconditionFailed(
+                f"drug {drug.code} was changed by someone else (now version {drug.version}, you sent"
+                f" {if_match}); reload it and apply your change again")
+        values = _with_pinyin(dict(changes))
+        if any(getattr(drug, key) != value for key, value in values.items()):
+            for key, value in values.items():
+                setattr(drug, key, value)
+            drug.version += 1
+        uow.commit()
+        return drug
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def search_drugs(uow: UnitOfWork, page: PageRequest, *, q: str | None = None, active: bool | None = None,
+                 essential: bool | None = None, equivalence_group: str | None = None) -> Page[Drug]:
+    """Find drugs by code, national code, generic or brand name, or pinyin; best matches first.
+
+    Ranking: exact code, code prefix, pinyin-initials prefix, name prefix, full-pinyin prefix, then
+    anything containing the query; shorter names first within a rank.
+    """
+    with uow:
+        stmt: Select[Any] = select(Drug)
+        if active is not None:
+            stmt = stmt.where(Drug.active.is_(active))
+        if essential is not None:
+            stmt = stmt.where(Drug.essential.is_(essential))
+        if equivalence_group is not None:
+            stmt = stmt.where(Drug.equivalence_group == equivalence_group)
+        if not q:
+            return fetch_page(uow.session, stmt.order_by(Drug.code), page)
+        term = q.strip().lower()
+        prefix, infix = _escape_like(term) + "%", "%" + _escape_like(term) + "%"
+        code, national = func.lower(Drug.code), func.lower(func.coalesce(Drug.national_code, ""))
+        name, brand = func.lower(Drug.generic_name), func.lower(func.coalesce(Drug.brand_name, ""))
+        rank = case(
+            (or_(code == term, national == term), literal(0)),
+            (code.like(prefix, escape="\\"), literal(1)),
+            (Drug.pinyin_initials.like(prefix, escape="\\"), literal(2)),
+            (or_(name.like(prefix, escape="\\"), brand.like(prefix, escape="\\")), literal(3)),
+            (Drug.pinyin_full.like(prefix, escape="\\"), literal(4)),
+            else_=literal(5),
+        )
+        stmt = stmt.where(or_(
+            national == term, code.like(infix, escape="\\"), name.like(infix, escape="\\"),
+            brand.like(infix, escape="\\"), Drug.pinyin_initials.like(infix, escape="\\"),
+            Drug.pinyin_full.like(infix, escape="\\"),
+        )).order_by(rank, func.length(Drug.generic_name), Drug.code)
+        return fetch_page(uow.session, stmt, page)
+
+
+def resolve_code(uow: UnitOfWork, code: str, site_id: int | None = None) -> Drug:
+    """The drug a code means: a consortium code, a national code, or the site's local code, in that order."""
+    with uow:
+        site_id = site_id if site_id is not None else uow.principal.site_id
+        drug = uow.session.scalars(select(Drug).where(Drug.code == code)).first()
+        if drug is None:
+            drug = uow.session.scalars(select(Drug).where(Drug.national_code == code).order_by(
+                Drug.active.desc(), Drug.id)).first()
+        if drug is None and site_id is not None:
+            drug = uow.session.scalars(select(Drug).join(LocalCode, LocalCode.drug_id == Drug.id).where(
+                LocalCode.site_id == site_id, LocalCode.local_code == code)).first()
+        if drug is None:
+            where = f" or as a local code of site {site_id}" if site_id is not None else ""
+            raise NotFound(f"no drug has code {code} in the consortium catalog, as a national code{where}")
+        return drug
+
+
+def map_local_code(uow: UnitOfWork, site_id: int, local_code: str, drug_id: int) -> LocalCode:
+    """Map a member system's local code to a catalog drug (one mapping per site and code)."""
+    with uow:
+        uow.get(Site, site_id, what="site")
+        uow.get(Drug, drug_id, what="drug")
+        existing = uow.session.scalars(select(LocalCode).where(
+            LocalCode.site_id == site_id, LocalCode.local_code == local_code)).first()
+        if existing is not None and existing.drug_id != drug_id:
+            raise Conflict(f"local code {local_code} of site {site_id} already maps to drug {existing.drug_id}",
+                           {"local_code": local_code})
+        if existing is None:
+            existing = LocalCode(consortium_id=uow.principal.consortium_id, site_id=site_id,
+                                 local_code=local_code, drug_id=drug_id)
+            uow.session.add(existing)
+        uow.commit()
+        return existing
+
+
+def list_local_codes(uow: UnitOfWork, page: PageRequest, *, site_id: int | None = None,
+                     drug_id: int | None = None) -> Page[LocalCode]:
+    with uow:
+        stmt = select(LocalCode).order_by(LocalCode.site_id, LocalCode.local_code)
+        if site_id is not None:
+            stmt = stmt.where(LocalCode.site_id == site_id)
+        if drug_id is not None:
+            stmt = stmt.where(LocalCode.drug_id == drug_id)
+        return fetch_page(uow.session, stmt, page)
+
+
+# Formularies -----------------------------------------------------------------------------------
+
+def site_formulary(uow: UnitOfWork, site_id: int, page: PageRequest) -> Page[tuple[Drug, bool]]:
+    """The active drugs a site may dispense, each with whether it is there by extension."""
+    with uow:
+        site = uow.get(Site, site_id, what="site")
+        extended = exists().where(FormularyEntry.site_id == site.id, FormularyEntry.drug_id == Drug.id)
+        stmt = select(Drug, extended.label("extended")).where(Drug.active.is_(True))
+        if SiteKind(site.kind) in GRASSROOTS_KINDS:
+            stmt = stmt.where(or_(Drug.essential.is_(True), extended))
+        stmt = stmt.order_by(Drug.code)
+        total = uow.session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
+        rows = uow.session.execute(stmt.limit(page.page_size).offset((page.page - 1) * page.page_size)).all()
+        return Page([(drug, bool(ext)) for drug, ext in rows], total)
+
+
+def site_may_dispense(uow: UnitOfWork, site_id: int, drug_id: int) -> bool:
+    with uow:
+        site = uow.get(Site, site_id, what="site")
+        drug = uow.get(Drug, drug_id, what="drug")
+        if not drug.active:
+            return False
+        if default_formulary_includes(SiteKind(site.kind), drug.essential):
+            return True
+        return uow.session.scalars(select(FormularyEntry.id).where(
+            FormularyEntry.site_id == site_id, FormularyEntry.drug_id == drug_id)).first() is not None
+
+
+def extend_formulary(uow: UnitOfWork, site_id: int, drug_id: int, note: str = "") -> FormularyEntry:
+    """Let a site dispense a drug beyond its default list."""
+    with uow:
+        uow.get(Site, site_id, what="site")
+        drug = uow.get(Drug, drug_id, what="drug")
+        if not drug.active:
+            raise ValidationFailed(f"drug {drug.code} is retired", {"drug_id": drug_id})
+        entry = uow.session.scalars(select(FormularyEntry).where(
+            FormularyEntry.site_id == site_id, FormularyEntry.drug_id == drug_id)).first()
+        if entry is None:
+            entry = FormularyEntry(consortium_id=uow.principal.consortium_id, site_id=site_id, drug_id=drug_id,
+                                   note=note)
+            uow.session.add(entry)
+        uow.commit()
+        return entry
+
+
+def remove_formulary_extension(uow: UnitOfWork, site_id: int, drug_id: int) -> None:
+    with uow:
+        entry = uow.session.scalars(select(FormularyEntry).where(
+            FormularyEntry.site_id == site_id, FormularyEntry.drug_id == drug_id)).first()
+        if entry is None:
+            raise NotFound(f"drug {drug_id} is not an extension of site {site_id}'s formulary")
+        uow.session.delete(entry)
+        uow.commit()
+
+
+# CSV import and export -------------------------------------------------------------------------
+
+def _rows(text: str) -> tuple[list[str], Iterable[tuple[int, dict[str, str | None]]]]:
+    reader = csv.DictReader(io.StringIO(text))
+    header = [h.strip() for h in (reader.fieldnames or [])]
+    reader.fieldnames = header
+
+    def rows() -> Iterable[tuple[int, dict[str, str | None]]]:
+        for row in reader:
+            if row.get(None):  # type: ignore[call-overload]
+                yield reader.line_num, {"__extra__": "more cells than columns"}
+                continue
+            cleaned = {k: (v.strip() if isinstance(v, str) else v) for k, v in row.items()}
+            if not any(cleaned.values()):
+                continue
+            yield reader.line_num, {k: (v if v != "" else None) for k, v in cleaned.items()}
+
+    return header, rows()
+
+
+def _comparable(value: Any) -> Any:
+    return Decimal(value).normalize() if isinstance(value, Decimal) else value
+
+
+def import_drugs_csv(uow: UnitOfWork, text: str) -> dict[str, int]:
+    """Import drugs from CSV: all rows or none.
+
+    Every bad row is reported with its line, column and reason. A row whose code exists updates that
+    drug only if something differs, so importing the same file again changes nothing.
+    """
+    header, rows = _rows(text)
+    errors: list[dict[str, Any]] = []
+    unknown = [h for h in header if h not in CSV_COLUMNS]
+    missing = sorted(REQUIRED_COLUMNS - set(header))
+    for column in unknown:
+        errors.append({"line": 1, "column": column, "reason": "unknown column"})
+    for column in missing:
+        errors.append({"line": 1, "column": column, "reason": "required column is missing"})
+    if errors:
+        raise ValidationFailed("the CSV header is wrong; expected columns: " + ",".join(CSV_COLUMNS), errors)
+
+    schema = DrugSchema()
+    parsed: dict[str, tuple[int, dict[str, Any]]] = {}
+    for line, row in rows:
+        if "__extra__" in row:
+            errors.append({"line": line, "column": None, "reason": row["__extra__"]})
+            continue
+        present = {k: v for k, v in row.items() if v is not None}
+        try:
+            values = schema.load(present)
+        except ValidationError as error:
+            for column, reasons in sorted(error.normalized_messages().items()):
+                reason = "; ".join(reasons) if isinstance(reasons, list) else str(reasons)
+                errors.append({"line": line, "column": column, "reason": reason})
+            continue
+        if values["code"] in parsed:
+            errors.append({"line": line, "column": "code",
+                           "reason": f"code {values['code']} is also on line {parsed[values['code']][0]}"})
+            continue
+        for column in CSV_COLUMNS:  # an empty optional cell clears the field
+            values.setdefault(column, None)
+        parsed[values["code"]] = (line, values)
+        if len(errors) >= MAX_REPORTED_ERRORS:
+            break
+    if errors:
+        raise ValidationFailed(f"{len(errors)} problems in the CSV; nothing was imported", errors)
+
+    with uow:
+        existing = {d.code: d for d in uow.session.scalars(select(Drug).where(Drug.code.in_(list(parsed))))}
+        new_rows, updated = [], 0
+        for code, (_, values) in parsed.items():
+            drug = existing.get(code)
+            if drug is None:
+                new_rows.append({**_with_pinyin(values), "consortium_id": uow.principal.consortium_id})
+                continue
+            changed = {k: v for k, v in values.items() if _comparable(getattr(drug, k)) != _comparable(v)}
+            if changed:
+                for key, value in _with_pinyin(changed).items():
+                    setattr(drug, key, value)
+                drug.version += 1
+                updated += 1
+        uow.session.flush()
+        for start in range(0, len(new_rows), 2000):
+            uow.session.execute(insert(Drug), new_rows[start:start + 2000])
+        result = {"created": len(new_rows), "updated": updated, "unchanged": len(parsed) - len(new_rows) - updated}
+        if new_rows or updated:
+            audit.record(uow.session, "import", "Drug", "csv",
+                         f"catalog import: {result['created']} created, {result['updated']} updated")
+        uow.commit()
+        return result
+
+
+def export_drugs_csv(uow: UnitOfWork) -> str:
+    """The whole catalog as CSV, in the import's columns (so an export re-imports unchanged)."""
+    with uow:
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(CSV_COLUMNS)
+        columns = [getattr(Drug, c) for c in CSV_COLUMNS]
+        for row in uow.session.execute(select(*columns).order_by(Drug.code)):
+            writer.writerow(["" if v is None else (str(v).lower() if isinstance(v, bool) else
+                                                   format(Decimal(v).normalize(), "f") if isinstance(v, Decimal)
+                                                   else v) for v in row])
+        return out.getvalue()
+

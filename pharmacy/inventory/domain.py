@@ -1,0 +1,122 @@
+"""Stock rules as plain Python: movement kinds and reasons, and first-expiry first-out allocation."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import date
+from enum import StrEnum
+
+from pharmacy.errors import OutOfStock, ValidationFailed
+
+
+class MovementKind(StrEnum):
+    RECEIPT = "receipt"
+    DISPENSE = "dispense"
+    TRANSFER_OUT = "transfer_out"
+    TRANSFER_IN = "transfer_in"
+    COUNT_ADJUSTMENT = "count_adjustment"
+    EXPIRY_WRITE_OFF = "expiry_write_off"
+    RETURN = "return"
+    REVERSAL = "reversal"
+
+
+class CauseType(StrEnum):
+    PRESCRIPTION = "prescription"
+    TRANSFER = "transfer"
+    PURCHASE_ORDER = "purchase_order"
+    COUNT = "count"
+    MANUAL = "manual"
+
+
+# Which reason codes each kind of movement accepts, and the sign its quantity must have
+# (+1 adds stock, -1 removes it, 0 either way).
+REASONS: dict[MovementKind, tuple[int, frozenset[str]]] = {
+    MovementKind.RECEIPT: (+1, frozenset({"purchase", "donation", "opening_balance", "central_allocation"})),
+    MovementKind.DISPENSE: (-1, frozenset({"prescription", "emergency"})),
+    MovementKind.TRANSFER_OUT: (-1, frozenset({"redistribution", "shortage_cover", "near_expiry"})),
+    MovementKind.TRANSFER_IN: (+1, frozenset({"redistribution", "shortage_cover", "near_expiry"})),
+    MovementKind.COUNT_ADJUSTMENT: (0, frozenset({"count_difference"})),
+    MovementKind.EXPIRY_WRITE_OFF: (-1, frozenset({"expired", "recalled", "damaged"})),
+    MovementKind.RETURN: (0, frozenset({"patient_return", "return_to_supplier"})),
+    MovementKind.REVERSAL: (0, frozenset({"entry_error"})),
+}
+# Patients return stock to the shelf; stock goes back to suppliers off it.
+RETURN_SIGN = {"patient_return": +1, "return_to_supplier": -1}
+
+
+def check_movement(kind: MovementKind, reason_code: str, quantity: int) -> None:
+    """Refuse a movement whose reason or sign does not fit its kind."""
+    sign, reasons = REASONS[kind]
+    if reason_code not in reasons:
+        raise ValidationFailed(
+            f"reason code {reason_code!r} is not valid for a {kind.value} movement; use one of: "
+            + ", ".join(sorted(reasons)), {"reason_code": reason_code})
+    if quantity == 0:
+        raise ValidationFailed("a movement changes the quantity: it cannot be zero", {"quantity": 0})
+    if kind is MovementKind.RETURN:
+        sign = RETURN_SIGN[reason_code]
+    if sign and (quantity > 0) != (sign > 0):
+        direction = "adds" if sign > 0 else "removes"
+        raise ValidationFailed(f"a {kind.value} ({reason_code}) {direction} stock; the quantity sign is wrong",
+                               {"quantity": quantity})
+
+
+@dataclass(frozen=True)
+class LotStock:
+    """What allocation needs to know of a lot."""
+
+    lot_id: int
+    lot_number: str
+    expiry_date: date
+    on_hand: int
+    reserved: int = 0
+
+    @property
+    def available(self) -> int:
+        return self.on_hand - self.reserved
+
+
+@dataclass(frozen=True)
+class Allocation:
+    lot_id: int
+    lot_number: str
+    expiry_date: date
+    quantity: int
+
+
+def is_usable(lot: LotStock, today: date, supply_until: date) -> bool:
+    """A lot is usable if it is not expired and lasts until the patient's supply ends."""
+    return lot.expiry_date >= today and lot.expiry_date >= supply_until
+
+
+def usable_quantity(lots: Iterable[LotStock], today: date, supply_until: date) -> int:
+    return sum(max(lot.available, 0) for lot in lots if is_usable(lot, today, supply_until))
+
+
+def allocate_fefo(lots: Sequence[LotStock], quantity: int, today: date, supply_until: date,
+                  *, drug: str = "the drug") -> list[Allocation]:
+    """Choose lots first-expiry first-out for ``quantity`` units.
+
+    Skips expired lots and lots that expire before ``supply_until``; ties on expiry go to the lot with
+    less available stock first (to empty part-used lots), then by lot number, so the choice is stable.
+    Raises :class:`OutOfStock` saying how much is usable when there is not enough.
+    """
+    if quantity <= 0:
+        raise ValidationFailed("the quantity to allocate must be positive", {"quantity": quantity})
+    usable = sorted((lot for lot in lots if is_usable(lot, today, supply_until) and lot.available > 0),
+                    key=lambda lot: (lot.expiry_date, lot.available, lot.lot_number, lot.lot_id))
+    total = sum(lot.available for lot in usable)
+    if total < quantity:
+        raise OutOfStock(
+            f"not enough usable stock of {drug}: {quantity} wanted, {total} usable "
+            f"(unexpired on {supply_until.isoformat()} and not reserved)",
+            {"wanted": quantity, "usable": total, "supply_until": supply_until.isoformat()})
+    allocations, remaining = [], quantity
+    for lot in usable:
+        take = min(lot.available, remaining)
+        allocations.append(Allocation(lot.lot_id, lot.lot_number, lot.expiry_date, take))
+        remaining -= take
+        if remaining == 0:
+            break
+    return allocations

@@ -1,0 +1,174 @@
+from __future__ import annotations
+
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+
+from pharmacy.inventory.domain import CauseType, MovementKind
+
+QUANTITY = {"strict": True, "validate": validate.Range(min=1, max=10_000_000)}
+CAUSE_TYPES = [c.value for c in CauseType]
+
+
+class CauseFields(Schema):
+    cause_type = fields.String(validate=validate.OneOf(CAUSE_TYPES))
+    cause_id = fields.String(validate=validate.Length(1, 60))
+
+    @validates_schema
+    def _both_or_neither(self, data: dict, **kwargs: object) -> None:
+        if ("cause_type" in data) != ("cause_id" in data):
+            raise ValidationError("give cause_type and cause_id together", "cause_id")
+
+
+class ReceiptSchema(CauseFields):
+    site_id = fields.Integer(required=True)
+    drug_id = fields.Integer(required=True)
+    lot_number = fields.String(required=True, validate=validate.Length(1, 60))
+    expiry_date = fields.Date(required=True)
+    quantity = fields.Integer(required=True, **QUANTITY)
+    unit = fields.String(load_default="unit", validate=validate.OneOf(["unit", "pack"]),
+                         metadata={"description": "quantity in dispensing units (default) or in packs"})
+    reason_code = fields.String(load_default="purchase", validate=validate.Length(1, 40))
+    note = fields.String(load_default="", validate=validate.Length(max=1000))
+
+
+class MovementInputSchema(CauseFields):
+    kind = fields.String(required=True, validate=validate.OneOf([k.value for k in MovementKind]))
+    quantity = fields.Integer(required=True, strict=True, validate=validate.Range(min=-10_000_000, max=10_000_000),
+                              metadata={"description": "signed: negative removes stock"})
+    reason_code = fields.String(required=True, validate=validate.Length(1, 40))
+    note = fields.String(load_default="", validate=validate.Length(max=1000))
+
+
+class ReversalSchema(Schema):
+    note = fields.String(required=True, validate=validate.Length(1, 1000),
+                         metadata={"description": "why the original movement was wrong"})
+
+
+class MovementSchema(Schema):
+    id = fields.Integer()
+    lot_id = fields.Integer()
+    site_id = fields.Integer()
+    drug_id = fields.Integer()
+    kind = fields.String()
+    quantity = fields.Integer()
+    reason_code = fields.String()
+    note = fields.String()
+    actor = fields.String()
+    cause_type = fields.String(allow_none=True)
+    cause_id = fields.String(allow_none=True)
+    reverses_id = fields.Integer(allow_none=True)
+    at = fields.DateTime()
+
+
+class LotSchema(Schema):
+    id = fields.Integer()
+    site_id = fields.Integer()
+    drug_id = fields.Integer()
+    lot_number = fields.String()
+    expiry_date = fields.Date()
+    quantity = fields.Integer()
+    reserved = fields.Integer()
+    available = fields.Method("_available")
+
+    def _available(self, lot: object) -> int:
+        return lot.quantity - lot.reserved  # type: ignore[attr-defined, no-any-return]
+
+
+class StockCardSchema(Schema):
+    lot = fields.Nested(LotSchema)
+    movements = fields.List(fields.Nested(MovementSchema))
+
+
+class ReservationInputSchema(Schema):
+    site_id = fields.Integer(required=True)
+    drug_id = fields.Integer(required=True)
+    quantity = fields.Integer(required=True, **QUANTITY)
+    supply_until = fields.Date(required=True, metadata={"description": "lots must last until this day"})
+    cause_type = fields.String(required=True, validate=validate.OneOf(CAUSE_TYPES))
+    cause_id = fields.String(required=True, validate=validate.Length(1, 60))
+
+
+class ReservationSchema(Schema):
+    id = fields.Integer()
+    lot_id = fields.Integer()
+    site_id = fields.Integer()
+    drug_id = fields.Integer()
+    quantity = fields.Integer()
+    status = fields.String()
+    cause_type = fields.String()
+    cause_id = fields.String()
+    supply_until = fields.Date()
+
+
+class LotChoiceSchema(Schema):
+    lot_id = fields.Integer(required=True)
+    quantity = fields.Integer(required=True, **QUANTITY)
+
+
+class DispenseInputSchema(ReservationInputSchema):
+    lots = fields.List(fields.Nested(LotChoiceSchema), metadata={"description": "only to override FEFO"})
+    lot_reason = fields.String(load_default="", validate=validate.Length(max=500))
+
+
+class CountLineSchema(Schema):
+    lot_id = fields.Integer()
+    drug_id = fields.Integer()
+    lot_number = fields.String(validate=validate.Length(1, 60))
+    expiry_date = fields.Date()
+    counted = fields.Integer(required=True, strict=True, validate=validate.Range(min=0, max=10_000_000))
+
+
+class StocktakeInputSchema(Schema):
+    site_id = fields.Integer(required=True)
+    note = fields.String(load_default="", validate=validate.Length(max=1000))
+    lines = fields.List(fields.Nested(CountLineSchema), required=True, validate=validate.Length(min=1, max=20000))
+
+
+class StocktakeSchema(Schema):
+    id = fields.Integer()
+    site_id = fields.Integer()
+    counted_by = fields.String()
+    note = fields.String()
+    lines_counted = fields.Integer()
+    lines_adjusted = fields.Integer()
+    at = fields.DateTime()
+
+
+class StockLevelSchema(Schema):
+    site_id = fields.Integer()
+    drug_id = fields.Integer()
+    on_hand = fields.Integer()
+    reserved = fields.Integer()
+    usable = fields.Integer(metadata={"description": "unexpired and not reserved"})
+    expired = fields.Integer()
+    near_expiry = fields.Integer()
+    lots = fields.Integer()
+
+
+class StockQuerySchema(Schema):
+    site_id = fields.Integer()
+    drug_id = fields.Integer()
+    near_expiry_days = fields.Integer(validate=validate.Range(1, 3650))
+
+
+class LotQuerySchema(Schema):
+    site_id = fields.Integer()
+    drug_id = fields.Integer()
+    include_empty = fields.Boolean(load_default=False)
+
+
+class NearExpiryQuerySchema(Schema):
+    days = fields.Integer(load_default=90, validate=validate.Range(1, 3650))
+    site_id = fields.Integer()
+
+
+class LedgerMismatchSchema(Schema):
+    lot_id = fields.Integer()
+    quantity = fields.Integer()
+    ledger_sum = fields.Integer()
+    reserved = fields.Integer()
+    held_sum = fields.Integer()
+
+
+class LedgerCheckSchema(Schema):
+    consistent = fields.Boolean()
+    mismatches = fields.List(fields.Nested(LedgerMismatchSchema))
