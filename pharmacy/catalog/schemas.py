@@ -1,6 +1,8 @@
 from __future__ import annotations
 
-from marshmallow import Schema, fields, validate
+from decimal import Decimal
+
+from marshmallow import Schema, ValidationError, fields, validate
 
 from pharmacy.catalog.domain import ControlledClass, InsuranceClass, SpecialStorage
 
@@ -10,6 +12,12 @@ CODE = validate.Regexp(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,39}$",
 
 def _choices(enum: type) -> validate.OneOf:
     return validate.OneOf([member.value for member in enum])  # type: ignore[attr-defined]
+
+
+def _positive(value: Decimal) -> None:
+    # A function, not validate.Range: Range's Decimal bound would reach the OpenAPI document as a string.
+    if value <= 0:
+        raise ValidationError("must be greater than 0")
 
 
 class DrugFieldsSchema(Schema):
@@ -23,8 +31,7 @@ class DrugFieldsSchema(Schema):
     brand_name = fields.String(allow_none=True, validate=validate.Length(max=200))
     manufacturer = fields.String(allow_none=True, validate=validate.Length(max=200))
     dosage_form = fields.String(required=True, validate=validate.Length(1, 60))
-    strength_amount = fields.Decimal(required=True, places=4, as_string=True,
-                                     validate=validate.Range(min=0, min_inclusive=False))
+    strength_amount = fields.Decimal(required=True, places=4, as_string=True, validate=_positive)
     strength_unit = fields.String(required=True, validate=validate.Length(1, 20))
     dispensing_unit = fields.String(required=True, validate=validate.Length(1, 20))
     pack_size = fields.Integer(required=True, strict=False, validate=validate.Range(min=1, max=100000),

@@ -220,7 +220,7 @@ def _rows(text: str) -> tuple[list[str], Iterable[tuple[int, dict[str, str | Non
 
     def rows() -> Iterable[tuple[int, dict[str, str | None]]]:
         for row in reader:
-            if row.get(None):  # type: ignore[call-overload]
+            if row.get(None):  # type: ignore[call-overload,unused-ignore]
                 yield reader.line_num, {"__extra__": "more cells than columns"}
                 continue
             cleaned = {k: (v.strip() if isinstance(v, str) else v) for k, v in row.items()}

@@ -4,7 +4,10 @@ from marshmallow import Schema, ValidationError, fields, validate, validates_sch
 
 from pharmacy.inventory.domain import CauseType, MovementKind
 
-QUANTITY = {"strict": True, "validate": validate.Range(min=1, max=10_000_000)}
+
+def quantity_field(**kwargs: object) -> fields.Integer:
+    """A whole, positive number of dispensing units: fractions and strings are refused."""
+    return fields.Integer(strict=True, validate=validate.Range(min=1, max=10_000_000), **kwargs)  # type: ignore[arg-type]
 CAUSE_TYPES = [c.value for c in CauseType]
 
 
@@ -23,7 +26,7 @@ class ReceiptSchema(CauseFields):
     drug_id = fields.Integer(required=True)
     lot_number = fields.String(required=True, validate=validate.Length(1, 60))
     expiry_date = fields.Date(required=True)
-    quantity = fields.Integer(required=True, **QUANTITY)
+    quantity = quantity_field(required=True)
     unit = fields.String(load_default="unit", validate=validate.OneOf(["unit", "pack"]),
                          metadata={"description": "quantity in dispensing units (default) or in packs"})
     reason_code = fields.String(load_default="purchase", validate=validate.Length(1, 40))
@@ -70,7 +73,7 @@ class LotSchema(Schema):
     available = fields.Method("_available")
 
     def _available(self, lot: object) -> int:
-        return lot.quantity - lot.reserved  # type: ignore[attr-defined, no-any-return]
+        return lot.quantity - lot.reserved  # type: ignore[attr-defined]
 
 
 class StockCardSchema(Schema):
@@ -81,7 +84,7 @@ class StockCardSchema(Schema):
 class ReservationInputSchema(Schema):
     site_id = fields.Integer(required=True)
     drug_id = fields.Integer(required=True)
-    quantity = fields.Integer(required=True, **QUANTITY)
+    quantity = quantity_field(required=True)
     supply_until = fields.Date(required=True, metadata={"description": "lots must last until this day"})
     cause_type = fields.String(required=True, validate=validate.OneOf(CAUSE_TYPES))
     cause_id = fields.String(required=True, validate=validate.Length(1, 60))
@@ -101,7 +104,7 @@ class ReservationSchema(Schema):
 
 class LotChoiceSchema(Schema):
     lot_id = fields.Integer(required=True)
-    quantity = fields.Integer(required=True, **QUANTITY)
+    quantity = quantity_field(required=True)
 
 
 class DispenseInputSchema(ReservationInputSchema):

@@ -303,10 +303,11 @@ def _choose_lots(all_lots: dict[int, Lot], held: list[Reservation], quantity: in
     by_id = {s.lot_id: s for s in stocks}
     plan = []
     for choice in chosen:
-        stock = by_id.get(choice.lot_id)
-        if stock is None:
+        found = by_id.get(choice.lot_id)
+        if found is None:
             raise ValidationFailed(f"lot {choice.lot_id} is not stock of drug {drug_code} at this site",
                                    {"lots": choice.lot_id})
+        stock = found
         if not is_usable(stock, today, supply_until):
             raise ValidationFailed(f"lot {stock.lot_number} expires on {stock.expiry_date.isoformat()}, before "
                                    f"the supply ends on {supply_until.isoformat()}", {"lots": choice.lot_id})
