@@ -181,7 +181,9 @@ def reserve_stock(uow: UnitOfWork, site_id: int, drug_id: int, quantity: int, su
     with uow:
         uow.ensure_acts_for(site_id, what=f"site {site_id}")
         uow.get(Site, site_id, what="site")
-        return hold_stock(uow, site_id, drug_id, quantity, supply_until, cause)
+        reservations = hold_stock(uow, site_id, drug_id, quantity, supply_until, cause)
+        uow.commit()
+        return reservations
 
 
 def _held(uow: UnitOfWork, cause: Cause, site_id: int | None = None, drug_id: int | None = None) -> list[Reservation]:
