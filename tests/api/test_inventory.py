@@ -64,7 +64,8 @@ def test_bad_receipts_are_refused_and_nothing_is_written(client, world: World, a
 
 
 def test_another_sites_stock_cannot_be_touched(client, world: World, amx):
-    lot_id = receive(client, world.a, "C2", amx["id"], "B1", "2027-06-30", 10, role="pharmacist_c2").get_json()["lot_id"]
+    received = receive(client, world.a, "C2", amx["id"], "B1", "2027-06-30", 10, role="pharmacist_c2")
+    lot_id = received.get_json()["lot_id"]
     assert_problem(receive(client, world.a, "C2", amx["id"], "B1", "2027-06-30", 10), 403, "may not act")
     assert_problem(client.post(f"/api/inventory/lots/{lot_id}/movements", headers=world.a.headers("pharmacist"),
                                json={"kind": "expiry_write_off", "quantity": -1, "reason_code": "damaged"}), 403)
