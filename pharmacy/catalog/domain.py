@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from enum import StrEnum
+from functools import lru_cache
 
 from pypinyin import Style, lazy_pinyin
 
@@ -31,11 +32,25 @@ class SpecialStorage(StrEnum):
     LIGHT_PROTECTED = "light_protected"
 
 
+@lru_cache(maxsize=65536)
 def pinyin_keys(generic_name: str) -> tuple[str, str]:
-    """(initials, full pinyin) of a Chinese generic name, lower case; other characters pass through."""
+    """(initials, full pinyin) of a Chinese generic name, lower case; other characters pass through.
+
+    Cached: a catalog repeats each generic name across forms, strengths and makers.
+    """
     initials = "".join(lazy_pinyin(generic_name, style=Style.FIRST_LETTER, errors="default"))
     full = "".join(lazy_pinyin(generic_name, errors="default"))
     return initials.lower().replace(" ", ""), full.lower().replace(" ", "")
+
+
+SEARCH_KEY_SEPARATOR = "\x1f"
+
+
+def search_key(code: str, national_code: str | None, generic_name: str, brand_name: str | None) -> str:
+    """One lower-case text holding everything a pharmacist may type, so a search scans one column."""
+    initials, full = pinyin_keys(generic_name)
+    parts = (code, national_code or "", generic_name, brand_name or "", initials, full)
+    return SEARCH_KEY_SEPARATOR.join(part.lower() for part in parts)
 
 
 def default_formulary_includes(site_kind: SiteKind, essential: bool) -> bool:

@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import Boolean, ForeignKey, Index, Integer, Numeric, String, UniqueConstraint
+from sqlalchemy import Boolean, ForeignKey, Index, Integer, Numeric, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from pharmacy.db import Base, UTCDateTime, utcnow
@@ -29,6 +29,7 @@ class Drug(ConsortiumOwned, Base):
     # Pinyin of the generic name, so pharmacists can type "amxl" for 阿莫西林.
     pinyin_initials: Mapped[str] = mapped_column(String(200), default="")
     pinyin_full: Mapped[str] = mapped_column(String(400), default="")
+    search_key: Mapped[str] = mapped_column(Text, default="")
     brand_name: Mapped[str | None] = mapped_column(String(200))
     manufacturer: Mapped[str | None] = mapped_column(String(200))
     dosage_form: Mapped[str] = mapped_column(String(60))

@@ -28,6 +28,7 @@ def upgrade() -> None:
     sa.Column('generic_name', sa.String(length=200), nullable=False),
     sa.Column('pinyin_initials', sa.String(length=200), nullable=False),
     sa.Column('pinyin_full', sa.String(length=400), nullable=False),
+    sa.Column('search_key', sa.Text(), nullable=False),
     sa.Column('brand_name', sa.String(length=200), nullable=True),
     sa.Column('manufacturer', sa.String(length=200), nullable=True),
     sa.Column('dosage_form', sa.String(length=60), nullable=False),
