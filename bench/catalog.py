@@ -58,7 +58,7 @@ def make_csv(count: int, seed: int = 7) -> str:
 
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 def main() -> None:
@@ -114,7 +114,7 @@ def main() -> None:
     for _ in range(5):
         for query in QUERIES:
             started = time.perf_counter()
-            page = search_drugs(uow, PageRequest(1, 20), q=query)
+            search_drugs(uow, PageRequest(1, 20), q=query)
             timings.append((time.perf_counter() - started) * 1000)
     bare: list[float] = []
     like = text("SELECT id FROM drugs WHERE consortium_id = :c AND search_key LIKE :p ORDER BY code LIMIT 20")
