@@ -109,6 +109,21 @@ def create_user_command(consortium_code: str, role: str, site_code: str | None, 
     click.echo(f"user {username} created")
 
 
+@main.command("check-ledger")
+@with_appcontext
+def check_ledger_command() -> None:
+    """Prove that every lot's quantity equals the sum of its movements (all consortia)."""
+    from pharmacy.inventory.services import check_ledger
+
+    mismatches = check_ledger(_uow())
+    for m in mismatches:
+        click.echo(f"lot {m.lot_id}: quantity {m.quantity}, movements sum {m.ledger_sum}; "
+                   f"reserved {m.reserved}, held reservations {m.held_sum}")
+    if mismatches:
+        raise click.ClickException(f"{len(mismatches)} lots disagree with the ledger")
+    click.echo("ledger consistent: every lot equals the sum of its movements")
+
+
 @main.command("scheduler")
 @with_appcontext
 def scheduler_command() -> None:

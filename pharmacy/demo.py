@@ -1,15 +1,20 @@
-"""A demo consortium to try the service with: a city "1+X" consortium of 20 sites."""
+"""A demo consortium to try the service with: a city "1+X" consortium of 20 sites, a catalog, stock."""
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass
+from datetime import timedelta
+from decimal import Decimal
 
 from flask import Flask
 from sqlalchemy import func, select
 
 from pharmacy.accounts.services import create_api_key
+from pharmacy.catalog.services import create_drug
 from pharmacy.consortium.models import Consortium
 from pharmacy.consortium.services import create_consortium, create_site
+from pharmacy.inventory.services import receive_stock
 from pharmacy.principal import SYSTEM, Role, system_for
 from pharmacy.unit_of_work import UnitOfWork
 
@@ -40,6 +45,26 @@ DEMO_SITES: list[tuple[str, str, str, str | None, str, float, float, bool]] = [
 ]
 
 
+# code, generic name, form, strength, unit, dispensing unit, pack, essential, controlled, storage, group
+DEMO_DRUGS: list[tuple[str, str, str, str, str, str, int, bool, str, str, str | None]] = [
+    ("AMX250", "阿莫西林胶囊", "capsule", "250", "mg", "capsule", 24, True, "none", "none", "amoxicillin-250-oral"),
+    ("AMX250-B", "阿莫西林胶囊", "capsule", "250", "mg", "capsule", 36, True, "none", "none", "amoxicillin-250-oral"),
+    ("AML5", "苯磺酸氨氯地平片", "tablet", "5", "mg", "tablet", 28, True, "none", "none", "amlodipine-5"),
+    ("MTF500", "盐酸二甲双胍片", "tablet", "500", "mg", "tablet", 48, True, "none", "none", "metformin-500"),
+    ("ATV20", "阿托伐他汀钙片", "tablet", "20", "mg", "tablet", 7, True, "none", "none", "atorvastatin-20"),
+    ("ASP100", "阿司匹林肠溶片", "tablet", "100", "mg", "tablet", 30, True, "none", "none", "aspirin-100"),
+    ("CLP75", "硫酸氢氯吡格雷片", "tablet", "75", "mg", "tablet", 7, True, "none", "none", "clopidogrel-75"),
+    ("VAL80", "缬沙坦胶囊", "capsule", "80", "mg", "capsule", 28, True, "none", "none", "valsartan-80"),
+    ("MET47", "琥珀酸美托洛尔缓释片", "tablet", "47.5", "mg", "tablet", 7, True, "none", "none", "metoprolol-47.5"),
+    ("OME20", "奥美拉唑肠溶胶囊", "capsule", "20", "mg", "capsule", 14, True, "none", "none", "omeprazole-20"),
+    ("RIV10", "利伐沙班片", "tablet", "10", "mg", "tablet", 5, False, "none", "none", "rivaroxaban-10"),
+    ("INS-G", "甘精胰岛素注射液", "injection", "300", "IU", "pen", 1, False, "none", "cold_chain", None),
+    ("DZP2.5", "地西泮片", "tablet", "2.5", "mg", "tablet", 20, True, "psychotropic_2", "none", None),
+    ("LEV0.5", "左氧氟沙星片", "tablet", "0.5", "g", "tablet", 4, True, "none", "none", "levofloxacin-0.5"),
+    ("EUT50", "左甲状腺素钠片", "tablet", "50", "ug", "tablet", 100, True, "none", "none", "levothyroxine-50"),
+]
+
+
 @dataclass(frozen=True)
 class DemoKey:
     role: str
@@ -62,6 +87,7 @@ def load_demo(app: Flask) -> list[DemoKey] | None:
             "district": district, "latitude": lat, "longitude": lon, "dispenses": dispenses,
         })
         ids[code] = site.id
+    _load_catalog_and_stock(uow, ids)
     keys = []
     for role, site_code in ((Role.ADMIN, None), (Role.PROCUREMENT, None), (Role.PRESCRIBER, "XH-LEAD"),
                             (Role.PHARMACIST, "XH-C01")):
@@ -69,3 +95,26 @@ def load_demo(app: Flask) -> list[DemoKey] | None:
                                   ids[site_code] if site_code else None)
         keys.append(DemoKey(role.value, site_code, plain))
     return keys
+
+
+def _load_catalog_and_stock(uow: UnitOfWork, site_ids: dict[str, int]) -> None:
+    rng = random.Random(2026)
+    drugs: list[int] = []
+    for code, name, form, strength, unit, dispensing_unit, pack, essential, controlled, storage, group in DEMO_DRUGS:
+        drug = create_drug(uow, {
+            "code": code, "generic_name": name, "dosage_form": form, "strength_amount": Decimal(strength),
+            "strength_unit": unit, "dispensing_unit": dispensing_unit, "pack_size": pack, "essential": essential,
+            "controlled_class": controlled, "special_storage": storage, "equivalence_group": group,
+        })
+        drugs.append(drug.id)
+    today = uow.today()
+    for site_code, site_id in site_ids.items():
+        if site_code in {"XH-V03", "XH-V04"}:
+            continue  # non-dispensing village clinics hold no stock
+        for drug_id in rng.sample(drugs, k=rng.randint(6, len(drugs))):
+            for n in range(rng.randint(1, 3)):
+                # A few lots close to expiry, so the near-expiry views have something to show.
+                days = rng.choice([20, 45, 80, 200, 400, 700])
+                receive_stock(uow, site_id, drug_id, f"{site_code[-3:]}-{drug_id:03d}-{n}",
+                              today + timedelta(days=days), rng.choice([20, 50, 100, 200, 500]),
+                              reason_code="opening_balance")

@@ -48,6 +48,12 @@ def test_demo_loads_a_consortium_once_with_keys_that_work(committed_app):
     response = client.get("/api/sites?page_size=100", headers={"Authorization": f"Bearer {admin}"})
     assert len(response.get_json()) == len(DEMO_SITES) == 20
     assert load_demo(committed_app) is None  # a database that is not empty is left alone
+    drugs = client.get("/api/drugs?q=amxl", headers={"Authorization": f"Bearer {admin}"}).get_json()
+    assert drugs and drugs[0]["generic_name"] == "阿莫西林胶囊"
+    stock = client.get("/api/inventory/stock", headers={"Authorization": f"Bearer {admin}"}).get_json()
+    assert stock and all(row["on_hand"] > 0 for row in stock)
+    checked = run(committed_app, "check-ledger")
+    assert checked.exit_code == 0 and "ledger consistent" in checked.output
 
 
 def test_only_one_scheduler_runs_per_deployment(committed_app):
