@@ -55,7 +55,10 @@ def _register_blueprints(api: Api) -> None:
     from pharmacy.catalog.routes import blp as catalog_blp
     from pharmacy.consortium.routes import blp as consortium_blp
     from pharmacy.inventory.routes import blp as inventory_blp
+    from pharmacy.prescriptions.fhir_routes import blp as fhir_blp
+    from pharmacy.prescriptions.routes import blp as prescriptions_blp
     from pharmacy.system.routes import audit_blp, health_blp
 
-    for blp in (health_blp, consortium_blp, accounts_blp, catalog_blp, inventory_blp, audit_blp):
+    for blp in (health_blp, consortium_blp, accounts_blp, catalog_blp, inventory_blp, prescriptions_blp,
+                fhir_blp, audit_blp):
         api.register_blueprint(blp)

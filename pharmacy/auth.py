@@ -25,7 +25,8 @@ from pharmacy.principal import Principal, Role
 F = TypeVar("F", bound=Callable[..., Any])
 
 KEY_PREFIX = "cph_"
-PROTECTED_PREFIXES = ("/api/", "/fhir/")
+PROTECTED_PREFIXES = ("/api/", "/fhir")
+PUBLIC_PATHS = frozenset({"/fhir/metadata"})
 
 
 def new_api_key() -> str:
@@ -114,7 +115,7 @@ def requires(*roles: Role) -> Callable[[F], F]:
 def init_app(app: Flask) -> None:
     @app.before_request
     def _authenticate() -> None:
-        if request.path.startswith(PROTECTED_PREFIXES):
+        if request.path.startswith(PROTECTED_PREFIXES) and request.path not in PUBLIC_PATHS:
             g.principal = authenticate()
 
 

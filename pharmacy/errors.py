@@ -4,6 +4,8 @@ Every error leaves the service in one JSON shape::
 
     {"code": 404, "status": "Not Found", "message": "...", "errors": {...}}
 
+except under ``/fhir``, where errors are FHIR OperationOutcome resources.
+
 ``errors`` is present when there are details: per-field messages, itemised policy failures, bad CSV rows.
 """
 
@@ -12,7 +14,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from flask import Flask, Response, jsonify
+from flask import Flask, Response, has_request_context, jsonify, request
 from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import HTTPException, InternalServerError
 from werkzeug.http import HTTP_STATUS_CODES
@@ -73,7 +75,31 @@ class OutOfStock(DomainError):
     status = 409
 
 
+FHIR_ISSUE_CODES = {400: "invalid", 401: "login", 403: "forbidden", 404: "not-found", 405: "not-supported",
+                    409: "conflict", 412: "conflict", 422: "processing", 428: "required"}
+
+
+def operation_outcome(status: int, message: str, errors: Any) -> dict[str, Any]:
+    """The FHIR shape of an error: one issue for the message, one per itemised detail."""
+    code = FHIR_ISSUE_CODES.get(status, "exception")
+    issues: list[dict[str, Any]] = [{"severity": "error", "code": code, "diagnostics": message}]
+    details = errors if isinstance(errors, list) else [{"field": k, "reason": v} for k, v in (errors or {}).items()]
+    for detail in details:
+        if isinstance(detail, dict):
+            where = detail.get("expression") or detail.get("field")
+            issue: dict[str, Any] = {"severity": "error", "code": code,
+                     "diagnostics": str(detail.get("diagnostics") or detail.get("reason") or detail)}
+            if where:
+                issue["expression"] = [str(where)]
+            issues.append(issue)
+    return {"resourceType": "OperationOutcome", "issue": issues}
+
+
 def problem(status: int, message: str, errors: Any = None) -> tuple[Response, int]:
+    if has_request_context() and (request.path == "/fhir" or request.path.startswith("/fhir/")):
+        response = jsonify(operation_outcome(status, message, errors))
+        response.mimetype = "application/fhir+json"
+        return response, status
     body: dict[str, Any] = {
         "code": status,
         "status": HTTP_STATUS_CODES.get(status, "Error"),

@@ -6,6 +6,37 @@ from pharmacy.catalog.models import Drug, FormularyEntry, LocalCode
 from pharmacy.consortium.models import Consortium, Site
 from pharmacy.db import Base
 from pharmacy.inventory.models import Lot, Movement, Reservation, Stocktake
+from pharmacy.prescriptions.models import (
+    Dispense,
+    Prescription,
+    PrescriptionEvent,
+    PrescriptionItem,
+    Shortage,
+    TransferRequest,
+    WebhookDelivery,
+    WebhookSubscription,
+)
 
-__all__ = ["ApiKey", "AuditEntry", "Base", "Consortium", "Drug", "FormularyEntry", "LocalCode", "Lot", "Movement",
-           "Reservation", "Site", "Stocktake", "User"]
+__all__ = [
+    "ApiKey",
+    "AuditEntry",
+    "Base",
+    "Consortium",
+    "Dispense",
+    "Drug",
+    "FormularyEntry",
+    "LocalCode",
+    "Lot",
+    "Movement",
+    "Prescription",
+    "PrescriptionEvent",
+    "PrescriptionItem",
+    "Reservation",
+    "Shortage",
+    "Site",
+    "Stocktake",
+    "TransferRequest",
+    "User",
+    "WebhookDelivery",
+    "WebhookSubscription",
+]

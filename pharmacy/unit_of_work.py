@@ -94,7 +94,7 @@ class UnitOfWork:
         """
         stmt = select(model).where(model.id == ident)  # type: ignore[attr-defined]
         if for_update:
-            stmt = stmt.with_for_update()
+            stmt = stmt.with_for_update().execution_options(populate_existing=True)
         obj = self.session.scalars(stmt).one_or_none()
         if obj is None:
             raise NotFound(f"{what or model.__name__} {ident} not found")

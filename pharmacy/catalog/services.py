@@ -10,9 +10,10 @@ from typing import Any
 
 from marshmallow import ValidationError
 from sqlalchemy import Select, case, exists, func, insert, literal, or_, select
+from sqlalchemy.orm import Session
 
 from pharmacy import audit
-from pharmacy.catalog.domain import default_formulary_includes, pinyin_keys, search_key
+from pharmacy.catalog.domain import default_formulary_includes, may_dispense, pinyin_keys, search_key
 from pharmacy.catalog.models import Drug, FormularyEntry, LocalCode
 from pharmacy.catalog.schemas import DrugSchema
 from pharmacy.consortium.domain import GRASSROOTS_KINDS, SiteKind
@@ -122,21 +123,34 @@ def search_drugs(uow: UnitOfWork, page: PageRequest, *, q: str | None = None, ac
         return fetch_page(uow.session, stmt, page)
 
 
-def resolve_code(uow: UnitOfWork, code: str, site_id: int | None = None) -> Drug:
+def find_drug_by_code(session: Session, code: str, site_id: int | None) -> Drug | None:
     """The drug a code means: a consortium code, a national code, or the site's local code, in that order."""
+    drug = session.scalars(select(Drug).where(Drug.code == code)).first()
+    if drug is None:
+        drug = session.scalars(select(Drug).where(Drug.national_code == code).order_by(
+            Drug.active.desc(), Drug.id)).first()
+    if drug is None and site_id is not None:
+        drug = session.scalars(select(Drug).join(LocalCode, LocalCode.drug_id == Drug.id).where(
+            LocalCode.site_id == site_id, LocalCode.local_code == code)).first()
+    return drug
+
+
+def resolve_code(uow: UnitOfWork, code: str, site_id: int | None = None) -> Drug:
+    """The drug a code means (see :func:`find_drug_by_code`); the caller's site's local codes by default."""
     with uow:
         site_id = site_id if site_id is not None else uow.principal.site_id
-        drug = uow.session.scalars(select(Drug).where(Drug.code == code)).first()
-        if drug is None:
-            drug = uow.session.scalars(select(Drug).where(Drug.national_code == code).order_by(
-                Drug.active.desc(), Drug.id)).first()
-        if drug is None and site_id is not None:
-            drug = uow.session.scalars(select(Drug).join(LocalCode, LocalCode.drug_id == Drug.id).where(
-                LocalCode.site_id == site_id, LocalCode.local_code == code)).first()
+        drug = find_drug_by_code(uow.session, code, site_id)
         if drug is None:
             where = f" or as a local code of site {site_id}" if site_id is not None else ""
             raise NotFound(f"no drug has code {code} in the consortium catalog, as a national code{where}")
         return drug
+
+
+def dispensable_drugs(session: Session, site_id: int, site_kind: SiteKind, drugs: list[Drug]) -> set[int]:
+    """Which of ``drugs`` a site may dispense: its default list plus the consortium's extensions."""
+    extended = set(session.scalars(select(FormularyEntry.drug_id).where(
+        FormularyEntry.site_id == site_id, FormularyEntry.drug_id.in_([d.id for d in drugs]))))
+    return {d.id for d in drugs if may_dispense(site_kind, d.active, d.essential, d.id in extended)}
 
 
 def map_local_code(uow: UnitOfWork, site_id: int, local_code: str, drug_id: int) -> LocalCode:

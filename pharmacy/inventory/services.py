@@ -76,7 +76,9 @@ def _active_drug(uow: UnitOfWork, drug_id: int) -> Drug:
 
 def _lock_lots(uow: UnitOfWork, site_id: int, drug_id: int) -> list[Lot]:
     return list(uow.session.scalars(
-        select(Lot).where(Lot.site_id == site_id, Lot.drug_id == drug_id).order_by(Lot.id).with_for_update()))
+        select(Lot).where(Lot.site_id == site_id, Lot.drug_id == drug_id).order_by(Lot.id).with_for_update()
+        # A lock is only worth its fresh values: refresh rows this session may have loaded before.
+        .execution_options(populate_existing=True)))
 
 
 def _stock(lot: Lot) -> LotStock:
@@ -193,24 +195,24 @@ def _held(uow: UnitOfWork, cause: Cause, site_id: int | None = None, drug_id: in
         stmt = stmt.where(Reservation.site_id == site_id)
     if drug_id is not None:
         stmt = stmt.where(Reservation.drug_id == drug_id)
-    return list(uow.session.scalars(stmt.order_by(Reservation.lot_id)))
+    return list(uow.session.scalars(stmt.order_by(Reservation.lot_id).execution_options(populate_existing=True)))
 
 
 def _lock(uow: UnitOfWork, lot_ids: Sequence[int]) -> dict[int, Lot]:
     if not lot_ids:
         return {}
     lots = uow.session.scalars(select(Lot).where(Lot.id.in_(sorted(set(lot_ids)))).order_by(Lot.id)
-                               .with_for_update())
+                               .with_for_update().execution_options(populate_existing=True))
     return {lot.id: lot for lot in lots}
 
 
-def release_stock(uow: UnitOfWork, cause: Cause, *, site_id: int | None = None) -> int:
-    """Release every reservation held for ``cause``; returns the units released."""
+def release_stock(uow: UnitOfWork, cause: Cause, *, site_id: int | None = None, drug_id: int | None = None) -> int:
+    """Release every reservation held for ``cause`` (at a site, of a drug); returns the units released."""
     with uow:
-        held = _held(uow, cause, site_id)
+        held = _held(uow, cause, site_id, drug_id)
         lots = _lock(uow, [r.lot_id for r in held])
         # Re-read under the locks: another transaction may have consumed or released them meanwhile.
-        held = [r for r in _held(uow, cause, site_id) if r.lot_id in lots]
+        held = [r for r in _held(uow, cause, site_id, drug_id) if r.lot_id in lots]
         released = 0
         for reservation in held:
             lots[reservation.lot_id].reserved -= reservation.quantity

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import re
 
 import pytest
 from openapi_spec_validator import validate
@@ -38,7 +39,7 @@ def test_openapi_document_is_valid_and_describes_every_route(app, client):
     for rule in app.url_map.iter_rules():
         if rule.endpoint in ("static",) or rule.endpoint.startswith("api-docs"):
             continue
-        path = rule.rule.replace("<int:", "{").replace("<", "{").replace(">", "}")
+        path = re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", rule.rule)
         assert path in documented, f"{rule.rule} is not in the OpenAPI document"
     assert client.get("/docs").status_code == 200
 

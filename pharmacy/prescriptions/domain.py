@@ -1,0 +1,272 @@
+"""Prescription rules as plain Python: the state machine, the policy checks, the routing policy."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from enum import StrEnum
+
+from pharmacy.catalog.domain import ControlledClass, SpecialStorage
+from pharmacy.consortium.domain import distance_km
+from pharmacy.errors import InvalidTransition, ValidationFailed
+
+
+class Status(StrEnum):
+    ROUTED = "routed"  # held by a pharmacy, stock reserved, waiting for review
+    AWAITING_STOCK = "awaiting_stock"  # held by a pharmacy that waits for a transfer or a purchase
+    ACCEPTED = "accepted"  # reviewed and accepted by the pharmacist
+    PREPARED = "prepared"
+    PARTIALLY_DISPENSED = "partially_dispensed"
+    DISPENSED = "dispensed"  # every item of this issue dispensed, not yet handed over
+    SCHEDULED = "scheduled"  # a long prescription between two issues
+    COMPLETED = "completed"  # the last issue handed over
+    REJECTED = "rejected"
+    CANCELLED = "cancelled"
+    EXPIRED = "expired"
+
+
+class Action(StrEnum):
+    ACCEPT = "accept"
+    REJECT = "reject"
+    RETURN = "return"
+    STOCK_ARRIVED = "stock_arrived"
+    PREPARE = "prepare"
+    DISPENSE_PART = "dispense_part"
+    DISPENSE_ALL = "dispense_all"
+    HAND_OVER = "hand_over"
+    HAND_OVER_LAST = "hand_over_last"
+    ISSUE_DUE = "issue_due"
+    ISSUE_AWAITS_STOCK = "issue_awaits_stock"
+    CANCEL = "cancel"
+    EXPIRE = "expire"
+
+
+S, A = Status, Action
+# The whole state machine: (state, action) -> next state. Anything else is refused.
+TRANSITIONS: dict[tuple[Status, Action], Status] = {
+    (S.ROUTED, A.ACCEPT): S.ACCEPTED,
+    (S.ROUTED, A.REJECT): S.REJECTED,
+    (S.ROUTED, A.RETURN): S.ROUTED,  # to another pharmacy (or awaiting_stock there)
+    (S.ROUTED, A.CANCEL): S.CANCELLED,
+    (S.ROUTED, A.EXPIRE): S.EXPIRED,
+    (S.AWAITING_STOCK, A.STOCK_ARRIVED): S.ROUTED,
+    (S.AWAITING_STOCK, A.REJECT): S.REJECTED,
+    (S.AWAITING_STOCK, A.RETURN): S.ROUTED,
+    (S.AWAITING_STOCK, A.CANCEL): S.CANCELLED,
+    (S.AWAITING_STOCK, A.EXPIRE): S.EXPIRED,
+    (S.ACCEPTED, A.PREPARE): S.PREPARED,
+    (S.ACCEPTED, A.REJECT): S.REJECTED,
+    (S.ACCEPTED, A.RETURN): S.ROUTED,
+    (S.ACCEPTED, A.CANCEL): S.CANCELLED,
+    (S.ACCEPTED, A.EXPIRE): S.EXPIRED,
+    (S.PREPARED, A.DISPENSE_PART): S.PARTIALLY_DISPENSED,
+    (S.PREPARED, A.DISPENSE_ALL): S.DISPENSED,
+    (S.PREPARED, A.CANCEL): S.CANCELLED,
+    (S.PREPARED, A.EXPIRE): S.EXPIRED,
+    (S.PARTIALLY_DISPENSED, A.DISPENSE_PART): S.PARTIALLY_DISPENSED,
+    (S.PARTIALLY_DISPENSED, A.DISPENSE_ALL): S.DISPENSED,
+    (S.DISPENSED, A.HAND_OVER): S.SCHEDULED,
+    (S.DISPENSED, A.HAND_OVER_LAST): S.COMPLETED,
+    (S.SCHEDULED, A.ISSUE_DUE): S.ACCEPTED,  # reviewed once; each later issue is reserved and ready
+    (S.SCHEDULED, A.ISSUE_AWAITS_STOCK): S.AWAITING_STOCK,
+    (S.SCHEDULED, A.EXPIRE): S.EXPIRED,
+}
+
+OPEN_STATUSES = frozenset({S.ROUTED, S.AWAITING_STOCK, S.ACCEPTED, S.PREPARED, S.PARTIALLY_DISPENSED, S.DISPENSED})
+# Before any unit has left the shelf: the prescriber may still cancel, and validity can still run out.
+BEFORE_DISPENSING = frozenset({S.ROUTED, S.AWAITING_STOCK, S.ACCEPTED, S.PREPARED})
+
+
+def next_status(current: Status, action: Action) -> Status:
+    """The state after ``action``, or :class:`InvalidTransition` naming the current state."""
+    try:
+        return TRANSITIONS[(current, action)]
+    except KeyError:
+        allowed = sorted(a.value for (s, a) in TRANSITIONS if s is current)
+        detail = f"; from {current.value} it may: {', '.join(allowed)}" if allowed else " (a final state)"
+        if action is Action.CANCEL and current not in BEFORE_DISPENSING:
+            raise InvalidTransition(
+                f"the prescription is {current.value}: dispensing has started, so it can no longer be cancelled",
+                {"status": current.value}) from None
+        raise InvalidTransition(f"cannot {action.value.replace('_', ' ')} a prescription that is {current.value}"
+                                + detail, {"status": current.value}) from None
+
+
+REJECT_REASONS = frozenset({"dose", "interaction", "contraindication", "allergy", "incomplete", "duplicate",
+                            "policy", "other"})
+RETURN_REASONS = frozenset({"out_of_stock", "closed", "staff", "cold_chain_unavailable", "other"})
+
+
+def check_reason(reason_code: str, allowed: frozenset[str], what: str) -> None:
+    if reason_code not in allowed:
+        raise ValidationFailed(f"unknown {what} reason {reason_code!r}; use one of: " + ", ".join(sorted(allowed)),
+                               {"reason_code": reason_code})
+
+
+# Policy -------------------------------------------------------------------------------------------
+
+class Kind(StrEnum):
+    ORDINARY = "ordinary"
+    EMERGENCY = "emergency"
+    LONG = "long"
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Configurable limits, in days."""
+
+    max_validity_days: int = 3
+    ordinary_supply_days: int = 7
+    emergency_supply_days: int = 3
+    long_supply_days: int = 84
+    controlled_supply_days: Mapping[str, int] = field(default_factory=lambda: {
+        ControlledClass.NARCOTIC: 3, ControlledClass.PSYCHOTROPIC_I: 3, ControlledClass.PSYCHOTROPIC_II: 7,
+        ControlledClass.TOXIC: 2, ControlledClass.RADIOACTIVE: 1,
+    })
+
+
+# Long prescriptions are for stable chronic care only.
+LONG_EXCLUDED_CLASSES = frozenset({ControlledClass.NARCOTIC, ControlledClass.PSYCHOTROPIC_I,
+                                   ControlledClass.PSYCHOTROPIC_II, ControlledClass.TOXIC,
+                                   ControlledClass.RADIOACTIVE})
+ANTIMICROBIAL_ATC_PREFIXES = ("J01", "J02", "J04", "J05")
+
+
+@dataclass(frozen=True)
+class DrugFacts:
+    code: str
+    active: bool
+    controlled_class: str
+    special_storage: str
+    atc_code: str | None
+
+
+@dataclass(frozen=True)
+class ItemRequest:
+    drug: DrugFacts | None  # None: the code matched no drug
+    code: str
+    quantity: int
+    supply_days: int
+    repeats: int = 0
+    interval_days: int | None = None
+
+
+def check_policy(kind: Kind, issued_on: date, valid_until: date, today: date, items: Sequence[ItemRequest],
+                 limits: Limits) -> list[dict[str, str]]:
+    """Every rule the prescription breaks, itemised (an empty list means it may be accepted)."""
+    problems: list[dict[str, str]] = []
+
+    def refuse(where: str, why: str) -> None:
+        problems.append({"field": where, "reason": why})
+
+    if valid_until < issued_on:
+        refuse("valid_until", "ends before the day of issue")
+    elif (valid_until - issued_on).days > limits.max_validity_days:
+        refuse("valid_until", f"a prescription is valid for at most {limits.max_validity_days} days from issue "
+                              f"({issued_on.isoformat()} + {limits.max_validity_days})")
+    if valid_until < today:
+        refuse("valid_until", f"expired on {valid_until.isoformat()}")
+    if issued_on > today:
+        refuse("issued_on", "is in the future")
+    if not items:
+        refuse("items", "a prescription has at least one item")
+    schedules = {(i.repeats, i.interval_days or i.supply_days) for i in items}
+    if len(schedules) > 1:
+        refuse("items", "all items of one prescription share one schedule of repeats and interval")
+    for index, item in enumerate(items):
+        where = f"items[{index}]"
+        drug = item.drug
+        if drug is None:
+            refuse(f"{where}.drug", f"code {item.code} is not in the consortium catalog")
+            continue
+        if not drug.active:
+            refuse(f"{where}.drug", f"drug {drug.code} is retired")
+        total_days = item.supply_days * (1 + item.repeats)
+        if kind is Kind.LONG:
+            if total_days > limits.long_supply_days:
+                refuse(f"{where}.supply_days", f"a long prescription covers at most {limits.long_supply_days} days "
+                                               f"({total_days} asked)")
+            if drug.controlled_class in LONG_EXCLUDED_CLASSES:
+                refuse(f"{where}.drug", f"{drug.code} is {drug.controlled_class}: not allowed on a long prescription")
+            if drug.special_storage != SpecialStorage.NONE:
+                refuse(f"{where}.drug", f"{drug.code} needs {drug.special_storage} storage: not allowed on a long "
+                                        "prescription")
+            if (drug.atc_code or "").startswith(ANTIMICROBIAL_ATC_PREFIXES):
+                refuse(f"{where}.drug", f"{drug.code} is an antimicrobial: not allowed on a long prescription")
+            if item.interval_days is not None and item.interval_days < item.supply_days and item.repeats:
+                refuse(f"{where}.interval_days", "issues may not overlap: the interval is at least the supply days")
+        else:
+            if item.repeats:
+                refuse(f"{where}.repeats", "only long prescriptions are dispensed in installments")
+            limit = limits.emergency_supply_days if kind is Kind.EMERGENCY else limits.ordinary_supply_days
+            if item.supply_days > limit:
+                refuse(f"{where}.supply_days", f"a {kind.value} prescription covers at most {limit} days "
+                                               f"({item.supply_days} asked)")
+        controlled_limit = limits.controlled_supply_days.get(drug.controlled_class)
+        if controlled_limit is not None and item.supply_days > controlled_limit:
+            refuse(f"{where}.supply_days", f"{drug.code} is {drug.controlled_class}: at most {controlled_limit} "
+                                           f"days per prescription ({item.supply_days} asked)")
+    return problems
+
+
+# Routing ------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Candidate:
+    """A dispensing site as routing sees it."""
+
+    site_id: int
+    code: str
+    district: str | None
+    location: tuple[float, float] | None
+    open_queue: int
+    can_fill: bool
+    short_items: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class RankedCandidate:
+    candidate: Candidate
+    nominated: bool
+    same_district: bool
+    distance_km: float | None
+    reason: str
+
+
+def rank_pharmacies(candidates: Sequence[Candidate], *, nominated_site_id: int | None,
+                    patient_district: str | None, patient_location: tuple[float, float] | None
+                    ) -> list[RankedCandidate]:
+    """Order pharmacies by the routing policy, each with the reason it stands where it does.
+
+    A nominated pharmacy that can fill wins; then pharmacies that can fill every item from usable stock;
+    then the patient's district; then distance; then the shortest open queue; then site code.
+    """
+    ranked = []
+    for c in candidates:
+        nominated = c.site_id == nominated_site_id
+        same_district = patient_district is not None and c.district == patient_district
+        ranked.append(RankedCandidate(c, nominated, same_district, distance_km(c.location, patient_location), ""))
+
+    def key(r: RankedCandidate) -> tuple[bool, bool, bool, float, int, str]:
+        return (not (r.nominated and r.candidate.can_fill), not r.candidate.can_fill, not r.same_district,
+                r.distance_km if r.distance_km is not None else math.inf, r.candidate.open_queue, r.candidate.code)
+
+    ranked.sort(key=key)
+    return [RankedCandidate(r.candidate, r.nominated, r.same_district, r.distance_km, _explain(r)) for r in ranked]
+
+
+def _explain(r: RankedCandidate) -> str:
+    c = r.candidate
+    parts = []
+    if r.nominated:
+        parts.append("nominated by the prescriber")
+    parts.append("can fill every item from usable stock" if c.can_fill
+                 else "cannot fill " + ", ".join(c.short_items) + " from usable stock")
+    if r.same_district:
+        parts.append(f"in the patient's district ({c.district})")
+    if r.distance_km is not None:
+        parts.append(f"{r.distance_km:.1f} km from the patient")
+    parts.append(f"{c.open_queue} open prescriptions")
+    return f"{c.code}: " + "; ".join(parts)

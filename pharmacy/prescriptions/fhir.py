@@ -1,0 +1,304 @@
+"""FHIR R4 at the edge: MedicationRequest in, MedicationRequest and MedicationDispense out.
+
+Input is validated with fhir.resources (its R4B models, which match R4 for these resources) before it is
+read; output is built as plain JSON and validated by the same library in the tests.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+from fhir.resources.R4B.bundle import Bundle
+from fhir.resources.R4B.medicationrequest import MedicationRequest
+from pydantic import ValidationError as PydanticValidationError
+
+from pharmacy.catalog.models import Drug
+from pharmacy.errors import ValidationFailed
+from pharmacy.prescriptions.domain import Kind, Status
+from pharmacy.prescriptions.models import Dispense, PrescriptionItem
+from pharmacy.prescriptions.services import ItemInput, PrescriptionInput, PrescriptionView
+
+FHIR_JSON = "application/fhir+json"
+DRUG_SYSTEM = "urn:consortium-pharmacy:drug"
+PRESCRIPTION_SYSTEM = "urn:consortium-pharmacy:prescription"
+DISTRICT_EXTENSION = "urn:consortium-pharmacy:patient-district"
+UCUM_DAYS = {"d": 1, "day": 1, "days": 1, "wk": 7, "week": 7, "weeks": 7, "mo": 30, "month": 30}
+ACCEPTED_INTENTS = {"order", "original-order", "instance-order"}
+URGENT = {"urgent", "asap", "stat"}
+
+
+class FhirInvalid(ValidationFailed):
+    """Input that is not valid FHIR R4; said as an OperationOutcome with the failing paths."""
+
+    status = 400
+
+
+def _validated(model: Any, resource: Any, what: str) -> Any:
+    if not isinstance(resource, dict) or resource.get("resourceType") != what:
+        raise FhirInvalid(f"expected a {what} resource", [{"expression": "resourceType", "diagnostics": what}])
+    try:
+        return model.model_validate(resource)
+    except PydanticValidationError as error:
+        issues = [{"expression": ".".join(str(p) for p in e["loc"]) or what, "diagnostics": e["msg"]}
+                  for e in error.errors()]
+        raise FhirInvalid(f"the {what} is not valid FHIR R4: {len(issues)} problem(s)", issues) from None
+
+
+def _days(duration: Any, where: str) -> int | None:
+    if duration is None or duration.value is None:
+        return None
+    unit = (duration.code or duration.unit or "d").lower()
+    if unit not in UCUM_DAYS:
+        raise ValidationFailed(f"{where}: unit {unit!r} is not understood; use days (d) or weeks (wk)")
+    days = Decimal(str(duration.value)) * UCUM_DAYS[unit]
+    if days != days.to_integral_value() or days <= 0:
+        raise ValidationFailed(f"{where}: must be a whole, positive number of days")
+    return int(days)
+
+
+def _medication_codes(mr: Any) -> list[str]:
+    concept = mr.medicationCodeableConcept
+    if concept is None and mr.medicationReference is not None:
+        reference = mr.medicationReference.reference or ""
+        if not reference.startswith("#"):
+            raise ValidationFailed("medicationReference must point to a contained Medication (#id)",
+                                   [{"field": "medicationReference", "reason": reference}])
+        contained = {r.id: r for r in (mr.contained or []) if r.get_resource_type() == "Medication"}
+        medication = contained.get(reference[1:])
+        if medication is None:
+            raise ValidationFailed(f"no contained Medication {reference}",
+                                   [{"field": "medicationReference", "reason": reference}])
+        concept = medication.code
+    codes = [c.code for c in (concept.coding or []) if c.code] if concept is not None else []
+    if not codes:
+        raise ValidationFailed("the medication has no code", [{"field": "medication", "reason": "no coding.code"}])
+    return codes
+
+
+def _patient(mr: Any) -> str:
+    subject = mr.subject
+    ref = subject.reference or "" if subject else ""
+    if ref.startswith("Patient/") and len(ref) > len("Patient/"):
+        return str(ref.removeprefix("Patient/"))
+    if subject is not None and subject.identifier is not None and subject.identifier.value:
+        return str(subject.identifier.value)
+    raise ValidationFailed("subject must reference the patient (Patient/<pseudonymous id>)",
+                           [{"field": "subject", "reason": ref or "missing"}])
+
+
+def _performer_code(mr: Any) -> str | None:
+    performer = mr.dispenseRequest.performer if mr.dispenseRequest else None
+    if performer is None:
+        return None
+    if performer.identifier is not None and performer.identifier.value:
+        return str(performer.identifier.value)
+    match = re.fullmatch(r"Organization/(.+)", performer.reference or "")
+    return match.group(1) if match else None
+
+
+def _as_date(value: Any) -> date | None:
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return value.date()
+    if isinstance(value, date):
+        return value
+    return date.fromisoformat(str(value)[:10])
+
+
+class Resolver:
+    """Picks, among a MedicationRequest's codes, the one the catalog knows (first match wins)."""
+
+    def __init__(self, knows: Any) -> None:
+        self._knows = knows
+
+    def pick(self, codes: list[str]) -> str:
+        return next((code for code in codes if self._knows(code)), codes[0])
+
+
+def read_medication_requests(resources: list[dict[str, Any]], today: date, resolver: Resolver) -> PrescriptionInput:
+    """One prescription from one or more MedicationRequests (several share a ``groupIdentifier``)."""
+    requests = [_validated(MedicationRequest, r, "MedicationRequest") for r in resources]
+    first = requests[0]
+    groups = {(mr.groupIdentifier.value if mr.groupIdentifier else None) for mr in requests}
+    if len(requests) > 1 and (len(groups) != 1 or None in groups):
+        raise ValidationFailed("the MedicationRequests of one prescription share one groupIdentifier",
+                               [{"field": "groupIdentifier", "reason": "differs or is missing"}])
+    patients = {_patient(mr) for mr in requests}
+    if len(patients) > 1:
+        raise ValidationFailed("all items of one prescription are for one patient",
+                               [{"field": "subject", "reason": ", ".join(sorted(patients))}])
+    for index, mr in enumerate(requests):
+        if mr.intent not in ACCEPTED_INTENTS or mr.status != "active":
+            raise ValidationFailed("only active orders are taken in",
+                                   [{"field": f"entry[{index}]", "reason": f"status {mr.status}, intent {mr.intent}"}])
+    number = (first.groupIdentifier.value if first.groupIdentifier else None) \
+        or (first.identifier[0].value if first.identifier else None) or first.id
+    if not number:
+        raise ValidationFailed("the prescription needs an identifier (or groupIdentifier) to be told apart",
+                               [{"field": "identifier", "reason": "missing"}])
+    request = first.dispenseRequest
+    issued_on = _as_date(first.authoredOn) or today
+    validity = request.validityPeriod if request else None
+    valid_until = (_as_date(validity.end) if validity and validity.end else None) or issued_on
+    items = []
+    repeats_seen = 0
+    for index, mr in enumerate(requests):
+        dr = mr.dispenseRequest
+        if dr is None or dr.quantity is None or dr.quantity.value is None:
+            raise ValidationFailed("dispenseRequest.quantity is required",
+                                   [{"field": f"entry[{index}].dispenseRequest.quantity", "reason": "missing"}])
+        quantity = Decimal(str(dr.quantity.value))
+        if quantity != quantity.to_integral_value() or quantity <= 0:
+            raise ValidationFailed("quantity is a whole, positive number of dispensing units",
+                                   [{"field": f"entry[{index}].dispenseRequest.quantity", "reason": str(quantity)}])
+        supply = _days(dr.expectedSupplyDuration, "expectedSupplyDuration")
+        if supply is None:
+            raise ValidationFailed("dispenseRequest.expectedSupplyDuration is required",
+                                   [{"field": f"entry[{index}].dispenseRequest.expectedSupplyDuration",
+                                     "reason": "missing"}])
+        repeats = int(dr.numberOfRepeatsAllowed or 0)
+        repeats_seen = max(repeats_seen, repeats)
+        dosage = "; ".join(d.text for d in (mr.dosageInstruction or []) if d.text)
+        items.append(ItemInput(
+            code=resolver.pick(_medication_codes(mr)), quantity=int(quantity), supply_days=supply, repeats=repeats,
+            interval_days=_days(dr.dispenseInterval, "dispenseInterval"),
+            substitution_allowed=mr.substitution.allowedBoolean
+            if mr.substitution is not None and mr.substitution.allowedBoolean is not None else True,
+            dosage=dosage[:500], external_id=mr.id))
+    continuous = any(c.code == "continuous" for c in (first.courseOfTherapyType.coding or [])) \
+        if first.courseOfTherapyType else False
+    kind = Kind.LONG if repeats_seen or continuous else Kind.EMERGENCY if first.priority in URGENT else Kind.ORDINARY
+    district = next((e.valueString for e in (first.extension or []) if e.url == DISTRICT_EXTENSION), None)
+    return PrescriptionInput(
+        number=str(number), patient_ref=patients.pop(), kind=kind, issued_on=issued_on, valid_until=valid_until,
+        items=tuple(items), prescriber=(first.requester.display or "") if first.requester else "",
+        patient_district=district, nominated_site_code=_performer_code(first), source="fhir")
+
+
+def read_transaction(bundle: Any) -> list[dict[str, Any]]:
+    """The MedicationRequests of a transaction Bundle (each entry a POST to MedicationRequest)."""
+    parsed = _validated(Bundle, bundle, "Bundle")
+    if parsed.type != "transaction":
+        raise ValidationFailed("POST /fhir takes a transaction Bundle", [{"field": "type", "reason": parsed.type}])
+    resources = []
+    for index, entry in enumerate(bundle.get("entry") or []):
+        resource = entry.get("resource") or {}
+        method = (entry.get("request") or {}).get("method")
+        if resource.get("resourceType") != "MedicationRequest" or method != "POST":
+            raise ValidationFailed("each entry POSTs a MedicationRequest",
+                                   [{"field": f"entry[{index}]", "reason": f"{resource.get('resourceType')} {method}"}])
+        resources.append(resource)
+    if not resources:
+        raise ValidationFailed("the Bundle has no MedicationRequest", [{"field": "entry", "reason": "empty"}])
+    return resources
+
+
+# Output -------------------------------------------------------------------------------------------
+
+REQUEST_STATUS = {Status.COMPLETED: "completed", Status.CANCELLED: "cancelled", Status.REJECTED: "cancelled",
+                  Status.EXPIRED: "stopped"}
+
+
+def _drug_concept(drug: Drug) -> dict[str, Any]:
+    coding = [{"system": DRUG_SYSTEM, "code": drug.code, "display": drug.generic_name}]
+    return {"coding": coding, "text": drug.generic_name}
+
+
+def medication_request_id(rx_id: int, item_id: int) -> str:
+    return f"{rx_id}-{item_id}"
+
+
+def medication_request(view: PrescriptionView, item: PrescriptionItem, pharmacy_code: str | None) -> dict[str, Any]:
+    """One item of a prescription as a FHIR R4 MedicationRequest, its status mapped from ours."""
+    rx = view.prescription
+    drug = view.drugs[item.drug_id]
+    status = Status(rx.status)
+    resource: dict[str, Any] = {
+        "resourceType": "MedicationRequest", "id": medication_request_id(rx.id, item.id),
+        "identifier": [{"system": PRESCRIPTION_SYSTEM, "value": rx.number}],
+        "groupIdentifier": {"system": PRESCRIPTION_SYSTEM, "value": rx.number},
+        "status": REQUEST_STATUS.get(status, "active"),
+        "statusReason": {"coding": [{"system": "urn:consortium-pharmacy:status", "code": rx.status}],
+                         "text": rx.status_reason or rx.status},
+        "intent": "order", "medicationCodeableConcept": _drug_concept(drug),
+        "subject": {"reference": f"Patient/{rx.patient_ref}"}, "authoredOn": rx.issued_on.isoformat(),
+        "dispenseRequest": {
+            "validityPeriod": {"start": rx.issued_on.isoformat(), "end": rx.valid_until.isoformat()},
+            "numberOfRepeatsAllowed": rx.issues_total - 1,
+            "quantity": {"value": item.quantity, "unit": drug.dispensing_unit},
+            "expectedSupplyDuration": {"value": item.supply_days, "unit": "days",
+                                       "system": "http://unitsofmeasure.org", "code": "d"},
+        },
+        "substitution": {"allowedBoolean": item.substitution_allowed},
+    }
+    if rx.interval_days:
+        resource["dispenseRequest"]["dispenseInterval"] = {
+            "value": rx.interval_days, "unit": "days", "system": "http://unitsofmeasure.org", "code": "d"}
+    if pharmacy_code:
+        resource["dispenseRequest"]["performer"] = {"reference": f"Organization/{pharmacy_code}"}
+    if item.dosage:
+        resource["dosageInstruction"] = [{"text": item.dosage}]
+    return resource
+
+
+def medication_dispense(view: PrescriptionView, dispense: Dispense, site_code: str) -> dict[str, Any]:
+    """One dispensed lot as a FHIR R4 MedicationDispense (the lot travels in a contained Medication)."""
+    rx = view.prescription
+    drug = view.drugs[dispense.drug_id]
+    resource: dict[str, Any] = {
+        "resourceType": "MedicationDispense", "id": str(dispense.id),
+        "contained": [{"resourceType": "Medication", "id": "dispensed", "code": _drug_concept(drug),
+                       "batch": {"lotNumber": dispense.lot_number,
+                                 "expirationDate": dispense.expiry_date.isoformat()}}],
+        "status": "completed" if dispense.handed_over_at else "in-progress",
+        "medicationReference": {"reference": "#dispensed"},
+        "subject": {"reference": f"Patient/{rx.patient_ref}"},
+        "performer": [{"actor": {"reference": f"Organization/{site_code}"}}],
+        "authorizingPrescription": [{"reference": f"MedicationRequest/"
+                                                  f"{medication_request_id(rx.id, dispense.item_id)}"}],
+        "quantity": {"value": dispense.quantity, "unit": drug.dispensing_unit},
+        "whenPrepared": dispense.at.isoformat(),
+        "substitution": {"wasSubstituted": dispense.substituted},
+    }
+    if dispense.handed_over_at:
+        resource["whenHandedOver"] = dispense.handed_over_at.isoformat()
+    if dispense.substituted and dispense.note:
+        resource["substitution"]["reason"] = [{"text": dispense.note}]
+    return resource
+
+
+def searchset(resources: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"resourceType": "Bundle", "type": "searchset", "total": len(resources),
+            "entry": [{"fullUrl": f"{r['resourceType']}/{r['id']}", "resource": r, "search": {"mode": "match"}}
+                      for r in resources]}
+
+
+def transaction_response(resources: list[dict[str, Any]], created: bool) -> dict[str, Any]:
+    status = "201 Created" if created else "200 OK"
+    return {"resourceType": "Bundle", "type": "transaction-response",
+            "entry": [{"resource": r, "response": {"status": status,
+                                                   "location": f"{r['resourceType']}/{r['id']}"}}
+                      for r in resources]}
+
+
+def capability_statement(today: date) -> dict[str, Any]:
+    return {
+        "resourceType": "CapabilityStatement", "status": "active", "date": today.isoformat(), "kind": "instance",
+        "fhirVersion": "4.0.1", "format": [FHIR_JSON, "json"],
+        "implementation": {"description": "Consortium shared pharmacy: prescription intake and dispensing"},
+        "rest": [{
+            "mode": "server",
+            "security": {"description": "Authorization: Bearer <API key> of a prescribing system"},
+            "resource": [
+                {"type": "MedicationRequest", "interaction": [{"code": "create"}, {"code": "read"}]},
+                {"type": "MedicationDispense", "interaction": [{"code": "search-type"}],
+                 "searchParam": [{"name": "prescription", "type": "reference",
+                                  "documentation": "the prescription id (or a MedicationRequest id)"}]},
+            ],
+            "interaction": [{"code": "transaction"}],
+        }],
+    }

@@ -1,0 +1,132 @@
+"""FHIR R4 REST endpoints: ``application/fhir+json`` in and out, OperationOutcome for errors."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from flask import Response, current_app, request
+from flask.views import MethodView
+from flask_smorest import Blueprint
+from sqlalchemy import select
+
+from pharmacy.api import request_uow
+from pharmacy.auth import requires
+from pharmacy.catalog.services import find_drug_by_code
+from pharmacy.consortium.models import Site
+from pharmacy.errors import NotFound, ValidationFailed
+from pharmacy.prescriptions import fhir, services
+from pharmacy.prescriptions.routes import idempotency_key, limits
+from pharmacy.principal import Role
+from pharmacy.unit_of_work import UnitOfWork
+
+blp = Blueprint("fhir", __name__, url_prefix="/fhir",
+                description="FHIR R4: MedicationRequest in; MedicationRequest and MedicationDispense out")
+
+ANY_ROLE = (Role.ADMIN, Role.PRESCRIBER, Role.PHARMACIST, Role.PROCUREMENT)
+FHIR_BODY = {"required": True, "content": {fhir.FHIR_JSON: {"schema": {"type": "object"}}}}
+
+
+def fhir_response(resource: dict[str, Any], status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(json.dumps(resource, ensure_ascii=False, default=str), status=status, mimetype=fhir.FHIR_JSON,
+                    headers=headers)
+
+
+def _body() -> tuple[Any, str]:
+    raw = request.get_data()
+    try:
+        body = json.loads(raw or b"null")
+    except (ValueError, UnicodeDecodeError):
+        raise fhir.FhirInvalid("the body is not JSON",
+                               [{"expression": "body", "diagnostics": "malformed JSON"}]) from None
+    return body, hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+
+
+def _take_in(resources: list[dict[str, Any]], digest: str) -> tuple[services.PrescriptionView, bool]:
+    uow = request_uow()
+    with uow:
+        site_id = uow.principal.site_id
+        resolver = fhir.Resolver(lambda code: find_drug_by_code(uow.session, code, site_id) is not None)
+        data = fhir.read_medication_requests(resources, uow.today(), resolver)
+    intake = services.submit_prescription(request_uow(), data, digest, idempotency_key(), limits())
+    return services.get_prescription(request_uow(), intake.prescription.id), intake.created
+
+
+def _site_codes(uow: UnitOfWork) -> dict[int, str]:
+    with uow:
+        return dict(uow.session.execute(select(Site.id, Site.code)).tuples().all())
+
+
+def _requests(view: services.PrescriptionView) -> list[dict[str, Any]]:
+    codes = _site_codes(request_uow())
+    pharmacy = codes.get(view.prescription.pharmacy_site_id) if view.prescription.pharmacy_site_id else None
+    return [fhir.medication_request(view, item, pharmacy) for item in view.items]
+
+
+@blp.route("/metadata")
+class MetadataView(MethodView):
+    @blp.doc(responses={"200": {"description": "CapabilityStatement",
+                                "content": {fhir.FHIR_JSON: {"schema": {"type": "object"}}}}})
+    def get(self) -> Response:
+        """The server's CapabilityStatement"""
+        clock = current_app.config.get("CLOCK")
+        from pharmacy.clock import system_clock
+
+        return fhir_response(fhir.capability_statement((clock or system_clock).today()))
+
+
+@blp.route("")
+class TransactionView(MethodView):
+    @requires(Role.PRESCRIBER)
+    @blp.doc(requestBody=FHIR_BODY, responses={"200": {"description": "transaction-response Bundle"}})
+    def post(self) -> Response:
+        """A transaction Bundle of MedicationRequests sharing a groupIdentifier: one prescription"""
+        body, digest = _body()
+        view, created = _take_in(fhir.read_transaction(body), digest)
+        return fhir_response(fhir.transaction_response(_requests(view), created))
+
+
+@blp.route("/MedicationRequest")
+class MedicationRequestsView(MethodView):
+    @requires(Role.PRESCRIBER)
+    @blp.doc(requestBody=FHIR_BODY, responses={"201": {"description": "the MedicationRequest as taken in"}})
+    def post(self) -> Response:
+        """Send a one-item prescription as a MedicationRequest"""
+        body, digest = _body()
+        view, created = _take_in([body], digest)
+        resource = _requests(view)[0]
+        return fhir_response(resource, 201 if created else 200,
+                             {"Location": f"/fhir/MedicationRequest/{resource['id']}"})
+
+
+@blp.route("/MedicationRequest/<string:request_id>")
+class MedicationRequestView(MethodView):
+    @requires(*ANY_ROLE)
+    @blp.doc(responses={"200": {"description": "the MedicationRequest, its status mapped from ours"}})
+    def get(self, request_id: str) -> Response:
+        """Read a MedicationRequest (one item of a prescription) with its current status"""
+        rx_id, _, item_id = request_id.partition("-")
+        if not rx_id.isdigit() or not item_id.isdigit():
+            raise NotFound(f"MedicationRequest/{request_id} not found")
+        view = services.get_prescription(request_uow(), int(rx_id))
+        resource = next((r for r in _requests(view) if r["id"] == request_id), None)
+        if resource is None:
+            raise NotFound(f"MedicationRequest/{request_id} not found")
+        return fhir_response(resource)
+
+
+@blp.route("/MedicationDispense")
+class MedicationDispensesView(MethodView):
+    @requires(*ANY_ROLE)
+    @blp.doc(parameters=[{"in": "query", "name": "prescription", "required": True, "schema": {"type": "string"}}],
+             responses={"200": {"description": "searchset Bundle of MedicationDispense"}})
+    def get(self) -> Response:
+        """What was dispensed for a prescription: lot, quantity, substitution"""
+        raw = (request.args.get("prescription") or "").removeprefix("MedicationRequest/").split("-")[0]
+        if not raw.isdigit():
+            raise ValidationFailed("search by ?prescription=<id>", [{"field": "prescription", "reason": raw}])
+        view = services.get_prescription(request_uow(), int(raw))
+        codes = _site_codes(request_uow())
+        return fhir_response(fhir.searchset([fhir.medication_dispense(view, d, codes.get(d.site_id, str(d.site_id)))
+                                             for d in view.dispenses]))

@@ -1,0 +1,171 @@
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import JSON, Boolean, Date, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from pharmacy.db import Base, UTCDateTime, utcnow
+from pharmacy.tenancy import ConsortiumOwned
+
+
+class Prescription(ConsortiumOwned, Base):
+    """A prescription from an upper hospital, held by one pharmacy at a time.
+
+    Patient data is kept to the minimum: a pseudonymous reference and where the patient lives (district,
+    optionally coordinates) so the nearest pharmacy can be found.
+    """
+
+    __tablename__ = "prescriptions"
+    __table_args__ = (
+        UniqueConstraint("prescriber_site_id", "number", name="uq_prescriptions_site_number"),
+        UniqueConstraint("prescriber_site_id", "idempotency_key", name="uq_prescriptions_site_idempotency_key"),
+        Index("ix_prescriptions_pharmacy_status", "pharmacy_site_id", "status"),
+        Index("ix_prescriptions_status_valid_until", "status", "valid_until"),
+    )
+    __audited__ = True
+    __acting_site__ = "pharmacy_site_id"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    number: Mapped[str] = mapped_column(String(60))
+    prescriber_site_id: Mapped[int] = mapped_column(ForeignKey("sites.id"))
+    prescriber: Mapped[str] = mapped_column(String(120), default="")
+    patient_ref: Mapped[str] = mapped_column(String(80))
+    patient_district: Mapped[str | None] = mapped_column(String(100))
+    patient_latitude: Mapped[float | None] = mapped_column()
+    patient_longitude: Mapped[float | None] = mapped_column()
+    kind: Mapped[str] = mapped_column(String(20))  # ordinary | emergency | long
+    issued_on: Mapped[date] = mapped_column(Date)
+    valid_until: Mapped[date] = mapped_column(Date)
+    status: Mapped[str] = mapped_column(String(30))
+    status_reason: Mapped[str] = mapped_column(Text, default="")
+    nominated_site_id: Mapped[int | None] = mapped_column(ForeignKey("sites.id"))
+    pharmacy_site_id: Mapped[int | None] = mapped_column(ForeignKey("sites.id"))
+    routing: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    returned_from: Mapped[list[int]] = mapped_column(JSON, default=list)
+    issues_total: Mapped[int] = mapped_column(Integer, default=1)
+    current_issue: Mapped[int] = mapped_column(Integer, default=0)
+    interval_days: Mapped[int | None] = mapped_column(Integer)
+    next_due_on: Mapped[date | None] = mapped_column(Date)
+    idempotency_key: Mapped[str | None] = mapped_column(String(120))
+    request_hash: Mapped[str] = mapped_column(String(64))
+    source: Mapped[str] = mapped_column(String(10), default="api")  # api | fhir
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class PrescriptionItem(ConsortiumOwned, Base):
+    """One drug of a prescription; ``quantity`` is per issue, in dispensing units."""
+
+    __tablename__ = "prescription_items"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    prescription_id: Mapped[int] = mapped_column(ForeignKey("prescriptions.id"), index=True)
+    drug_id: Mapped[int] = mapped_column(ForeignKey("drugs.id"))
+    quantity: Mapped[int] = mapped_column(Integer)
+    supply_days: Mapped[int] = mapped_column(Integer)
+    substitution_allowed: Mapped[bool] = mapped_column(Boolean, default=True)
+    dosage: Mapped[str] = mapped_column(Text, default="")
+    external_id: Mapped[str | None] = mapped_column(String(120))  # the sender's MedicationRequest id
+
+
+class Dispense(ConsortiumOwned, Base):
+    """Units of one lot given for one item of one issue (a FHIR MedicationDispense)."""
+
+    __tablename__ = "dispenses"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    prescription_id: Mapped[int] = mapped_column(ForeignKey("prescriptions.id"), index=True)
+    item_id: Mapped[int] = mapped_column(ForeignKey("prescription_items.id"))
+    issue: Mapped[int] = mapped_column(Integer)
+    site_id: Mapped[int] = mapped_column(ForeignKey("sites.id"))
+    drug_id: Mapped[int] = mapped_column(ForeignKey("drugs.id"))
+    lot_id: Mapped[int] = mapped_column(ForeignKey("lots.id"))
+    lot_number: Mapped[str] = mapped_column(String(60))
+    expiry_date: Mapped[date] = mapped_column(Date)
+    quantity: Mapped[int] = mapped_column(Integer)
+    substituted: Mapped[bool] = mapped_column(Boolean, default=False)
+    note: Mapped[str] = mapped_column(Text, default="")
+    movement_id: Mapped[int] = mapped_column(ForeignKey("movements.id"))
+    actor: Mapped[str] = mapped_column(String(160))
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    handed_over_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class PrescriptionEvent(ConsortiumOwned, Base):
+    """The outbox: one row per status change, written in the change's transaction. ``id`` is the cursor."""
+
+    __tablename__ = "prescription_events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    event_id: Mapped[str] = mapped_column(String(36), unique=True)
+    prescription_id: Mapped[int] = mapped_column(ForeignKey("prescriptions.id"), index=True)
+    prescriber_site_id: Mapped[int] = mapped_column(ForeignKey("sites.id"), index=True)
+    pharmacy_site_id: Mapped[int | None] = mapped_column(ForeignKey("sites.id"), index=True)
+    type: Mapped[str] = mapped_column(String(40))
+    status: Mapped[str] = mapped_column(String(30))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class WebhookSubscription(ConsortiumOwned, Base):
+    """Where a prescribing system wants its events pushed; payloads are signed with ``secret``."""
+
+    __tablename__ = "webhook_subscriptions"
+    __audited__ = True
+    __acting_site__ = "site_id"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    site_id: Mapped[int] = mapped_column(ForeignKey("sites.id"), index=True)
+    url: Mapped[str] = mapped_column(String(500))
+    # Kept readable: the service must sign with it. It is shown to the subscriber once.
+    secret: Mapped[str] = mapped_column(String(100))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class WebhookDelivery(ConsortiumOwned, Base):
+    """One event to one subscription, retried with backoff until delivered or given up."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (Index("ix_webhook_deliveries_pending", "status", "next_attempt_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    subscription_id: Mapped[int] = mapped_column(ForeignKey("webhook_subscriptions.id"), index=True)
+    event_id: Mapped[int] = mapped_column(ForeignKey("prescription_events.id"), index=True)
+    status: Mapped[str] = mapped_column(String(20), default="pending")  # pending | delivered | failed
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_error: Mapped[str] = mapped_column(Text, default="")
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class TransferRequest(ConsortiumOwned, Base):
+    """Stock asked of one member for another, because routing found no site that could fill."""
+
+    __tablename__ = "transfer_requests"
+    __audited__ = True
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    from_site_id: Mapped[int] = mapped_column(ForeignKey("sites.id"))
+    to_site_id: Mapped[int] = mapped_column(ForeignKey("sites.id"), index=True)
+    drug_id: Mapped[int] = mapped_column(ForeignKey("drugs.id"))
+    quantity: Mapped[int] = mapped_column(Integer)
+    prescription_id: Mapped[int | None] = mapped_column(ForeignKey("prescriptions.id"), index=True)
+    status: Mapped[str] = mapped_column(String(20), default="requested")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Shortage(ConsortiumOwned, Base):
+    """Demand the whole consortium could not meet, recorded for procurement."""
+
+    __tablename__ = "shortages"
+    __audited__ = True
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    site_id: Mapped[int] = mapped_column(ForeignKey("sites.id"))
+    drug_id: Mapped[int] = mapped_column(ForeignKey("drugs.id"), index=True)
+    quantity: Mapped[int] = mapped_column(Integer)
+    prescription_id: Mapped[int | None] = mapped_column(ForeignKey("prescriptions.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

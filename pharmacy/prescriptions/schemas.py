@@ -1,0 +1,215 @@
+from __future__ import annotations
+
+from typing import Any
+
+from marshmallow import Schema, fields, validate
+
+from pharmacy.prescriptions.domain import REJECT_REASONS, RETURN_REASONS, Kind, Status
+from pharmacy.prescriptions.services import PrescriptionView
+
+
+class PatientSchema(Schema):
+    ref = fields.String(required=True, validate=validate.Length(1, 80),
+                        metadata={"description": "pseudonymous patient id; no names or ID numbers"})
+    district = fields.String(allow_none=True, validate=validate.Length(max=100))
+    latitude = fields.Float(allow_none=True, validate=validate.Range(-90, 90))
+    longitude = fields.Float(allow_none=True, validate=validate.Range(-180, 180))
+
+
+class ItemInSchema(Schema):
+    drug_code = fields.String(required=True, validate=validate.Length(1, 60),
+                              metadata={"description": "consortium, national or your own local code"})
+    quantity = fields.Integer(required=True, strict=True, validate=validate.Range(1, 100_000),
+                              metadata={"description": "dispensing units per issue"})
+    supply_days = fields.Integer(required=True, strict=True, validate=validate.Range(1, 366))
+    repeats = fields.Integer(load_default=0, strict=True, validate=validate.Range(0, 12),
+                             metadata={"description": "issues after the first (long prescriptions)"})
+    interval_days = fields.Integer(strict=True, validate=validate.Range(1, 366))
+    substitution_allowed = fields.Boolean(load_default=True)
+    dosage = fields.String(load_default="", validate=validate.Length(max=500))
+
+
+class PrescriptionInSchema(Schema):
+    number = fields.String(required=True, validate=validate.Length(1, 60),
+                           metadata={"description": "the hospital's prescription number"})
+    patient = fields.Nested(PatientSchema, required=True)
+    prescriber = fields.String(load_default="", validate=validate.Length(max=120))
+    kind = fields.String(load_default=Kind.ORDINARY.value, validate=validate.OneOf([k.value for k in Kind]))
+    issued_on = fields.Date(required=True)
+    valid_until = fields.Date(metadata={"description": "default: the day of issue"})
+    nominated_pharmacy = fields.Integer(metadata={"description": "site id of the pharmacy the patient chose"})
+    items = fields.List(fields.Nested(ItemInSchema), required=True, validate=validate.Length(1, 20))
+
+
+class ItemOutSchema(Schema):
+    id = fields.Integer()
+    drug_id = fields.Integer()
+    drug_code = fields.String()
+    generic_name = fields.String()
+    quantity = fields.Integer()
+    supply_days = fields.Integer()
+    substitution_allowed = fields.Boolean()
+    dosage = fields.String()
+    dispensed_this_issue = fields.Integer()
+
+
+class DispenseOutSchema(Schema):
+    id = fields.Integer()
+    item_id = fields.Integer()
+    issue = fields.Integer()
+    drug_id = fields.Integer()
+    drug_code = fields.String()
+    lot_number = fields.String()
+    expiry_date = fields.Date()
+    quantity = fields.Integer()
+    substituted = fields.Boolean()
+    note = fields.String()
+    at = fields.DateTime()
+    handed_over_at = fields.DateTime(allow_none=True)
+
+
+class RoutingSchema(Schema):
+    pharmacy = fields.String()
+    reason = fields.String(metadata={"description": "why this pharmacy was chosen"})
+    considered = fields.List(fields.String())
+    returned_from = fields.List(fields.Integer())
+    transfers_text = fields.List(fields.String())
+    shortages_text = fields.List(fields.String())
+
+
+class PrescriptionOutSchema(Schema):
+    id = fields.Integer()
+    number = fields.String()
+    status = fields.String(metadata={"enum": [s.value for s in Status]})
+    status_reason = fields.String()
+    kind = fields.String()
+    issued_on = fields.Date()
+    valid_until = fields.Date()
+    prescriber_site_id = fields.Integer()
+    prescriber = fields.String()
+    pharmacy_site_id = fields.Integer(allow_none=True)
+    nominated_site_id = fields.Integer(allow_none=True)
+    patient = fields.Nested(PatientSchema)
+    routing = fields.Nested(RoutingSchema)
+    issue = fields.Integer(metadata={"description": "the issue in progress (1 = first)"})
+    issues_total = fields.Integer()
+    next_due_on = fields.Date(allow_none=True)
+    items = fields.List(fields.Nested(ItemOutSchema))
+    dispenses = fields.List(fields.Nested(DispenseOutSchema))
+    created_at = fields.DateTime()
+    updated_at = fields.DateTime()
+
+
+class PrescriptionSummarySchema(Schema):
+    id = fields.Integer()
+    number = fields.String()
+    status = fields.String()
+    kind = fields.String()
+    pharmacy_site_id = fields.Integer(allow_none=True)
+    prescriber_site_id = fields.Integer()
+    valid_until = fields.Date()
+    updated_at = fields.DateTime()
+
+
+def present(view: PrescriptionView) -> dict[str, Any]:
+    """A prescription with its items and dispenses, as the API shows it."""
+    rx = view.prescription
+    given: dict[int, int] = {}
+    for d in view.dispenses:
+        if d.issue == rx.current_issue:
+            given[d.item_id] = given.get(d.item_id, 0) + d.quantity
+    return {
+        "id": rx.id, "number": rx.number, "status": rx.status, "status_reason": rx.status_reason, "kind": rx.kind,
+        "issued_on": rx.issued_on, "valid_until": rx.valid_until, "prescriber_site_id": rx.prescriber_site_id,
+        "prescriber": rx.prescriber, "pharmacy_site_id": rx.pharmacy_site_id,
+        "nominated_site_id": rx.nominated_site_id,
+        "patient": {"ref": rx.patient_ref, "district": rx.patient_district},
+        "routing": rx.routing, "issue": rx.current_issue + 1, "issues_total": rx.issues_total,
+        "next_due_on": rx.next_due_on if rx.issues_total > 1 else None,
+        "items": [{"id": i.id, "drug_id": i.drug_id, "drug_code": view.drugs[i.drug_id].code,
+                   "generic_name": view.drugs[i.drug_id].generic_name, "quantity": i.quantity,
+                   "supply_days": i.supply_days, "substitution_allowed": i.substitution_allowed, "dosage": i.dosage,
+                   "dispensed_this_issue": given.get(i.id, 0)} for i in view.items],
+        "dispenses": [{"id": d.id, "item_id": d.item_id, "issue": d.issue + 1, "drug_id": d.drug_id,
+                       "drug_code": view.drugs[d.drug_id].code, "lot_number": d.lot_number,
+                       "expiry_date": d.expiry_date, "quantity": d.quantity, "substituted": d.substituted,
+                       "note": d.note, "at": d.at, "handed_over_at": d.handed_over_at} for d in view.dispenses],
+        "created_at": rx.created_at, "updated_at": rx.updated_at,
+    }
+
+
+class RejectSchema(Schema):
+    reason_code = fields.String(required=True, validate=validate.OneOf(sorted(REJECT_REASONS)))
+    note = fields.String(load_default="", validate=validate.Length(max=1000))
+
+
+class ReturnSchema(Schema):
+    reason_code = fields.String(required=True, validate=validate.OneOf(sorted(RETURN_REASONS)))
+    note = fields.String(load_default="", validate=validate.Length(max=1000))
+
+
+class CancelSchema(Schema):
+    note = fields.String(load_default="", validate=validate.Length(max=1000))
+
+
+class LotChoiceInSchema(Schema):
+    lot_id = fields.Integer(required=True)
+    quantity = fields.Integer(required=True, strict=True, validate=validate.Range(1, 100_000))
+
+
+class DispenseLineSchema(Schema):
+    item_id = fields.Integer(required=True)
+    quantity = fields.Integer(strict=True, validate=validate.Range(1, 100_000),
+                              metadata={"description": "default: what is left of this issue"})
+    lots = fields.List(fields.Nested(LotChoiceInSchema), metadata={"description": "only to override FEFO"})
+    lot_reason = fields.String(load_default="", validate=validate.Length(max=500))
+    substitute_drug_id = fields.Integer()
+    substitution_reason = fields.String(load_default="", validate=validate.Length(max=500))
+
+
+class DispenseInSchema(Schema):
+    items = fields.List(fields.Nested(DispenseLineSchema), load_default=list,
+                        metadata={"description": "empty: dispense everything left, FEFO"})
+
+
+class PrescriptionQuerySchema(Schema):
+    status = fields.String(validate=validate.OneOf([s.value for s in Status]))
+    site_id = fields.Integer()
+
+
+class EventQuerySchema(Schema):
+    after = fields.Integer(load_default=0, validate=validate.Range(min=0),
+                           metadata={"description": "the cursor: the last event id you have seen"})
+    limit = fields.Integer(load_default=100, validate=validate.Range(1, 1000))
+
+
+class EventSchema(Schema):
+    id = fields.Integer(metadata={"description": "cursor"})
+    event_id = fields.String(metadata={"description": "stable id for de-duplication"})
+    type = fields.String()
+    status = fields.String()
+    prescription_id = fields.Integer()
+    payload = fields.Dict()
+    at = fields.DateTime()
+
+
+class EventPageSchema(Schema):
+    events = fields.List(fields.Nested(EventSchema))
+    next_cursor = fields.Integer()
+
+
+class WebhookInSchema(Schema):
+    url = fields.Url(required=True, schemes={"http", "https"}, require_tld=False)
+    site_id = fields.Integer(metadata={"description": "the hospital; default: the caller's site"})
+
+
+class WebhookSchema(Schema):
+    id = fields.Integer()
+    site_id = fields.Integer()
+    url = fields.String()
+    active = fields.Boolean()
+    created_at = fields.DateTime()
+
+
+class NewWebhookSchema(WebhookSchema):
+    secret = fields.String(metadata={"description": "to check X-Signature with; shown once"})

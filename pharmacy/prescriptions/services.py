@@ -1,0 +1,656 @@
+"""Use cases of the prescription flow: intake, routing with reservation, pharmacy work, jobs, events.
+
+Every status change goes through :func:`_transition`, which asks the domain's state machine and writes
+the outbox event (and its webhook deliveries) in the same transaction as the change.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+
+from pharmacy.catalog.models import Drug
+from pharmacy.catalog.services import dispensable_drugs, find_drug_by_code
+from pharmacy.consortium.domain import SiteKind
+from pharmacy.consortium.models import Site
+from pharmacy.errors import Conflict, DomainError, NotFound, OutOfStock, ValidationFailed
+from pharmacy.inventory.domain import CauseType
+from pharmacy.inventory.models import Lot
+from pharmacy.inventory.services import Cause, LotChoice, dispense_stock, hold_stock, release_stock
+from pharmacy.pagination import Page, PageRequest, fetch_page
+from pharmacy.prescriptions.domain import (
+    BEFORE_DISPENSING,
+    OPEN_STATUSES,
+    REJECT_REASONS,
+    RETURN_REASONS,
+    Action,
+    Candidate,
+    DrugFacts,
+    ItemRequest,
+    Kind,
+    Limits,
+    Status,
+    check_policy,
+    check_reason,
+    next_status,
+    rank_pharmacies,
+)
+from pharmacy.prescriptions.models import (
+    Dispense,
+    Prescription,
+    PrescriptionEvent,
+    PrescriptionItem,
+    Shortage,
+    TransferRequest,
+    WebhookDelivery,
+    WebhookSubscription,
+)
+from pharmacy.principal import Role
+from pharmacy.unit_of_work import UnitOfWork
+
+
+class NoEligiblePharmacy(DomainError):
+    status = 422
+
+
+@dataclass(frozen=True)
+class ItemInput:
+    code: str
+    quantity: int
+    supply_days: int
+    repeats: int = 0
+    interval_days: int | None = None
+    substitution_allowed: bool = True
+    dosage: str = ""
+    external_id: str | None = None
+
+
+@dataclass(frozen=True)
+class PrescriptionInput:
+    number: str
+    patient_ref: str
+    kind: Kind
+    issued_on: date
+    valid_until: date
+    items: tuple[ItemInput, ...]
+    prescriber: str = ""
+    patient_district: str | None = None
+    patient_latitude: float | None = None
+    patient_longitude: float | None = None
+    nominated_site_id: int | None = None
+    nominated_site_code: str | None = None
+    source: str = "api"
+
+
+@dataclass
+class Intake:
+    prescription: Prescription
+    created: bool
+
+
+def _cause(rx: Prescription) -> Cause:
+    return Cause(CauseType.PRESCRIPTION, str(rx.id))
+
+
+# Intake -------------------------------------------------------------------------------------------
+
+def submit_prescription(uow: UnitOfWork, data: PrescriptionInput, request_hash: str,
+                        idempotency_key: str | None = None, limits: Limits | None = None) -> Intake:
+    """Take in a prescription from a prescribing system, check it, route it and reserve its stock.
+
+    Idempotent: the same ``idempotency_key``, or the same prescription number from the same hospital,
+    returns the first result and creates nothing; the same key or number with a different body is a 409.
+    """
+    try:
+        return _submit(uow, data, request_hash, idempotency_key, limits or Limits())
+    except IntegrityError:
+        # A concurrent retry won the race to insert: answer with what it created.
+        with uow:
+            existing = _existing(uow, data.number, idempotency_key)
+            if existing is None:
+                raise
+            return _replay(existing, request_hash)
+
+
+def _existing(uow: UnitOfWork, number: str, idempotency_key: str | None) -> Prescription | None:
+    site_id = uow.principal.site_id
+    if idempotency_key:
+        found = uow.session.scalars(select(Prescription).where(
+            Prescription.prescriber_site_id == site_id, Prescription.idempotency_key == idempotency_key)).first()
+        if found is not None:
+            return found
+    return uow.session.scalars(select(Prescription).where(
+        Prescription.prescriber_site_id == site_id, Prescription.number == number)).first()
+
+
+def _replay(existing: Prescription, request_hash: str) -> Intake:
+    if existing.request_hash != request_hash:
+        raise Conflict(f"prescription {existing.number} was already received with a different content; "
+                       "send a new Idempotency-Key and number for a new prescription",
+                       {"prescription_id": existing.id})
+    return Intake(existing, created=False)
+
+
+def _submit(uow: UnitOfWork, data: PrescriptionInput, request_hash: str, idempotency_key: str | None,
+            limits: Limits) -> Intake:
+    with uow:
+        prescriber_site = uow.principal.site_id
+        if uow.principal.role is not Role.PRESCRIBER or prescriber_site is None:
+            raise ValidationFailed("prescriptions are sent by a prescribing system bound to its hospital")
+        existing = _existing(uow, data.number, idempotency_key)
+        if existing is not None:
+            return _replay(existing, request_hash)
+        drugs = [find_drug_by_code(uow.session, item.code, prescriber_site) for item in data.items]
+        requests = [ItemRequest(
+            DrugFacts(d.code, d.active, d.controlled_class, d.special_storage, d.atc_code) if d else None,
+            item.code, item.quantity, item.supply_days, item.repeats, item.interval_days)
+            for item, d in zip(data.items, drugs, strict=True)]
+        today = uow.today()
+        problems = check_policy(data.kind, data.issued_on, data.valid_until, today, requests, limits)
+        nominated = _nominated_site(uow, data, problems)
+        if problems:
+            raise ValidationFailed(f"the prescription breaks {len(problems)} rule(s)", problems)
+        first = data.items[0]
+        rx = Prescription(
+            consortium_id=uow.principal.consortium_id, number=data.number, prescriber_site_id=prescriber_site,
+            prescriber=data.prescriber, patient_ref=data.patient_ref, patient_district=data.patient_district,
+            patient_latitude=data.patient_latitude, patient_longitude=data.patient_longitude, kind=data.kind.value,
+            issued_on=data.issued_on, valid_until=data.valid_until, status=Status.ROUTED.value,
+            nominated_site_id=nominated, routing={}, returned_from=[], issues_total=1 + first.repeats,
+            current_issue=0, interval_days=(first.interval_days or first.supply_days) if first.repeats else None,
+            next_due_on=today, idempotency_key=idempotency_key, request_hash=request_hash, source=data.source)
+        uow.session.add(rx)
+        uow.session.flush()
+        for item, drug in zip(data.items, drugs, strict=True):
+            assert drug is not None  # the policy check refused unknown codes
+            uow.session.add(PrescriptionItem(
+                consortium_id=rx.consortium_id, prescription_id=rx.id, drug_id=drug.id, quantity=item.quantity,
+                supply_days=item.supply_days, substitution_allowed=item.substitution_allowed, dosage=item.dosage,
+                external_id=item.external_id))
+        uow.session.flush()
+        _route(uow, rx, event="received")
+        uow.commit()
+        return Intake(rx, created=True)
+
+
+def _nominated_site(uow: UnitOfWork, data: PrescriptionInput, problems: list[dict[str, str]]) -> int | None:
+    if data.nominated_site_id is None and not data.nominated_site_code:
+        return None
+    stmt = select(Site).where(Site.id == data.nominated_site_id) if data.nominated_site_id is not None \
+        else select(Site).where(Site.code == data.nominated_site_code)
+    site = uow.session.scalars(stmt).first()
+    if site is None or not site.dispenses or not site.active:
+        problems.append({"field": "nominated_pharmacy",
+                         "reason": "is not an active dispensing site of this consortium"})
+        return None
+    return site.id
+
+
+# Routing ------------------------------------------------------------------------------------------
+
+@dataclass
+class _Need:
+    item: PrescriptionItem
+    drug: Drug
+    supply_until: date
+
+
+@dataclass
+class _Stock:
+    usable: dict[tuple[int, int], int] = field(default_factory=dict)  # (site, item) -> usable units
+
+
+def _needs(uow: UnitOfWork, rx: Prescription, items: Sequence[PrescriptionItem]) -> list[_Need]:
+    start = max(uow.today(), rx.next_due_on or uow.today())
+    drugs = {d.id: d for d in uow.session.scalars(select(Drug).where(Drug.id.in_([i.drug_id for i in items])))}
+    return [_Need(i, drugs[i.drug_id], start + timedelta(days=i.supply_days)) for i in items]
+
+
+def _usable_stock(uow: UnitOfWork, needs: Sequence[_Need], site_ids: Sequence[int]) -> _Stock:
+    """Usable units per site for each need: unexpired on the day the supply ends, not reserved."""
+    stock = _Stock()
+    for need in needs:
+        rows = uow.session.execute(
+            select(Lot.site_id, func.sum(Lot.quantity - Lot.reserved))
+            .where(Lot.drug_id == need.item.drug_id, Lot.site_id.in_(site_ids),
+                   Lot.expiry_date >= need.supply_until, Lot.expiry_date >= uow.today())
+            .group_by(Lot.site_id))
+        for site_id, units in rows:
+            stock.usable[(site_id, need.item.id)] = int(units or 0)
+    return stock
+
+
+def _open_queues(uow: UnitOfWork, site_ids: Sequence[int]) -> dict[int, int]:
+    rows = uow.session.execute(
+        select(Prescription.pharmacy_site_id, func.count())
+        .where(Prescription.pharmacy_site_id.in_(site_ids),
+               Prescription.status.in_([s.value for s in OPEN_STATUSES]))
+        .group_by(Prescription.pharmacy_site_id))
+    return {site_id: count for site_id, count in rows if site_id is not None}
+
+
+def _route(uow: UnitOfWork, rx: Prescription, *, event: str, exclude: frozenset[int] = frozenset()) -> None:
+    """Choose the pharmacy, reserve the stock there, or wait for stock; record why."""
+    items = list(uow.session.scalars(select(PrescriptionItem).where(PrescriptionItem.prescription_id == rx.id)
+                                     .order_by(PrescriptionItem.id)))
+    needs = _needs(uow, rx, items)
+    sites = [s for s in uow.session.scalars(select(Site).where(Site.dispenses.is_(True), Site.active.is_(True))
+                                            .order_by(Site.id)) if s.id not in exclude]
+    eligible = [s for s in sites
+                if len(dispensable_drugs(uow.session, s.id, SiteKind(s.kind), [n.drug for n in needs]))
+                == len({n.drug.id for n in needs})]
+    if not eligible:
+        codes = ", ".join(n.drug.code for n in needs)
+        more = " other than the ones it was returned from" if exclude else ""
+        raise NoEligiblePharmacy(f"no pharmacy{more} of the consortium may dispense {codes}",
+                                 {"items": codes})
+    stock = _usable_stock(uow, needs, [s.id for s in sites])
+    queues = _open_queues(uow, [s.id for s in eligible])
+    candidates = []
+    for site in eligible:
+        short = tuple(n.drug.code for n in needs if stock.usable.get((site.id, n.item.id), 0) < n.item.quantity)
+        location = (site.latitude, site.longitude) if site.latitude is not None and site.longitude is not None \
+            else None
+        candidates.append(Candidate(site.id, site.code, site.district, location, queues.get(site.id, 0),
+                                    not short, short))
+    patient_location = (rx.patient_latitude, rx.patient_longitude) \
+        if rx.patient_latitude is not None and rx.patient_longitude is not None else None
+    ranked = rank_pharmacies(candidates, nominated_site_id=rx.nominated_site_id,
+                             patient_district=rx.patient_district, patient_location=patient_location)
+    considered = [r.reason for r in ranked[:5]]
+    for choice in ranked:
+        if not choice.candidate.can_fill:
+            break
+        savepoint = uow.session.begin_nested()
+        try:
+            for need in needs:
+                hold_stock(uow, choice.candidate.site_id, need.item.drug_id, need.item.quantity, need.supply_until,
+                           _cause(rx))
+        except OutOfStock:
+            savepoint.rollback()  # taken meanwhile by another prescription: try the next pharmacy
+            continue
+        savepoint.commit()
+        rx.pharmacy_site_id = choice.candidate.site_id
+        rx.routing = {"pharmacy": choice.candidate.code, "reason": choice.reason, "considered": considered,
+                      "returned_from": list(rx.returned_from)}
+        _set_status(uow, rx, Status.ROUTED, event, reason=f"routed to {choice.reason}")
+        return
+    best = ranked[0]
+    rx.pharmacy_site_id = best.candidate.site_id
+    requested = _request_stock(uow, rx, best.candidate.site_id, needs, stock, [s.id for s in sites])
+    rx.routing = {"pharmacy": best.candidate.code, "reason": best.reason, "considered": considered,
+                  "returned_from": list(rx.returned_from), **requested}
+    said = "; ".join(requested["transfers_text"] + requested["shortages_text"])
+    _set_status(uow, rx, Status.AWAITING_STOCK, event,
+                reason=f"no pharmacy can fill every item; waiting at {best.candidate.code}: {said}")
+
+
+def _request_stock(uow: UnitOfWork, rx: Prescription, site_id: int, needs: Sequence[_Need], stock: _Stock,
+                   site_ids: Sequence[int]) -> dict[str, Any]:
+    """Ask the member with the most usable surplus for each short item, or record a shortage."""
+    codes = {s.id: s.code for s in uow.session.scalars(select(Site).where(Site.id.in_(site_ids)))}
+    transfers, shortages = [], []
+    for need in needs:
+        missing = need.item.quantity - stock.usable.get((site_id, need.item.id), 0)
+        if missing <= 0:
+            continue
+        donors = sorted(((units, sid) for (sid, item_id), units in stock.usable.items()
+                         if item_id == need.item.id and sid != site_id), reverse=True)
+        if donors and donors[0][0] >= missing:
+            donor = donors[0][1]
+            uow.session.add(TransferRequest(consortium_id=rx.consortium_id, from_site_id=donor, to_site_id=site_id,
+                                            drug_id=need.item.drug_id, quantity=missing, prescription_id=rx.id,
+                                            created_at=uow.now()))
+            transfers.append(f"transfer of {missing} {need.drug.code} requested from {codes.get(donor, donor)}")
+        else:
+            uow.session.add(Shortage(consortium_id=rx.consortium_id, site_id=site_id, drug_id=need.item.drug_id,
+                                     quantity=missing, prescription_id=rx.id, created_at=uow.now()))
+            shortages.append(f"the consortium has no surplus of {need.drug.code}: shortage of {missing} "
+                             "recorded for procurement")
+    return {"transfers_text": transfers, "shortages_text": shortages}
+
+
+# Status changes and events ------------------------------------------------------------------------
+
+def _transition(uow: UnitOfWork, rx: Prescription, action: Action, reason: str = "") -> Status:
+    new = next_status(Status(rx.status), action)
+    _set_status(uow, rx, new, action.value, reason)
+    return new
+
+
+def _set_status(uow: UnitOfWork, rx: Prescription, status: Status, event: str, reason: str = "") -> None:
+    previous = rx.status
+    rx.status, rx.status_reason, rx.updated_at = status.value, reason, uow.now()
+    record_event(uow, rx, event, previous)
+
+
+def record_event(uow: UnitOfWork, rx: Prescription, event_type: str, previous: str | None = None) -> None:
+    """Write an outbox event for ``rx`` and a webhook delivery per active subscription of its hospital."""
+    pharmacy = uow.session.get(Site, rx.pharmacy_site_id) if rx.pharmacy_site_id else None
+    event = PrescriptionEvent(
+        consortium_id=rx.consortium_id, event_id=str(uuid.uuid4()), prescription_id=rx.id,
+        prescriber_site_id=rx.prescriber_site_id, pharmacy_site_id=rx.pharmacy_site_id, type=event_type,
+        status=rx.status, at=uow.now(),
+        payload={"prescription_id": rx.id, "number": rx.number, "status": rx.status, "previous_status": previous,
+                 "reason": rx.status_reason, "pharmacy": pharmacy.code if pharmacy else None,
+                 "issue": rx.current_issue + 1, "issues_total": rx.issues_total},
+    )
+    uow.session.add(event)
+    uow.session.flush()
+    subscriptions = uow.session.scalars(select(WebhookSubscription.id).where(
+        WebhookSubscription.site_id == rx.prescriber_site_id, WebhookSubscription.active.is_(True))).all()
+    for subscription_id in subscriptions:
+        uow.session.add(WebhookDelivery(consortium_id=rx.consortium_id, subscription_id=subscription_id,
+                                        event_id=event.id, next_attempt_at=uow.now()))
+
+
+# Reads --------------------------------------------------------------------------------------------
+
+def _visible(uow: UnitOfWork, rx: Prescription) -> bool:
+    p = uow.principal
+    if p.role is Role.PRESCRIBER:
+        return rx.prescriber_site_id == p.site_id
+    if p.role is Role.PHARMACIST:
+        return rx.pharmacy_site_id == p.site_id
+    return True
+
+
+def _load(uow: UnitOfWork, rx_id: int, *, for_update: bool = False) -> Prescription:
+    rx = uow.get(Prescription, rx_id, for_update=for_update, what="prescription")
+    if not _visible(uow, rx):
+        # Patient data is shown only to those who need it: another site's prescription does not exist here.
+        raise NotFound(f"prescription {rx_id} not found")
+    return rx
+
+
+def _load_for_pharmacy(uow: UnitOfWork, rx_id: int) -> Prescription:
+    rx = _load(uow, rx_id, for_update=True)
+    uow.ensure_acts_for(rx.pharmacy_site_id, what=f"prescription {rx_id}")
+    return rx
+
+
+@dataclass
+class PrescriptionView:
+    prescription: Prescription
+    items: list[PrescriptionItem]
+    dispenses: list[Dispense]
+    drugs: dict[int, Drug]
+
+
+def get_prescription(uow: UnitOfWork, rx_id: int) -> PrescriptionView:
+    with uow:
+        return _view(uow, _load(uow, rx_id))
+
+
+def _view(uow: UnitOfWork, rx: Prescription) -> PrescriptionView:
+    items = list(uow.session.scalars(select(PrescriptionItem).where(PrescriptionItem.prescription_id == rx.id)
+                                     .order_by(PrescriptionItem.id)))
+    dispenses = list(uow.session.scalars(select(Dispense).where(Dispense.prescription_id == rx.id)
+                                         .order_by(Dispense.id)))
+    drug_ids = {i.drug_id for i in items} | {d.drug_id for d in dispenses}
+    drugs = {d.id: d for d in uow.session.scalars(select(Drug).where(Drug.id.in_(drug_ids)))}
+    return PrescriptionView(rx, items, dispenses, drugs)
+
+
+def list_prescriptions(uow: UnitOfWork, page: PageRequest, *, status: str | None = None,
+                       site_id: int | None = None) -> Page[Prescription]:
+    """The caller's worklist: a pharmacist's site's prescriptions, a hospital's own, or all (admin)."""
+    with uow:
+        stmt = select(Prescription)
+        p = uow.principal
+        if p.role is Role.PHARMACIST:
+            stmt = stmt.where(Prescription.pharmacy_site_id == p.site_id)
+        elif p.role is Role.PRESCRIBER:
+            stmt = stmt.where(Prescription.prescriber_site_id == p.site_id)
+        elif site_id is not None:
+            stmt = stmt.where(Prescription.pharmacy_site_id == site_id)
+        if status is not None:
+            stmt = stmt.where(Prescription.status == status)
+        return fetch_page(uow.session, stmt.order_by(Prescription.updated_at, Prescription.id), page)
+
+
+def worklist_counts(uow: UnitOfWork) -> dict[str, int]:
+    """Open prescriptions of the pharmacist's site, counted by status."""
+    with uow:
+        rows = uow.session.execute(select(Prescription.status, func.count()).where(
+            Prescription.pharmacy_site_id == uow.principal.site_id).group_by(Prescription.status))
+        return {status: count for status, count in rows}
+
+
+def list_events(uow: UnitOfWork, after: int, limit: int) -> list[PrescriptionEvent]:
+    """Events after a cursor, oldest first: a hospital sees its prescriptions', a pharmacy its own."""
+    with uow:
+        stmt = select(PrescriptionEvent).where(PrescriptionEvent.id > after)
+        p = uow.principal
+        if p.role is Role.PRESCRIBER:
+            stmt = stmt.where(PrescriptionEvent.prescriber_site_id == p.site_id)
+        elif p.role is Role.PHARMACIST:
+            stmt = stmt.where(PrescriptionEvent.pharmacy_site_id == p.site_id)
+        return list(uow.session.scalars(stmt.order_by(PrescriptionEvent.id).limit(limit)))
+
+
+# Pharmacy work ------------------------------------------------------------------------------------
+
+def accept(uow: UnitOfWork, rx_id: int) -> Prescription:
+    """The pharmacist's review accepts the prescription."""
+    with uow:
+        rx = _load_for_pharmacy(uow, rx_id)
+        _transition(uow, rx, Action.ACCEPT, "accepted on review")
+        uow.commit()
+        return rx
+
+
+def reject(uow: UnitOfWork, rx_id: int, reason_code: str, note: str = "") -> Prescription:
+    """The pharmacist's review rejects it with a reason; it goes back to the prescriber, stock is released."""
+    check_reason(reason_code, REJECT_REASONS, "rejection")
+    with uow:
+        rx = _load_for_pharmacy(uow, rx_id)
+        _transition(uow, rx, Action.REJECT, f"{reason_code}: {note}".strip(": "))
+        release_stock(uow, _cause(rx))
+        uow.commit()
+        return rx
+
+
+def return_prescription(uow: UnitOfWork, rx_id: int, reason_code: str, note: str = "") -> Prescription:
+    """Give the prescription back for stock or operational reasons: it is routed again, never here again."""
+    check_reason(reason_code, RETURN_REASONS, "return")
+    with uow:
+        rx = _load_for_pharmacy(uow, rx_id)
+        next_status(Status(rx.status), Action.RETURN)  # refuse early, before anything moves
+        release_stock(uow, _cause(rx))
+        returned_by = rx.pharmacy_site_id
+        rx.returned_from = [*rx.returned_from, returned_by] if returned_by else list(rx.returned_from)
+        _route(uow, rx, event="returned", exclude=frozenset(rx.returned_from))
+        rx.status_reason = f"returned by site {returned_by} ({reason_code}{': ' + note if note else ''}); " \
+                           + rx.status_reason
+        uow.commit()
+        return rx
+
+
+def stock_arrived(uow: UnitOfWork, rx_id: int) -> Prescription:
+    """Stock came for a prescription awaiting it: reserve it here and put it back in the worklist."""
+    with uow:
+        rx = _load_for_pharmacy(uow, rx_id)
+        next_status(Status(rx.status), Action.STOCK_ARRIVED)
+        items = list(uow.session.scalars(select(PrescriptionItem).where(PrescriptionItem.prescription_id == rx.id)))
+        for need in _needs(uow, rx, items):
+            hold_stock(uow, rx.pharmacy_site_id, need.item.drug_id, need.item.quantity,  # type: ignore[arg-type]
+                       need.supply_until, _cause(rx))
+        _transition(uow, rx, Action.STOCK_ARRIVED, "stock arrived and is reserved")
+        uow.commit()
+        return rx
+
+
+def prepare(uow: UnitOfWork, rx_id: int) -> Prescription:
+    with uow:
+        rx = _load_for_pharmacy(uow, rx_id)
+        _transition(uow, rx, Action.PREPARE, "prepared")
+        uow.commit()
+        return rx
+
+
+@dataclass(frozen=True)
+class DispenseLine:
+    item_id: int
+    quantity: int | None = None  # default: what is left of this issue
+    lots: tuple[LotChoice, ...] = ()
+    lot_reason: str = ""
+    substitute_drug_id: int | None = None
+    substitution_reason: str = ""
+
+
+def dispense(uow: UnitOfWork, rx_id: int, lines: Sequence[DispenseLine] = ()) -> PrescriptionView:
+    """Dispense this issue, in full or in part: FEFO lots by default, other lots only with a reason,
+    substitution only within the equivalence group and where the prescriber allowed it."""
+    with uow:
+        rx = _load_for_pharmacy(uow, rx_id)
+        current = Status(rx.status)
+        if current not in (Status.PREPARED, Status.PARTIALLY_DISPENSED):
+            next_status(current, Action.DISPENSE_PART)
+        items = {i.id: i for i in uow.session.scalars(select(PrescriptionItem).where(
+            PrescriptionItem.prescription_id == rx.id))}
+        given = _given(uow, rx)
+        todo = list(lines) or [DispenseLine(item_id) for item_id in items if given.get(item_id, 0) <
+                               items[item_id].quantity]
+        needs = {n.item.id: n for n in _needs(uow, rx, list(items.values()))}
+        for index, line in enumerate(todo):
+            item = items.get(line.item_id)
+            if item is None:
+                raise ValidationFailed(f"item {line.item_id} is not on prescription {rx.id}",
+                                       {f"items[{index}]": "unknown"})
+            left = item.quantity - given.get(item.id, 0)
+            quantity = line.quantity if line.quantity is not None else left
+            if quantity <= 0 or quantity > left:
+                raise ValidationFailed(f"item {item.id}: {left} left to dispense in this issue, not {quantity}",
+                                       {f"items[{index}].quantity": quantity})
+            drug_id, substituted, note = item.drug_id, False, line.lot_reason
+            if line.substitute_drug_id is not None and line.substitute_drug_id != item.drug_id:
+                drug_id, note = _substitute(uow, rx, item, line, needs[item.id].drug), line.substitution_reason
+                substituted = True
+            movements = dispense_stock(uow, rx.pharmacy_site_id, drug_id, quantity,  # type: ignore[arg-type]
+                                       needs[item.id].supply_until, _cause(rx), lots=line.lots or None,
+                                       lot_reason=line.lot_reason)
+            lots = {lot.id: lot for lot in uow.session.scalars(select(Lot).where(
+                Lot.id.in_([m.lot_id for m in movements])))}
+            for movement in movements:
+                lot = lots[movement.lot_id]
+                uow.session.add(Dispense(
+                    consortium_id=rx.consortium_id, prescription_id=rx.id, item_id=item.id, issue=rx.current_issue,
+                    site_id=lot.site_id, drug_id=drug_id, lot_id=lot.id, lot_number=lot.lot_number,
+                    expiry_date=lot.expiry_date, quantity=-movement.quantity, substituted=substituted, note=note,
+                    movement_id=movement.id, actor=uow.principal.label, at=uow.now()))
+            given[item.id] = given.get(item.id, 0) + quantity
+        complete = all(given.get(i.id, 0) >= i.quantity for i in items.values())
+        _transition(uow, rx, Action.DISPENSE_ALL if complete else Action.DISPENSE_PART,
+                    "dispensed" if complete else "partly dispensed")
+        uow.session.flush()
+        uow.commit()
+        return _view(uow, rx)
+
+
+def _given(uow: UnitOfWork, rx: Prescription) -> dict[int, int]:
+    rows = uow.session.execute(select(Dispense.item_id, func.sum(Dispense.quantity)).where(
+        Dispense.prescription_id == rx.id, Dispense.issue == rx.current_issue).group_by(Dispense.item_id))
+    return {item_id: int(total) for item_id, total in rows}
+
+
+def _substitute(uow: UnitOfWork, rx: Prescription, item: PrescriptionItem, line: DispenseLine, prescribed: Drug) -> int:
+    if not item.substitution_allowed:
+        raise ValidationFailed(f"the prescriber did not allow substitution of {prescribed.code}",
+                               {"substitute_drug_id": line.substitute_drug_id})
+    if not line.substitution_reason.strip():
+        raise ValidationFailed("a substitution needs a reason", {"substitution_reason": "required"})
+    substitute = uow.get(Drug, line.substitute_drug_id, what="drug")
+    if not substitute.active or not prescribed.equivalence_group \
+            or substitute.equivalence_group != prescribed.equivalence_group:
+        raise ValidationFailed(f"{substitute.code} is not in the equivalence group of {prescribed.code}",
+                               {"substitute_drug_id": substitute.id})
+    # The prescribed drug's reservation for this item is given back: the substitute is taken FEFO instead.
+    release_stock(uow, _cause(rx), site_id=rx.pharmacy_site_id, drug_id=item.drug_id)
+    return substitute.id
+
+
+def hand_over(uow: UnitOfWork, rx_id: int) -> Prescription:
+    """The patient collects this issue; a long prescription then waits for its next issue."""
+    with uow:
+        rx = _load_for_pharmacy(uow, rx_id)
+        last = rx.current_issue + 1 >= rx.issues_total
+        _transition(uow, rx, Action.HAND_OVER_LAST if last else Action.HAND_OVER,
+                    "handed over" if last else f"issue {rx.current_issue + 1} of {rx.issues_total} handed over")
+        for row in uow.session.scalars(select(Dispense).where(Dispense.prescription_id == rx.id,
+                                                              Dispense.issue == rx.current_issue)):
+            row.handed_over_at = uow.now()
+        if not last:
+            rx.current_issue += 1
+            rx.next_due_on = uow.today() + timedelta(days=rx.interval_days or 0)
+        uow.commit()
+        return rx
+
+
+def cancel(uow: UnitOfWork, rx_id: int, note: str = "") -> Prescription:
+    """The prescriber withdraws the prescription; refused once dispensing has started."""
+    with uow:
+        rx = _load(uow, rx_id, for_update=True)
+        if uow.principal.role is Role.PRESCRIBER and rx.prescriber_site_id != uow.principal.site_id:
+            raise NotFound(f"prescription {rx_id} not found")
+        _transition(uow, rx, Action.CANCEL, note or "cancelled by the prescriber")
+        release_stock(uow, _cause(rx))
+        uow.commit()
+        return rx
+
+
+# Scheduled jobs -----------------------------------------------------------------------------------
+
+def expire_uncollected(uow: UnitOfWork) -> int:
+    """Prescriptions not dispensed by the end of their validity expire and release their stock."""
+    with uow:
+        stale = uow.session.scalars(select(Prescription).where(
+            Prescription.status.in_([s.value for s in BEFORE_DISPENSING]),
+            Prescription.valid_until < uow.today()).order_by(Prescription.id).with_for_update()
+            .execution_options(populate_existing=True)).all()
+        for rx in stale:
+            _transition(uow, rx, Action.EXPIRE, f"not collected by {rx.valid_until.isoformat()}")
+            release_stock(uow, _cause(rx))
+        uow.commit()
+        return len(stale)
+
+
+def prepare_due_installments(uow: UnitOfWork, notice_days: int, limits: Limits | None = None) -> int:
+    """Reserve the next issue of long prescriptions due within ``notice_days`` and tell their pharmacy."""
+    limits = limits or Limits()
+    with uow:
+        due = uow.session.scalars(select(Prescription).where(
+            Prescription.status == Status.SCHEDULED.value,
+            Prescription.next_due_on <= uow.today() + timedelta(days=notice_days)).order_by(Prescription.id)
+            .with_for_update().execution_options(populate_existing=True)).all()
+        for rx in due:
+            assert rx.next_due_on is not None
+            rx.valid_until = rx.next_due_on + timedelta(days=limits.max_validity_days)
+            items = list(uow.session.scalars(select(PrescriptionItem).where(
+                PrescriptionItem.prescription_id == rx.id).order_by(PrescriptionItem.id)))
+            needs = _needs(uow, rx, items)
+            savepoint = uow.session.begin_nested()
+            try:
+                for need in needs:
+                    hold_stock(uow, rx.pharmacy_site_id, need.item.drug_id, need.item.quantity,  # type: ignore[arg-type]
+                               need.supply_until, _cause(rx))
+            except OutOfStock:
+                savepoint.rollback()
+                sites = list(uow.session.scalars(select(Site.id).where(Site.dispenses.is_(True))))
+                requested = _request_stock(uow, rx, rx.pharmacy_site_id, needs,  # type: ignore[arg-type]
+                                           _usable_stock(uow, needs, sites), sites)
+                _transition(uow, rx, Action.ISSUE_AWAITS_STOCK, "; ".join(
+                    requested["transfers_text"] + requested["shortages_text"]))
+                continue
+            savepoint.commit()
+            _transition(uow, rx, Action.ISSUE_DUE,
+                        f"issue {rx.current_issue + 1} of {rx.issues_total} due on {rx.next_due_on.isoformat()}; "
+                        "stock reserved")
+        uow.commit()
+        return len(due)
