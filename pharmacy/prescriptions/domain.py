@@ -172,7 +172,7 @@ def check_policy(kind: Kind, issued_on: date, valid_until: date, today: date, it
         refuse("issued_on", "is in the future")
     if not items:
         refuse("items", "a prescription has at least one item")
-    schedules = {(i.repeats, i.interval_days or i.supply_days) for i in items}
+    schedules = {(i.repeats, (i.interval_days or i.supply_days) if i.repeats else None) for i in items}
     if len(schedules) > 1:
         refuse("items", "all items of one prescription share one schedule of repeats and interval")
     for index, item in enumerate(items):

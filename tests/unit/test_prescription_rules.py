@@ -1,0 +1,163 @@
+from datetime import date
+
+import pytest
+
+from pharmacy.errors import InvalidTransition
+from pharmacy.prescriptions.domain import (
+    TRANSITIONS,
+    Action,
+    Candidate,
+    DrugFacts,
+    ItemRequest,
+    Kind,
+    Limits,
+    Status,
+    check_policy,
+    next_status,
+    rank_pharmacies,
+)
+
+TODAY = date(2026, 11, 23)
+
+# --- the state machine ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("state", "action"), sorted(TRANSITIONS, key=str))
+def test_every_allowed_transition_leads_where_the_table_says(state, action):
+    assert next_status(state, action) is TRANSITIONS[(state, action)]
+
+
+REFUSED = [(s, a) for s in Status for a in Action if (s, a) not in TRANSITIONS]
+
+
+@pytest.mark.parametrize(("state", "action"), REFUSED)
+def test_every_other_transition_is_refused_naming_the_current_state(state, action):
+    with pytest.raises(InvalidTransition) as raised:
+        next_status(state, action)
+    assert state.value in raised.value.message and raised.value.status == 409
+
+
+def test_cancel_after_dispensing_started_says_why():
+    with pytest.raises(InvalidTransition, match="dispensing has started"):
+        next_status(Status.PARTIALLY_DISPENSED, Action.CANCEL)
+
+
+def test_final_states_say_they_are_final():
+    with pytest.raises(InvalidTransition, match="final state"):
+        next_status(Status.COMPLETED, Action.ACCEPT)
+
+
+# --- policy ----------------------------------------------------------------------------------------
+
+PLAIN = DrugFacts("AML5", True, "none", "none", "C08CA01")
+
+
+def item(drug: DrugFacts | None = PLAIN, supply: int = 7, repeats: int = 0, interval: int | None = None,
+         code: str = "AML5") -> ItemRequest:
+    return ItemRequest(drug, code, 28, supply, repeats, interval)
+
+
+def problems(kind: Kind, *items: ItemRequest, issued: date = TODAY, valid: date = TODAY, limits: Limits = Limits()):
+    return check_policy(kind, issued, valid, TODAY, list(items), limits)
+
+
+def reasons(found) -> str:
+    return " | ".join(p["reason"] for p in found)
+
+
+def test_an_ordinary_week_is_accepted():
+    assert problems(Kind.ORDINARY, item()) == []
+
+
+def test_validity_longer_than_three_days_is_refused():
+    assert "at most 3 days" in reasons(problems(Kind.ORDINARY, item(), valid=date(2026, 11, 27)))
+    assert problems(Kind.ORDINARY, item(), valid=date(2026, 11, 26)) == []
+
+
+def test_ordinary_supply_over_seven_days_and_emergency_over_three_are_refused():
+    assert "at most 7 days" in reasons(problems(Kind.ORDINARY, item(supply=8)))
+    assert "at most 3 days" in reasons(problems(Kind.EMERGENCY, item(supply=4)))
+
+
+def test_limits_are_configurable():
+    assert problems(Kind.ORDINARY, item(supply=14), limits=Limits(ordinary_supply_days=14)) == []
+
+
+def test_long_prescription_up_to_twelve_weeks_in_installments():
+    assert problems(Kind.LONG, item(supply=28, repeats=2, interval=28)) == []
+    assert "at most 84 days" in reasons(problems(Kind.LONG, item(supply=28, repeats=3)))
+
+
+@pytest.mark.parametrize(("facts", "why"), [
+    (DrugFacts("MOR", True, "narcotic", "none", None), "narcotic"),
+    (DrugFacts("DZP", True, "psychotropic_2", "none", None), "psychotropic_2"),
+    (DrugFacts("INS", True, "none", "cold_chain", None), "cold_chain"),
+    (DrugFacts("AMX", True, "none", "none", "J01CA04"), "antimicrobial"),
+])
+def test_long_prescriptions_are_refused_for_excluded_drugs(facts, why):
+    assert why in reasons(problems(Kind.LONG, item(facts, supply=28, repeats=1)))
+
+
+def test_controlled_classes_follow_their_own_limits():
+    narcotic = DrugFacts("MOR", True, "narcotic", "none", None)
+    assert "at most 3 days" in reasons(problems(Kind.ORDINARY, item(narcotic, supply=5)))
+    toxic = DrugFacts("TOX", True, "toxic", "none", None)
+    assert "at most 2 days" in reasons(problems(Kind.ORDINARY, item(toxic, supply=3)))
+
+
+def test_unknown_and_retired_drugs_are_refused_and_every_problem_is_listed():
+    retired = DrugFacts("OLD", False, "none", "none", None)
+    found = problems(Kind.ORDINARY, item(None, code="NOPE"), item(retired, supply=9), valid=date(2026, 12, 30))
+    assert {p["field"] for p in found} == {"items[0].drug", "items[1].drug", "items[1].supply_days", "valid_until"}
+
+
+def test_repeats_belong_to_long_prescriptions_only():
+    assert "only long prescriptions" in reasons(problems(Kind.ORDINARY, item(repeats=1)))
+
+
+# --- routing ---------------------------------------------------------------------------------------
+
+HOME = (30.26, 120.14)
+
+
+def site(site_id: int, *, fill: bool = True, district: str = "D1", at=(30.26, 120.14), queue: int = 0) -> Candidate:
+    return Candidate(site_id, f"S{site_id}", district, at, queue, fill, () if fill else ("AML5",))
+
+
+def route(*candidates: Candidate, nominated: int | None = None):
+    return rank_pharmacies(candidates, nominated_site_id=nominated, patient_district="D1", patient_location=HOME)
+
+
+def chosen(*candidates: Candidate, nominated: int | None = None) -> int:
+    return route(*candidates, nominated=nominated)[0].candidate.site_id
+
+
+def test_a_nominated_pharmacy_that_can_fill_wins_even_far_away():
+    assert chosen(site(1), site(2, district="D9", at=(31.0, 121.0), queue=50), nominated=2) == 2
+
+
+def test_a_nominated_pharmacy_that_cannot_fill_does_not_win():
+    assert chosen(site(1), site(2, fill=False), nominated=2) == 1
+
+
+def test_filling_every_item_beats_district_distance_and_queue():
+    assert chosen(site(1, fill=False), site(2, district="D9", at=(31.0, 121.0), queue=9)) == 2
+
+
+def test_the_patients_district_beats_distance():
+    assert chosen(site(1, district="D9", at=HOME), site(2, at=(30.30, 120.20))) == 2
+
+
+def test_distance_beats_the_queue():
+    assert chosen(site(1, at=(30.30, 120.20)), site(2, at=(30.261, 120.141), queue=30)) == 2
+
+
+def test_the_shortest_queue_breaks_a_tie():
+    assert chosen(site(1, queue=5), site(2, queue=1)) == 2
+
+
+def test_the_reason_says_why():
+    reason = route(site(1, fill=False), site(2), nominated=2)[0].reason
+    assert reason.startswith("S2: nominated by the prescriber; can fill every item")
+    assert "in the patient's district (D1)" in reason and "0.0 km" in reason and "0 open prescriptions" in reason
+    assert "cannot fill AML5" in route(site(1, fill=False))[0].reason
