@@ -55,7 +55,7 @@ def _take_in(resources: list[dict[str, Any]], digest: str) -> tuple[services.Pre
 
 def _site_codes(uow: UnitOfWork) -> dict[int, str]:
     with uow:
-        return dict(uow.session.execute(select(Site.id, Site.code)).tuples().all())
+        return {site_id: code for site_id, code in uow.session.execute(select(Site.id, Site.code))}
 
 
 def _requests(view: services.PrescriptionView) -> list[dict[str, Any]]:

@@ -145,7 +145,7 @@ class ReturnView(MethodView):
     @blp.response(200, PrescriptionOutSchema)
     def post(self, data: dict[str, Any], rx_id: int) -> Any:
         """Give it back for stock or operational reasons: it is routed to another pharmacy"""
-        return _action(rx_id, lambda uow, i: services.return_prescription(uow, i, data["reason_code"], data["note"]))
+        return present(services.return_prescription(request_uow(), rx_id, data["reason_code"], data["note"]))
 
 
 @blp.route("/prescriptions/<int:rx_id>/stock-arrived")

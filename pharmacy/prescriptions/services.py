@@ -235,7 +235,8 @@ def _open_queues(uow: UnitOfWork, site_ids: Sequence[int]) -> dict[int, int]:
     return {site_id: count for site_id, count in rows if site_id is not None}
 
 
-def _route(uow: UnitOfWork, rx: Prescription, *, event: str, exclude: frozenset[int] = frozenset()) -> None:
+def _route(uow: UnitOfWork, rx: Prescription, *, event: str, exclude: frozenset[int] = frozenset(),
+           note: str = "") -> None:
     """Choose the pharmacy, reserve the stock there, or wait for stock; record why."""
     items = list(uow.session.scalars(select(PrescriptionItem).where(PrescriptionItem.prescription_id == rx.id)
                                      .order_by(PrescriptionItem.id)))
@@ -279,7 +280,7 @@ def _route(uow: UnitOfWork, rx: Prescription, *, event: str, exclude: frozenset[
         rx.pharmacy_site_id = choice.candidate.site_id
         rx.routing = {"pharmacy": choice.candidate.code, "reason": choice.reason, "considered": considered,
                       "returned_from": list(rx.returned_from)}
-        _set_status(uow, rx, Status.ROUTED, event, reason=f"routed to {choice.reason}")
+        _set_status(uow, rx, Status.ROUTED, event, reason=f"{note}routed to {choice.reason}")
         return
     best = ranked[0]
     rx.pharmacy_site_id = best.candidate.site_id
@@ -288,7 +289,7 @@ def _route(uow: UnitOfWork, rx: Prescription, *, event: str, exclude: frozenset[
                   "returned_from": list(rx.returned_from), **requested}
     said = "; ".join(requested["transfers_text"] + requested["shortages_text"])
     _set_status(uow, rx, Status.AWAITING_STOCK, event,
-                reason=f"no pharmacy can fill every item; waiting at {best.candidate.code}: {said}")
+                reason=f"{note}no pharmacy can fill every item; waiting at {best.candidate.code}: {said}")
 
 
 def _request_stock(uow: UnitOfWork, rx: Prescription, site_id: int, needs: Sequence[_Need], stock: _Stock,
@@ -457,8 +458,10 @@ def reject(uow: UnitOfWork, rx_id: int, reason_code: str, note: str = "") -> Pre
         return rx
 
 
-def return_prescription(uow: UnitOfWork, rx_id: int, reason_code: str, note: str = "") -> Prescription:
-    """Give the prescription back for stock or operational reasons: it is routed again, never here again."""
+def return_prescription(uow: UnitOfWork, rx_id: int, reason_code: str, note: str = "") -> PrescriptionView:
+    """Give the prescription back for stock or operational reasons: it is routed again, never here again.
+
+    Returns the prescription as it leaves: the returning pharmacy will not see it afterwards."""
     check_reason(reason_code, RETURN_REASONS, "return")
     with uow:
         rx = _load_for_pharmacy(uow, rx_id)
@@ -466,11 +469,10 @@ def return_prescription(uow: UnitOfWork, rx_id: int, reason_code: str, note: str
         release_stock(uow, _cause(rx))
         returned_by = rx.pharmacy_site_id
         rx.returned_from = [*rx.returned_from, returned_by] if returned_by else list(rx.returned_from)
-        _route(uow, rx, event="returned", exclude=frozenset(rx.returned_from))
-        rx.status_reason = f"returned by site {returned_by} ({reason_code}{': ' + note if note else ''}); " \
-                           + rx.status_reason
+        _route(uow, rx, event="returned", exclude=frozenset(rx.returned_from),
+               note=f"returned by site {returned_by} ({reason_code}{': ' + note if note else ''}); ")
         uow.commit()
-        return rx
+        return _view(uow, rx)
 
 
 def stock_arrived(uow: UnitOfWork, rx_id: int) -> Prescription:

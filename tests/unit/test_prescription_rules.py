@@ -57,7 +57,11 @@ def item(drug: DrugFacts | None = PLAIN, supply: int = 7, repeats: int = 0, inte
     return ItemRequest(drug, code, 28, supply, repeats, interval)
 
 
-def problems(kind: Kind, *items: ItemRequest, issued: date = TODAY, valid: date = TODAY, limits: Limits = Limits()):
+DEFAULT_LIMITS = Limits()
+
+
+def problems(kind: Kind, *items: ItemRequest, issued: date = TODAY, valid: date = TODAY,
+             limits: Limits = DEFAULT_LIMITS):
     return check_policy(kind, issued, valid, TODAY, list(items), limits)
 
 
