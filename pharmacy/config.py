@@ -34,7 +34,12 @@ def load_config(instance_path: str) -> dict[str, Any]:
         "DEFAULT_PAGE_SIZE": _int("PHARMACY_PAGE_SIZE", 50),
         "MAX_PAGE_SIZE": _int("PHARMACY_MAX_PAGE_SIZE", 500),
         "NEAR_EXPIRY_DAYS": _int("PHARMACY_NEAR_EXPIRY_DAYS", 90),
-        "SCHEDULER_ENABLED": os.environ.get("PHARMACY_SCHEDULER", "0") == "1",
+        "INSTALLMENT_NOTICE_DAYS": _int("PHARMACY_INSTALLMENT_NOTICE_DAYS", 3),
+        # Prescription policy (days); China's rules by default.
+        "MAX_VALIDITY_DAYS": _int("PHARMACY_MAX_VALIDITY_DAYS", 3),
+        "ORDINARY_SUPPLY_DAYS": _int("PHARMACY_ORDINARY_SUPPLY_DAYS", 7),
+        "EMERGENCY_SUPPLY_DAYS": _int("PHARMACY_EMERGENCY_SUPPLY_DAYS", 3),
+        "LONG_SUPPLY_DAYS": _int("PHARMACY_LONG_SUPPLY_DAYS", 84),
         "MAX_CONTENT_LENGTH": _int("PHARMACY_MAX_UPLOAD_BYTES", 32 * 1024 * 1024),
         # flask-smorest / OpenAPI
         "API_TITLE": "Consortium shared pharmacy",

@@ -11,7 +11,7 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,6 +21,8 @@ from flask import Flask
 from sqlalchemy import text
 
 from pharmacy.db import Database
+from pharmacy.principal import SYSTEM
+from pharmacy.unit_of_work import UnitOfWork
 
 log = logging.getLogger(__name__)
 
@@ -38,9 +40,36 @@ class JobDefinition:
     description: str = ""
 
 
-def job_definitions() -> list[JobDefinition]:
-    """Every periodic job of the service. Later packages add theirs here."""
-    return []
+def _expire_uncollected(database: Database) -> Any:
+    from pharmacy.prescriptions.services import expire_uncollected
+
+    return expire_uncollected(UnitOfWork(database.session_factory, SYSTEM))
+
+
+def _prepare_due_installments(database: Database, notice_days: int) -> Any:
+    from pharmacy.prescriptions.services import prepare_due_installments
+
+    return prepare_due_installments(UnitOfWork(database.session_factory, SYSTEM), notice_days)
+
+
+def _deliver_webhooks(database: Database) -> Any:
+    from pharmacy.prescriptions.webhooks import deliver_due
+
+    return deliver_due(UnitOfWork(database.session_factory, SYSTEM))
+
+
+def job_definitions(config: Mapping[str, Any]) -> list[JobDefinition]:
+    """Every periodic job of the service, as data: a stable id, a trigger and the service it runs."""
+    notice = int(config.get("INSTALLMENT_NOTICE_DAYS", 3))
+    return [
+        JobDefinition("prescriptions.expire_uncollected", _expire_uncollected, "interval", {"minutes": 10},
+                      description="expire prescriptions past their validity and release their stock"),
+        JobDefinition("prescriptions.prepare_due_installments",
+                      lambda database: _prepare_due_installments(database, notice), "interval", {"hours": 1},
+                      description=f"reserve long-prescription issues due within {notice} days"),
+        JobDefinition("prescriptions.deliver_webhooks", _deliver_webhooks, "interval", {"seconds": 30},
+                      description="deliver and retry webhooks to prescribing systems"),
+    ]
 
 
 class DeploymentLock:
@@ -85,7 +114,7 @@ def build_scheduler(app: Flask, scheduler: BaseScheduler | None = None) -> BaseS
     """An APScheduler with every job registered (not started)."""
     database: Database = app.extensions["pharmacy_db"]
     scheduler = scheduler or BackgroundScheduler(timezone="UTC")
-    for job in job_definitions():
+    for job in job_definitions(app.config):
         scheduler.add_job(job.func, job.trigger, args=[database], id=job.id, name=job.description or job.id,
                           replace_existing=True, coalesce=True, max_instances=1, **job.trigger_args)
     return scheduler

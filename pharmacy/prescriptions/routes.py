@@ -41,7 +41,10 @@ IDEMPOTENCY_KEY = {"in": "header", "name": "Idempotency-Key", "required": False,
 
 
 def limits() -> Limits:
-    return current_app.config.get("PRESCRIPTION_LIMITS") or Limits()
+    config = current_app.config
+    return config.get("PRESCRIPTION_LIMITS") or Limits(
+        max_validity_days=config["MAX_VALIDITY_DAYS"], ordinary_supply_days=config["ORDINARY_SUPPLY_DAYS"],
+        emergency_supply_days=config["EMERGENCY_SUPPLY_DAYS"], long_supply_days=config["LONG_SUPPLY_DAYS"])
 
 
 def request_hash() -> str:

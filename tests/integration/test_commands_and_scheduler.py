@@ -67,3 +67,16 @@ def test_only_one_scheduler_runs_per_deployment(committed_app):
         first.release()
     assert second.acquire()
     second.release()
+
+
+def test_jobs_are_data_with_stable_ids_and_run_against_the_database(committed_app):
+    from pharmacy.scheduler import build_scheduler, job_definitions
+
+    jobs = job_definitions(committed_app.config)
+    assert [j.id for j in jobs] == ["prescriptions.expire_uncollected", "prescriptions.prepare_due_installments",
+                                    "prescriptions.deliver_webhooks"]
+    scheduler = build_scheduler(committed_app)
+    assert {j.id for j in scheduler.get_jobs()} == {j.id for j in jobs}
+    database = committed_app.extensions["pharmacy_db"]
+    results = [job.func(database) for job in jobs]
+    assert results == [0, 0, {"delivered": 0, "retrying": 0, "failed": 0}]
