@@ -146,11 +146,14 @@ def resolve_code(uow: UnitOfWork, code: str, site_id: int | None = None) -> Drug
         return drug
 
 
-def dispensable_drugs(session: Session, site_id: int, site_kind: SiteKind, drugs: list[Drug]) -> set[int]:
-    """Which of ``drugs`` a site may dispense: its default list plus the consortium's extensions."""
-    extended = set(session.scalars(select(FormularyEntry.drug_id).where(
-        FormularyEntry.site_id == site_id, FormularyEntry.drug_id.in_([d.id for d in drugs]))))
-    return {d.id for d in drugs if may_dispense(site_kind, d.active, d.essential, d.id in extended)}
+def sites_that_may_dispense(session: Session, sites: list[Site], drugs: list[Drug]) -> list[Site]:
+    """The sites that may dispense every one of ``drugs``: default lists plus the consortium's extensions."""
+    extended = {(site_id, drug_id) for site_id, drug_id in session.execute(
+        select(FormularyEntry.site_id, FormularyEntry.drug_id).where(
+            FormularyEntry.site_id.in_([s.id for s in sites]), FormularyEntry.drug_id.in_([d.id for d in drugs])))}
+    return [site for site in sites
+            if all(may_dispense(SiteKind(site.kind), d.active, d.essential, (site.id, d.id) in extended)
+                   for d in drugs)]
 
 
 def map_local_code(uow: UnitOfWork, site_id: int, local_code: str, drug_id: int) -> LocalCode:

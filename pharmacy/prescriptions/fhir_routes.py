@@ -50,7 +50,7 @@ def _take_in(resources: list[dict[str, Any]], digest: str) -> tuple[services.Pre
         resolver = fhir.Resolver(lambda code: find_drug_by_code(uow.session, code, site_id) is not None)
         data = fhir.read_medication_requests(resources, uow.today(), resolver)
     intake = services.submit_prescription(request_uow(), data, digest, idempotency_key(), limits())
-    return services.get_prescription(request_uow(), intake.prescription.id), intake.created
+    return intake.view, intake.created
 
 
 def _site_codes(uow: UnitOfWork) -> dict[int, str]:

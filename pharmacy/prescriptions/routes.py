@@ -92,11 +92,10 @@ class PrescriptionsView(MethodView):
         """Send a prescription: it is checked, routed to a pharmacy and its stock reserved"""
         intake = services.submit_prescription(request_uow(), _input(data), request_hash(), idempotency_key(),
                                               limits())
-        view = services.get_prescription(request_uow(), intake.prescription.id)
         headers = {"Location": f"/api/prescriptions/{intake.prescription.id}"}
         if not intake.created:
             headers["Idempotent-Replayed"] = "true"
-        return present(view), 201, headers
+        return present(intake.view), 201, headers
 
 
 @blp.route("/prescriptions/worklist-counts")
@@ -118,8 +117,7 @@ class PrescriptionView(MethodView):
 
 
 def _action(rx_id: int, run: Any) -> Any:
-    run(request_uow(), rx_id)
-    return present(services.get_prescription(request_uow(), rx_id))
+    return present(run(request_uow(), rx_id))
 
 
 @blp.route("/prescriptions/<int:rx_id>/accept")

@@ -16,8 +16,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from pharmacy.catalog.models import Drug
-from pharmacy.catalog.services import dispensable_drugs, find_drug_by_code
-from pharmacy.consortium.domain import SiteKind
+from pharmacy.catalog.services import find_drug_by_code, sites_that_may_dispense
 from pharmacy.consortium.models import Site
 from pharmacy.errors import Conflict, DomainError, NotFound, OutOfStock, ValidationFailed
 from pharmacy.inventory.domain import CauseType
@@ -92,6 +91,7 @@ class PrescriptionInput:
 class Intake:
     prescription: Prescription
     created: bool
+    view: PrescriptionView
 
 
 def _cause(rx: Prescription) -> Cause:
@@ -115,7 +115,7 @@ def submit_prescription(uow: UnitOfWork, data: PrescriptionInput, request_hash: 
             existing = _existing(uow, data.number, idempotency_key)
             if existing is None:
                 raise
-            return _replay(existing, request_hash)
+            return _replay(uow, existing, request_hash)
 
 
 def _existing(uow: UnitOfWork, number: str, idempotency_key: str | None) -> Prescription | None:
@@ -129,12 +129,12 @@ def _existing(uow: UnitOfWork, number: str, idempotency_key: str | None) -> Pres
         Prescription.prescriber_site_id == site_id, Prescription.number == number)).first()
 
 
-def _replay(existing: Prescription, request_hash: str) -> Intake:
+def _replay(uow: UnitOfWork, existing: Prescription, request_hash: str) -> Intake:
     if existing.request_hash != request_hash:
         raise Conflict(f"prescription {existing.number} was already received with a different content; "
                        "send a new Idempotency-Key and number for a new prescription",
                        {"prescription_id": existing.id})
-    return Intake(existing, created=False)
+    return Intake(existing, created=False, view=_view(uow, existing))
 
 
 def _submit(uow: UnitOfWork, data: PrescriptionInput, request_hash: str, idempotency_key: str | None,
@@ -145,7 +145,7 @@ def _submit(uow: UnitOfWork, data: PrescriptionInput, request_hash: str, idempot
             raise ValidationFailed("prescriptions are sent by a prescribing system bound to its hospital")
         existing = _existing(uow, data.number, idempotency_key)
         if existing is not None:
-            return _replay(existing, request_hash)
+            return _replay(uow, existing, request_hash)
         drugs = [find_drug_by_code(uow.session, item.code, prescriber_site) for item in data.items]
         requests = [ItemRequest(
             DrugFacts(d.code, d.active, d.controlled_class, d.special_storage, d.atc_code) if d else None,
@@ -176,7 +176,7 @@ def _submit(uow: UnitOfWork, data: PrescriptionInput, request_hash: str, idempot
         uow.session.flush()
         _route(uow, rx, event="received")
         uow.commit()
-        return Intake(rx, created=True)
+        return Intake(rx, created=True, view=_view(uow, rx))
 
 
 def _nominated_site(uow: UnitOfWork, data: PrescriptionInput, problems: list[dict[str, str]]) -> int | None:
@@ -243,9 +243,7 @@ def _route(uow: UnitOfWork, rx: Prescription, *, event: str, exclude: frozenset[
     needs = _needs(uow, rx, items)
     sites = [s for s in uow.session.scalars(select(Site).where(Site.dispenses.is_(True), Site.active.is_(True))
                                             .order_by(Site.id)) if s.id not in exclude]
-    eligible = [s for s in sites
-                if len(dispensable_drugs(uow.session, s.id, SiteKind(s.kind), [n.drug for n in needs]))
-                == len({n.drug.id for n in needs})]
+    eligible = sites_that_may_dispense(uow.session, sites, [n.drug for n in needs])
     if not eligible:
         codes = ", ".join(n.drug.code for n in needs)
         more = " other than the ones it was returned from" if exclude else ""
@@ -333,22 +331,30 @@ def _set_status(uow: UnitOfWork, rx: Prescription, status: Status, event: str, r
 
 def record_event(uow: UnitOfWork, rx: Prescription, event_type: str, previous: str | None = None) -> None:
     """Write an outbox event for ``rx`` and a webhook delivery per active subscription of its hospital."""
-    pharmacy = uow.session.get(Site, rx.pharmacy_site_id) if rx.pharmacy_site_id else None
     event = PrescriptionEvent(
         consortium_id=rx.consortium_id, event_id=str(uuid.uuid4()), prescription_id=rx.id,
         prescriber_site_id=rx.prescriber_site_id, pharmacy_site_id=rx.pharmacy_site_id, type=event_type,
         status=rx.status, at=uow.now(),
         payload={"prescription_id": rx.id, "number": rx.number, "status": rx.status, "previous_status": previous,
-                 "reason": rx.status_reason, "pharmacy": pharmacy.code if pharmacy else None,
+                 "reason": rx.status_reason, "pharmacy": (rx.routing or {}).get("pharmacy"),
                  "issue": rx.current_issue + 1, "issues_total": rx.issues_total},
     )
     uow.session.add(event)
-    uow.session.flush()
-    subscriptions = uow.session.scalars(select(WebhookSubscription.id).where(
-        WebhookSubscription.site_id == rx.prescriber_site_id, WebhookSubscription.active.is_(True))).all()
+    subscriptions = _subscriptions(uow, rx.prescriber_site_id)
+    if subscriptions:
+        uow.session.flush()  # the deliveries need the event's id
     for subscription_id in subscriptions:
         uow.session.add(WebhookDelivery(consortium_id=rx.consortium_id, subscription_id=subscription_id,
                                         event_id=event.id, next_attempt_at=uow.now()))
+
+
+def _subscriptions(uow: UnitOfWork, site_id: int) -> list[int]:
+    # Asked once per unit of work: one request may change a prescription several times.
+    cache: dict[int, list[int]] = uow.session.info.setdefault("webhook_subscriptions", {})
+    if site_id not in cache:
+        cache[site_id] = list(uow.session.scalars(select(WebhookSubscription.id).where(
+            WebhookSubscription.site_id == site_id, WebhookSubscription.active.is_(True))))
+    return cache[site_id]
 
 
 # Reads --------------------------------------------------------------------------------------------
@@ -438,16 +444,16 @@ def list_events(uow: UnitOfWork, after: int, limit: int) -> list[PrescriptionEve
 
 # Pharmacy work ------------------------------------------------------------------------------------
 
-def accept(uow: UnitOfWork, rx_id: int) -> Prescription:
+def accept(uow: UnitOfWork, rx_id: int) -> PrescriptionView:
     """The pharmacist's review accepts the prescription."""
     with uow:
         rx = _load_for_pharmacy(uow, rx_id)
         _transition(uow, rx, Action.ACCEPT, "accepted on review")
         uow.commit()
-        return rx
+        return _view(uow, rx)
 
 
-def reject(uow: UnitOfWork, rx_id: int, reason_code: str, note: str = "") -> Prescription:
+def reject(uow: UnitOfWork, rx_id: int, reason_code: str, note: str = "") -> PrescriptionView:
     """The pharmacist's review rejects it with a reason; it goes back to the prescriber, stock is released."""
     check_reason(reason_code, REJECT_REASONS, "rejection")
     with uow:
@@ -455,7 +461,7 @@ def reject(uow: UnitOfWork, rx_id: int, reason_code: str, note: str = "") -> Pre
         _transition(uow, rx, Action.REJECT, f"{reason_code}: {note}".strip(": "))
         release_stock(uow, _cause(rx))
         uow.commit()
-        return rx
+        return _view(uow, rx)
 
 
 def return_prescription(uow: UnitOfWork, rx_id: int, reason_code: str, note: str = "") -> PrescriptionView:
@@ -475,7 +481,7 @@ def return_prescription(uow: UnitOfWork, rx_id: int, reason_code: str, note: str
         return _view(uow, rx)
 
 
-def stock_arrived(uow: UnitOfWork, rx_id: int) -> Prescription:
+def stock_arrived(uow: UnitOfWork, rx_id: int) -> PrescriptionView:
     """Stock came for a prescription awaiting it: reserve it here and put it back in the worklist."""
     with uow:
         rx = _load_for_pharmacy(uow, rx_id)
@@ -486,15 +492,15 @@ def stock_arrived(uow: UnitOfWork, rx_id: int) -> Prescription:
                        need.supply_until, _cause(rx))
         _transition(uow, rx, Action.STOCK_ARRIVED, "stock arrived and is reserved")
         uow.commit()
-        return rx
+        return _view(uow, rx)
 
 
-def prepare(uow: UnitOfWork, rx_id: int) -> Prescription:
+def prepare(uow: UnitOfWork, rx_id: int) -> PrescriptionView:
     with uow:
         rx = _load_for_pharmacy(uow, rx_id)
         _transition(uow, rx, Action.PREPARE, "prepared")
         uow.commit()
-        return rx
+        return _view(uow, rx)
 
 
 @dataclass(frozen=True)
@@ -578,7 +584,7 @@ def _substitute(uow: UnitOfWork, rx: Prescription, item: PrescriptionItem, line:
     return substitute.id
 
 
-def hand_over(uow: UnitOfWork, rx_id: int) -> Prescription:
+def hand_over(uow: UnitOfWork, rx_id: int) -> PrescriptionView:
     """The patient collects this issue; a long prescription then waits for its next issue."""
     with uow:
         rx = _load_for_pharmacy(uow, rx_id)
@@ -592,10 +598,10 @@ def hand_over(uow: UnitOfWork, rx_id: int) -> Prescription:
             rx.current_issue += 1
             rx.next_due_on = uow.today() + timedelta(days=rx.interval_days or 0)
         uow.commit()
-        return rx
+        return _view(uow, rx)
 
 
-def cancel(uow: UnitOfWork, rx_id: int, note: str = "") -> Prescription:
+def cancel(uow: UnitOfWork, rx_id: int, note: str = "") -> PrescriptionView:
     """The prescriber withdraws the prescription; refused once dispensing has started."""
     with uow:
         rx = _load(uow, rx_id, for_update=True)
@@ -604,7 +610,7 @@ def cancel(uow: UnitOfWork, rx_id: int, note: str = "") -> Prescription:
         _transition(uow, rx, Action.CANCEL, note or "cancelled by the prescriber")
         release_stock(uow, _cause(rx))
         uow.commit()
-        return rx
+        return _view(uow, rx)
 
 
 # Scheduled jobs -----------------------------------------------------------------------------------

@@ -1,0 +1,267 @@
+"""Prescription flow benchmark: intake -> routing -> review -> dispense -> hand-over over HTTP.
+
+Starts gunicorn on PostgreSQL, drives the whole flow with concurrent clients through the API, and prints
+prescriptions per second with p50/p99 latency of one prescription's five requests and of each request.
+Beside it, the same database work done with bare SQL statements by the same number of threads, in the
+same run, and the ratio of the two (this machine is shared: compare ratios, not seconds).
+
+    DATABASE_URL=postgresql://postgres@127.0.0.1:5432/test .venv/bin/python bench/prescriptions.py
+    BENCH_PRESCRIPTIONS=400 BENCH_CLIENTS=8 ... (defaults)
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from datetime import date, timedelta
+from pathlib import Path
+
+from sqlalchemy import text
+
+from pharmacy import create_app
+from pharmacy.accounts.services import create_api_key
+from pharmacy.catalog.services import create_drug
+from pharmacy.consortium.services import create_consortium, create_site
+from pharmacy.inventory.services import receive_stock
+from pharmacy.migrate import upgrade
+from pharmacy.principal import SYSTEM, Role, system_for
+from pharmacy.unit_of_work import UnitOfWork
+
+ROOT = Path(__file__).resolve().parent.parent
+PHARMACIES = 10
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def seed(url: str) -> tuple[dict[str, str], dict[int, str], int]:
+    app = create_app({"DATABASE_URL": url})
+    database = app.extensions["pharmacy_db"]
+    with database.engine.begin() as conn:
+        conn.execute(text("DROP SCHEMA public CASCADE"))
+        conn.execute(text("CREATE SCHEMA public"))
+    upgrade(database.engine)
+    factory = database.session_factory
+    consortium = create_consortium(UnitOfWork(factory, SYSTEM), "BENCH", "bench")
+    uow = UnitOfWork(factory, system_for(consortium.id))
+    lead = create_site(uow, consortium.id, {"code": "B-LEAD", "name": "lead", "kind": "lead_hospital",
+                                            "dispenses": False, "district": "D0", "latitude": 30.0,
+                                            "longitude": 120.0}).id
+    drug = create_drug(uow, {"code": "AML5", "generic_name": "氨氯地平片", "dosage_form": "tablet",
+                             "strength_amount": 5, "strength_unit": "mg", "dispensing_unit": "tablet",
+                             "pack_size": 28, "essential": True}).id
+    keys = {"prescriber": create_api_key(uow, consortium.id, "his", Role.PRESCRIBER, lead)[1]}
+    pharmacist_keys = {}
+    for i in range(PHARMACIES):
+        site = create_site(uow, consortium.id, {
+            "code": f"B-C{i}", "name": f"chc {i}", "kind": "community_health_centre", "parent_id": lead,
+            "dispenses": True, "district": f"D{i}", "latitude": 30.0 + i / 50, "longitude": 120.0}).id
+        receive_stock(uow, site, drug, f"LOT-{i}", date.today() + timedelta(days=700), 1_000_000)
+        pharmacist_keys[site] = create_api_key(uow, consortium.id, f"pharm {i}", Role.PHARMACIST, site)[1]
+    database.dispose()
+    return keys, pharmacist_keys, drug
+
+
+class Client:
+    def __init__(self, port: int) -> None:
+        self.connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        self.latencies: list[float] = []
+
+    def post(self, path: str, key: str, body: dict) -> dict:
+        payload = json.dumps(body).encode()
+        started = time.perf_counter()
+        self.connection.request("POST", path, payload, {"Authorization": f"Bearer {key}",
+                                                        "Content-Type": "application/json"})
+        response = self.connection.getresponse()
+        data = response.read()
+        self.latencies.append(time.perf_counter() - started)
+        if response.status >= 300:
+            raise RuntimeError(f"{path}: {response.status} {data[:300]!r}")
+        return json.loads(data)
+
+
+def run_http(port: int, keys: dict[str, str], pharmacist_keys: dict[int, str], count: int, clients: int
+             ) -> tuple[float, list[float], list[float]]:
+    flows: list[float] = []
+    requests: list[float] = []
+    lock = threading.Lock()
+    today = date.today().isoformat()
+
+    def worker(worker_index: int) -> None:
+        client = Client(port)
+        mine = []
+        for n in range(worker_index, count, clients):
+            started = time.perf_counter()
+            rx = client.post("/api/prescriptions", keys["prescriber"], {
+                "number": f"H-{n}-{uuid.uuid4().hex[:6]}", "issued_on": today,
+                "patient": {"ref": f"P{n}", "district": f"D{n % PHARMACIES}"},
+                "items": [{"drug_code": "AML5", "quantity": 28, "supply_days": 7}]})
+            key = pharmacist_keys[rx["pharmacy_site_id"]]
+            for action in ("accept", "prepare", "dispense", "hand-over"):
+                client.post(f"/api/prescriptions/{rx['id']}/{action}", key, {})
+            mine.append(time.perf_counter() - started)
+        with lock:
+            flows.extend(mine)
+            requests.extend(client.latencies)
+
+    started = time.perf_counter()
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return time.perf_counter() - started, flows, requests
+
+
+BARE_INTAKE = [
+    ("INSERT INTO prescriptions (consortium_id, number, prescriber_site_id, prescriber, patient_ref, "
+     "patient_district, kind, issued_on, valid_until, status, status_reason, routing, returned_from, issues_total, "
+     "current_issue, request_hash, source, created_at, updated_at, next_due_on) VALUES (1, :number, 1, '', :patient, "
+     ":district, 'ordinary', :today, :today, 'routed', '', '{}', '[]', 1, 0, 'x', 'sql', now(), now(), :today) "
+     "RETURNING id"),
+]
+
+
+def run_bare_sql(url: str, drug: int, sites: list[int], count: int, clients: int) -> tuple[float, list[float]]:
+    """The same rows written and locked as the service writes them, with no HTTP, ORM or checks."""
+    app = create_app({"DATABASE_URL": url})
+    engine = app.extensions["pharmacy_db"].engine
+    flows: list[float] = []
+    lock = threading.Lock()
+    today = date.today()
+
+    def event(conn, rx_id: int, site: int, status: str) -> None:
+        conn.execute(text("INSERT INTO prescription_events (consortium_id, event_id, prescription_id, "
+                          "prescriber_site_id, pharmacy_site_id, type, status, payload, at) VALUES (1, :e, :rx, 1, "
+                          ":site, :status, :status, '{}', now())"),
+                     {"e": str(uuid.uuid4()), "rx": rx_id, "site": site, "status": status})
+
+    def worker(worker_index: int) -> None:
+        mine = []
+        with engine.connect() as conn:
+            for n in range(worker_index, count, clients):
+                started = time.perf_counter()
+                site = sites[n % len(sites)]
+                with conn.begin():
+                    rx_id = conn.execute(text(BARE_INTAKE[0]), {"number": f"S-{n}-{uuid.uuid4().hex[:6]}",
+                                                               "patient": f"P{n}", "district": f"D{n}",
+                                                               "today": today}).scalar_one()
+                    item = conn.execute(text("INSERT INTO prescription_items (consortium_id, prescription_id, "
+                                             "drug_id, quantity, supply_days, substitution_allowed, dosage) VALUES "
+                                             "(1, :rx, :drug, 28, 7, true, '') RETURNING id"),
+                                        {"rx": rx_id, "drug": drug}).scalar_one()
+                    conn.execute(text("SELECT site_id, sum(quantity - reserved) FROM lots WHERE drug_id = :d "
+                                      "AND expiry_date >= :t GROUP BY site_id"), {"d": drug, "t": today}).all()
+                    lot = conn.execute(text("SELECT id FROM lots WHERE site_id = :s AND drug_id = :d ORDER BY id "
+                                            "FOR UPDATE"), {"s": site, "d": drug}).scalar_one()
+                    conn.execute(text("UPDATE lots SET reserved = reserved + 28 WHERE id = :l"), {"l": lot})
+                    conn.execute(text("INSERT INTO reservations (consortium_id, lot_id, site_id, drug_id, quantity, "
+                                      "status, cause_type, cause_id, supply_until, created_at) VALUES (1, :l, :s, "
+                                      ":d, 28, 'held', 'prescription', :rx, :t, now())"),
+                                 {"l": lot, "s": site, "d": drug, "rx": str(rx_id), "t": today})
+                    conn.execute(text("UPDATE prescriptions SET pharmacy_site_id = :s WHERE id = :rx"),
+                                 {"s": site, "rx": rx_id})
+                    event(conn, rx_id, site, "routed")
+                for status in ("accepted", "prepared"):
+                    with conn.begin():
+                        conn.execute(text("SELECT id FROM prescriptions WHERE id = :rx FOR UPDATE"), {"rx": rx_id})
+                        conn.execute(text("UPDATE prescriptions SET status = :st WHERE id = :rx"),
+                                     {"st": status, "rx": rx_id})
+                        event(conn, rx_id, site, status)
+                with conn.begin():
+                    conn.execute(text("SELECT id FROM prescriptions WHERE id = :rx FOR UPDATE"), {"rx": rx_id})
+                    conn.execute(text("SELECT id FROM lots WHERE id = :l FOR UPDATE"), {"l": lot})
+                    conn.execute(text("UPDATE lots SET quantity = quantity - 28, reserved = reserved - 28 "
+                                      "WHERE id = :l"), {"l": lot})
+                    conn.execute(text("UPDATE reservations SET status = 'consumed' WHERE cause_id = :rx"),
+                                 {"rx": str(rx_id)})
+                    movement = conn.execute(text(
+                        "INSERT INTO movements (consortium_id, lot_id, site_id, drug_id, kind, quantity, "
+                        "reason_code, note, actor, cause_type, cause_id, at) VALUES (1, :l, :s, :d, 'dispense', -28, "
+                        "'prescription', '', 'sql', 'prescription', :rx, now()) RETURNING id"),
+                        {"l": lot, "s": site, "d": drug, "rx": str(rx_id)}).scalar_one()
+                    conn.execute(text("INSERT INTO dispenses (consortium_id, prescription_id, item_id, issue, "
+                                      "site_id, drug_id, lot_id, lot_number, expiry_date, quantity, substituted, "
+                                      "note, movement_id, actor, at) VALUES (1, :rx, :item, 0, :s, :d, :l, 'x', :t, "
+                                      "28, false, '', :m, 'sql', now())"),
+                                 {"rx": rx_id, "item": item, "s": site, "d": drug, "l": lot, "t": today,
+                                  "m": movement})
+                    conn.execute(text("UPDATE prescriptions SET status = 'dispensed' WHERE id = :rx"), {"rx": rx_id})
+                    event(conn, rx_id, site, "dispensed")
+                with conn.begin():
+                    conn.execute(text("SELECT id FROM prescriptions WHERE id = :rx FOR UPDATE"), {"rx": rx_id})
+                    conn.execute(text("UPDATE prescriptions SET status = 'completed' WHERE id = :rx"),
+                                 {"rx": rx_id})
+                    event(conn, rx_id, site, "completed")
+                mine.append(time.perf_counter() - started)
+        with lock:
+            flows.extend(mine)
+
+    started = time.perf_counter()
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed = time.perf_counter() - started
+    engine.dispose()
+    return elapsed, flows
+
+
+def main() -> None:
+    url = os.environ.get("DATABASE_URL", "")
+    if not url.startswith("postgres"):
+        sys.exit("set DATABASE_URL to a PostgreSQL database (its public schema is dropped and recreated)")
+    count = int(os.environ.get("BENCH_PRESCRIPTIONS", "400"))
+    clients = int(os.environ.get("BENCH_CLIENTS", "8"))
+    keys, pharmacist_keys, drug = seed(url)
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "-w", "2", "--threads", "4", "-b", f"127.0.0.1:{port}",
+         "--log-level", "warning", "wsgi:app"],
+        cwd=ROOT, env={**os.environ, "DATABASE_URL": url, "SECRET_KEY": "bench"})
+    try:
+        for _ in range(100):
+            try:
+                http.client.HTTPConnection("127.0.0.1", port, timeout=1).request("GET", "/health")
+                break
+            except OSError:
+                time.sleep(0.1)
+        run_http(port, keys, pharmacist_keys, clients * 2, clients)  # warm-up: connections, caches
+        elapsed, flows, requests = run_http(port, keys, pharmacist_keys, count, clients)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    bare_elapsed, bare_flows = run_bare_sql(url, drug, sorted(pharmacist_keys), count, clients)
+
+    http_rate, bare_rate = count / elapsed, count / bare_elapsed
+    print(f"PostgreSQL; {count} prescriptions, {clients} concurrent clients, gunicorn 2 workers x 4 threads")
+    print(f"HTTP API : {http_rate:7.1f} prescriptions/s; per prescription (5 requests) p50 "
+          f"{statistics.median(flows) * 1000:6.1f} ms, p99 {percentile(flows, 0.99) * 1000:6.1f} ms; "
+          f"per request p50 {statistics.median(requests) * 1000:5.1f} ms, "
+          f"p99 {percentile(requests, 0.99) * 1000:5.1f} ms")
+    print(f"bare SQL : {bare_rate:7.1f} prescriptions/s; per prescription p50 "
+          f"{statistics.median(bare_flows) * 1000:6.1f} ms, p99 {percentile(bare_flows, 0.99) * 1000:6.1f} ms")
+    print(f"ratio    : the API does {http_rate / bare_rate:.2f}x the bare-SQL throughput "
+          f"({bare_rate / http_rate:.1f}x slower), "
+          f"p50 latency {statistics.median(flows) / statistics.median(bare_flows):.1f}x")
+
+
+if __name__ == "__main__":
+    main()
