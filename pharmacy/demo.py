@@ -1,4 +1,5 @@
-"""A demo consortium to try the service with: a city "1+X" consortium of 20 sites, a catalog, stock."""
+"""A demo consortium to try the service with: a city "1+X" consortium of 20 sites, a catalog, stock,
+and a few routed prescriptions."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import random
 from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
+from typing import Any
 
 from flask import Flask
 from sqlalchemy import func, select
@@ -15,7 +17,9 @@ from pharmacy.catalog.services import create_drug
 from pharmacy.consortium.models import Consortium
 from pharmacy.consortium.services import create_consortium, create_site
 from pharmacy.inventory.services import receive_stock
-from pharmacy.principal import SYSTEM, Role, system_for
+from pharmacy.prescriptions.domain import Kind
+from pharmacy.prescriptions.services import ItemInput, PrescriptionInput, submit_prescription
+from pharmacy.principal import SYSTEM, Principal, Role, system_for
 from pharmacy.unit_of_work import UnitOfWork
 
 DEMO_CONSORTIUM = "XH-1PLUSX"
@@ -88,6 +92,7 @@ def load_demo(app: Flask) -> list[DemoKey] | None:
         })
         ids[code] = site.id
     _load_catalog_and_stock(uow, ids)
+    _load_prescriptions(factory, consortium.id, ids["XH-LEAD"])
     keys = []
     for role, site_code in ((Role.ADMIN, None), (Role.PROCUREMENT, None), (Role.PRESCRIBER, "XH-LEAD"),
                             (Role.PHARMACIST, "XH-C01")):
@@ -118,3 +123,24 @@ def _load_catalog_and_stock(uow: UnitOfWork, site_ids: dict[str, int]) -> None:
                 receive_stock(uow, site_id, drug_id, f"{site_code[-3:]}-{drug_id:03d}-{n}",
                               today + timedelta(days=days), rng.choice([20, 50, 100, 200, 500]),
                               reason_code="opening_balance")
+
+
+DEMO_PRESCRIPTIONS = [
+    # number, patient, district, kind, [(code, quantity, supply days, repeats)]
+    ("XH-RX-0001", "PT-2f91", "西湖区", "ordinary", [("AML5", 7, 7, 0), ("ASP100", 7, 7, 0)]),
+    ("XH-RX-0002", "PT-77c0", "转塘街道", "long", [("MTF500", 56, 28, 2)]),
+    ("XH-RX-0003", "PT-a1b4", "双浦镇", "ordinary", [("OME20", 14, 7, 0)]),
+    ("XH-RX-0004", "PT-09de", "三墩镇", "long", [("ATV20", 28, 28, 1), ("VAL80", 28, 28, 1)]),
+]
+
+
+def _load_prescriptions(factory: Any, consortium_id: int, lead_id: int) -> None:
+    prescriber = Principal("system", None, "demo HIS", Role.PRESCRIBER, consortium_id, lead_id)
+    today = UnitOfWork(factory, prescriber).today()
+    for number, patient, district, kind, items in DEMO_PRESCRIPTIONS:
+        data = PrescriptionInput(
+            number=number, patient_ref=patient, kind=Kind(kind), issued_on=today, valid_until=today + timedelta(days=2),
+            patient_district=district, prescriber="王医生",
+            items=tuple(ItemInput(code, quantity, days, repeats, days if repeats else None)
+                        for code, quantity, days, repeats in items))
+        submit_prescription(UnitOfWork(factory, prescriber), data, request_hash=number)

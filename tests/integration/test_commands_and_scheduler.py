@@ -52,6 +52,8 @@ def test_demo_loads_a_consortium_once_with_keys_that_work(committed_app):
     assert drugs and drugs[0]["generic_name"] == "阿莫西林胶囊"
     stock = client.get("/api/inventory/stock", headers={"Authorization": f"Bearer {admin}"}).get_json()
     assert stock and all(row["on_hand"] > 0 for row in stock)
+    routed = client.get("/api/prescriptions", headers={"Authorization": f"Bearer {admin}"}).get_json()
+    assert len(routed) == 4 and all(p["status"] in ("routed", "awaiting_stock") for p in routed)
     checked = run(committed_app, "check-ledger")
     assert checked.exit_code == 0 and "ledger consistent" in checked.output
 
