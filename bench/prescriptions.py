@@ -21,6 +21,7 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -42,6 +43,17 @@ PHARMACIES = 10
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def run_threads(worker: Callable[[int], None], count: int) -> float:
+    """Run ``count`` workers at once; the seconds until the last one ends."""
+    started = time.perf_counter()
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(count)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return time.perf_counter() - started
 
 
 def free_port() -> int:
@@ -120,13 +132,7 @@ def run_http(port: int, keys: dict[str, str], pharmacist_keys: dict[int, str], c
             flows.extend(mine)
             requests.extend(client.latencies)
 
-    started = time.perf_counter()
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(clients)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return time.perf_counter() - started, flows, requests
+    return run_threads(worker, clients), flows, requests
 
 
 BARE_INTAKE = [
@@ -213,13 +219,7 @@ def run_bare_sql(url: str, drug: int, sites: list[int], count: int, clients: int
         with lock:
             flows.extend(mine)
 
-    started = time.perf_counter()
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(clients)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    elapsed = time.perf_counter() - started
+    elapsed = run_threads(worker, clients)
     engine.dispose()
     return elapsed, flows
 

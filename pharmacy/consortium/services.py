@@ -66,9 +66,7 @@ def create_site(uow: UnitOfWork, consortium_id: int, data: Mapping[str, Any]) ->
     """Add a member site; its place in the tree is checked before anything is written."""
     with uow:
         consortium = uow.get(Consortium, consortium_id, for_update=True)
-        if uow.session.scalars(select(Site).where(Site.consortium_id == consortium.id,
-                                                  Site.code == data["code"])).first():
-            raise Conflict(f"site code {data['code']} is already used in this consortium", {"code": data["code"]})
+        _ensure_code_free(uow, consortium.id, data["code"])
         kind = SiteKind(data["kind"])
         values = dict(data)
         values.setdefault("level", DEFAULT_LEVEL[kind])
@@ -79,6 +77,11 @@ def create_site(uow: UnitOfWork, consortium_id: int, data: Mapping[str, Any]) ->
         uow.session.add(site)
         uow.commit()
         return site
+
+
+def _ensure_code_free(uow: UnitOfWork, consortium_id: int, code: str) -> None:
+    if uow.session.scalars(select(Site.id).where(Site.consortium_id == consortium_id, Site.code == code)).first():
+        raise Conflict(f"site code {code} is already used in this consortium", {"code": code})
 
 
 def _resolve_parent(uow: UnitOfWork, parent_id: int | None) -> int | None:
@@ -96,10 +99,8 @@ def update_site(uow: UnitOfWork, site_id: int, changes: Mapping[str, Any]) -> Si
         values = dict(changes)
         if "parent_id" in values:
             values["parent_id"] = _resolve_parent(uow, values["parent_id"])
-        if "code" in values and values["code"] != site.code and uow.session.scalars(
-            select(Site).where(Site.consortium_id == site.consortium_id, Site.code == values["code"])
-        ).first():
-            raise Conflict(f"site code {values['code']} is already used in this consortium", {"code": values["code"]})
+        if "code" in values and values["code"] != site.code:
+            _ensure_code_free(uow, site.consortium_id, values["code"])
         if "kind" in values and "level" not in values:
             values["level"] = DEFAULT_LEVEL[SiteKind(values["kind"])]
         candidate = SiteNode(
