@@ -135,13 +135,11 @@ def run_http(port: int, keys: dict[str, str], pharmacist_keys: dict[int, str], c
     return run_threads(worker, clients), flows, requests
 
 
-BARE_INTAKE = [
-    ("INSERT INTO prescriptions (consortium_id, number, prescriber_site_id, prescriber, patient_ref, "
+BARE_INTAKE = ("INSERT INTO prescriptions (consortium_id, number, prescriber_site_id, prescriber, patient_ref, "
      "patient_district, kind, issued_on, valid_until, status, status_reason, routing, returned_from, issues_total, "
      "current_issue, request_hash, source, created_at, updated_at, next_due_on) VALUES (1, :number, 1, '', :patient, "
      ":district, 'ordinary', :today, :today, 'routed', '', '{}', '[]', 1, 0, 'x', 'sql', now(), now(), :today) "
-     "RETURNING id"),
-]
+     "RETURNING id")
 
 
 def run_bare_sql(url: str, drug: int, sites: list[int], count: int, clients: int) -> tuple[float, list[float]]:
@@ -165,7 +163,7 @@ def run_bare_sql(url: str, drug: int, sites: list[int], count: int, clients: int
                 started = time.perf_counter()
                 site = sites[n % len(sites)]
                 with conn.begin():
-                    rx_id = conn.execute(text(BARE_INTAKE[0]), {"number": f"S-{n}-{uuid.uuid4().hex[:6]}",
+                    rx_id = conn.execute(text(BARE_INTAKE), {"number": f"S-{n}-{uuid.uuid4().hex[:6]}",
                                                                "patient": f"P{n}", "district": f"D{n}",
                                                                "today": today}).scalar_one()
                     item = conn.execute(text("INSERT INTO prescription_items (consortium_id, prescription_id, "
