@@ -1,0 +1,245 @@
+"""The planning model of one drug (or several, tied by a budget), in PuLP.
+
+Per drug, with sites i, offers o, tiers k, usable lots l:
+
+- ``buy[o,i]``     integer packs of offer o delivered to site i
+- ``tier[o,k]``    binary: the pooled order of o is priced at tier k (at most one tier)
+- ``tierpacks[o,k]`` packs priced at tier k, within tier k's range when it is on (a strong formulation of
+                   all-units discounts: no big-M, one binary and one quantity per tier)
+- ``order[o,i]``   binary, when the offer has a fixed cost per order
+- ``fromoffer[o,i]`` units of the purchase used against demand (the rest stays as fresh stock)
+- ``use[l,j]``     units of lot l used at site j (j = the lot's own site, or a site an allowed arc reaches)
+- ``waste[l]``     units of a lot that expires within the horizon and is not used
+- ``short[i]``     units of demand not met
+
+Near-expiry stock counts only where it can be used before it expires: for every site j and every expiry
+T < horizon, the units j uses from lots expiring within T days are at most j's daily usage times T.
+Purchases arrive after their lead time: units bought from offers with lead time >= L cover at most the
+demand after day L. In the site-by-site baseline the tiers apply to each site's own volume and no stock moves.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+import pulp
+
+from optimizer.problem import Demand, Lot, Offer, Problem
+
+Key = tuple[str, str]
+
+
+@dataclass
+class DrugModel:
+    """One drug's variables and cost expressions inside a PuLP problem."""
+
+    drug: str
+    pooled: bool
+    offers: dict[str, Offer]
+    lots: dict[str, Lot]
+    demands: dict[str, Demand]
+    buy: dict[Key, pulp.LpVariable] = field(default_factory=dict)
+    tier_on: dict[tuple[str, str, int], pulp.LpVariable] = field(default_factory=dict)  # (offer, scope, k)
+    tier_packs: dict[tuple[str, str, int], pulp.LpVariable] = field(default_factory=dict)
+    order: dict[Key, pulp.LpVariable] = field(default_factory=dict)
+    use: dict[Key, pulp.LpVariable] = field(default_factory=dict)  # (lot, site)
+    waste: dict[str, pulp.LpVariable] = field(default_factory=dict)
+    short: dict[str, pulp.LpVariable] = field(default_factory=dict)
+    ship: dict[Key, pulp.LpVariable] = field(default_factory=dict)
+    costs: dict[str, pulp.LpAffineExpression] = field(default_factory=dict)
+    expired: list[Lot] = field(default_factory=list)  # wasted whatever the plan: counted as a constant
+
+    @property
+    def spending(self) -> pulp.LpAffineExpression:
+        return self.costs["purchase"] + self.costs["delivery"] + self.costs["order"]
+
+    @property
+    def total(self) -> pulp.LpAffineExpression:
+        return pulp.lpSum(self.costs.values())
+
+
+def _expr(terms: list[tuple[pulp.LpVariable, float]], constant: float = 0.0) -> pulp.LpAffineExpression:
+    # Built in one go from (variable, coefficient) pairs: chaining + on PuLP expressions is quadratic.
+    return pulp.LpAffineExpression(terms, constant=constant)
+
+
+def _add(prob: pulp.LpProblem, terms: list[tuple[pulp.LpVariable, float]], sense: int, rhs: float, name: str) -> None:
+    prob.addConstraint(pulp.LpConstraint(_expr(terms), sense=sense, rhs=rhs), name=name)
+
+
+def add_drug(prob: pulp.LpProblem, problem: Problem, drug: str, tag: str, *, pooled: bool = True,
+             transfers: bool = True) -> DrugModel:
+    """Add one drug's variables and constraints to ``prob`` (names carry ``tag``); return their handles."""
+    horizon = problem.horizon_days
+    demands = {d.site: d for d in problem.demands if d.drug == drug and d.units > 0}
+    offers = {o.id: o for o in problem.offers if o.drug == drug}
+    all_lots = [lot for lot in problem.lots if lot.drug == drug and lot.quantity > 0]
+    usable = {lot.id: lot for lot in all_lots if lot.expires_in_days > 0}
+    model = DrugModel(drug, pooled, offers, usable, demands, expired=[lot for lot in all_lots
+                                                                       if lot.expires_in_days <= 0])
+    sites = sorted(demands)
+    site_index = {s: n for n, s in enumerate(sites)}
+    cost_terms: dict[str, list[tuple[pulp.LpVariable, float]]] = defaultdict(list)
+    supply_terms: dict[str, list[tuple[pulp.LpVariable, float]]] = defaultdict(list)  # site -> units meeting demand
+
+    # Purchases, tiers, orders --------------------------------------------------------------------
+    lead_terms: dict[tuple[str, int], list[tuple[pulp.LpVariable, float]]] = defaultdict(list)
+    for o_n, offer in enumerate(sorted(offers.values(), key=lambda o: o.id)):
+        top_up = max(0, offer.tiers[-1].min_packs)  # room to buy beyond need, to reach a better tier
+        reach = [s for s in sites if not offer.delivery_cost_per_pack or s in offer.delivery_cost_per_pack]
+        site_ub: dict[str, int] = {}
+        for site in reach:
+            ub = math.ceil(demands[site].units / offer.pack_size) + top_up
+            if offer.capacity_packs is not None:
+                ub = min(ub, offer.capacity_packs)
+            if ub <= 0:
+                continue
+            site_ub[site] = ub
+            i = site_index[site]
+            x = prob.add_variable(f"{tag}_buy_{o_n}_{i}", 0, ub, cat=pulp.LpInteger)
+            model.buy[(offer.id, site)] = x
+            delivery = offer.delivery_cost_per_pack.get(site, 0.0)
+            if delivery:
+                cost_terms["delivery"].append((x, delivery))
+            if offer.order_cost > 0:
+                y = prob.add_variable(f"{tag}_order_{o_n}_{i}", 0, 1, cat=pulp.LpBinary)
+                model.order[(offer.id, site)] = y
+                cost_terms["order"].append((y, offer.order_cost))
+                _add(prob, [(x, 1.0), (y, -float(ub))], pulp.LpConstraintLE, 0, f"{tag}_order_needed_{o_n}_{i}")
+            used = prob.add_variable(f"{tag}_fromoffer_{o_n}_{i}", 0, demands[site].units)
+            _add(prob, [(used, 1.0), (x, -float(offer.pack_size))], pulp.LpConstraintLE, 0,
+                 f"{tag}_bought_units_cover_use_{o_n}_{i}")
+            supply_terms[site].append((used, 1.0))
+            if offer.lead_time_days > 0:
+                lead_terms[(site, offer.lead_time_days)].append((used, 1.0))
+        if not site_ub:
+            continue
+        scopes = [("all", list(site_ub))] if pooled else [(s, [s]) for s in site_ub]
+        for scope, members in scopes:
+            scope_ub = sum(site_ub[s] for s in members)
+            if offer.capacity_packs is not None:
+                scope_ub = min(scope_ub, offer.capacity_packs)
+            scope_tag = "all" if scope == "all" else str(site_index[scope])
+            on_terms, packs_terms = [], []
+            for k, tier in enumerate(offer.tiers):
+                high = offer.tiers[k + 1].min_packs - 1 if k + 1 < len(offer.tiers) else scope_ub
+                high = min(high, scope_ub)
+                if high < max(tier.min_packs, 1):
+                    continue  # a tier this scope cannot reach
+                z = prob.add_variable(f"{tag}_tier_{o_n}_{scope_tag}_{k}", 0, 1, cat=pulp.LpBinary)
+                w = prob.add_variable(f"{tag}_tierpacks_{o_n}_{scope_tag}_{k}", 0, high)
+                model.tier_on[(offer.id, scope, k)] = z
+                model.tier_packs[(offer.id, scope, k)] = w
+                _add(prob, [(w, 1.0), (z, -float(max(tier.min_packs, 0)))], pulp.LpConstraintGE, 0,
+                     f"{tag}_tier_minimum_{o_n}_{scope_tag}_{k}")
+                _add(prob, [(w, 1.0), (z, -float(high))], pulp.LpConstraintLE, 0,
+                     f"{tag}_tier_maximum_{o_n}_{scope_tag}_{k}")
+                cost_terms["purchase"].append((w, tier.price_per_pack))
+                on_terms.append((z, 1.0))
+                packs_terms.append((w, 1.0))
+            _add(prob, on_terms, pulp.LpConstraintLE, 1, f"{tag}_one_tier_{o_n}_{scope_tag}")
+            _add(prob, packs_terms + [(model.buy[(offer.id, s)], -1.0) for s in members], pulp.LpConstraintEQ, 0,
+                 f"{tag}_tier_prices_every_pack_{o_n}_{scope_tag}")
+        if offer.capacity_packs is not None and not pooled:
+            _add(prob, [(model.buy[(offer.id, s)], 1.0) for s in site_ub], pulp.LpConstraintLE,
+                 offer.capacity_packs, f"{tag}_capacity_{o_n}")
+    for (site, lead), _terms in sorted(lead_terms.items()):
+        # Units from offers at least this slow can only meet demand after they arrive.
+        slow = [term for (s, lt), terms in lead_terms.items() if s == site and lt >= lead for term in terms]
+        after = max(0.0, demands[site].units - demands[site].daily_usage * lead)
+        _add(prob, slow, pulp.LpConstraintLE, after, f"{tag}_lead_time_{site_index[site]}_{lead}")
+
+    # Stock on hand and transfers -----------------------------------------------------------------
+    arcs = defaultdict(list)
+    if transfers:
+        for arc in problem.arcs:
+            if arc.to_site in demands and arc.from_site != arc.to_site:
+                arcs[arc.from_site].append(arc)
+    all_sites = sorted({lot.site for lot in usable.values()} | set(sites))
+    any_index = {s: n for n, s in enumerate(all_sites)}
+    expiries: dict[str, list[tuple[int, pulp.LpVariable]]] = defaultdict(list)
+    shipped: dict[Key, list[pulp.LpVariable]] = defaultdict(list)
+    for l_n, lot in enumerate(sorted(usable.values(), key=lambda lot: lot.id)):
+        targets = ([(lot.site, 0.0)] if lot.site in demands else []) + \
+                  [(arc.to_site, arc.unit_cost) for arc in arcs.get(lot.site, [])]
+        lot_terms: list[tuple[pulp.LpVariable, float]] = []
+        for site, unit_cost in targets:
+            need = demands[site]
+            # A site cannot use more of this lot than it consumes before the lot expires.
+            use_ub = min(float(lot.quantity), float(need.units), need.daily_usage * min(lot.expires_in_days, horizon))
+            if use_ub <= 0:
+                continue
+            u = prob.add_variable(f"{tag}_use_{l_n}_{any_index[site]}", 0, use_ub)
+            model.use[(lot.id, site)] = u
+            lot_terms.append((u, 1.0))
+            supply_terms[site].append((u, 1.0))
+            if lot.expires_in_days < horizon:
+                expiries[site].append((lot.expires_in_days, u))
+            if site != lot.site:
+                if unit_cost:
+                    cost_terms["transfer"].append((u, unit_cost))
+                shipped[(lot.site, site)].append(u)
+        if lot.expires_in_days <= horizon:
+            waste = prob.add_variable(f"{tag}_waste_{l_n}", 0, lot.quantity)
+            model.waste[lot.id] = waste
+            cost_terms["waste"].append((waste, lot.unit_value))
+            _add(prob, [*lot_terms, (waste, 1.0)], pulp.LpConstraintEQ, lot.quantity, f"{tag}_lot_balance_{l_n}")
+        elif lot_terms:
+            _add(prob, lot_terms, pulp.LpConstraintLE, lot.quantity, f"{tag}_lot_balance_{l_n}")
+    for (origin, site), used in shipped.items():
+        arc = next(a for a in arcs[origin] if a.to_site == site)
+        if arc.fixed_cost > 0:
+            s = prob.add_variable(f"{tag}_ship_{any_index[origin]}_{any_index[site]}", 0, 1, cat=pulp.LpBinary)
+            model.ship[(origin, site)] = s
+            cost_terms["transfer"].append((s, arc.fixed_cost))
+            big = min(sum(usable[lid].quantity for lid, st in model.use if st == site and usable[lid].site == origin),
+                      demands[site].units)
+            _add(prob, [(u, 1.0) for u in used] + [(s, -float(big))], pulp.LpConstraintLE, 0,
+                 f"{tag}_shipment_needed_{any_index[origin]}_{any_index[site]}")
+    for site, entries in expiries.items():
+        for limit in sorted({days for days, _ in entries}):
+            terms = [(u, 1.0) for days, u in entries if days <= limit]
+            if len(terms) > 1:  # one lot alone is already bounded by its variable's upper bound
+                _add(prob, terms, pulp.LpConstraintLE, demands[site].daily_usage * limit,
+                     f"{tag}_absorb_before_expiry_{any_index[site]}_{limit}")
+
+    # Demand ----------------------------------------------------------------------------------------
+    penalty = problem.penalty(drug)
+    for site in sites:
+        i = site_index[site]
+        short = prob.add_variable(f"{tag}_short_{i}", 0, demands[site].units)
+        model.short[site] = short
+        cost_terms["shortage"].append((short, penalty))
+        _add(prob, [*supply_terms[site], (short, 1.0)], pulp.LpConstraintEQ, demands[site].units,
+             f"{tag}_demand_met_{i}")
+
+    expired_value = sum(lot.quantity * lot.unit_value for lot in model.expired)
+    for kind in ("purchase", "delivery", "order", "transfer", "shortage", "waste"):
+        model.costs[kind] = _expr(cost_terms[kind], expired_value if kind == "waste" else 0.0)
+    return model
+
+
+def build_model(problem: Problem, *, pooled: bool = True, transfers: bool = True,
+                price_of_spending: float = 0.0) -> tuple[pulp.LpProblem, list[DrugModel]]:
+    """One PuLP problem for every drug of ``problem`` (tied by its budget, if it has one).
+
+    ``price_of_spending`` adds a Lagrange multiplier on supplier spending to the objective, which is how
+    the decomposed solver prices a budget without tying the drugs into one model.
+    """
+    prob = pulp.LpProblem("purchase_plan", pulp.LpMinimize)
+    models = [add_drug(prob, problem, drug, f"d{n}", pooled=pooled, transfers=transfers)
+              for n, drug in enumerate(problem.drugs)]
+    objective: list[tuple[pulp.LpVariable, float]] = []
+    constant = 0.0
+    for model in models:
+        for kind, expression in model.costs.items():
+            weight = 1.0 + (price_of_spending if kind in ("purchase", "delivery", "order") else 0.0)
+            objective.extend((v, c * weight) for v, c in expression.items())
+            constant += expression.constant * weight
+    prob.setObjective(_expr(objective, constant))
+    if problem.budget is not None:
+        spending = [(v, c) for model in models for v, c in model.spending.items()]
+        _add(prob, spending, pulp.LpConstraintLE, problem.budget, "budget")
+    return prob, models

@@ -1,0 +1,127 @@
+"""What the planner is told: frozen dataclasses, no database, no Flask.
+
+Quantities are in dispensing units unless a name says packs; money is in yuan; time in days from today.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from functools import cached_property
+
+
+@dataclass(frozen=True)
+class Tier:
+    """An all-units price: once the consortium's pooled order of an offer reaches ``min_packs``,
+    every pack of it costs ``price_per_pack``."""
+
+    min_packs: int
+    price_per_pack: float
+
+
+@dataclass(frozen=True)
+class Offer:
+    """A supplier's price list for one drug."""
+
+    id: str
+    supplier: str
+    drug: str
+    pack_size: int
+    tiers: tuple[Tier, ...]  # ascending min_packs; the first tier's min_packs is the minimum order
+    lead_time_days: int = 0
+    capacity_packs: int | None = None
+    delivery_cost_per_pack: Mapping[str, float] = field(default_factory=dict)  # site -> cost; absent = no delivery
+    order_cost: float = 0.0  # fixed cost of each order (one per site the offer delivers to)
+
+    def __post_init__(self) -> None:
+        if not self.tiers or any(b.min_packs <= a.min_packs for a, b in zip(self.tiers, self.tiers[1:], strict=False)):
+            raise ValueError(f"offer {self.id}: tiers must be given in ascending min_packs")
+        if self.pack_size <= 0 or self.tiers[0].min_packs < 0:
+            raise ValueError(f"offer {self.id}: pack size must be positive and minimum order non-negative")
+
+    @property
+    def minimum_order_packs(self) -> int:
+        return self.tiers[0].min_packs
+
+
+@dataclass(frozen=True)
+class Lot:
+    """Stock on hand: one lot of one drug at one site."""
+
+    id: str
+    site: str
+    drug: str
+    quantity: int
+    expires_in_days: int  # 0 or less: already expired
+    unit_value: float  # what a wasted unit costs
+
+
+@dataclass(frozen=True)
+class Demand:
+    """A site's need for a drug over the horizon (forecast plus safety stock) and its daily usage."""
+
+    site: str
+    drug: str
+    units: int
+    daily_usage: float
+
+
+@dataclass(frozen=True)
+class Arc:
+    """A transfer the consortium allows (e.g. within a district or under a distance)."""
+
+    from_site: str
+    to_site: str
+    unit_cost: float
+    fixed_cost: float = 0.0
+
+
+@dataclass(frozen=True)
+class DrugPolicy:
+    drug: str
+    shortage_penalty: float  # per unit short; essential drugs higher
+    essential: bool = False
+
+
+@dataclass(frozen=True)
+class Problem:
+    horizon_days: int
+    demands: tuple[Demand, ...]
+    offers: tuple[Offer, ...]
+    lots: tuple[Lot, ...] = ()
+    arcs: tuple[Arc, ...] = ()
+    policies: tuple[DrugPolicy, ...] = ()
+    budget: float | None = None  # caps purchase + delivery + order spending across all drugs
+    default_shortage_penalty: float = 1000.0
+
+    @cached_property
+    def drugs(self) -> tuple[str, ...]:
+        names = {d.drug for d in self.demands} | {o.drug for o in self.offers} | {lot.drug for lot in self.lots}
+        return tuple(sorted(names))
+
+    def penalty(self, drug: str) -> float:
+        return next((p.shortage_penalty for p in self.policies if p.drug == drug), self.default_shortage_penalty)
+
+    def for_drug(self, drug: str) -> Problem:
+        """The part of the problem about one drug (arcs are shared)."""
+        return replace(self, demands=tuple(d for d in self.demands if d.drug == drug),
+                       offers=tuple(o for o in self.offers if o.drug == drug),
+                       lots=tuple(lot for lot in self.lots if lot.drug == drug),
+                       policies=tuple(p for p in self.policies if p.drug == drug), budget=None)
+
+    def split_by_drug(self) -> list[Problem]:
+        """One sub-problem per drug, built in one pass (``for_drug`` per drug would be quadratic)."""
+        demands: dict[str, list[Demand]] = {}
+        offers: dict[str, list[Offer]] = {}
+        lots: dict[str, list[Lot]] = {}
+        for d in self.demands:
+            demands.setdefault(d.drug, []).append(d)
+        for o in self.offers:
+            offers.setdefault(o.drug, []).append(o)
+        for lot in self.lots:
+            lots.setdefault(lot.drug, []).append(lot)
+        policies = {p.drug: p for p in self.policies}
+        return [replace(self, demands=tuple(demands.get(drug, ())), offers=tuple(offers.get(drug, ())),
+                        lots=tuple(lots.get(drug, ())),
+                        policies=(policies[drug],) if drug in policies else (), budget=None)
+                for drug in self.drugs]

@@ -1,0 +1,294 @@
+"""Solving: drug by drug (in parallel worker processes), a budget priced by a multiplier or in one model,
+the solver's own status, bound and gap, and the site-by-site baseline every plan is compared with."""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, replace
+from typing import Any
+
+import pulp
+
+from optimizer.model import DrugModel, build_model
+from optimizer.plan import (
+    Costs,
+    Plan,
+    PlanningError,
+    PurchaseLine,
+    ShortageLine,
+    StockUseLine,
+    TransferLine,
+    WasteLine,
+)
+from optimizer.problem import Problem
+
+SOLVERS = ("highs", "cbc")
+EPS = 1e-6
+# Below this many drugs a budget is planned in one model (exact); above it, by pricing the budget.
+MONOLITHIC_BUDGET_DRUGS = 25
+
+
+def make_solver(name: str, time_limit: float, gap: float) -> pulp.LpSolver:
+    """HiGHS in-process (default), or CBC from ``pulp[cbc]``'s bundled binary."""
+    if name == "highs":
+        return pulp.HiGHS(msg=False, timeLimit=time_limit, gapRel=gap, threads=1)
+    if name == "cbc":
+        import cbcbox
+
+        return pulp.COIN_CMD(path=cbcbox.cbc_bin_path(), msg=False, timeLimit=time_limit, gapRel=gap, threads=1)
+    raise PlanningError(f"unknown solver {name!r}; use one of: {', '.join(SOLVERS)}")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one solved model yields: plan lines, costs and the solver's verdict."""
+
+    purchases: tuple[PurchaseLine, ...]
+    transfers: tuple[TransferLine, ...]
+    shortages: tuple[ShortageLine, ...]
+    waste: tuple[WasteLine, ...]
+    stock_use: tuple[StockUseLine, ...]
+    costs: Costs
+    status: str
+    objective: float
+    bound: float | None
+    build_seconds: float
+    solve_seconds: float
+    variables: int
+    constraints: int
+
+
+def _verdict(prob: pulp.LpProblem, solver: str, what: str) -> tuple[str, float, float | None]:
+    """The solver's own status, objective and best bound (PuLP says "Optimal" at a time limit too)."""
+    if solver == "highs":
+        import highspy
+
+        highs = prob.solverModel
+        status = highs.getModelStatus()
+        info = highs.getInfo()
+        has_solution = info.primal_solution_status == 2
+        if status == highspy.HighsModelStatus.kOptimal:
+            verdict = "optimal"
+        elif has_solution and status in (highspy.HighsModelStatus.kTimeLimit,
+                                         highspy.HighsModelStatus.kIterationLimit,
+                                         highspy.HighsModelStatus.kSolutionLimit,
+                                         highspy.HighsModelStatus.kInterrupt):
+            verdict = "feasible_time_limit"
+        else:
+            raise PlanningError(f"{what}: HiGHS ended with {highs.modelStatusToString(status)} and no usable plan")
+        objective = float(info.objective_function_value)
+        is_mip = any(v.cat == pulp.LpInteger for v in prob.variables())
+        raw_bound = float(info.mip_dual_bound) if is_mip else objective
+        return verdict, objective, raw_bound if math.isfinite(raw_bound) else None
+    objective = float(pulp.value(prob.objective) or 0.0)
+    if prob.sol_status == pulp.LpSolutionOptimal:
+        return "optimal", objective, objective
+    if prob.sol_status == pulp.LpSolutionIntegerFeasible:
+        return "feasible_time_limit", objective, None
+    raise PlanningError(f"{what}: CBC ended with {pulp.LpStatus[prob.status]} and no usable plan")
+
+
+def _value(v: pulp.LpVariable | None) -> float:
+    return float(v.varValue or 0.0) if v is not None else 0.0
+
+
+@dataclass
+class _Lines:
+    purchases: list[PurchaseLine]
+    transfers: list[TransferLine]
+    shortages: list[ShortageLine]
+    waste: list[WasteLine]
+    stock_use: list[StockUseLine]
+    costs: Costs
+
+
+def _extract(model: DrugModel, problem: Problem) -> _Lines:
+    purchases, transfers, shortages, wastes, uses = [], [], [], [], []
+    # Which tier each offer (or each site's own order, in the baseline) reached.
+    tiers: dict[tuple[str, str], int] = {}
+    for (offer_id, scope, k), z in model.tier_on.items():
+        if _value(z) > 0.5:
+            tiers[(offer_id, scope)] = k
+    pooled_packs: dict[str, int] = {}
+    for (offer_id, _site), x in model.buy.items():
+        pooled_packs[offer_id] = pooled_packs.get(offer_id, 0) + round(_value(x))
+    for (offer_id, site), x in sorted(model.buy.items()):
+        packs = round(_value(x))
+        if packs <= 0:
+            continue
+        offer = model.offers[offer_id]
+        k = tiers.get((offer_id, "all" if model.pooled else site), 0)
+        tier = offer.tiers[k]
+        delivery = offer.delivery_cost_per_pack.get(site, 0.0) * packs
+        landed = (tier.price_per_pack + offer.delivery_cost_per_pack.get(site, 0.0)) / offer.pack_size
+        others = [(o.tiers[0].price_per_pack + o.delivery_cost_per_pack.get(site, 0.0)) / o.pack_size
+                  for o in model.offers.values() if o.id != offer_id]
+        volume = f"the consortium's pooled {pooled_packs[offer_id]} packs" if model.pooled \
+            else f"this site's own {packs} packs"
+        why = (f"tier >= {tier.min_packs} packs at {tier.price_per_pack:.2f}/pack, reached by {volume}; "
+               f"landed {landed:.3f}/unit at {site}")
+        if others:
+            why += f" (other offers from {min(others):.3f}/unit at their base tier)"
+        purchases.append(PurchaseLine(model.drug, offer_id, offer.supplier, site, packs, packs * offer.pack_size,
+                                      tier.min_packs, tier.price_per_pack, packs * tier.price_per_pack, delivery, why))
+    for (lot_id, site), u in sorted(model.use.items()):
+        lot = model.lots[lot_id]
+        units = _value(u)
+        if units <= EPS:
+            continue
+        if site == lot.site:
+            uses.append(StockUseLine(model.drug, lot_id, site, units))
+            continue
+        arc = next(a for a in problem.arcs if a.from_site == lot.site and a.to_site == site)
+        own = model.demands.get(lot.site)
+        can_use = own.daily_usage * lot.expires_in_days if own else 0.0
+        why = (f"lot {lot_id} expires in {lot.expires_in_days} days; {lot.site} can use only "
+               f"{can_use:.0f} of its {lot.quantity} before then" if can_use < lot.quantity
+               else f"cheaper than buying for {site} ({arc.unit_cost:.2f}/unit to move)")
+        transfers.append(TransferLine(model.drug, lot_id, lot.site, site, round(units), units * arc.unit_cost, why))
+    penalty = problem.penalty(model.drug)
+    for site, s in sorted(model.short.items()):
+        units = _value(s)
+        if units > EPS:
+            shortages.append(ShortageLine(model.drug, site, units, units * penalty,
+                                          f"buying or moving it would cost more than the penalty {penalty:.2f}/unit"
+                                          " or no offer and no stock can reach the site"))
+    for lot_id, w in sorted(model.waste.items()):
+        units = _value(w)
+        lot = model.lots[lot_id]
+        if units > EPS:
+            wastes.append(WasteLine(model.drug, lot_id, lot.site, units, units * lot.unit_value,
+                                    f"expires in {lot.expires_in_days} days; no site that may receive it can use it"
+                                    " in time"))
+    for lot in model.expired:
+        wastes.append(WasteLine(model.drug, lot.id, lot.site, lot.quantity, lot.quantity * lot.unit_value,
+                                "already expired"))
+    costs = Costs(**{kind: float(pulp.value(expr) or 0.0) if expr.items() else float(expr.constant)
+                     for kind, expr in model.costs.items()})
+    return _Lines(purchases, transfers, shortages, wastes, uses, costs)
+
+
+def solve_model(problem: Problem, *, solver: str = "highs", time_limit: float = 60.0, gap: float = 1e-4,
+                pooled: bool = True, transfers: bool = True, price_of_spending: float = 0.0) -> Outcome:
+    """Build and solve one model for every drug of ``problem`` (use it on one drug, or small problems)."""
+    started = time.perf_counter()
+    prob, models = build_model(problem, pooled=pooled, transfers=transfers, price_of_spending=price_of_spending)
+    built = time.perf_counter()
+    what = f"plan for {', '.join(problem.drugs[:3])}{'...' if len(problem.drugs) > 3 else ''}"
+    if not prob.variables():
+        costs = sum((Costs(waste=float(m.costs["waste"].constant)) for m in models), Costs())
+        wasted = tuple(w for m in models for w in _extract(m, problem).waste)
+        return Outcome((), (), (), wasted, (), costs, "optimal", costs.total, costs.total, built - started, 0.0, 0, 0)
+    prob.solve(make_solver(solver, time_limit, gap))
+    solved = time.perf_counter()
+    status, objective, bound = _verdict(prob, solver, what)
+    lines = [_extract(model, problem) for model in models]
+    return Outcome(tuple(p for x in lines for p in x.purchases), tuple(t for x in lines for t in x.transfers),
+                   tuple(s for x in lines for s in x.shortages), tuple(w for x in lines for w in x.waste),
+                   tuple(u for x in lines for u in x.stock_use), sum((x.costs for x in lines), Costs()), status,
+                   objective, bound, built - started, solved - built, prob.numVariables(), prob.numConstraints())
+
+
+def _solve_one(args: tuple[Problem, dict[str, Any]]) -> Outcome:
+    problem, options = args
+    return solve_model(problem, **options)
+
+
+def _solve_each(parts: Sequence[Problem], workers: int, **options: Any) -> list[Outcome]:
+    jobs = [(part, options) for part in parts]
+    if workers <= 1 or len(jobs) < 4:
+        return [_solve_one(job) for job in jobs]
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(_solve_one, jobs, chunksize=max(1, len(jobs) // (workers * 8))))
+
+
+def _combine(outcomes: Iterable[Outcome], solver: str, notes: tuple[str, ...] = (),
+             wall_build: float | None = None) -> Plan:
+    outcomes = list(outcomes)
+    costs = sum((o.costs for o in outcomes), Costs())
+    objective = sum(o.objective for o in outcomes)
+    bounds = [o.bound for o in outcomes]
+    bound = None if any(b is None for b in bounds) else sum(b for b in bounds if b is not None)
+    gap = None if bound is None else (max(0.0, objective - bound) / abs(objective) if abs(objective) > EPS else 0.0)
+    status = "optimal" if all(o.status == "optimal" for o in outcomes) else "feasible_time_limit"
+    return Plan(
+        purchases=tuple(p for o in outcomes for p in o.purchases),
+        transfers=tuple(t for o in outcomes for t in o.transfers),
+        shortages=tuple(s for o in outcomes for s in o.shortages),
+        waste=tuple(w for o in outcomes for w in o.waste),
+        stock_use=tuple(u for o in outcomes for u in o.stock_use),
+        costs=costs, status=status, objective=objective, best_bound=bound, gap=gap,
+        build_seconds=sum(o.build_seconds for o in outcomes) if wall_build is None else wall_build,
+        solve_seconds=sum(o.solve_seconds for o in outcomes), solver=solver,
+        variables=sum(o.variables for o in outcomes), constraints=sum(o.constraints for o in outcomes), notes=notes)
+
+
+def baseline_costs(problem: Problem, *, solver: str = "highs", time_limit: float = 60.0, gap: float = 1e-4,
+                   workers: int = 1) -> Costs:
+    """Each site buys alone, at the tier its own volume reaches, and nothing moves between sites."""
+    parts = problem.split_by_drug()
+    outcomes = _solve_each(parts, workers, solver=solver, time_limit=time_limit, gap=gap, pooled=False,
+                           transfers=False)
+    return sum((o.costs for o in outcomes), Costs())
+
+
+def solve(problem: Problem, *, solver: str = "highs", time_limit: float = 60.0, gap: float = 1e-4,
+          workers: int | None = None, baseline: bool = True) -> Plan:
+    """Plan pooled purchases and redistribution for ``problem``.
+
+    Without a budget the drugs are independent: each is its own model, solved in parallel worker processes.
+    With a budget and few drugs, one model holds them all; with many, the budget is priced by a multiplier
+    on spending, searched by bisection over the per-drug models (the plan reports the Lagrangian bound and
+    the gap it proves). ``time_limit`` applies to each model solved.
+    """
+    if solver not in SOLVERS:
+        raise PlanningError(f"unknown solver {solver!r}; use one of: {', '.join(SOLVERS)}")
+    workers = workers if workers is not None else (os.cpu_count() or 1)
+    options: dict[str, Any] = {"solver": solver, "time_limit": time_limit, "gap": gap}
+    if problem.budget is None:
+        plan = _combine(_solve_each(problem.split_by_drug(), workers, **options), solver)
+    elif len(problem.drugs) <= MONOLITHIC_BUDGET_DRUGS:
+        plan = _combine([solve_model(problem, **options)], solver, ("budget planned in one model",))
+    else:
+        plan = _priced_budget(problem, workers, options)
+    if baseline:
+        plan = replace(plan, baseline=baseline_costs(problem, workers=workers, **options))
+    return plan
+
+
+def _priced_budget(problem: Problem, workers: int, options: dict[str, Any]) -> Plan:
+    """Bisection on the price of spending until the plan keeps within the budget."""
+    assert problem.budget is not None
+    parts = problem.split_by_drug()
+
+    def at(price: float) -> list[Outcome]:
+        return _solve_each(parts, workers, price_of_spending=price, **options)
+
+    free = at(0.0)
+    if sum(o.costs.spending for o in free) <= problem.budget + EPS:
+        return _combine(free, options["solver"], ("the budget does not bind",))
+    low, high = 0.0, 1.0
+    outcomes = at(high)
+    while sum(o.costs.spending for o in outcomes) > problem.budget + EPS and high < 1e6:
+        low, high = high, high * 4
+        outcomes = at(high)
+    best, best_price = outcomes, high
+    for _ in range(30):
+        if high - low < 1e-4 * max(1.0, high):
+            break
+        middle = (low + high) / 2
+        trial = at(middle)
+        if sum(o.costs.spending for o in trial) <= problem.budget + EPS:
+            best, best_price, high = trial, middle, middle
+        else:
+            low = middle
+    # Lagrangian bound: min over plans of cost + price * (spending - budget) <= the optimum within budget.
+    lagrangian = sum((o.bound if o.bound is not None else o.objective) for o in at(low)) - low * problem.budget
+    plan = _combine(best, options["solver"], (f"budget priced at {best_price:.4f} per yuan spent",))
+    objective = plan.costs.total
+    return replace(plan, objective=objective, best_bound=lagrangian,
+                   gap=max(0.0, objective - lagrangian) / abs(objective) if abs(objective) > EPS else 0.0)

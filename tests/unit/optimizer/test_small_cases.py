@@ -1,0 +1,97 @@
+"""Tiny instances solved by hand."""
+
+from __future__ import annotations
+
+import pytest
+
+from optimizer import Arc, Demand, DrugPolicy, Lot, Offer, PlanningError, Problem, Tier, solve
+
+
+def offer(oid: str, drug: str = "D", pack: int = 10, tiers: tuple[tuple[int, float], ...] = ((0, 10.0),),
+          **kw) -> Offer:
+    return Offer(oid, f"supplier-{oid}", drug, pack, tuple(Tier(m, p) for m, p in tiers), **kw)
+
+
+def test_the_tier_is_set_by_the_pooled_volume():
+    problem = Problem(30, demands=(Demand("A", "D", 60, 2), Demand("B", "D", 60, 2)),
+                      offers=(offer("O", tiers=((0, 10.0), (10, 8.0))),))
+    plan = solve(problem, workers=1)
+    assert plan.status == "optimal"
+    assert sum(p.packs for p in plan.purchases) == 12 and {p.price_per_pack for p in plan.purchases} == {8.0}
+    assert plan.costs.purchase == pytest.approx(96.0)
+    assert plan.baseline is not None and plan.baseline.purchase == pytest.approx(120.0)  # 6 packs each at 10
+    assert plan.saving == pytest.approx(24.0)
+    assert "pooled 12 packs" in plan.purchases[0].why
+
+
+def test_a_minimum_order_forces_a_cheap_supplier_off():
+    problem = Problem(30, demands=(Demand("A", "D", 50, 2),),
+                      offers=(offer("CHEAP", tiers=((20, 5.0),)), offer("SMALL", tiers=((0, 7.0),))))
+    plan = solve(problem, workers=1)
+    assert [(p.offer, p.packs) for p in plan.purchases] == [("SMALL", 5)]
+    assert plan.costs.total == pytest.approx(35.0)
+
+
+def test_a_transfer_cheaper_than_a_purchase_is_made():
+    problem = Problem(30, demands=(Demand("X", "D", 20, 1), Demand("Y", "D", 50, 2)),
+                      offers=(offer("O"),), lots=(Lot("L1", "X", "D", 100, 400, 1.0),),
+                      arcs=(Arc("X", "Y", 0.1),))
+    plan = solve(problem, workers=1)
+    assert [(t.lot, t.from_site, t.to_site, t.units) for t in plan.transfers] == [("L1", "X", "Y", 50)]
+    assert plan.purchases == () and plan.costs.total == pytest.approx(5.0)
+
+
+def test_near_expiry_stock_moves_to_the_site_that_can_use_it_in_time():
+    # 100 units expire in 10 days. X uses 2 a day (20 in time), Y uses 8 a day (80 in time).
+    problem = Problem(30, demands=(Demand("X", "D", 60, 2), Demand("Y", "D", 240, 8)),
+                      offers=(offer("O", tiers=((0, 10.0),)),), lots=(Lot("NEAR", "X", "D", 100, 10, 1.5),),
+                      arcs=(Arc("X", "Y", 0.1),))
+    plan = solve(problem, workers=1)
+    assert [(t.to_site, t.units) for t in plan.transfers] == [("Y", 80)]
+    assert "can use only 20" in plan.transfers[0].why
+    assert plan.waste == ()
+    assert plan.baseline is not None and plan.baseline.waste == pytest.approx(80 * 1.5)  # alone, X wastes 80
+
+
+def test_absorption_limits_count_for_every_expiry():
+    # Two lots expiring in 5 and 10 days at a site using 3 a day: at most 15 within 5 days, 30 within 10.
+    problem = Problem(30, demands=(Demand("X", "D", 90, 3),), offers=(offer("O"),),
+                      lots=(Lot("A", "X", "D", 20, 5, 1.0), Lot("B", "X", "D", 20, 10, 1.0)))
+    plan = solve(problem, workers=1, baseline=False)
+    wasted = {w.lot: w.units for w in plan.waste}
+    assert sum(wasted.values()) == pytest.approx(10.0)  # 40 on hand, 30 usable in time
+
+
+def test_a_budget_forces_the_cheapest_shortages():
+    problem = Problem(30, demands=(Demand("A", "ESSENTIAL", 10, 1), Demand("A", "OTHER", 10, 1)),
+                      offers=(offer("E", drug="ESSENTIAL", pack=1, tiers=((0, 2.0),)),
+                              offer("F", drug="OTHER", pack=1, tiers=((0, 2.0),))),
+                      policies=(DrugPolicy("ESSENTIAL", 100.0, essential=True), DrugPolicy("OTHER", 10.0)),
+                      budget=20.0)
+    plan = solve(problem, workers=1, baseline=False)
+    assert plan.costs.spending <= 20.0 + 1e-6
+    assert [(s.drug, s.units) for s in plan.shortages] == [("OTHER", pytest.approx(10.0))]
+
+
+def test_capacity_and_lead_time_are_respected():
+    # The fast supplier can deliver 3 packs only; the slow one arrives after 10 of 30 days,
+    # so it can cover at most 20 days of a 2-a-day need.
+    problem = Problem(30, demands=(Demand("A", "D", 60, 2),),
+                      offers=(offer("FAST", tiers=((0, 15.0),), capacity_packs=3),
+                              offer("SLOW", tiers=((0, 10.0),), lead_time_days=10)))
+    plan = solve(problem, workers=1, baseline=False)
+    bought = {p.offer: p.packs for p in plan.purchases}
+    assert bought == {"SLOW": 4, "FAST": 2}
+
+
+def test_cbc_finds_the_same_optimum():
+    problem = Problem(30, demands=(Demand("A", "D", 60, 2), Demand("B", "D", 60, 2)),
+                      offers=(offer("O", tiers=((0, 10.0), (10, 8.0))), offer("P", tiers=((5, 9.0),), order_cost=3)))
+    highs = solve(problem, solver="highs", workers=1, baseline=False)
+    cbc = solve(problem, solver="cbc", workers=1, baseline=False)
+    assert cbc.status == "optimal" and cbc.objective == pytest.approx(highs.objective, rel=1e-6)
+
+
+def test_an_unknown_solver_is_an_error():
+    with pytest.raises(PlanningError, match="unknown solver"):
+        solve(Problem(30, demands=(), offers=()), solver="gurobi")
