@@ -87,11 +87,15 @@ def add_drug(prob: pulp.LpProblem, problem: Problem, drug: str, tag: str, *, poo
     # Purchases, tiers, orders --------------------------------------------------------------------
     lead_terms: dict[tuple[str, int], list[tuple[pulp.LpVariable, float]]] = defaultdict(list)
     for o_n, offer in enumerate(sorted(offers.values(), key=lambda o: o.id)):
-        top_up = max(0, offer.tiers[-1].min_packs)  # room to buy beyond need, to reach a better tier
         reach = [s for s in sites if not offer.delivery_cost_per_pack or s in offer.delivery_cost_per_pack]
+        # Buying beyond need pays only to reach a better tier, and then it is cheapest at the site with the
+        # cheapest delivery: only that site (each site, in the baseline) may top up. Tight bounds, fast solves.
+        hubs = set(reach) if not pooled else {min(reach, key=lambda s: (offer.delivery_cost_per_pack.get(s, 0.0), s))} \
+            if reach else set()
+        top_up = max(0, offer.tiers[-1].min_packs)
         site_ub: dict[str, int] = {}
         for site in reach:
-            ub = math.ceil(demands[site].units / offer.pack_size) + top_up
+            ub = math.ceil(demands[site].units / offer.pack_size) + (top_up if site in hubs else 0)
             if offer.capacity_packs is not None:
                 ub = min(ub, offer.capacity_packs)
             if ub <= 0:
@@ -162,9 +166,15 @@ def add_drug(prob: pulp.LpProblem, problem: Problem, drug: str, tag: str, *, poo
     expiries: dict[str, list[tuple[int, pulp.LpVariable]]] = defaultdict(list)
     shipped: dict[Key, list[pulp.LpVariable]] = defaultdict(list)
     for l_n, lot in enumerate(sorted(usable.values(), key=lambda lot: lot.id)):
-        targets = ([(lot.site, 0.0)] if lot.site in demands else []) + \
-                  [(arc.to_site, arc.unit_cost) for arc in arcs.get(lot.site, [])]
+        own = demands.get(lot.site)
+        # Only surplus moves: what the lot's own site cannot use before it expires (or within the horizon).
+        # Shuffling stock a site needs would only trade one site's rounding of packs for another's.
+        surplus = lot.quantity - (min(lot.quantity, own.units, own.daily_usage * min(lot.expires_in_days, horizon))
+                                  if own else 0)
+        targets = ([(lot.site, 0.0)] if own else []) + \
+                  ([(arc.to_site, arc.unit_cost) for arc in arcs.get(lot.site, [])] if surplus > 0 else [])
         lot_terms: list[tuple[pulp.LpVariable, float]] = []
+        moved_terms: list[tuple[pulp.LpVariable, float]] = []
         for site, unit_cost in targets:
             need = demands[site]
             # A site cannot use more of this lot than it consumes before the lot expires.
@@ -178,9 +188,12 @@ def add_drug(prob: pulp.LpProblem, problem: Problem, drug: str, tag: str, *, poo
             if lot.expires_in_days < horizon:
                 expiries[site].append((lot.expires_in_days, u))
             if site != lot.site:
+                moved_terms.append((u, 1.0))
                 if unit_cost:
                     cost_terms["transfer"].append((u, unit_cost))
                 shipped[(lot.site, site)].append(u)
+        if len(moved_terms) > 1 or (moved_terms and surplus < lot.quantity):
+            _add(prob, moved_terms, pulp.LpConstraintLE, surplus, f"{tag}_only_surplus_moves_{l_n}")
         if lot.expires_in_days <= horizon:
             waste = prob.add_variable(f"{tag}_waste_{l_n}", 0, lot.quantity)
             model.waste[lot.id] = waste
