@@ -48,7 +48,7 @@ class TransferLine:
     lot: str
     from_site: str
     to_site: str
-    units: int
+    units: float  # units are continuous in the model: lots are split by usage rates
     cost: float
     why: str
 

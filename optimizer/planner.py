@@ -80,9 +80,11 @@ def _verdict(prob: pulp.LpProblem, solver: str, what: str) -> tuple[str, float, 
             verdict = "feasible_time_limit"
         else:
             raise PlanningError(f"{what}: HiGHS ended with {highs.modelStatusToString(status)} and no usable plan")
-        objective = float(info.objective_function_value)
+        # HiGHS reports without the objective's constant (stock already expired); put it back in both.
+        objective = float(pulp.value(prob.objective) or 0.0)
+        offset = objective - float(info.objective_function_value)
         is_mip = any(v.cat == pulp.LpInteger for v in prob.variables())
-        raw_bound = float(info.mip_dual_bound) if is_mip else objective
+        raw_bound = float(info.mip_dual_bound) + offset if is_mip else objective
         return verdict, objective, raw_bound if math.isfinite(raw_bound) else None
     objective = float(pulp.value(prob.objective) or 0.0)
     if prob.sol_status == pulp.LpSolutionOptimal:
@@ -149,7 +151,7 @@ def _extract(model: DrugModel, problem: Problem) -> _Lines:
         why = (f"lot {lot_id} expires in {lot.expires_in_days} days; {lot.site} can use only "
                f"{can_use:.0f} of its {lot.quantity} before then" if can_use < lot.quantity
                else f"cheaper than buying for {site} ({arc.unit_cost:.2f}/unit to move)")
-        transfers.append(TransferLine(model.drug, lot_id, lot.site, site, round(units), units * arc.unit_cost, why))
+        transfers.append(TransferLine(model.drug, lot_id, lot.site, site, units, units * arc.unit_cost, why))
     penalty = problem.penalty(model.drug)
     for site, s in sorted(model.short.items()):
         units = _value(s)
