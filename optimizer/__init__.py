@@ -6,8 +6,8 @@ neither the service nor a database.
 
 from optimizer.model import build_model
 from optimizer.plan import Costs, Plan, PlanningError
-from optimizer.problem import Arc, Demand, DrugPolicy, Lot, Offer, Problem, Tier
 from optimizer.planner import baseline_costs, solve
+from optimizer.problem import Arc, Demand, DrugPolicy, Lot, Offer, Problem, Tier
 
 __all__ = ["Arc", "Costs", "Demand", "DrugPolicy", "Lot", "Offer", "Plan", "PlanningError", "Problem", "Tier",
            "baseline_costs", "build_model", "solve"]
