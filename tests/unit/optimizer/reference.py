@@ -44,7 +44,8 @@ def reference_optimum(problem: Problem) -> float:
         supply: dict[str, dict[int, float]] = defaultdict(dict)
         lead: dict[str, list[tuple[int, int]]] = defaultdict(list)
         for offer in [o for o in problem.offers if o.drug == drug]:
-            reach = [s for s in sorted(demands) if not offer.delivery_cost_per_pack or s in offer.delivery_cost_per_pack]
+            reach = [s for s in sorted(demands)
+                     if not offer.delivery_cost_per_pack or s in offer.delivery_cost_per_pack]
             if not reach:
                 continue
             hub = min(reach, key=lambda s: (offer.delivery_cost_per_pack.get(s, 0.0), s))
