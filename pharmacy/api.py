@@ -7,19 +7,24 @@ from typing import Any, TypeVar
 
 from flask import current_app
 from flask_smorest import Blueprint
-from marshmallow import Schema, fields
 
 from pharmacy.auth import current_principal
+from pharmacy.clock import Clock, system_clock
 from pharmacy.pagination import Page, PageRequest
 from pharmacy.unit_of_work import UnitOfWork
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+def current_clock() -> Clock:
+    """The application's clock: real time, or the one a test or a replay set in ``CLOCK``."""
+    return current_app.config.get("CLOCK") or system_clock
+
+
 def request_uow() -> UnitOfWork:
     """A unit of work for the authenticated principal of this request."""
     database = current_app.extensions["pharmacy_db"]
-    return UnitOfWork(database.session_factory, current_principal(), current_app.config.get("CLOCK"))
+    return UnitOfWork(database.session_factory, current_principal(), current_clock())
 
 
 def paginate(blp: Blueprint) -> Callable[[F], F]:
@@ -34,7 +39,3 @@ def page_request(pagination_parameters: Any) -> PageRequest:
 def page_items(page: Page[Any], pagination_parameters: Any) -> list[Any]:
     pagination_parameters.item_count = page.total
     return page.items
-
-
-class MessageSchema(Schema):
-    message = fields.String()

@@ -6,12 +6,12 @@ import hashlib
 import json
 from typing import Any
 
-from flask import Response, current_app, request
+from flask import Response, request
 from flask.views import MethodView
 from flask_smorest import Blueprint
 from sqlalchemy import select
 
-from pharmacy.api import request_uow
+from pharmacy.api import current_clock, request_uow
 from pharmacy.auth import requires
 from pharmacy.catalog.services import find_drug_by_code
 from pharmacy.consortium.models import Site
@@ -70,10 +70,7 @@ class MetadataView(MethodView):
                                 "content": {fhir.FHIR_JSON: {"schema": {"type": "object"}}}}})
     def get(self) -> Response:
         """The server's CapabilityStatement"""
-        clock = current_app.config.get("CLOCK")
-        from pharmacy.clock import system_clock
-
-        return fhir_response(fhir.capability_statement((clock or system_clock).today()))
+        return fhir_response(fhir.capability_statement(current_clock().today()))
 
 
 @blp.route("")
