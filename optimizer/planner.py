@@ -240,7 +240,8 @@ def baseline_costs(problem: Problem, *, solver: str = "highs", time_limit: float
 
 
 def solve(problem: Problem, *, solver: str = "highs", time_limit: float = 60.0, gap: float = 1e-4,
-          workers: int | None = None, baseline: bool = True) -> Plan:
+          workers: int | None = None, baseline: bool = True,
+          monolithic_budget_drugs: int = MONOLITHIC_BUDGET_DRUGS) -> Plan:
     """Plan pooled purchases and redistribution for ``problem``.
 
     Without a budget the drugs are independent: each is its own model, solved in parallel worker processes.
@@ -254,7 +255,7 @@ def solve(problem: Problem, *, solver: str = "highs", time_limit: float = 60.0, 
     options: dict[str, Any] = {"solver": solver, "time_limit": time_limit, "gap": gap}
     if problem.budget is None:
         plan = _combine(_solve_each(problem.split_by_drug(), workers, **options), solver)
-    elif len(problem.drugs) <= MONOLITHIC_BUDGET_DRUGS:
+    elif len(problem.drugs) <= monolithic_budget_drugs:
         plan = _combine([solve_model(problem, **options)], solver, ("budget planned in one model",))
     else:
         plan = _priced_budget(problem, workers, options)
