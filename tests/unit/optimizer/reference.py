@@ -50,8 +50,9 @@ def reference_optimum(problem: Problem) -> float:
                 continue
             hub = min(reach, key=lambda s: (offer.delivery_cost_per_pack.get(s, 0.0), s))
             ub = {}
+            need = {s: math.ceil(demands[s].units / offer.pack_size) for s in reach}
             for s in reach:
-                u = math.ceil(demands[s].units / offer.pack_size) + (offer.tiers[-1].min_packs if s == hub else 0)
+                u = need[s] + (max(0, offer.tiers[-1].min_packs - sum(need.values())) if s == hub else 0)
                 ub[s] = min(u, offer.capacity_packs) if offer.capacity_packs is not None else u
             total_ub = sum(ub.values()) if offer.capacity_packs is None else min(sum(ub.values()), offer.capacity_packs)
             packs_at: dict[str, dict[int, float]] = defaultdict(dict)
