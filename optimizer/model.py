@@ -92,14 +92,14 @@ def add_drug(prob: pulp.LpProblem, problem: Problem, drug: str, tag: str, *, poo
         # cheapest delivery: only that site (each site, in the baseline) may top up. Tight bounds, fast solves.
         hubs = set(reach) if not pooled else {min(reach, key=lambda s: (offer.delivery_cost_per_pack.get(s, 0.0), s))} \
             if reach else set()
-        need = {site: math.ceil(demands[site].units / offer.pack_size) for site in reach}
+        need_packs = {site: math.ceil(demands[site].units / offer.pack_size) for site in reach}
         # ...and only as far as the last tier's minimum: beyond it no price gets better. Tight bounds are what
         # keep the tier formulation strong (the top tier's upper bound is the pooled volume's).
-        pooled_need = sum(need.values())
+        pooled_need = sum(need_packs.values())
         site_ub: dict[str, int] = {}
         for site in reach:
-            top_up = offer.tiers[-1].min_packs - (pooled_need if pooled else need[site])
-            ub = need[site] + (max(0, top_up) if site in hubs else 0)
+            top_up = offer.tiers[-1].min_packs - (pooled_need if pooled else need_packs[site])
+            ub = need_packs[site] + (max(0, top_up) if site in hubs else 0)
             if offer.capacity_packs is not None:
                 ub = min(ub, offer.capacity_packs)
             if ub <= 0:
