@@ -9,13 +9,17 @@ the API offers none and database triggers refuse both.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import ForeignKey, Integer, String, Table, Text, event, insert, inspect
+from sqlalchemy import ForeignKey, Integer, String, Table, Text, event, insert, inspect, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from pharmacy.db import Base, UTCDateTime, utcnow
+from pharmacy.pagination import Page, PageRequest, fetch_page
 from pharmacy.principal import Principal
+
+if TYPE_CHECKING:
+    from pharmacy.unit_of_work import UnitOfWork
 
 
 class AuditEntry(Base):
@@ -143,3 +147,20 @@ def append_only_trigger_sql(dialect: str, table: str) -> list[str]:
         f"CREATE TRIGGER {table}_no_delete BEFORE DELETE ON {table} "
         f"BEGIN SELECT RAISE(ABORT, '{table} is append-only'); END",
     ]
+
+
+def read_audit_trail(uow: UnitOfWork, page: PageRequest, *, object_type: str | None = None,
+                     object_id: str | None = None, actor: str | None = None, action: str | None = None,
+                     since: datetime | None = None, until: datetime | None = None) -> Page[AuditEntry]:
+    """The consortium's audit entries, newest first, filtered."""
+    with uow:
+        stmt = select(AuditEntry).where(AuditEntry.consortium_id == uow.principal.consortium_id)
+        for column, value in ((AuditEntry.object_type, object_type), (AuditEntry.object_id, object_id),
+                              (AuditEntry.actor, actor), (AuditEntry.action, action)):
+            if value is not None:
+                stmt = stmt.where(column == value)
+        if since is not None:
+            stmt = stmt.where(AuditEntry.at >= since)
+        if until is not None:
+            stmt = stmt.where(AuditEntry.at < until)
+        return fetch_page(uow.session, stmt.order_by(AuditEntry.id.desc()), page)

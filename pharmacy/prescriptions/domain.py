@@ -99,6 +99,20 @@ REJECT_REASONS = frozenset({"dose", "interaction", "contraindication", "allergy"
 RETURN_REASONS = frozenset({"out_of_stock", "closed", "staff", "cold_chain_unavailable", "other"})
 
 
+def check_substitution(*, allowed: bool, reason: str, prescribed_code: str, prescribed_group: str | None,
+                       substitute_code: str, substitute_group: str | None, substitute_active: bool) -> None:
+    """A drug may replace the prescribed one only where the prescriber allowed it, with a reason, and
+    within the prescribed drug's equivalence group."""
+    if not allowed:
+        raise ValidationFailed(f"the prescriber did not allow substitution of {prescribed_code}",
+                               {"substitute_drug_id": substitute_code})
+    if not reason.strip():
+        raise ValidationFailed("a substitution needs a reason", {"substitution_reason": "required"})
+    if not substitute_active or not prescribed_group or substitute_group != prescribed_group:
+        raise ValidationFailed(f"{substitute_code} is not in the equivalence group of {prescribed_code}",
+                               {"substitute_drug_id": substitute_code})
+
+
 def check_reason(reason_code: str, allowed: frozenset[str], what: str) -> None:
     if reason_code not in allowed:
         raise ValidationFailed(f"unknown {what} reason {reason_code!r}; use one of: " + ", ".join(sorted(allowed)),

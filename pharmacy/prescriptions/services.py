@@ -37,6 +37,7 @@ from pharmacy.prescriptions.domain import (
     Status,
     check_policy,
     check_reason,
+    check_substitution,
     next_status,
     rank_pharmacies,
 )
@@ -569,16 +570,11 @@ def _given(uow: UnitOfWork, rx: Prescription) -> dict[int, int]:
 
 
 def _substitute(uow: UnitOfWork, rx: Prescription, item: PrescriptionItem, line: DispenseLine, prescribed: Drug) -> int:
-    if not item.substitution_allowed:
-        raise ValidationFailed(f"the prescriber did not allow substitution of {prescribed.code}",
-                               {"substitute_drug_id": line.substitute_drug_id})
-    if not line.substitution_reason.strip():
-        raise ValidationFailed("a substitution needs a reason", {"substitution_reason": "required"})
     substitute = uow.get(Drug, line.substitute_drug_id, what="drug")
-    if not substitute.active or not prescribed.equivalence_group \
-            or substitute.equivalence_group != prescribed.equivalence_group:
-        raise ValidationFailed(f"{substitute.code} is not in the equivalence group of {prescribed.code}",
-                               {"substitute_drug_id": substitute.id})
+    check_substitution(allowed=item.substitution_allowed, reason=line.substitution_reason,
+                       prescribed_code=prescribed.code, prescribed_group=prescribed.equivalence_group,
+                       substitute_code=substitute.code, substitute_group=substitute.equivalence_group,
+                       substitute_active=substitute.active)
     # The prescribed drug's reservation for this item is given back: the substitute is taken FEFO instead.
     release_stock(uow, _cause(rx), site_id=rx.pharmacy_site_id, drug_id=item.drug_id)
     return substitute.id

@@ -2,22 +2,19 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from flask import current_app
 from flask.views import MethodView
 from flask_smorest import Blueprint
 from marshmallow import Schema, fields
-from sqlalchemy import select, text
+from sqlalchemy import text
 
 from pharmacy.api import page_items, page_request, paginate, request_uow
-from pharmacy.audit import AuditEntry
+from pharmacy.audit import AuditEntry, read_audit_trail
 from pharmacy.auth import requires
 from pharmacy.errors import problem
-from pharmacy.pagination import Page, PageRequest, fetch_page
 from pharmacy.principal import Role
-from pharmacy.unit_of_work import UnitOfWork
 
 health_blp = Blueprint("health", __name__, description="Liveness and database reachability")
 audit_blp = Blueprint("audit", __name__, url_prefix="/api", description="The append-only audit trail")
@@ -62,23 +59,6 @@ class AuditQuerySchema(Schema):
     action = fields.String()
     since = fields.AwareDateTime(metadata={"description": "ISO 8601 with offset"})
     until = fields.AwareDateTime()
-
-
-def read_audit_trail(uow: UnitOfWork, page: PageRequest, *, object_type: str | None = None,
-                     object_id: str | None = None, actor: str | None = None, action: str | None = None,
-                     since: datetime | None = None, until: datetime | None = None) -> Page[AuditEntry]:
-    """The consortium's audit entries, newest first, filtered."""
-    with uow:
-        stmt = select(AuditEntry).where(AuditEntry.consortium_id == uow.principal.consortium_id)
-        for column, value in ((AuditEntry.object_type, object_type), (AuditEntry.object_id, object_id),
-                              (AuditEntry.actor, actor), (AuditEntry.action, action)):
-            if value is not None:
-                stmt = stmt.where(column == value)
-        if since is not None:
-            stmt = stmt.where(AuditEntry.at >= since)
-        if until is not None:
-            stmt = stmt.where(AuditEntry.at < until)
-        return fetch_page(uow.session, stmt.order_by(AuditEntry.id.desc()), page)
 
 
 @audit_blp.route("/audit")
