@@ -207,6 +207,11 @@ class _Stock:
     usable: dict[tuple[int, int], int] = field(default_factory=dict)  # (site, item) -> usable units
 
 
+def _items(uow: UnitOfWork, rx: Prescription) -> list[PrescriptionItem]:
+    return list(uow.session.scalars(select(PrescriptionItem).where(PrescriptionItem.prescription_id == rx.id)
+                                    .order_by(PrescriptionItem.id)))
+
+
 def _needs(uow: UnitOfWork, rx: Prescription, items: Sequence[PrescriptionItem]) -> list[_Need]:
     start = max(uow.today(), rx.next_due_on or uow.today())
     drugs = {d.id: d for d in uow.session.scalars(select(Drug).where(Drug.id.in_([i.drug_id for i in items])))}
@@ -239,8 +244,7 @@ def _open_queues(uow: UnitOfWork, site_ids: Sequence[int]) -> dict[int, int]:
 def _route(uow: UnitOfWork, rx: Prescription, *, event: str, exclude: frozenset[int] = frozenset(),
            note: str = "") -> None:
     """Choose the pharmacy, reserve the stock there, or wait for stock; record why."""
-    items = list(uow.session.scalars(select(PrescriptionItem).where(PrescriptionItem.prescription_id == rx.id)
-                                     .order_by(PrescriptionItem.id)))
+    items = _items(uow, rx)
     needs = _needs(uow, rx, items)
     sites = [s for s in uow.session.scalars(select(Site).where(Site.dispenses.is_(True), Site.active.is_(True))
                                             .order_by(Site.id)) if s.id not in exclude]
@@ -397,8 +401,7 @@ def get_prescription(uow: UnitOfWork, rx_id: int) -> PrescriptionView:
 
 
 def _view(uow: UnitOfWork, rx: Prescription) -> PrescriptionView:
-    items = list(uow.session.scalars(select(PrescriptionItem).where(PrescriptionItem.prescription_id == rx.id)
-                                     .order_by(PrescriptionItem.id)))
+    items = _items(uow, rx)
     dispenses = list(uow.session.scalars(select(Dispense).where(Dispense.prescription_id == rx.id)
                                          .order_by(Dispense.id)))
     drug_ids = {i.drug_id for i in items} | {d.drug_id for d in dispenses}
@@ -487,7 +490,7 @@ def stock_arrived(uow: UnitOfWork, rx_id: int) -> PrescriptionView:
     with uow:
         rx = _load_for_pharmacy(uow, rx_id)
         next_status(Status(rx.status), Action.STOCK_ARRIVED)
-        items = list(uow.session.scalars(select(PrescriptionItem).where(PrescriptionItem.prescription_id == rx.id)))
+        items = _items(uow, rx)
         for need in _needs(uow, rx, items):
             hold_stock(uow, rx.pharmacy_site_id, need.item.drug_id, need.item.quantity,  # type: ignore[arg-type]
                        need.supply_until, _cause(rx))
@@ -522,8 +525,7 @@ def dispense(uow: UnitOfWork, rx_id: int, lines: Sequence[DispenseLine] = ()) ->
         current = Status(rx.status)
         if current not in (Status.PREPARED, Status.PARTIALLY_DISPENSED):
             next_status(current, Action.DISPENSE_PART)
-        items = {i.id: i for i in uow.session.scalars(select(PrescriptionItem).where(
-            PrescriptionItem.prescription_id == rx.id))}
+        items = {i.id: i for i in _items(uow, rx)}
         given = _given(uow, rx)
         todo = list(lines) or [DispenseLine(item_id) for item_id in items if given.get(item_id, 0) <
                                items[item_id].quantity]
@@ -636,8 +638,7 @@ def prepare_due_installments(uow: UnitOfWork, notice_days: int, limits: Limits |
         for rx in due:
             assert rx.next_due_on is not None
             rx.valid_until = rx.next_due_on + timedelta(days=limits.max_validity_days)
-            items = list(uow.session.scalars(select(PrescriptionItem).where(
-                PrescriptionItem.prescription_id == rx.id).order_by(PrescriptionItem.id)))
+            items = _items(uow, rx)
             needs = _needs(uow, rx, items)
             savepoint = uow.session.begin_nested()
             try:
