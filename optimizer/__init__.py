@@ -4,10 +4,11 @@ Pure: frozen dataclasses in (:mod:`optimizer.problem`), a :class:`~optimizer.pla
 neither the service nor a database.
 """
 
+from optimizer.evaluate import Violation, check_decisions
 from optimizer.model import build_model
 from optimizer.plan import Costs, Plan, PlanningError
-from optimizer.planner import baseline_costs, solve
-from optimizer.problem import Arc, Demand, DrugPolicy, Lot, Offer, Problem, Tier
+from optimizer.planner import baseline_costs, evaluate, solve
+from optimizer.problem import Arc, Decisions, Demand, DrugPolicy, Lot, Offer, Problem, Tier
 
-__all__ = ["Arc", "Costs", "Demand", "DrugPolicy", "Lot", "Offer", "Plan", "PlanningError", "Problem", "Tier",
-           "baseline_costs", "build_model", "solve"]
+__all__ = ["Arc", "Costs", "Decisions", "Demand", "DrugPolicy", "Lot", "Offer", "Plan", "PlanningError", "Problem",
+           "Tier", "Violation", "baseline_costs", "build_model", "check_decisions", "evaluate", "solve"]

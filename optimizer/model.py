@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 import pulp
 
-from optimizer.problem import Demand, Lot, Offer, Problem
+from optimizer.problem import Decisions, Demand, Lot, Offer, Problem
 
 Key = tuple[str, str]
 
@@ -70,8 +70,14 @@ def _add(prob: pulp.LpProblem, terms: list[tuple[pulp.LpVariable, float]], sense
 
 
 def add_drug(prob: pulp.LpProblem, problem: Problem, drug: str, tag: str, *, pooled: bool = True,
-             transfers: bool = True) -> DrugModel:
-    """Add one drug's variables and constraints to ``prob`` (names carry ``tag``); return their handles."""
+             transfers: bool = True, fixed: Decisions | None = None) -> DrugModel:
+    """Add one drug's variables and constraints to ``prob`` (names carry ``tag``); return their handles.
+
+    With ``fixed`` the purchases and transfers are given (an edited plan) and only the rest is chosen: the
+    tier each offer's volume reaches, which stock is used where, shortages and waste. That is how an edited
+    plan is re-costed with exactly the accounting of a planned one. (Check it first with
+    :func:`optimizer.evaluate.check_decisions`: this model can only say "infeasible".)
+    """
     horizon = problem.horizon_days
     demands = {d.site: d for d in problem.demands if d.drug == drug and d.units > 0}
     offers = {o.id: o for o in problem.offers if o.drug == drug}
@@ -102,11 +108,14 @@ def add_drug(prob: pulp.LpProblem, problem: Problem, drug: str, tag: str, *, poo
             ub = need_packs[site] + (max(0, top_up) if site in hubs else 0)
             if offer.capacity_packs is not None:
                 ub = min(ub, offer.capacity_packs)
+            lb = 0
+            if fixed is not None:
+                lb = ub = fixed.purchases.get((offer.id, site), 0)
             if ub <= 0:
                 continue
             site_ub[site] = ub
             i = site_index[site]
-            x = prob.add_variable(f"{tag}_buy_{o_n}_{i}", 0, ub, cat=pulp.LpInteger)
+            x = prob.add_variable(f"{tag}_buy_{o_n}_{i}", lb, ub, cat=pulp.LpInteger)
             model.buy[(offer.id, site)] = x
             delivery = offer.delivery_cost_per_pack.get(site, 0.0)
             if delivery:
@@ -175,8 +184,11 @@ def add_drug(prob: pulp.LpProblem, problem: Problem, drug: str, tag: str, *, poo
         # Shuffling stock a site needs would only trade one site's rounding of packs for another's.
         surplus = lot.quantity - (min(lot.quantity, own.units, own.daily_usage * min(lot.expires_in_days, horizon))
                                   if own else 0)
+        if fixed is not None:  # an edited plan moves what it says, whether or not the site could spare it
+            surplus = lot.quantity
         targets = ([(lot.site, 0.0)] if own else []) + \
-                  ([(arc.to_site, arc.unit_cost) for arc in arcs.get(lot.site, [])] if surplus > 0 else [])
+                  ([(arc.to_site, arc.unit_cost) for arc in arcs.get(lot.site, [])
+                    if fixed is None or (lot.id, arc.to_site) in fixed.transfers] if surplus > 0 else [])
         lot_terms: list[tuple[pulp.LpVariable, float]] = []
         moved_terms: list[tuple[pulp.LpVariable, float]] = []
         for site, unit_cost in targets:
@@ -185,7 +197,10 @@ def add_drug(prob: pulp.LpProblem, problem: Problem, drug: str, tag: str, *, poo
             use_ub = min(float(lot.quantity), float(need.units), need.daily_usage * min(lot.expires_in_days, horizon))
             if use_ub <= 0:
                 continue
-            u = prob.add_variable(f"{tag}_use_{l_n}_{any_index[site]}", 0, use_ub)
+            use_lb = 0.0
+            if fixed is not None and site != lot.site:
+                use_lb = use_ub = fixed.transfers[(lot.id, site)]
+            u = prob.add_variable(f"{tag}_use_{l_n}_{any_index[site]}", use_lb, use_ub)
             model.use[(lot.id, site)] = u
             lot_terms.append((u, 1.0))
             supply_terms[site].append((u, 1.0))
@@ -239,14 +254,15 @@ def add_drug(prob: pulp.LpProblem, problem: Problem, drug: str, tag: str, *, poo
 
 
 def build_model(problem: Problem, *, pooled: bool = True, transfers: bool = True,
-                price_of_spending: float = 0.0) -> tuple[pulp.LpProblem, list[DrugModel]]:
+                price_of_spending: float = 0.0, fixed: Decisions | None = None,
+                ) -> tuple[pulp.LpProblem, list[DrugModel]]:
     """One PuLP problem for every drug of ``problem`` (tied by its budget, if it has one).
 
     ``price_of_spending`` adds a Lagrange multiplier on supplier spending to the objective, which is how
     the decomposed solver prices a budget without tying the drugs into one model.
     """
     prob = pulp.LpProblem("purchase_plan", pulp.LpMinimize)
-    models = [add_drug(prob, problem, drug, f"d{n}", pooled=pooled, transfers=transfers)
+    models = [add_drug(prob, problem, drug, f"d{n}", pooled=pooled, transfers=transfers, fixed=fixed)
               for n, drug in enumerate(problem.drugs)]
     objective: list[tuple[pulp.LpVariable, float]] = []
     constant = 0.0

@@ -109,4 +109,9 @@ class Plan:
 
 
 class PlanningError(Exception):
-    """The solver returned no usable plan; the message says what was wrong where it can be found."""
+    """The solver returned no usable plan, or an edited plan breaks a rule; the message says what was wrong
+    where it can be found, and ``violations`` lists each broken rule when there are several."""
+
+    def __init__(self, message: str, violations: list | None = None) -> None:  # type: ignore[type-arg]
+        super().__init__(message)
+        self.violations = list(violations or [])

@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any
@@ -24,7 +24,9 @@ from optimizer.plan import (
     TransferLine,
     WasteLine,
 )
-from optimizer.problem import Problem
+from optimizer.problem import Decisions, Problem
+
+Progress = Callable[[int, int], None]  # (models solved, models in all)
 
 SOLVERS = ("highs", "cbc")
 EPS = 1e-6
@@ -176,10 +178,12 @@ def _extract(model: DrugModel, problem: Problem) -> _Lines:
 
 
 def solve_model(problem: Problem, *, solver: str = "highs", time_limit: float = 60.0, gap: float = 1e-4,
-                pooled: bool = True, transfers: bool = True, price_of_spending: float = 0.0) -> Outcome:
+                pooled: bool = True, transfers: bool = True, price_of_spending: float = 0.0,
+                fixed: Decisions | None = None) -> Outcome:
     """Build and solve one model for every drug of ``problem`` (use it on one drug, or small problems)."""
     started = time.perf_counter()
-    prob, models = build_model(problem, pooled=pooled, transfers=transfers, price_of_spending=price_of_spending)
+    prob, models = build_model(problem, pooled=pooled, transfers=transfers, price_of_spending=price_of_spending,
+                               fixed=fixed)
     built = time.perf_counter()
     what = f"plan for {', '.join(problem.drugs[:3])}{'...' if len(problem.drugs) > 3 else ''}"
     if not prob.variables():
@@ -201,12 +205,23 @@ def _solve_one(args: tuple[Problem, dict[str, Any]]) -> Outcome:
     return solve_model(problem, **options)
 
 
-def _solve_each(parts: Sequence[Problem], workers: int, **options: Any) -> list[Outcome]:
+def _solve_each(parts: Sequence[Problem], workers: int, progress: Progress | None = None,
+                **options: Any) -> list[Outcome]:
     jobs = [(part, options) for part in parts]
+    outcomes: list[Outcome] = []
     if workers <= 1 or len(jobs) < 4:
-        return [_solve_one(job) for job in jobs]
+        results: Iterable[Outcome] = map(_solve_one, jobs)
+        for outcome in results:
+            outcomes.append(outcome)
+            if progress:
+                progress(len(outcomes), len(jobs))
+        return outcomes
     with ProcessPoolExecutor(max_workers=workers) as pool:
-        return list(pool.map(_solve_one, jobs, chunksize=max(1, len(jobs) // (workers * 8))))
+        for outcome in pool.map(_solve_one, jobs, chunksize=max(1, len(jobs) // (workers * 8))):
+            outcomes.append(outcome)
+            if progress:
+                progress(len(outcomes), len(jobs))
+    return outcomes
 
 
 def _combine(outcomes: Iterable[Outcome], solver: str, notes: tuple[str, ...] = (),
@@ -241,36 +256,37 @@ def baseline_costs(problem: Problem, *, solver: str = "highs", time_limit: float
 
 def solve(problem: Problem, *, solver: str = "highs", time_limit: float = 60.0, gap: float = 1e-4,
           workers: int | None = None, baseline: bool = True,
-          monolithic_budget_drugs: int = MONOLITHIC_BUDGET_DRUGS) -> Plan:
+          monolithic_budget_drugs: int = MONOLITHIC_BUDGET_DRUGS, progress: Progress | None = None) -> Plan:
     """Plan pooled purchases and redistribution for ``problem``.
 
     Without a budget the drugs are independent: each is its own model, solved in parallel worker processes.
     With a budget and few drugs, one model holds them all; with many, the budget is priced by a multiplier
     on spending, searched by bisection over the per-drug models (the plan reports the Lagrangian bound and
-    the gap it proves). ``time_limit`` applies to each model solved.
+    the gap it proves). ``time_limit`` applies to each model solved. ``progress`` is told, after each model,
+    how many of the plan's models are solved (a budget solved by pricing reports each pricing round).
     """
     if solver not in SOLVERS:
         raise PlanningError(f"unknown solver {solver!r}; use one of: {', '.join(SOLVERS)}")
     workers = workers if workers is not None else (os.cpu_count() or 1)
     options: dict[str, Any] = {"solver": solver, "time_limit": time_limit, "gap": gap}
     if problem.budget is None:
-        plan = _combine(_solve_each(problem.split_by_drug(), workers, **options), solver)
+        plan = _combine(_solve_each(problem.split_by_drug(), workers, progress, **options), solver)
     elif len(problem.drugs) <= monolithic_budget_drugs:
         plan = _combine([solve_model(problem, **options)], solver, ("budget planned in one model",))
     else:
-        plan = _priced_budget(problem, workers, options)
+        plan = _priced_budget(problem, workers, options, progress)
     if baseline:
         plan = replace(plan, baseline=baseline_costs(problem, workers=workers, **options))
     return plan
 
 
-def _priced_budget(problem: Problem, workers: int, options: dict[str, Any]) -> Plan:
+def _priced_budget(problem: Problem, workers: int, options: dict[str, Any], progress: Progress | None) -> Plan:
     """Bisection on the price of spending until the plan keeps within the budget."""
     assert problem.budget is not None
     parts = problem.split_by_drug()
 
     def at(price: float) -> list[Outcome]:
-        return _solve_each(parts, workers, price_of_spending=price, **options)
+        return _solve_each(parts, workers, progress, price_of_spending=price, **options)
 
     free = at(0.0)
     if sum(o.costs.spending for o in free) <= problem.budget + EPS:
@@ -296,3 +312,28 @@ def _priced_budget(problem: Problem, workers: int, options: dict[str, Any]) -> P
     objective = plan.costs.total
     return replace(plan, objective=objective, best_bound=lagrangian,
                    gap=max(0.0, objective - lagrangian) / abs(objective) if abs(objective) > EPS else 0.0)
+
+
+def evaluate(problem: Problem, decisions: Decisions, *, solver: str = "highs", time_limit: float = 60.0,
+             baseline: Costs | None = None) -> Plan:
+    """Re-cost a plan whose purchases and transfers are given (an officer's edit), with the same accounting
+    as :func:`solve`: the tier each pooled volume reaches, stock used where it lies, shortages and waste.
+
+    Raises :class:`PlanningError` listing every rule the decisions break (see ``check_decisions``).
+    """
+    from optimizer.evaluate import check_decisions
+
+    broken = check_decisions(problem, decisions)
+    if broken:
+        raise PlanningError("the plan breaks " + ("a rule" if len(broken) == 1 else f"{len(broken)} rules") + ": "
+                            + "; ".join(str(v) for v in broken), broken)
+    outcomes = []
+    for part in problem.split_by_drug():
+        mine = decisions.for_drug({o.id for o in part.offers}, {lot.id for lot in part.lots})
+        try:
+            outcomes.append(solve_model(part, solver=solver, time_limit=time_limit, gap=1e-6, fixed=mine))
+        except PlanningError as error:
+            raise PlanningError(f"drug {part.drugs[0]}: the transfers into its sites together exceed what they "
+                                f"can use before the lots expire ({error})") from error
+    return replace(_combine(outcomes, solver, ("re-costed with the purchases and transfers as edited",)),
+                   baseline=baseline)

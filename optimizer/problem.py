@@ -84,6 +84,19 @@ class DrugPolicy:
 
 
 @dataclass(frozen=True)
+class Decisions:
+    """What a plan decides, as an officer may edit it: packs of each offer for each site, and units of each
+    lot moved to each site. The rest (tiers reached, stock used, shortages, waste) follows from these."""
+
+    purchases: Mapping[tuple[str, str], int] = field(default_factory=dict)  # (offer, site) -> packs
+    transfers: Mapping[tuple[str, str], float] = field(default_factory=dict)  # (lot, to site) -> units
+
+    def for_drug(self, offers: set[str], lots: set[str]) -> Decisions:
+        return Decisions({k: v for k, v in self.purchases.items() if k[0] in offers},
+                         {k: v for k, v in self.transfers.items() if k[0] in lots})
+
+
+@dataclass(frozen=True)
 class Problem:
     horizon_days: int
     demands: tuple[Demand, ...]

@@ -1,0 +1,76 @@
+"""Problems and plans as plain JSON-able data, so that a plan run's inputs can be frozen with it and the
+same plan reproduced and explained later."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, fields
+from typing import Any
+
+from optimizer.plan import Costs, Plan, PurchaseLine, ShortageLine, StockUseLine, TransferLine, WasteLine
+from optimizer.problem import Arc, Decisions, Demand, DrugPolicy, Lot, Offer, Problem, Tier
+
+
+def problem_to_dict(problem: Problem) -> dict[str, Any]:
+    return {
+        "horizon_days": problem.horizon_days,
+        "budget": problem.budget,
+        "default_shortage_penalty": problem.default_shortage_penalty,
+        "demands": [asdict(d) for d in problem.demands],
+        "offers": [{**asdict(o), "tiers": [asdict(t) for t in o.tiers],
+                    "delivery_cost_per_pack": dict(o.delivery_cost_per_pack)} for o in problem.offers],
+        "lots": [asdict(lot) for lot in problem.lots],
+        "arcs": [asdict(a) for a in problem.arcs],
+        "policies": [asdict(p) for p in problem.policies],
+    }
+
+
+def problem_from_dict(data: dict[str, Any]) -> Problem:
+    return Problem(
+        horizon_days=data["horizon_days"],
+        budget=data["budget"],
+        default_shortage_penalty=data["default_shortage_penalty"],
+        demands=tuple(Demand(**d) for d in data["demands"]),
+        offers=tuple(Offer(**{**o, "tiers": tuple(Tier(**t) for t in o["tiers"])}) for o in data["offers"]),
+        lots=tuple(Lot(**lot) for lot in data["lots"]),
+        arcs=tuple(Arc(**a) for a in data["arcs"]),
+        policies=tuple(DrugPolicy(**p) for p in data["policies"]),
+    )
+
+
+def costs_to_dict(costs: Costs) -> dict[str, float]:
+    return {**asdict(costs), "total": costs.total}
+
+
+def costs_from_dict(data: dict[str, float]) -> Costs:
+    return Costs(**{f.name: data[f.name] for f in fields(Costs)})
+
+
+def plan_to_dict(plan: Plan) -> dict[str, Any]:
+    data = asdict(plan)
+    data["costs"] = costs_to_dict(plan.costs)
+    data["baseline"] = costs_to_dict(plan.baseline) if plan.baseline else None
+    data["saving"] = plan.saving
+    return data
+
+
+def plan_from_dict(data: dict[str, Any]) -> Plan:
+    lines = {"purchases": PurchaseLine, "transfers": TransferLine, "shortages": ShortageLine, "waste": WasteLine,
+             "stock_use": StockUseLine}
+    values = {f.name: data[f.name] for f in fields(Plan) if f.name in data}
+    for name, kind in lines.items():
+        values[name] = tuple(kind(**line) for line in data.get(name, ()))
+    values["costs"] = costs_from_dict(data["costs"])
+    values["baseline"] = costs_from_dict(data["baseline"]) if data.get("baseline") else None
+    values["notes"] = tuple(data.get("notes", ()))
+    return Plan(**values)
+
+
+def decisions_of(plan: Plan) -> Decisions:
+    """The purchases and transfers a plan decided."""
+    purchases: dict[tuple[str, str], int] = {}
+    for p in plan.purchases:
+        purchases[(p.offer, p.site)] = purchases.get((p.offer, p.site), 0) + p.packs
+    transfers: dict[tuple[str, str], float] = {}
+    for t in plan.transfers:
+        transfers[(t.lot, t.to_site)] = transfers.get((t.lot, t.to_site), 0.0) + t.units
+    return Decisions(purchases, transfers)
