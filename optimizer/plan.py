@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 
 
@@ -112,6 +113,6 @@ class PlanningError(Exception):
     """The solver returned no usable plan, or an edited plan breaks a rule; the message says what was wrong
     where it can be found, and ``violations`` lists each broken rule when there are several."""
 
-    def __init__(self, message: str, violations: list | None = None) -> None:  # type: ignore[type-arg]
+    def __init__(self, message: str, violations: Sequence[object] | None = None) -> None:
         super().__init__(message)
         self.violations = list(violations or [])
