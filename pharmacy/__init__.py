@@ -41,7 +41,21 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     register_error_handlers(app)
     auth.init_app(app)
     _register_blueprints(api)
+    _plan_runner(app, database)
+    if app.config.get("RUN_SCHEDULER"):
+        from pharmacy.scheduler import start_scheduler_when_free
+
+        start_scheduler_when_free(app)
     return app
+
+
+def _plan_runner(app: Flask, database: Database) -> None:
+    from pharmacy.clock import system_clock
+    from pharmacy.procurement.plan_runs import PlanRunner, PlanSettings
+
+    app.extensions["plan_runner"] = PlanRunner(
+        database, lambda: app.config.get("CLOCK") or system_clock, lambda: PlanSettings.from_config(app.config),
+        app.config.get("PLAN_RUNNER", "thread"))
 
 
 def _import_models() -> None:
@@ -57,8 +71,9 @@ def _register_blueprints(api: Api) -> None:
     from pharmacy.inventory.routes import blp as inventory_blp
     from pharmacy.prescriptions.fhir_routes import blp as fhir_blp
     from pharmacy.prescriptions.routes import blp as prescriptions_blp
-    from pharmacy.system.routes import audit_blp, health_blp
+    from pharmacy.procurement.routes import blp as procurement_blp
+    from pharmacy.system.routes import audit_blp, health_blp, jobs_blp
 
     for blp in (health_blp, consortium_blp, accounts_blp, catalog_blp, inventory_blp, prescriptions_blp,
-                fhir_blp, audit_blp):
+                fhir_blp, procurement_blp, audit_blp, jobs_blp):
         api.register_blueprint(blp)

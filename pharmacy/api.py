@@ -5,11 +5,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from flask import current_app
+from flask import current_app, request
 from flask_smorest import Blueprint
 
 from pharmacy.auth import current_principal
 from pharmacy.clock import Clock, system_clock
+from pharmacy.errors import ValidationFailed
 from pharmacy.pagination import Page, PageRequest
 from pharmacy.unit_of_work import UnitOfWork
 
@@ -39,3 +40,21 @@ def page_request(pagination_parameters: Any) -> PageRequest:
 def page_items(page: Page[Any], pagination_parameters: Any) -> list[Any]:
     pagination_parameters.item_count = page.total
     return page.items
+
+
+CSV_BODY = {"content": {"text/csv": {"schema": {"type": "string"}},
+                        "multipart/form-data": {"schema": {"type": "object",
+                                                           "properties": {"file": {"type": "string",
+                                                                                   "format": "binary"}}}}}}
+
+
+def uploaded_csv() -> str:
+    """The CSV a client sent, as the body (text/csv) or as the form field ``file``; UTF-8, BOM allowed."""
+    upload = request.files.get("file")
+    raw = upload.read() if upload else request.get_data()
+    if not raw:
+        raise ValidationFailed("send the CSV as the body (text/csv) or as the form field 'file'")
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise ValidationFailed(f"the CSV is not UTF-8 (byte {error.start})") from None

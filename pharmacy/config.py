@@ -13,6 +13,11 @@ def _int(name: str, default: int) -> int:
     return int(raw) if raw else default
 
 
+def _float(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    return float(raw) if raw else default
+
+
 def load_config(instance_path: str) -> dict[str, Any]:
     """Build the configuration mapping from environment variables.
 
@@ -40,6 +45,22 @@ def load_config(instance_path: str) -> dict[str, Any]:
         "ORDINARY_SUPPLY_DAYS": _int("PHARMACY_ORDINARY_SUPPLY_DAYS", 7),
         "EMERGENCY_SUPPLY_DAYS": _int("PHARMACY_EMERGENCY_SUPPLY_DAYS", 3),
         "LONG_SUPPLY_DAYS": _int("PHARMACY_LONG_SUPPLY_DAYS", 84),
+        # Procurement: forecasts, transfers the consortium allows, plan runs, alerts.
+        "FORECAST_HISTORY_DAYS": _int("PHARMACY_FORECAST_HISTORY_DAYS", 90),
+        "PLAN_HORIZON_DAYS": _int("PHARMACY_PLAN_HORIZON_DAYS", 30),
+        "SERVICE_LEVEL": _float("PHARMACY_SERVICE_LEVEL", 0.95),
+        "TRANSFER_MAX_KM": _float("PHARMACY_TRANSFER_MAX_KM", 15.0),
+        "TRANSFER_COST_PER_UNIT": _float("PHARMACY_TRANSFER_COST_PER_UNIT", 0.02),
+        "TRANSFER_COST_PER_UNIT_KM": _float("PHARMACY_TRANSFER_COST_PER_UNIT_KM", 0.005),
+        "LOW_STOCK_DAYS": _int("PHARMACY_LOW_STOCK_DAYS", 7),
+        # "thread": a run starts in a background thread of the process that queued it (and the scheduler
+        # picks up any left queued); "queue": only the scheduler runs them.
+        "PLAN_RUNNER": os.environ.get("PHARMACY_PLAN_RUNNER", "thread"),
+        "PLAN_WORKERS": _int("PHARMACY_PLAN_WORKERS", os.cpu_count() or 1),
+        "NIGHTLY_PLAN_HOUR": _int("PHARMACY_NIGHTLY_PLAN_HOUR", 2),
+        # Web workers start the scheduler too when set (one of them wins the deployment lock).
+        "RUN_SCHEDULER": os.environ.get("PHARMACY_RUN_SCHEDULER") == "1",
+        "HEARTBEAT_SECONDS": _int("PHARMACY_HEARTBEAT_SECONDS", 60),
         "MAX_CONTENT_LENGTH": _int("PHARMACY_MAX_UPLOAD_BYTES", 32 * 1024 * 1024),
         # flask-smorest / OpenAPI
         "API_TITLE": "Consortium shared pharmacy",

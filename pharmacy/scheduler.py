@@ -11,6 +11,8 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+import socket
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,10 +20,11 @@ from typing import Any
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.schedulers.base import BaseScheduler
 from flask import Flask
-from sqlalchemy import text
+from sqlalchemy import select, text
 
+from pharmacy.clock import Clock, system_clock
 from pharmacy.db import Database
-from pharmacy.principal import SYSTEM
+from pharmacy.principal import SYSTEM, system_for
 from pharmacy.unit_of_work import UnitOfWork
 
 log = logging.getLogger(__name__)
@@ -58,9 +61,66 @@ def _deliver_webhooks(database: Database) -> Any:
     return deliver_due(UnitOfWork(database.session_factory, SYSTEM))
 
 
+def _plan_settings(config: Mapping[str, Any]) -> Any:
+    from pharmacy.procurement.plan_runs import PlanSettings
+
+    return PlanSettings.from_config(config)
+
+
+def _run_queued_plans(database: Database, config: Mapping[str, Any]) -> Any:
+    from pharmacy.procurement.plan_runs import run_queued_plans
+
+    return run_queued_plans(database, _clock(config), _plan_settings(config))
+
+
+def _nightly_plans(database: Database, config: Mapping[str, Any]) -> Any:
+    """A draft plan for every consortium, ready for the officers in the morning."""
+    from pharmacy.consortium.models import Consortium
+    from pharmacy.procurement.plan_runs import execute_run, start_plan_run
+
+    clock = _clock(config)
+    with UnitOfWork(database.session_factory, SYSTEM, clock) as uow:
+        consortia = list(uow.session.scalars(select(Consortium.id).order_by(Consortium.id)))
+    runs = [start_plan_run(UnitOfWork(database.session_factory, system_for(cid), clock),
+                           horizon_days=int(config.get("PLAN_HORIZON_DAYS", 30)),
+                           service_level=float(config.get("SERVICE_LEVEL", 0.95)),
+                           history_days=int(config.get("FORECAST_HISTORY_DAYS", 90)), trigger="nightly",
+                           note="nightly draft") for cid in consortia]
+    return [execute_run(database, run.id, clock, _plan_settings(config)) for run in runs].count("succeeded")
+
+
+def _near_expiry_alerts(database: Database, config: Mapping[str, Any]) -> Any:
+    from pharmacy.procurement.services import raise_near_expiry_alerts
+
+    return raise_near_expiry_alerts(UnitOfWork(database.session_factory, SYSTEM, _clock(config)),
+                                    int(config.get("NEAR_EXPIRY_DAYS", 90)))
+
+
+def _low_stock_alerts(database: Database, config: Mapping[str, Any]) -> Any:
+    from pharmacy.procurement.services import raise_low_stock_alerts
+
+    return raise_low_stock_alerts(UnitOfWork(database.session_factory, SYSTEM, _clock(config)),
+                                  int(config.get("LOW_STOCK_DAYS", 7)))
+
+
+def _release_expired_reservations(database: Database, config: Mapping[str, Any]) -> Any:
+    from pharmacy.procurement.services import release_expired_reservations
+
+    return release_expired_reservations(UnitOfWork(database.session_factory, SYSTEM, _clock(config)))
+
+
+def _heartbeat(database: Database) -> Any:
+    return "alive"
+
+
+def _clock(config: Mapping[str, Any]) -> Clock:
+    return config.get("CLOCK") or system_clock
+
+
 def job_definitions(config: Mapping[str, Any]) -> list[JobDefinition]:
     """Every periodic job of the service, as data: a stable id, a trigger and the service it runs."""
     notice = int(config.get("INSTALLMENT_NOTICE_DAYS", 3))
+    local = {"timezone": "Asia/Shanghai"}
     return [
         JobDefinition("prescriptions.expire_uncollected", _expire_uncollected, "interval", {"minutes": 10},
                       description="expire prescriptions past their validity and release their stock"),
@@ -69,7 +129,55 @@ def job_definitions(config: Mapping[str, Any]) -> list[JobDefinition]:
                       description=f"reserve long-prescription issues due within {notice} days"),
         JobDefinition("prescriptions.deliver_webhooks", _deliver_webhooks, "interval", {"seconds": 30},
                       description="deliver and retry webhooks to prescribing systems"),
+        JobDefinition("procurement.run_queued_plans", lambda database: _run_queued_plans(database, config),
+                      "interval", {"seconds": 30},
+                      description="run plan runs left queued, and fail runs whose process died"),
+        JobDefinition("procurement.nightly_plan", lambda database: _nightly_plans(database, config), "cron",
+                      {"hour": int(config.get("NIGHTLY_PLAN_HOUR", 2)), "minute": 0, **local},
+                      description="a draft purchase plan for every consortium"),
+        JobDefinition("inventory.near_expiry_alerts", lambda database: _near_expiry_alerts(database, config),
+                      "cron", {"hour": 6, "minute": 0, **local},
+                      description="alert on lots expiring within the near-expiry window"),
+        JobDefinition("inventory.low_stock_alerts", lambda database: _low_stock_alerts(database, config), "cron",
+                      {"hour": 6, "minute": 10, **local},
+                      description="alert where available stock covers less than the low-stock days of usage"),
+        JobDefinition("inventory.release_expired_reservations",
+                      lambda database: _release_expired_reservations(database, config), "interval", {"hours": 1},
+                      description="release stock held for closed prescriptions or on expired lots"),
+        JobDefinition("system.heartbeat", _heartbeat, "interval",
+                      {"seconds": int(config.get("HEARTBEAT_SECONDS", 60))},
+                      description="shows which process runs the scheduler, and that it is alive"),
     ]
+
+
+def runner_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def recorded(job: JobDefinition, database: Database) -> Callable[[], Any]:
+    """The job's function, with its run, outcome and result written to ``job_runs``."""
+    from pharmacy.system.models import JobRun
+
+    def run() -> Any:
+        with UnitOfWork(database.session_factory, SYSTEM) as uow:
+            entry = JobRun(job_id=job.id, runner=runner_name(), started_at=uow.now(), outcome="running")
+            uow.session.add(entry)
+            uow.commit()
+            entry_id = entry.id
+        outcome, detail, result = "ok", "", None
+        try:
+            result = job.func(database)
+            detail = "" if result is None else str(result)[:1000]
+        except Exception as error:
+            log.exception("scheduled job %s failed", job.id)
+            outcome, detail = "failed", f"{type(error).__name__}: {error}"[:4000]
+        with UnitOfWork(database.session_factory, SYSTEM) as uow:
+            done = uow.get(JobRun, entry_id)
+            done.finished_at, done.outcome, done.detail = uow.now(), outcome, detail
+            uow.commit()
+        return result
+
+    return run
 
 
 class DeploymentLock:
@@ -115,7 +223,7 @@ def build_scheduler(app: Flask, scheduler: BaseScheduler | None = None) -> BaseS
     database: Database = app.extensions["pharmacy_db"]
     scheduler = scheduler or BackgroundScheduler(timezone="UTC")
     for job in job_definitions(app.config):
-        scheduler.add_job(job.func, job.trigger, args=[database], id=job.id, name=job.description or job.id,
+        scheduler.add_job(recorded(job, database), job.trigger, id=job.id, name=job.description or job.id,
                           replace_existing=True, coalesce=True, max_instances=1, **job.trigger_args)
     return scheduler
 
@@ -129,3 +237,19 @@ def start_scheduler(app: Flask) -> tuple[BaseScheduler, DeploymentLock] | None:
     scheduler = build_scheduler(app)
     scheduler.start()
     return scheduler, lock
+
+
+def start_scheduler_when_free(app: Flask, retry_seconds: float = 30.0) -> threading.Thread:
+    """For web workers (``PHARMACY_RUN_SCHEDULER=1``): the worker that takes the deployment lock runs the
+    scheduler; the others keep trying in the background, so one takes over if that worker ends."""
+
+    def keep_trying() -> None:
+        stop = threading.Event()
+        while not stop.is_set():
+            if start_scheduler(app) is not None:
+                return
+            stop.wait(retry_seconds)
+
+    thread = threading.Thread(target=keep_trying, name="scheduler-lock", daemon=True)
+    thread.start()
+    return thread

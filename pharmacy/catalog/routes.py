@@ -6,7 +6,7 @@ from flask import Response, request
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
-from pharmacy.api import page_items, page_request, paginate, request_uow
+from pharmacy.api import CSV_BODY, page_items, page_request, paginate, request_uow, uploaded_csv
 from pharmacy.auth import requires
 from pharmacy.catalog import services
 from pharmacy.catalog.models import Drug, LocalCode
@@ -29,12 +29,6 @@ blp = Blueprint("catalog", __name__, url_prefix="/api", description="The consort
 ANY_ROLE = (Role.ADMIN, Role.PRESCRIBER, Role.PHARMACIST, Role.PROCUREMENT)
 IF_MATCH = {"in": "header", "name": "If-Match", "required": True, "schema": {"type": "string"},
             "description": "the ETag of the drug as you last read it"}
-CSV_BODY = {"content": {"text/csv": {"schema": {"type": "string"}},
-                        "multipart/form-data": {"schema": {"type": "object",
-                                                           "properties": {"file": {"type": "string",
-                                                                                   "format": "binary"}}}}}}
-
-
 def etag(drug: Drug) -> dict[str, str]:
     return {"ETag": f'"{drug.version}"'}
 
@@ -107,15 +101,7 @@ class ImportView(MethodView):
     @blp.response(200, ImportResultSchema)
     def post(self) -> dict[str, int]:
         """Import drugs from CSV: all rows or none, every bad row reported; re-importing changes nothing"""
-        upload = request.files.get("file")
-        raw = upload.read() if upload else request.get_data()
-        if not raw:
-            raise ValidationFailed("send the CSV as the body (text/csv) or as the form field 'file'")
-        try:
-            text = raw.decode("utf-8-sig")
-        except UnicodeDecodeError as error:
-            raise ValidationFailed(f"the CSV is not UTF-8 (byte {error.start})") from None
-        return services.import_drugs_csv(request_uow(), text)
+        return services.import_drugs_csv(request_uow(), uploaded_csv())
 
 
 @blp.route("/drugs/export")

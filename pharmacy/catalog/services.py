@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
-from marshmallow import ValidationError
 from sqlalchemy import Select, case, exists, func, insert, literal, or_, select
 from sqlalchemy.orm import Session
 
@@ -18,6 +17,7 @@ from pharmacy.catalog.models import Drug, FormularyEntry, LocalCode
 from pharmacy.catalog.schemas import DrugSchema
 from pharmacy.consortium.domain import GRASSROOTS_KINDS, SiteKind
 from pharmacy.consortium.models import Site
+from pharmacy.csv_import import read_csv
 from pharmacy.errors import Conflict, NotFound, PreconditionFailed, ValidationFailed
 from pharmacy.pagination import Page, PageRequest, fetch_page
 from pharmacy.unit_of_work import UnitOfWork
@@ -28,7 +28,6 @@ CSV_COLUMNS = [
     "controlled_class", "special_storage", "equivalence_group", "active",
 ]
 REQUIRED_COLUMNS = {name for name, f in DrugSchema().fields.items() if f.required}
-MAX_REPORTED_ERRORS = 1000
 
 
 SEARCHED_FIELDS = ("code", "national_code", "generic_name", "brand_name")
@@ -242,24 +241,6 @@ def remove_formulary_extension(uow: UnitOfWork, site_id: int, drug_id: int) -> N
 
 # CSV import and export -------------------------------------------------------------------------
 
-def _rows(text: str) -> tuple[list[str], Iterable[tuple[int, dict[str, str | None]]]]:
-    reader = csv.DictReader(io.StringIO(text))
-    header = [h.strip() for h in (reader.fieldnames or [])]
-    reader.fieldnames = header
-
-    def rows() -> Iterable[tuple[int, dict[str, str | None]]]:
-        for row in reader:
-            if row.get(None):  # type: ignore[call-overload,unused-ignore]
-                yield reader.line_num, {"__extra__": "more cells than columns"}
-                continue
-            cleaned = {k: (v.strip() if isinstance(v, str) else v) for k, v in row.items()}
-            if not any(cleaned.values()):
-                continue
-            yield reader.line_num, {k: (v if v != "" else None) for k, v in cleaned.items()}
-
-    return header, rows()
-
-
 def _comparable(value: Any) -> Any:
     return Decimal(value).normalize() if isinstance(value, Decimal) else value
 
@@ -270,42 +251,8 @@ def import_drugs_csv(uow: UnitOfWork, text: str) -> dict[str, int]:
     Every bad row is reported with its line, column and reason. A row whose code exists updates that
     drug only if something differs, so importing the same file again changes nothing.
     """
-    header, rows = _rows(text)
-    errors: list[dict[str, Any]] = []
-    unknown = [h for h in header if h not in CSV_COLUMNS]
-    missing = sorted(REQUIRED_COLUMNS - set(header))
-    for column in unknown:
-        errors.append({"line": 1, "column": column, "reason": "unknown column"})
-    for column in missing:
-        errors.append({"line": 1, "column": column, "reason": "required column is missing"})
-    if errors:
-        raise ValidationFailed("the CSV header is wrong; expected columns: " + ",".join(CSV_COLUMNS), errors)
-
-    schema = DrugSchema()
-    parsed: dict[str, tuple[int, dict[str, Any]]] = {}
-    for line, row in rows:
-        if "__extra__" in row:
-            errors.append({"line": line, "column": None, "reason": row["__extra__"]})
-            continue
-        present = {k: v for k, v in row.items() if v is not None}
-        try:
-            values = schema.load(present)
-        except ValidationError as error:
-            for column, reasons in sorted(error.normalized_messages().items()):
-                reason = "; ".join(reasons) if isinstance(reasons, list) else str(reasons)
-                errors.append({"line": line, "column": column, "reason": reason})
-            continue
-        if values["code"] in parsed:
-            errors.append({"line": line, "column": "code",
-                           "reason": f"code {values['code']} is also on line {parsed[values['code']][0]}"})
-            continue
-        for column in CSV_COLUMNS:  # an empty optional cell clears the field
-            values.setdefault(column, None)
-        parsed[values["code"]] = (line, values)
-        if len(errors) >= MAX_REPORTED_ERRORS:
-            break
-    if errors:
-        raise ValidationFailed(f"{len(errors)} problems in the CSV; nothing was imported", errors)
+    rows = read_csv(text, CSV_COLUMNS, REQUIRED_COLUMNS, DrugSchema(), key=lambda v: v["code"], key_column="code")
+    parsed = {values["code"]: (line, values) for line, values in rows}
 
     with uow:
         existing = {d.code: d for d in uow.session.scalars(select(Drug).where(Drug.code.in_(list(parsed))))}

@@ -89,8 +89,11 @@ def _stock(lot: Lot) -> LotStock:
 
 def receive_stock(uow: UnitOfWork, site_id: int, drug_id: int, lot_number: str, expiry_date: date,
                   quantity: int, *, unit: str = "unit", reason_code: str = "purchase", note: str = "",
-                  cause: Cause | None = None) -> Movement:
-    """Receive a lot (new, or more of a known one) at a site; quantities in packs are multiplied out."""
+                  cause: Cause | None = None, kind: MovementKind = MovementKind.RECEIPT) -> Movement:
+    """Receive a lot (new, or more of a known one) at a site; quantities in packs are multiplied out.
+
+    ``kind`` is a receipt from a supplier, or the arrival of a transfer from another member.
+    """
     with uow:
         uow.ensure_acts_for(site_id, what=f"site {site_id}")
         uow.get(Site, site_id, what="site")
@@ -109,7 +112,7 @@ def receive_stock(uow: UnitOfWork, site_id: int, drug_id: int, lot_number: str, 
         elif lot.expiry_date != expiry_date:
             raise Conflict(f"lot {lot_number} is known here with expiry {lot.expiry_date.isoformat()}, "
                            f"not {expiry_date.isoformat()}", {"expiry_date": expiry_date.isoformat()})
-        movement = _move(uow, lot, MovementKind.RECEIPT, units, reason_code, note=note, cause=cause)
+        movement = _move(uow, lot, kind, units, reason_code, note=note, cause=cause)
         uow.commit()
         return movement
 
@@ -352,6 +355,36 @@ def _consume(uow: UnitOfWork, held: list[Reservation], quantity: int) -> int:
                 closed_at=uow.now()))
         consumed += take
     return consumed
+
+
+def send_stock(uow: UnitOfWork, site_id: int, drug_id: int, quantity: int, reason_code: str, cause: Cause, *,
+               lot_id: int | None = None, usable_until: date | None = None) -> list[tuple[Lot, Movement]]:
+    """Take ``quantity`` units of a drug off a site's shelf to send to another member: from the named lot,
+    or first-expiry first-out among lots that last until ``usable_until``. Reserved stock never leaves."""
+    with uow:
+        uow.ensure_acts_for(site_id, what=f"site {site_id}")
+        drug = uow.get(Drug, drug_id, what="drug")
+        lots = {lot.id: lot for lot in _lock_lots(uow, site_id, drug_id)}
+        today = uow.today()
+        if lot_id is not None:
+            lot = lots.get(lot_id)
+            if lot is None:
+                raise ValidationFailed(f"lot {lot_id} is not stock of {drug.code} at site {site_id}",
+                                       {"lot_id": lot_id})
+            if lot.expiry_date <= today:
+                raise ValidationFailed(f"lot {lot.lot_number} expired on {lot.expiry_date.isoformat()}: it cannot be "
+                                       "sent", {"lot_id": lot_id})
+            plan = [Allocation(lot.id, lot.lot_number, lot.expiry_date, quantity)]
+        else:
+            plan = allocate_fefo([_stock(lot) for lot in lots.values()], quantity, today,
+                                 usable_until or today, drug=drug.code)
+        sent = []
+        for allocation in plan:
+            lot = lots[allocation.lot_id]
+            sent.append((lot, _move(uow, lot, MovementKind.TRANSFER_OUT, -allocation.quantity, reason_code,
+                                    cause=cause)))
+        uow.commit()
+        return sent
 
 
 # Stocktake ---------------------------------------------------------------------------------------

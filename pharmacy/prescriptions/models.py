@@ -141,22 +141,6 @@ class WebhookDelivery(ConsortiumOwned, Base):
     delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
-class TransferRequest(ConsortiumOwned, Base):
-    """Stock asked of one member for another, because routing found no site that could fill."""
-
-    __tablename__ = "transfer_requests"
-    __audited__ = True
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    from_site_id: Mapped[int] = mapped_column(ForeignKey("sites.id"))
-    to_site_id: Mapped[int] = mapped_column(ForeignKey("sites.id"), index=True)
-    drug_id: Mapped[int] = mapped_column(ForeignKey("drugs.id"))
-    quantity: Mapped[int] = mapped_column(Integer)
-    prescription_id: Mapped[int | None] = mapped_column(ForeignKey("prescriptions.id"), index=True)
-    status: Mapped[str] = mapped_column(String(20), default="requested")
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-
-
 class Shortage(ConsortiumOwned, Base):
     """Demand the whole consortium could not meet, recorded for procurement."""
 

@@ -47,11 +47,11 @@ from pharmacy.prescriptions.models import (
     PrescriptionEvent,
     PrescriptionItem,
     Shortage,
-    TransferRequest,
     WebhookDelivery,
     WebhookSubscription,
 )
 from pharmacy.principal import Role
+from pharmacy.procurement.orders import request_transfer
 from pharmacy.unit_of_work import UnitOfWork
 
 
@@ -308,9 +308,8 @@ def _request_stock(uow: UnitOfWork, rx: Prescription, site_id: int, needs: Seque
                          if item_id == need.item.id and sid != site_id), reverse=True)
         if donors and donors[0][0] >= missing:
             donor = donors[0][1]
-            uow.session.add(TransferRequest(consortium_id=rx.consortium_id, from_site_id=donor, to_site_id=site_id,
-                                            drug_id=need.item.drug_id, quantity=missing, prescription_id=rx.id,
-                                            created_at=uow.now()))
+            request_transfer(uow, rx.consortium_id, donor, site_id, [(need.item.drug_id, missing, need.supply_until)],
+                             prescription_id=rx.id)
             transfers.append(f"transfer of {missing} {need.drug.code} requested from {codes.get(donor, donor)}")
         else:
             uow.session.add(Shortage(consortium_id=rx.consortium_id, site_id=site_id, drug_id=need.item.drug_id,
@@ -497,6 +496,30 @@ def stock_arrived(uow: UnitOfWork, rx_id: int) -> PrescriptionView:
         _transition(uow, rx, Action.STOCK_ARRIVED, "stock arrived and is reserved")
         uow.commit()
         return _view(uow, rx)
+
+
+def resume_awaiting(uow: UnitOfWork, site_id: int, drug_ids: Sequence[int]) -> list[int]:
+    """Stock of ``drug_ids`` came to ``site_id`` (a transfer or a delivery): every prescription waiting there
+    that can now be filled whole gets its stock reserved and goes back to the worklist. Joins the caller's
+    transaction; returns the prescriptions moved on."""
+    waiting = uow.session.scalars(
+        select(Prescription).join(PrescriptionItem, PrescriptionItem.prescription_id == Prescription.id)
+        .where(Prescription.status == Status.AWAITING_STOCK.value, Prescription.pharmacy_site_id == site_id,
+               PrescriptionItem.drug_id.in_(list(drug_ids)))
+        .distinct().order_by(Prescription.id)).all()
+    moved = []
+    for rx in waiting:
+        savepoint = uow.session.begin_nested()
+        try:
+            for need in _needs(uow, rx, _items(uow, rx)):
+                hold_stock(uow, site_id, need.item.drug_id, need.item.quantity, need.supply_until, _cause(rx))
+        except OutOfStock:
+            savepoint.rollback()  # still short of something: it keeps waiting
+            continue
+        savepoint.commit()
+        _transition(uow, rx, Action.STOCK_ARRIVED, "stock arrived and is reserved")
+        moved.append(rx.id)
+    return moved
 
 
 def prepare(uow: UnitOfWork, rx_id: int) -> PrescriptionView:

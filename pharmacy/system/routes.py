@@ -1,4 +1,4 @@
-"""Health and the audit trail."""
+"""Health, the audit trail, and the scheduled jobs' record."""
 
 from __future__ import annotations
 
@@ -15,9 +15,12 @@ from pharmacy.audit import AuditEntry, read_audit_trail
 from pharmacy.auth import requires
 from pharmacy.errors import problem
 from pharmacy.principal import Role
+from pharmacy.scheduler import job_definitions
+from pharmacy.system.services import job_statuses
 
 health_blp = Blueprint("health", __name__, description="Liveness and database reachability")
 audit_blp = Blueprint("audit", __name__, url_prefix="/api", description="The append-only audit trail")
+jobs_blp = Blueprint("jobs", __name__, url_prefix="/api", description="Scheduled jobs and their last runs")
 
 
 class HealthSchema(Schema):
@@ -71,3 +74,29 @@ class AuditView(MethodView):
         """Read the audit trail (there is no way to change it)"""
         page = read_audit_trail(request_uow(), page_request(pagination_parameters), **filters)
         return page_items(page, pagination_parameters)
+
+
+class JobRunSchema(Schema):
+    runner = fields.String(metadata={"description": "host:pid of the scheduler process"})
+    started_at = fields.DateTime()
+    finished_at = fields.DateTime(allow_none=True)
+    outcome = fields.String(metadata={"description": "running | ok | failed"})
+    detail = fields.String()
+
+
+class JobStatusSchema(Schema):
+    id = fields.String()
+    description = fields.String()
+    trigger = fields.String()
+    schedule = fields.String()
+    last_run = fields.Nested(JobRunSchema, allow_none=True)
+    last_success_at = fields.DateTime(allow_none=True)
+
+
+@jobs_blp.route("/jobs")
+class JobsView(MethodView):
+    @requires(Role.ADMIN, Role.PROCUREMENT)
+    @jobs_blp.response(200, JobStatusSchema(many=True))
+    def get(self) -> Any:
+        """Every scheduled job (stable id, schedule) with its last run and outcome"""
+        return job_statuses(request_uow(), job_definitions(current_app.config))

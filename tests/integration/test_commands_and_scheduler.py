@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import os
+
 from click.testing import CliRunner
 from flask.cli import ScriptInfo
+from sqlalchemy import select
 
 from pharmacy.cli import main
 from pharmacy.demo import DEMO_SITES, load_demo
-from pharmacy.scheduler import DeploymentLock
+from pharmacy.scheduler import DeploymentLock, recorded
+from pharmacy.system.models import JobRun
 
 
 def run(app, *args: str, input: str | None = None):
@@ -72,13 +76,33 @@ def test_only_one_scheduler_runs_per_deployment(committed_app):
 
 
 def test_jobs_are_data_with_stable_ids_and_run_against_the_database(committed_app):
-    from pharmacy.scheduler import build_scheduler, job_definitions
+    from pharmacy.scheduler import build_scheduler, job_definitions, recorded
 
     jobs = job_definitions(committed_app.config)
-    assert [j.id for j in jobs] == ["prescriptions.expire_uncollected", "prescriptions.prepare_due_installments",
-                                    "prescriptions.deliver_webhooks"]
+    assert [j.id for j in jobs] == [
+        "prescriptions.expire_uncollected", "prescriptions.prepare_due_installments", "prescriptions.deliver_webhooks",
+        "procurement.run_queued_plans", "procurement.nightly_plan", "inventory.near_expiry_alerts",
+        "inventory.low_stock_alerts", "inventory.release_expired_reservations", "system.heartbeat"]
     scheduler = build_scheduler(committed_app)
     assert {j.id for j in scheduler.get_jobs()} == {j.id for j in jobs}
     database = committed_app.extensions["pharmacy_db"]
-    results = [job.func(database) for job in jobs]
-    assert results == [0, 0, {"delivered": 0, "retrying": 0, "failed": 0}]
+    results = [recorded(job, database)() for job in jobs]
+    assert results == [0, 0, {"delivered": 0, "retrying": 0, "failed": 0}, 0, 0, 0, 0, 0, "alive"]
+    # Every run is on record with its outcome, readable over the API.
+    with database.session_factory() as session:
+        runs = session.scalars(select(JobRun).order_by(JobRun.id)).all()
+    assert [(r.job_id, r.outcome) for r in runs] == [(j.id, "ok") for j in jobs]
+    assert runs[0].runner.endswith(f":{os.getpid()}") and runs[0].finished_at is not None
+
+
+def test_a_failing_job_is_recorded_as_failed_with_its_error(committed_app):
+    from pharmacy.scheduler import JobDefinition
+
+    def broken(database):
+        raise RuntimeError("supplier feed unreachable")
+
+    database = committed_app.extensions["pharmacy_db"]
+    recorded(JobDefinition("test.broken", broken, "interval", {"hours": 1}), database)()
+    with database.session_factory() as session:
+        run = session.scalars(select(JobRun).where(JobRun.job_id == "test.broken")).one()
+    assert run.outcome == "failed" and "supplier feed unreachable" in run.detail

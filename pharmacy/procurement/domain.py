@@ -1,0 +1,170 @@
+"""Procurement rules as plain Python: demand forecasts, price tiers, which transfers the consortium allows,
+shortage penalties, and the states of purchase and transfer orders."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from statistics import NormalDist
+
+from pharmacy.errors import InvalidTransition, ValidationFailed
+
+# Forecasts --------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Forecast:
+    """A site's need for a drug over a horizon: usage from the ledger, safety stock, known demand."""
+
+    daily_usage: float
+    daily_sd: float
+    expected: float  # usage over the horizon at the historical rate
+    safety: float  # cover for the usage's variability at the service level over the horizon
+    known: int  # routed prescriptions not yet served and installments due within the horizon
+    units: int  # what the plan must provide: max(expected, known) + safety, whole units
+
+
+def forecast(daily_dispensed: Sequence[int], horizon_days: int, service_level: float, known_units: int = 0,
+             ) -> Forecast:
+    """Forecast over ``horizon_days`` from the units dispensed on each day of the history window.
+
+    Usage is the window's daily mean; safety stock is z(service level) x daily standard deviation x
+    sqrt(horizon). Known demand (prescriptions already routed, installments falling due) is part of usage
+    that the history already reflects, so it raises the expected usage only where it exceeds it.
+    """
+    if not daily_dispensed:
+        raise ValueError("the history window has no days")
+    if not 0.5 <= service_level < 1:
+        raise ValidationFailed("the service level is a probability from 0.5 to below 1",
+                               {"service_level": service_level})
+    n = len(daily_dispensed)
+    mean = sum(daily_dispensed) / n
+    sd = math.sqrt(sum((x - mean) ** 2 for x in daily_dispensed) / (n - 1)) if n > 1 else 0.0
+    expected = mean * horizon_days
+    safety = NormalDist().inv_cdf(service_level) * sd * math.sqrt(horizon_days)
+    units = math.ceil(max(expected, known_units) + safety - 1e-9)
+    return Forecast(mean, sd, expected, safety, known_units, max(units, 0))
+
+
+# Offers -----------------------------------------------------------------------------------------------
+
+def parse_tiers(text: str) -> list[dict[str, float | int]]:
+    """``"0:12.50;100:11.80"`` (minimum packs : price per pack; ascending) into checked tiers."""
+    tiers: list[dict[str, float | int]] = []
+    for part in (p.strip() for p in text.split(";")):
+        if not part:
+            continue
+        bits = part.split(":")
+        if len(bits) != 2:
+            raise ValueError(f"tier {part!r} is not minimum_packs:price_per_pack")
+        try:
+            tiers.append({"min_packs": int(bits[0]), "price_per_pack": float(bits[1])})
+        except ValueError:
+            raise ValueError(f"tier {part!r}: the minimum is a whole number of packs and the price a number") \
+                from None
+    check_tiers(tiers)
+    return tiers
+
+
+def check_tiers(tiers: Sequence[dict[str, float | int]]) -> None:
+    """At least one tier; minimums ascending from zero or more; prices positive and never rising."""
+    if not tiers:
+        raise ValueError("an offer needs at least one price tier")
+    for n, tier in enumerate(tiers):
+        if tier["min_packs"] < 0 or tier["price_per_pack"] <= 0:
+            raise ValueError(f"tier {n + 1}: the minimum is not negative and the price is positive")
+        if n and tier["min_packs"] <= tiers[n - 1]["min_packs"]:
+            raise ValueError(f"tier {n + 1}: minimums must ascend ({tiers[n - 1]['min_packs']} then "
+                             f"{tier['min_packs']})")
+        if n and tier["price_per_pack"] > tiers[n - 1]["price_per_pack"]:
+            raise ValueError(f"tier {n + 1}: a larger volume cannot cost more per pack")
+
+
+def parse_site_costs(text: str) -> dict[str, float]:
+    """``"XH-C01:0.5;XH-C02:0.8"`` (site code : delivery cost per pack)."""
+    costs: dict[str, float] = {}
+    for part in (p.strip() for p in text.split(";")):
+        if not part:
+            continue
+        code, _, cost = part.rpartition(":")
+        try:
+            value = float(cost)
+        except ValueError:
+            raise ValueError(f"{part!r} is not site_code:cost_per_pack") from None
+        if not code or value < 0:
+            raise ValueError(f"{part!r} is not site_code:cost_per_pack with a cost of 0 or more")
+        costs[code] = value
+    return costs
+
+
+def base_unit_price(tiers: Sequence[dict[str, float | int]], pack_size: int) -> float:
+    return float(tiers[0]["price_per_pack"]) / pack_size
+
+
+# Transfers and penalties ------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Place:
+    code: str
+    district: str | None
+    parent_code: str | None
+    at: tuple[float, float] | None
+
+
+def transfer_allowed(a: Place, b: Place, distance: float | None, max_km: float) -> bool:
+    """The consortium moves stock within a district, along the tree (a site and its upper site), or
+    between any two sites closer than ``max_km``."""
+    if a.code == b.code:
+        return False
+    return bool((a.district and a.district == b.district) or a.parent_code == b.code or b.parent_code == a.code
+                or (distance is not None and distance <= max_km))
+
+
+ESSENTIAL_PENALTY_FACTOR = 20.0  # a missing essential drug costs the consortium far more than its price
+OTHER_PENALTY_FACTOR = 5.0
+MIN_PENALTY = 1.0
+
+
+def shortage_penalty(unit_price: float, essential: bool) -> float:
+    factor = ESSENTIAL_PENALTY_FACTOR if essential else OTHER_PENALTY_FACTOR
+    return max(MIN_PENALTY, unit_price * factor)
+
+
+# Orders -----------------------------------------------------------------------------------------------
+
+class TransferStatus(StrEnum):
+    REQUESTED = "requested"
+    SHIPPED = "shipped"
+    PARTIALLY_RECEIVED = "partially_received"
+    RECEIVED = "received"
+    CANCELLED = "cancelled"
+
+
+TRANSFER_ACTIONS: dict[str, frozenset[TransferStatus]] = {
+    "ship": frozenset({TransferStatus.REQUESTED}),
+    "receive": frozenset({TransferStatus.SHIPPED, TransferStatus.PARTIALLY_RECEIVED}),
+    "cancel": frozenset({TransferStatus.REQUESTED}),
+}
+
+
+def check_transfer_action(status: str, action: str) -> None:
+    if TransferStatus(status) not in TRANSFER_ACTIONS[action]:
+        allowed = " or ".join(sorted(s.value for s in TRANSFER_ACTIONS[action]))
+        raise InvalidTransition(f"the transfer order is {status}: only an order that is {allowed} can {action}",
+                                {"status": status})
+
+
+def received_status(received: int, expected: int) -> str:
+    """The state of an order once ``received`` of ``expected`` units arrived."""
+    if received <= 0:
+        return "open"
+    return "received" if received >= expected else "partially_received"
+
+
+class PlanStatus(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    APPROVED = "approved"

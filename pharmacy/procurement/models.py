@@ -1,0 +1,232 @@
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    CheckConstraint,
+    Date,
+    Float,
+    ForeignKey,
+    Integer,
+    Numeric,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from pharmacy.db import Base, UTCDateTime, utcnow
+from pharmacy.tenancy import ConsortiumOwned
+
+
+class Supplier(ConsortiumOwned, Base):
+    """A distribution company the consortium buys from."""
+
+    __tablename__ = "suppliers"
+    __table_args__ = (UniqueConstraint("consortium_id", "code", name="uq_suppliers_consortium_code"),)
+    __audited__ = True
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(String(40))
+    name: Mapped[str] = mapped_column(String(200))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Offer(ConsortiumOwned, Base):
+    """A supplier's price list for one drug over its validity dates.
+
+    ``tiers`` are all-units volume prices, ``[{"min_packs": 0, "price_per_pack": 12.5}, ...]`` ascending; the
+    first tier's minimum is the minimum order. Delivery: ``delivery_costs`` per site id, else
+    ``default_delivery_cost``; with neither, only the sites listed are served (none listed: every site, free).
+    """
+
+    __tablename__ = "offers"
+    __table_args__ = (
+        UniqueConstraint("supplier_id", "drug_id", "valid_from", name="uq_offers_supplier_drug_valid_from"),
+        CheckConstraint("pack_size > 0", name="pack_size_positive"),
+        CheckConstraint("valid_until >= valid_from", name="valid_dates_ordered"),
+    )
+    __audited__ = True
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    supplier_id: Mapped[int] = mapped_column(ForeignKey("suppliers.id"), index=True)
+    drug_id: Mapped[int] = mapped_column(ForeignKey("drugs.id"), index=True)
+    pack_size: Mapped[int] = mapped_column(Integer)
+    tiers: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    lead_time_days: Mapped[int] = mapped_column(Integer, default=0)
+    capacity_packs: Mapped[int | None] = mapped_column(Integer)
+    order_cost: Mapped[float] = mapped_column(Float, default=0.0)
+    default_delivery_cost: Mapped[float | None] = mapped_column(Float)
+    delivery_costs: Mapped[dict[str, float]] = mapped_column(JSON, default=dict)  # site id (as text) -> per pack
+    valid_from: Mapped[date] = mapped_column(Date)
+    valid_until: Mapped[date] = mapped_column(Date)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class PlanRun(ConsortiumOwned, Base):
+    """One run of the purchase planner: its settings, frozen inputs, progress and result.
+
+    Not audited row by row (progress changes every second); starting, editing and approving a run write
+    audit entries of their own.
+    """
+
+    __tablename__ = "plan_runs"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    status: Mapped[str] = mapped_column(String(20), default="queued", index=True)
+    trigger: Mapped[str] = mapped_column(String(20), default="officer")  # officer | nightly | command
+    horizon_days: Mapped[int] = mapped_column(Integer)
+    budget: Mapped[float | None] = mapped_column(Float)
+    solver: Mapped[str] = mapped_column(String(10), default="highs")
+    time_limit: Mapped[float] = mapped_column(Float, default=60.0)
+    gap: Mapped[float] = mapped_column(Float, default=0.005)
+    service_level: Mapped[float] = mapped_column(Float, default=0.95)
+    history_days: Mapped[int] = mapped_column(Integer, default=90)
+    started_by: Mapped[str] = mapped_column(String(160))
+    note: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    progress: Mapped[float] = mapped_column(Float, default=0.0)  # 0..1
+    progress_note: Mapped[str] = mapped_column(String(200), default="")
+    # The problem exactly as the optimizer saw it, with the map from its ids back to ours: enough to
+    # reproduce and explain the plan later, whatever happens to stock and offers meanwhile.
+    inputs: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    error: Mapped[str] = mapped_column(Text, default="")
+    edited: Mapped[bool] = mapped_column(Boolean, default=False)
+    approved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    approved_by: Mapped[str | None] = mapped_column(String(160))
+
+
+class PlanLine(ConsortiumOwned, Base):
+    """A purchase (packs of an offer for a site) or a transfer (units of a lot to a site) of a plan run."""
+
+    __tablename__ = "plan_lines"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("plan_runs.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(10))  # purchase | transfer
+    drug_id: Mapped[int] = mapped_column(ForeignKey("drugs.id"))
+    site_id: Mapped[int] = mapped_column(ForeignKey("sites.id"))  # where the stock goes
+    offer_id: Mapped[int | None] = mapped_column(ForeignKey("offers.id"))
+    supplier_id: Mapped[int | None] = mapped_column(ForeignKey("suppliers.id"))
+    from_site_id: Mapped[int | None] = mapped_column(ForeignKey("sites.id"))
+    lot_id: Mapped[int | None] = mapped_column(ForeignKey("lots.id"))
+    packs: Mapped[int | None] = mapped_column(Integer)
+    units: Mapped[float] = mapped_column(Float)
+    price_per_pack: Mapped[float | None] = mapped_column(Float)
+    cost: Mapped[float] = mapped_column(Float)
+    why: Mapped[str] = mapped_column(Text, default="")
+    edited: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class PurchaseOrder(ConsortiumOwned, Base):
+    """What an approved plan buys from one supplier, line by line per site."""
+
+    __tablename__ = "purchase_orders"
+    __table_args__ = (UniqueConstraint("run_id", "supplier_id", name="uq_purchase_orders_run_supplier"),)
+    __audited__ = True
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    number: Mapped[str] = mapped_column(String(40), unique=True)
+    run_id: Mapped[int | None] = mapped_column(ForeignKey("plan_runs.id"), index=True)
+    supplier_id: Mapped[int] = mapped_column(ForeignKey("suppliers.id"), index=True)
+    status: Mapped[str] = mapped_column(String(20), default="open")  # open | partially_received | received | cancelled
+    total: Mapped[float] = mapped_column(Float, default=0.0)
+    created_by: Mapped[str] = mapped_column(String(160))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class PurchaseOrderLine(ConsortiumOwned, Base):
+    __tablename__ = "purchase_order_lines"
+    __table_args__ = (CheckConstraint("received_units <= units", name="received_within_ordered"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    order_id: Mapped[int] = mapped_column(ForeignKey("purchase_orders.id"), index=True)
+    site_id: Mapped[int] = mapped_column(ForeignKey("sites.id"), index=True)
+    drug_id: Mapped[int] = mapped_column(ForeignKey("drugs.id"))
+    offer_id: Mapped[int | None] = mapped_column(ForeignKey("offers.id"))
+    packs: Mapped[int] = mapped_column(Integer)
+    pack_size: Mapped[int] = mapped_column(Integer)
+    units: Mapped[int] = mapped_column(Integer)
+    price_per_pack: Mapped[float] = mapped_column(Numeric(14, 4, asdecimal=False))
+    cost: Mapped[float] = mapped_column(Numeric(14, 2, asdecimal=False))
+    received_units: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class TransferOrder(ConsortiumOwned, Base):
+    """Stock sent from one member to another: planned redistribution, or asked for by routing."""
+
+    __tablename__ = "transfer_orders"
+    __audited__ = True
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    number: Mapped[str] = mapped_column(String(40), unique=True)
+    run_id: Mapped[int | None] = mapped_column(ForeignKey("plan_runs.id"), index=True)
+    prescription_id: Mapped[int | None] = mapped_column(ForeignKey("prescriptions.id"), index=True)
+    from_site_id: Mapped[int] = mapped_column(ForeignKey("sites.id"), index=True)
+    to_site_id: Mapped[int] = mapped_column(ForeignKey("sites.id"), index=True)
+    reason: Mapped[str] = mapped_column(String(30))  # redistribution | near_expiry | shortage_cover
+    # requested | shipped | partially_received | received | cancelled
+    status: Mapped[str] = mapped_column(String(20), default="requested", index=True)
+    note: Mapped[str] = mapped_column(Text, default="")
+    created_by: Mapped[str] = mapped_column(String(160))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    shipped_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    received_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    cancelled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class TransferOrderLine(ConsortiumOwned, Base):
+    """One drug of a transfer: from a named lot (planned) or first-expiry first-out at shipping."""
+
+    __tablename__ = "transfer_order_lines"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    order_id: Mapped[int] = mapped_column(ForeignKey("transfer_orders.id"), index=True)
+    drug_id: Mapped[int] = mapped_column(ForeignKey("drugs.id"))
+    lot_id: Mapped[int | None] = mapped_column(ForeignKey("lots.id"))
+    quantity: Mapped[int] = mapped_column(Integer)
+    # A lot the stock must last until at the receiving site (a prescription's supply end), if any.
+    usable_until: Mapped[date | None] = mapped_column(Date)
+
+
+class TransferParcel(ConsortiumOwned, Base):
+    """Units of one lot shipped for a transfer line, and how many of them arrived."""
+
+    __tablename__ = "transfer_parcels"
+    __table_args__ = (CheckConstraint("received <= shipped", name="received_within_shipped"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    order_id: Mapped[int] = mapped_column(ForeignKey("transfer_orders.id"), index=True)
+    line_id: Mapped[int] = mapped_column(ForeignKey("transfer_order_lines.id"))
+    drug_id: Mapped[int] = mapped_column(ForeignKey("drugs.id"))
+    from_lot_id: Mapped[int] = mapped_column(ForeignKey("lots.id"))
+    lot_number: Mapped[str] = mapped_column(String(60))
+    expiry_date: Mapped[date] = mapped_column(Date)
+    shipped: Mapped[int] = mapped_column(Integer)
+    received: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class Alert(ConsortiumOwned, Base):
+    """Something a pharmacist or officer should act on: stock near expiry, stock running low."""
+
+    __tablename__ = "alerts"
+    __table_args__ = (UniqueConstraint("consortium_id", "key", "raised_on", name="uq_alerts_key_day"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(20), index=True)  # near_expiry | low_stock
+    key: Mapped[str] = mapped_column(String(80))  # one alert per thing per day
+    site_id: Mapped[int] = mapped_column(ForeignKey("sites.id"), index=True)
+    drug_id: Mapped[int] = mapped_column(ForeignKey("drugs.id"))
+    lot_id: Mapped[int | None] = mapped_column(ForeignKey("lots.id"))
+    message: Mapped[str] = mapped_column(Text)
+    raised_on: Mapped[date] = mapped_column(Date, index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

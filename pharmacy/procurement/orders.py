@@ -1,0 +1,34 @@
+"""Creating orders: numbering, and transfer orders (planned, or asked for by routing)."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Sequence
+from datetime import date
+
+from pharmacy.procurement.models import TransferOrder, TransferOrderLine
+from pharmacy.unit_of_work import UnitOfWork
+
+
+def order_number(prefix: str, today: date) -> str:
+    """A number people can read out over the phone: PO-20261123-7F3A2C."""
+    return f"{prefix}-{today:%Y%m%d}-{secrets.token_hex(3).upper()}"
+
+
+def request_transfer(uow: UnitOfWork, consortium_id: int, from_site_id: int, to_site_id: int,
+                     lines: Sequence[tuple[int, int, date | None]], *, reason: str = "shortage_cover",
+                     prescription_id: int | None = None, run_id: int | None = None, note: str = "",
+                     lots: Sequence[int | None] | None = None) -> TransferOrder:
+    """Ask ``from_site`` to send stock to ``to_site``: lines of (drug, units, date the stock must last until),
+    each from a named lot (``lots``) or first-expiry first-out when shipped. Joins the caller's transaction."""
+    order = TransferOrder(consortium_id=consortium_id, number=order_number("TO", uow.today()), run_id=run_id,
+                          prescription_id=prescription_id, from_site_id=from_site_id, to_site_id=to_site_id,
+                          reason=reason, status="requested", note=note, created_by=uow.principal.label,
+                          created_at=uow.now())
+    uow.session.add(order)
+    uow.session.flush()
+    for n, (drug_id, quantity, usable_until) in enumerate(lines):
+        uow.session.add(TransferOrderLine(consortium_id=consortium_id, order_id=order.id, drug_id=drug_id,
+                                          lot_id=lots[n] if lots else None, quantity=quantity,
+                                          usable_until=usable_until))
+    return order

@@ -1,0 +1,533 @@
+"""Purchase-plan runs: the optimizer fed from the database, run in the background, its inputs frozen with
+the run, its plan shown beside the site-by-site baseline, edited, re-costed and approved into orders."""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import date, timedelta
+from typing import Any
+
+from sqlalchemy import select, update
+
+from optimizer import Arc, Decisions, Demand, DrugPolicy, Lot, Offer, Plan, PlanningError, Problem, Tier
+from optimizer import evaluate as evaluate_plan
+from optimizer import solve as solve_plan
+from optimizer.planner import SOLVERS
+from optimizer.serialize import costs_from_dict, plan_to_dict, problem_from_dict, problem_to_dict
+from pharmacy import audit
+from pharmacy.catalog.models import Drug
+from pharmacy.clock import Clock
+from pharmacy.consortium.domain import distance_km
+from pharmacy.consortium.models import Site
+from pharmacy.db import Database
+from pharmacy.errors import Conflict, ValidationFailed
+from pharmacy.inventory.models import Lot as StockLot
+from pharmacy.pagination import Page, PageRequest, fetch_page
+from pharmacy.principal import SYSTEM, system_for
+from pharmacy.procurement.domain import (
+    Place,
+    PlanStatus,
+    base_unit_price,
+    shortage_penalty,
+    transfer_allowed,
+)
+from pharmacy.procurement.models import Offer as StoredOffer
+from pharmacy.procurement.models import (
+    PlanLine,
+    PlanRun,
+    PurchaseOrder,
+    PurchaseOrderLine,
+    TransferOrder,
+)
+from pharmacy.procurement.orders import order_number, request_transfer
+from pharmacy.procurement.services import forecast_demand, valid_offers
+from pharmacy.unit_of_work import UnitOfWork
+
+log = logging.getLogger(__name__)
+
+STALE_AFTER = timedelta(minutes=15)  # a running run silent this long lost its process
+
+
+@dataclass(frozen=True)
+class PlanSettings:
+    """Consortium-wide rules that shape every plan (from configuration)."""
+
+    transfer_max_km: float = 15.0
+    transfer_cost_per_unit: float = 0.02
+    transfer_cost_per_unit_km: float = 0.005
+    workers: int = 1
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> PlanSettings:
+        return cls(config.get("TRANSFER_MAX_KM", 15.0), config.get("TRANSFER_COST_PER_UNIT", 0.02),
+                   config.get("TRANSFER_COST_PER_UNIT_KM", 0.005), int(config.get("PLAN_WORKERS", 1)))
+
+
+# Starting and reading runs ------------------------------------------------------------------------------
+
+def start_plan_run(uow: UnitOfWork, *, horizon_days: int, budget: float | None = None, solver: str = "highs",
+                   time_limit: float = 60.0, gap: float = 0.005, service_level: float = 0.95,
+                   history_days: int = 90, trigger: str = "officer", note: str = "",
+                   on_queued: Callable[[int], None] | None = None) -> PlanRun:
+    """Queue a plan run; it runs in the background (``on_queued`` is told once the run is committed)."""
+    if solver not in SOLVERS:
+        raise ValidationFailed(f"unknown solver {solver!r}; use one of: {', '.join(SOLVERS)}", {"solver": solver})
+    with uow:
+        run = PlanRun(consortium_id=uow.principal.consortium_id, status=PlanStatus.QUEUED.value, trigger=trigger,
+                      horizon_days=horizon_days, budget=budget, solver=solver, time_limit=time_limit, gap=gap,
+                      service_level=service_level, history_days=history_days, started_by=uow.principal.label,
+                      note=note, created_at=uow.now(), progress=0.0, progress_note="queued")
+        uow.session.add(run)
+        uow.flush()
+        audit.record(uow.session, "start", "PlanRun", run.id,
+                     f"plan run over {horizon_days} days" + (f", budget {budget:.2f}" if budget else ""))
+        if on_queued is not None:
+            run_id = run.id
+            uow.after_commit(lambda: on_queued(run_id))
+        uow.commit()
+        return run
+
+
+def get_plan_run(uow: UnitOfWork, run_id: int) -> PlanRun:
+    with uow:
+        return uow.get(PlanRun, run_id, what="plan run")
+
+
+def list_plan_runs(uow: UnitOfWork, page: PageRequest, *, status: str | None = None) -> Page[PlanRun]:
+    with uow:
+        stmt = select(PlanRun).order_by(PlanRun.id.desc())
+        if status:
+            stmt = stmt.where(PlanRun.status == status)
+        return fetch_page(uow.session, stmt, page)
+
+
+def plan_lines(uow: UnitOfWork, run_id: int, kind: str | None = None) -> list[PlanLine]:
+    with uow:
+        uow.get(PlanRun, run_id, what="plan run")
+        stmt = select(PlanLine).where(PlanLine.run_id == run_id).order_by(PlanLine.kind, PlanLine.id)
+        if kind:
+            stmt = stmt.where(PlanLine.kind == kind)
+        return list(uow.session.scalars(stmt))
+
+
+# Inputs: the database as the optimizer sees it ----------------------------------------------------------
+
+def assemble_problem(uow: UnitOfWork, run: PlanRun, settings: PlanSettings) -> dict[str, Any]:
+    """Forecasts, stock, offers, allowed transfers and penalties as a :class:`Problem`, with the map from the
+    optimizer's ids (site and drug codes, ``O<offer id>``, ``L<lot id>``) back to ours: the run's frozen inputs."""
+    with uow:
+        today = uow.today()
+        forecasts = forecast_demand(uow, run.horizon_days, run.service_level, run.history_days)
+        sites = {s.id: s for s in uow.session.scalars(select(Site).where(Site.active.is_(True),
+                                                                          Site.dispenses.is_(True)))}
+        drug_ids = {f.drug_id for f in forecasts if f.forecast.units > 0 and f.site_id in sites}
+        drugs = {d.id: d for d in uow.session.scalars(select(Drug).where(Drug.id.in_(sorted(drug_ids))))}
+        offers = [(o, s) for o, s in valid_offers(uow, today) if o.drug_id in drugs]
+        unit_price: dict[int, float] = {}
+        for offer, _ in offers:
+            price = base_unit_price(offer.tiers, offer.pack_size)
+            unit_price[offer.drug_id] = min(unit_price.get(offer.drug_id, price), price)
+
+        demands = []
+        for f in forecasts:
+            if f.drug_id in drugs and f.site_id in sites and f.forecast.units > 0:
+                usage = max(f.forecast.daily_usage, f.forecast.known / run.horizon_days)
+                demands.append(Demand(sites[f.site_id].code, drugs[f.drug_id].code, f.forecast.units, round(usage, 6)))
+        lots = [Lot(f"L{lot.id}", sites[lot.site_id].code, drugs[lot.drug_id].code, lot.quantity - lot.reserved,
+                    (lot.expiry_date - today).days, round(unit_price.get(lot.drug_id, 0.0), 6))
+                for lot in uow.session.scalars(select(StockLot).where(
+                    StockLot.drug_id.in_(sorted(drugs)), StockLot.site_id.in_(sorted(sites)),
+                    StockLot.quantity > StockLot.reserved).order_by(StockLot.id))]
+        problem_offers = []
+        for offer, supplier in offers:
+            delivery: dict[str, float] = {}
+            if offer.delivery_costs or offer.default_delivery_cost is not None:
+                for site in sites.values():
+                    cost = offer.delivery_costs.get(str(site.id), offer.default_delivery_cost)
+                    if cost is not None:
+                        delivery[site.code] = float(cost)
+                if not delivery:
+                    continue  # delivers to none of the dispensing sites
+            problem_offers.append(Offer(
+                f"O{offer.id}", supplier.code, drugs[offer.drug_id].code, offer.pack_size,
+                tuple(Tier(int(t["min_packs"]), float(t["price_per_pack"])) for t in offer.tiers),
+                offer.lead_time_days, offer.capacity_packs, delivery, float(offer.order_cost)))
+        places = {s.id: Place(s.code, s.district, sites[s.parent_id].code if s.parent_id in sites else None,
+                              (s.latitude, s.longitude) if s.latitude is not None and s.longitude is not None
+                              else None) for s in sites.values()}
+        arcs = []
+        for a in sorted(places.values(), key=lambda p: p.code):
+            for b in sorted(places.values(), key=lambda p: p.code):
+                km = distance_km(a.at, b.at)
+                if transfer_allowed(a, b, km, settings.transfer_max_km):
+                    arcs.append(Arc(a.code, b.code, round(settings.transfer_cost_per_unit
+                                                          + settings.transfer_cost_per_unit_km * (km or 0.0), 4)))
+        policies = [DrugPolicy(d.code, round(shortage_penalty(unit_price.get(d.id, 1.0), d.essential), 4), d.essential)
+                    for d in drugs.values()]
+        problem = Problem(run.horizon_days, tuple(demands), tuple(problem_offers), tuple(lots), tuple(arcs),
+                          tuple(sorted(policies, key=lambda p: p.drug)), run.budget)
+        return {"as_of": today.isoformat(), "problem": problem_to_dict(problem),
+                "sites": {s.code: s.id for s in sites.values()}, "drugs": {d.code: d.id for d in drugs.values()},
+                "suppliers": {s.code: s.id for _, s in offers}}
+
+
+def _id(token: str) -> int:
+    return int(token[1:])  # "O12" -> 12, "L7" -> 7
+
+
+# Executing runs -----------------------------------------------------------------------------------------
+
+class _ProgressWriter:
+    """Writes a run's progress in its own short transactions, at most once a second."""
+
+    def __init__(self, database: Database, run_id: int, clock: Clock) -> None:
+        self.database, self.run_id, self.clock = database, run_id, clock
+        self._last = 0.0
+
+    def __call__(self, done: int, total: int, note: str | None = None, *, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._last < 1.0 and done < total:
+            return
+        self._last = now
+        with UnitOfWork(self.database.session_factory, SYSTEM, self.clock) as uow:
+            uow.session.execute(update(PlanRun).where(PlanRun.id == self.run_id).values(
+                progress=round(done / total, 4) if total else 0.0, heartbeat_at=uow.now(),
+                progress_note=note or f"{done} of {total} drug models solved"))
+            uow.commit()
+
+
+def _claim(database: Database, run_id: int, clock: Clock) -> int | None:
+    """Take a queued run for this process (exactly one process gets it); its consortium, or None."""
+    with UnitOfWork(database.session_factory, SYSTEM, clock) as uow:
+        claimed = uow.session.execute(update(PlanRun).where(
+            PlanRun.id == run_id, PlanRun.status == PlanStatus.QUEUED.value).values(
+            status=PlanStatus.RUNNING.value, started_at=uow.now(), heartbeat_at=uow.now(),
+            progress_note="reading forecasts, stock and offers"))
+        if claimed.rowcount != 1:  # type: ignore[attr-defined]
+            return None
+        consortium_id = uow.session.scalar(select(PlanRun.consortium_id).where(PlanRun.id == run_id))
+        uow.commit()
+        return consortium_id
+
+
+def execute_run(database: Database, run_id: int, clock: Clock, settings: PlanSettings,
+                on_progress: Callable[[int, int], None] | None = None) -> str:
+    """Run a queued plan run to the end: freeze its inputs, solve, store the plan beside the baseline.
+    Returns the run's final status (or "taken" if another process claimed it first)."""
+    consortium_id = _claim(database, run_id, clock)
+    if consortium_id is None:
+        return "taken"
+    progress = _ProgressWriter(database, run_id, clock)
+    try:
+        uow = UnitOfWork(database.session_factory, system_for(consortium_id), clock)
+        with uow:
+            run = uow.get(PlanRun, run_id)
+            inputs = assemble_problem(uow, run, settings)
+            run.inputs = inputs
+            problem = problem_from_dict(inputs["problem"])
+            run.progress_note = (f"inputs frozen: {len(problem.drugs)} drugs, {len(inputs['sites'])} sites, "
+                                 f"{len(problem.offers)} offers, {len(problem.lots)} lots")
+            uow.commit()
+
+        def report(done: int, total: int) -> None:
+            progress(done, total)
+            if on_progress:
+                on_progress(done, total)
+
+        plan = solve_plan(problem, solver=run.solver, time_limit=run.time_limit, gap=run.gap,
+                          workers=settings.workers, progress=report)
+        with uow:
+            run = uow.get(PlanRun, run_id, for_update=True)
+            _store_plan(uow, run, plan, inputs)
+            run.status, run.finished_at, run.progress = PlanStatus.SUCCEEDED.value, uow.now(), 1.0
+            run.progress_note = f"planned: {plan.status}, gap {100 * (plan.gap or 0):.2f}%"
+            uow.commit()
+        return PlanStatus.SUCCEEDED.value
+    except Exception as error:
+        log.exception("plan run %s failed", run_id)
+        with UnitOfWork(database.session_factory, SYSTEM, clock) as failed:
+            failed.session.execute(update(PlanRun).where(PlanRun.id == run_id).values(
+                status=PlanStatus.FAILED.value, finished_at=failed.now(), error=str(error)[:4000],
+                progress_note="failed"))
+            failed.commit()
+        return PlanStatus.FAILED.value
+
+
+def _summary(plan: Plan, problem: Problem) -> dict[str, Any]:
+    lots = {lot.id: lot for lot in problem.lots}
+    near = sum(t.units for t in plan.transfers if lots[t.lot].expires_in_days <= problem.horizon_days)
+    baseline = plan.baseline
+    return {
+        "cost": plan.costs.total,
+        "baseline_cost": baseline.total if baseline else None,
+        "saving": plan.saving,
+        "saving_share": (plan.saving / baseline.total) if baseline and baseline.total and plan.saving is not None
+        else None,
+        "shortage_units": sum(s.units for s in plan.shortages),
+        "waste_units": sum(w.units for w in plan.waste),
+        "waste_avoided": (baseline.waste - plan.costs.waste) if baseline else None,
+        "near_expiry_units_moved": near,
+        "purchase_lines": len(plan.purchases),
+        "transfer_lines": len(plan.transfers),
+        "suppliers": len({p.supplier for p in plan.purchases}),
+    }
+
+
+def _store_plan(uow: UnitOfWork, run: PlanRun, plan: Plan, inputs: dict[str, Any],
+                edited: frozenset[tuple[str, str, str]] = frozenset()) -> None:
+    """Write the plan's lines (keeping the ids of lines that stay) and its result beside the baseline."""
+    problem = problem_from_dict(inputs["problem"])
+    sites, drugs, suppliers = inputs["sites"], inputs["drugs"], inputs["suppliers"]
+    offers = {o.id: o for o in problem.offers}
+    code_of_site = {v: k for k, v in sites.items()}
+    existing = {_line_key(line, code_of_site): line
+                for line in uow.session.scalars(select(PlanLine).where(PlanLine.run_id == run.id))}
+    keep: set[tuple[str, str, str]] = set()
+    for p in plan.purchases:
+        key = ("purchase", p.offer, p.site)
+        keep.add(key)
+        values = dict(kind="purchase", drug_id=drugs[p.drug], site_id=sites[p.site], offer_id=_id(p.offer),
+                      supplier_id=suppliers[p.supplier], packs=p.packs, units=float(p.units),
+                      price_per_pack=p.price_per_pack, cost=round(p.cost + p.delivery_cost, 4), why=p.why,
+                      from_site_id=None, lot_id=None)
+        _upsert_line(uow, run, existing.get(key), values, key in edited)
+    for t in plan.transfers:
+        key = ("transfer", t.lot, t.to_site)
+        keep.add(key)
+        values = dict(kind="transfer", drug_id=drugs[t.drug], site_id=sites[t.to_site], from_site_id=sites[t.from_site],
+                      lot_id=_id(t.lot), units=round(t.units, 4), cost=round(t.cost, 4), why=t.why, packs=None,
+                      offer_id=None, supplier_id=None, price_per_pack=None)
+        _upsert_line(uow, run, existing.get(key), values, key in edited)
+    for key, line in existing.items():
+        if key not in keep:
+            uow.session.delete(line)
+    data = plan_to_dict(plan)
+    for bulky in ("purchases", "transfers", "stock_use"):  # the lines live in plan_lines
+        data.pop(bulky, None)
+    data["summary"] = _summary(plan, problem)
+    data["offers_used"] = sorted({offers[p.offer].id for p in plan.purchases})
+    run.result = data
+
+
+def _line_key(line: PlanLine, code_of_site: Mapping[int, str]) -> tuple[str, str, str]:
+    """A line as the optimizer names it: (kind, offer or lot, site code)."""
+    if line.kind == "purchase":
+        return ("purchase", f"O{line.offer_id}", code_of_site[line.site_id])
+    return ("transfer", f"L{line.lot_id}", code_of_site[line.site_id])
+
+
+def _upsert_line(uow: UnitOfWork, run: PlanRun, line: PlanLine | None, values: dict[str, Any], edited: bool) -> None:
+    if line is None:
+        line = PlanLine(consortium_id=run.consortium_id, run_id=run.id)
+        uow.session.add(line)
+    for name, value in values.items():
+        setattr(line, name, value)
+    line.edited = line.edited or edited
+
+
+def run_queued_plans(database: Database, clock: Clock, settings: PlanSettings) -> int:
+    """Run every queued plan run (the scheduler's job), and mark runs whose process died as failed."""
+    with UnitOfWork(database.session_factory, SYSTEM, clock) as uow:
+        uow.session.execute(update(PlanRun).where(
+            PlanRun.status == PlanStatus.RUNNING.value, PlanRun.heartbeat_at < uow.now() - STALE_AFTER).values(
+            status=PlanStatus.FAILED.value, finished_at=uow.now(), progress_note="failed",
+            error="the process running this plan stopped before it finished; start the run again"))
+        queued = list(uow.session.scalars(select(PlanRun.id).where(PlanRun.status == PlanStatus.QUEUED.value)
+                                          .order_by(PlanRun.id)))
+        uow.commit()
+    done = 0
+    for run_id in queued:
+        if execute_run(database, run_id, clock, settings) != "taken":
+            done += 1
+    return done
+
+
+class PlanRunner:
+    """Runs queued plan runs off the request: in a background thread of this process ("thread"), left to the
+    scheduler ("queue"), or at once in the caller ("inline": the command line and tests)."""
+
+    def __init__(self, database: Database, clock: Callable[[], Clock], settings: Callable[[], PlanSettings],
+                 mode: str = "thread") -> None:
+        if mode not in ("thread", "queue", "inline"):
+            raise ValueError(f"plan runner mode {mode!r}: use thread, queue or inline")
+        self.database, self.clock, self.settings, self.mode = database, clock, settings, mode
+        self._executor: ThreadPoolExecutor | None = None
+        self._lock = threading.Lock()
+
+    def submit(self, run_id: int) -> None:
+        if self.mode == "queue":
+            return
+        if self.mode == "inline":
+            execute_run(self.database, run_id, self.clock(), self.settings())
+            return
+        with self._lock:
+            if self._executor is None:  # started on first use: nothing runs at import or app creation
+                self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="plan-run")
+        self._executor.submit(execute_run, self.database, run_id, self.clock(), self.settings())
+
+    def shutdown(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+
+
+# Reproducing, editing, approving ------------------------------------------------------------------------
+
+def _finished_run(uow: UnitOfWork, run_id: int, *, for_update: bool = False) -> PlanRun:
+    run = uow.get(PlanRun, run_id, for_update=for_update, what="plan run")
+    if run.status != PlanStatus.SUCCEEDED.value or run.inputs is None or run.result is None:
+        raise Conflict(f"plan run {run_id} is {run.status}: only a finished, unapproved plan can be "
+                       "reproduced, edited or approved", {"status": run.status})
+    return run
+
+
+def reproduce_plan(uow: UnitOfWork, run_id: int, workers: int = 1) -> Plan:
+    """Solve the run's frozen inputs again, with its settings: the same plan, whatever changed since."""
+    with uow:
+        run = uow.get(PlanRun, run_id, what="plan run")
+        if run.inputs is None:
+            raise Conflict(f"plan run {run_id} has not frozen its inputs yet ({run.status})")
+        problem = problem_from_dict(run.inputs["problem"])
+        solver, limit, gap = run.solver, run.time_limit, run.gap
+    return solve_plan(problem, solver=solver, time_limit=limit, gap=gap, workers=workers)
+
+
+@dataclass(frozen=True)
+class PurchaseEdit:
+    offer_id: int
+    site_id: int
+    packs: int  # 0 removes the line
+
+
+@dataclass(frozen=True)
+class TransferEdit:
+    lot_id: int
+    site_id: int  # where the units go
+    units: float  # 0 removes the line
+
+
+def edit_plan(uow: UnitOfWork, run_id: int, purchases: Sequence[PurchaseEdit] = (),
+              transfers: Sequence[TransferEdit] = ()) -> PlanRun:
+    """Change purchase or transfer lines of a finished plan, then re-cost it with the optimizer's own
+    accounting and re-check every rule (minimum orders, capacity, allowed transfers, stock, expiry). A plan
+    that breaks a rule is refused with each broken rule named, and nothing changes."""
+    with uow:
+        run = _finished_run(uow, run_id, for_update=True)
+        inputs = run.inputs
+        assert inputs is not None and run.result is not None
+        problem = problem_from_dict(inputs["problem"])
+        code_of_site = {v: k for k, v in inputs["sites"].items()}
+        decisions = _decisions(uow, run, code_of_site)
+        bought, moved = dict(decisions.purchases), dict(decisions.transfers)
+        touched: set[tuple[str, str, str]] = set()
+        for p in purchases:
+            key = (f"O{p.offer_id}", _site_code(code_of_site, p.site_id))
+            bought[key] = p.packs
+            touched.add(("purchase", *key))
+        for t in transfers:
+            key = (f"L{t.lot_id}", _site_code(code_of_site, t.site_id))
+            moved[key] = t.units
+            touched.add(("transfer", *key))
+        edited = Decisions({k: v for k, v in bought.items() if v}, {k: v for k, v in moved.items() if v})
+        baseline = costs_from_dict(run.result["baseline"]) if run.result.get("baseline") else None
+        try:
+            plan = evaluate_plan(problem, edited, solver=run.solver, time_limit=run.time_limit, baseline=baseline)
+        except PlanningError as error:
+            raise ValidationFailed(f"the edited plan cannot be kept: {error}",
+                                   [str(v) for v in error.violations] or None) from None
+        _store_plan(uow, run, plan, inputs, frozenset(touched))
+        run.edited = True
+        audit.record(uow.session, "edit", "PlanRun", run.id,
+                     f"{len(purchases)} purchase and {len(transfers)} transfer lines edited; plan re-costed to "
+                     f"{plan.costs.total:.2f}")
+        uow.commit()
+        return run
+
+
+def _site_code(code_of_site: Mapping[int, str], site_id: int) -> str:
+    if site_id not in code_of_site:
+        raise ValidationFailed(f"site {site_id} is not a dispensing site of this plan", {"site_id": site_id})
+    return code_of_site[site_id]
+
+
+def _decisions(uow: UnitOfWork, run: PlanRun, code_of_site: Mapping[int, str]) -> Decisions:
+    purchases: dict[tuple[str, str], int] = {}
+    transfers: dict[tuple[str, str], float] = {}
+    for line in uow.session.scalars(select(PlanLine).where(PlanLine.run_id == run.id)):
+        _, token, site = _line_key(line, code_of_site)
+        if line.kind == "purchase":
+            purchases[(token, site)] = int(line.packs or 0)
+        else:
+            transfers[(token, site)] = line.units
+    return Decisions(purchases, transfers)
+
+
+@dataclass(frozen=True)
+class Approval:
+    run: PlanRun
+    purchase_orders: list[PurchaseOrder]
+    transfer_orders: list[TransferOrder]
+
+
+def approve_plan(uow: UnitOfWork, run_id: int) -> Approval:
+    """Turn a finished plan into purchase orders (one per supplier, a line per site and drug) and transfer
+    orders (one per pair of sites, a line per lot). The run's row lock makes a second, concurrent approval
+    wait and then find the plan approved: orders are created once."""
+    with uow:
+        run = uow.get(PlanRun, run_id, for_update=True, what="plan run")
+        if run.status == PlanStatus.APPROVED.value:
+            raise Conflict(f"plan run {run_id} was approved already by {run.approved_by}", {"status": run.status})
+        run = _finished_run(uow, run_id)
+        assert run.inputs is not None
+        horizon_end = date.fromisoformat(run.inputs["as_of"]) + timedelta(days=run.horizon_days)
+        lines = list(uow.session.scalars(select(PlanLine).where(PlanLine.run_id == run.id).order_by(PlanLine.id)))
+        today = uow.today()
+        offers = {o.id: o for o in uow.session.scalars(select(StoredOffer).where(
+            StoredOffer.id.in_([line.offer_id for line in lines if line.offer_id is not None])))}
+        by_supplier: dict[int, list[PlanLine]] = defaultdict(list)
+        for line in lines:
+            if line.kind == "purchase" and line.packs:
+                by_supplier[line.supplier_id].append(line)  # type: ignore[index]
+        purchase_orders = []
+        for supplier_id, supplier_lines in sorted(by_supplier.items()):
+            order = PurchaseOrder(consortium_id=run.consortium_id, number=order_number("PO", today), run_id=run.id,
+                                  supplier_id=supplier_id, status="open", created_by=uow.principal.label,
+                                  created_at=uow.now())
+            uow.session.add(order)
+            uow.flush()
+            total = 0.0
+            for line in supplier_lines:
+                offer = offers[line.offer_id]  # type: ignore[index]
+                packs = int(line.packs or 0)
+                uow.session.add(PurchaseOrderLine(
+                    consortium_id=run.consortium_id, order_id=order.id, site_id=line.site_id, drug_id=line.drug_id,
+                    offer_id=offer.id, packs=packs, pack_size=offer.pack_size, units=packs * offer.pack_size,
+                    price_per_pack=line.price_per_pack or 0.0, cost=round(line.cost, 2), received_units=0))
+                total += line.cost + float(offer.order_cost)
+            order.total = round(total, 2)
+            purchase_orders.append(order)
+        by_pair: dict[tuple[int, int], list[tuple[PlanLine, int]]] = defaultdict(list)
+        for line in lines:
+            units = math.floor(line.units + 1e-6)  # the model splits lots continuously; whole units move
+            if line.kind == "transfer" and units > 0:
+                by_pair[(line.from_site_id, line.site_id)].append((line, units))  # type: ignore[index]
+        lot_expiry = dict(uow.session.execute(select(StockLot.id, StockLot.expiry_date).where(StockLot.id.in_(
+            [line.lot_id for pair in by_pair.values() for line, _ in pair]))).all())
+        transfer_orders = []
+        for (from_site, to_site), pair_lines in sorted(by_pair.items()):
+            near = any(lot_expiry.get(line.lot_id, horizon_end) <= horizon_end for line, _ in pair_lines)  # type: ignore[arg-type]
+            transfer_orders.append(request_transfer(
+                uow, run.consortium_id, from_site, to_site, [(line.drug_id, units, None) for line, units in pair_lines],
+                reason="near_expiry" if near else "redistribution", run_id=run.id,
+                note=f"plan run {run.id}", lots=[line.lot_id for line, _ in pair_lines]))
+        run.status, run.approved_at, run.approved_by = PlanStatus.APPROVED.value, uow.now(), uow.principal.label
+        audit.record(uow.session, "approve", "PlanRun", run.id,
+                     f"{len(purchase_orders)} purchase orders, {len(transfer_orders)} transfer orders")
+        uow.commit()
+        return Approval(run, purchase_orders, transfer_orders)

@@ -1,0 +1,378 @@
+from __future__ import annotations
+
+from typing import Any
+
+from marshmallow import Schema, ValidationError, fields, post_load, validate, validates, validates_schema
+
+from pharmacy.catalog.schemas import CODE
+from pharmacy.inventory.schemas import quantity_field
+from pharmacy.procurement.domain import check_tiers, parse_site_costs, parse_tiers
+
+MONEY = validate.Range(min=0, max=1e9)
+
+
+# Suppliers and offers -----------------------------------------------------------------------------------
+
+class SupplierSchema(Schema):
+    id = fields.Integer(dump_only=True)
+    code = fields.String(required=True, validate=CODE)
+    name = fields.String(required=True, validate=validate.Length(1, 200))
+    active = fields.Boolean(dump_only=True)
+    created_at = fields.DateTime(dump_only=True)
+
+
+class SupplierUpdateSchema(Schema):
+    name = fields.String(validate=validate.Length(1, 200))
+    active = fields.Boolean()
+
+
+class TierSchema(Schema):
+    min_packs = fields.Integer(required=True, strict=True, validate=validate.Range(min=0, max=10_000_000))
+    price_per_pack = fields.Float(required=True, validate=validate.Range(min=0.0001, max=1e7))
+
+
+class _OfferTerms(Schema):
+    pack_size = fields.Integer(required=True, strict=False, validate=validate.Range(min=1, max=100_000),
+                               metadata={"description": "dispensing units in the supplier's pack"})
+    lead_time_days = fields.Integer(load_default=0, strict=False, validate=validate.Range(min=0, max=365))
+    capacity_packs = fields.Integer(load_default=None, allow_none=True, strict=False,
+                                    validate=validate.Range(min=1, max=100_000_000))
+    order_cost = fields.Float(load_default=0.0, validate=MONEY, metadata={"description": "fixed cost per order"})
+    default_delivery_cost = fields.Float(load_default=None, allow_none=True, validate=MONEY,
+                                         metadata={"description": "per pack, to sites not listed in delivery_costs"})
+    valid_from = fields.Date(required=True)
+    valid_until = fields.Date(required=True)
+
+    @validates_schema
+    def _dates_in_order(self, data: dict[str, Any], **kwargs: object) -> None:
+        if "valid_from" in data and "valid_until" in data and data["valid_until"] < data["valid_from"]:
+            raise ValidationError("the offer ends before it starts", "valid_until")
+
+
+class OfferSchema(_OfferTerms):
+    id = fields.Integer(dump_only=True)
+    supplier_id = fields.Integer(required=True)
+    drug_id = fields.Integer(required=True)
+    tiers = fields.List(fields.Nested(TierSchema), required=True, validate=validate.Length(1, 20),
+                        metadata={"description": "all-units volume prices, ascending min_packs; the first tier's "
+                                                 "minimum is the minimum order"})
+    delivery_costs = fields.Dict(keys=fields.String(), values=fields.Float(validate=MONEY), load_default=dict,
+                                 metadata={"description": "delivery cost per pack by site code (as input)"})
+    updated_at = fields.DateTime(dump_only=True)
+
+    @validates("tiers")
+    def _tiers(self, tiers: list[dict[str, Any]], **kwargs: object) -> None:
+        try:
+            check_tiers(tiers)
+        except ValueError as error:
+            raise ValidationError(str(error)) from None
+
+
+class OfferOutSchema(OfferSchema):
+    delivery_costs = fields.Dict(keys=fields.String(), values=fields.Float(),
+                                 metadata={"description": "delivery cost per pack by site id"})
+
+
+class OfferQuerySchema(Schema):
+    drug_id = fields.Integer()
+    supplier_id = fields.Integer()
+    valid_on = fields.Date()
+
+
+class _TiersText(fields.String):
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
+        try:
+            return parse_tiers(super()._deserialize(value, attr, data, **kwargs))
+        except ValueError as error:
+            raise ValidationError(str(error)) from None
+
+
+class _SiteCostsText(fields.String):
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
+        try:
+            return parse_site_costs(super()._deserialize(value, attr, data, **kwargs))
+        except ValueError as error:
+            raise ValidationError(str(error)) from None
+
+
+class OfferCsvRowSchema(_OfferTerms):
+    """A row of the offers CSV."""
+
+    supplier_code = fields.String(required=True, validate=CODE)
+    supplier_name = fields.String(load_default=None, validate=validate.Length(max=200))
+    drug_code = fields.String(required=True, validate=validate.Length(1, 40))
+    tiers = _TiersText(required=True, metadata={"description": "min_packs:price;... e.g. 0:12.5;100:11.8"})
+    delivery_costs = _SiteCostsText(load_default=None, metadata={"description": "SITE-CODE:cost;..."})
+
+
+# Forecasts ----------------------------------------------------------------------------------------------
+
+class ForecastQuerySchema(Schema):
+    horizon_days = fields.Integer(load_default=30, validate=validate.Range(min=1, max=365))
+    service_level = fields.Float(load_default=0.95, validate=validate.Range(min=0.5, max=0.999))
+    history_days = fields.Integer(load_default=90, validate=validate.Range(min=7, max=730))
+    site_id = fields.Integer()
+    drug_id = fields.Integer()
+
+
+class ForecastSchema(Schema):
+    site_id = fields.Integer()
+    drug_id = fields.Integer()
+    daily_usage = fields.Float(attribute="forecast.daily_usage")
+    daily_sd = fields.Float(attribute="forecast.daily_sd")
+    expected = fields.Float(attribute="forecast.expected")
+    safety = fields.Float(attribute="forecast.safety")
+    known = fields.Integer(attribute="forecast.known")
+    units = fields.Integer(attribute="forecast.units")
+
+
+# Plan runs ----------------------------------------------------------------------------------------------
+
+class PlanRunInputSchema(Schema):
+    horizon_days = fields.Integer(load_default=30, strict=True, validate=validate.Range(min=1, max=365))
+    budget = fields.Float(load_default=None, allow_none=True, validate=validate.Range(min=0, max=1e12),
+                          metadata={"description": "cap on money paid to suppliers (yuan); none: no cap"})
+    solver = fields.String(load_default="highs", validate=validate.OneOf(["highs", "cbc"]))
+    time_limit = fields.Float(load_default=60.0, validate=validate.Range(min=1, max=3600),
+                              metadata={"description": "seconds per model solved"})
+    gap = fields.Float(load_default=0.005, validate=validate.Range(min=0, max=0.5))
+    service_level = fields.Float(load_default=0.95, validate=validate.Range(min=0.5, max=0.999))
+    history_days = fields.Integer(load_default=90, strict=True, validate=validate.Range(min=7, max=730))
+    note = fields.String(load_default="", validate=validate.Length(max=1000))
+
+
+class PlanRunSchema(Schema):
+    id = fields.Integer()
+    status = fields.String()
+    trigger = fields.String()
+    horizon_days = fields.Integer()
+    budget = fields.Float(allow_none=True)
+    solver = fields.String()
+    time_limit = fields.Float()
+    gap = fields.Float()
+    service_level = fields.Float()
+    history_days = fields.Integer()
+    started_by = fields.String()
+    note = fields.String()
+    created_at = fields.DateTime()
+    started_at = fields.DateTime(allow_none=True)
+    finished_at = fields.DateTime(allow_none=True)
+    progress = fields.Float()
+    progress_note = fields.String()
+    error = fields.String()
+    edited = fields.Boolean()
+    approved_at = fields.DateTime(allow_none=True)
+    approved_by = fields.String(allow_none=True)
+    result = fields.Dict(allow_none=True, metadata={
+        "description": "costs by kind, baseline (each site buying alone), saving, solver status, bound and gap, "
+                       "shortages, waste, and a summary"})
+
+
+class PlanRunListItemSchema(PlanRunSchema):
+    """A run in a list: without its result."""
+
+    class Meta:
+        exclude = ("result",)
+
+
+class PlanRunQuerySchema(Schema):
+    status = fields.String(validate=validate.OneOf(["queued", "running", "succeeded", "failed", "approved"]))
+
+
+class PlanLineSchema(Schema):
+    id = fields.Integer()
+    kind = fields.String()
+    drug_id = fields.Integer()
+    site_id = fields.Integer()
+    offer_id = fields.Integer(allow_none=True)
+    supplier_id = fields.Integer(allow_none=True)
+    from_site_id = fields.Integer(allow_none=True)
+    lot_id = fields.Integer(allow_none=True)
+    packs = fields.Integer(allow_none=True)
+    units = fields.Float()
+    price_per_pack = fields.Float(allow_none=True)
+    cost = fields.Float()
+    why = fields.String()
+    edited = fields.Boolean()
+
+
+class PlanLineQuerySchema(Schema):
+    kind = fields.String(validate=validate.OneOf(["purchase", "transfer"]))
+
+
+class PurchaseEditSchema(Schema):
+    offer_id = fields.Integer(required=True)
+    site_id = fields.Integer(required=True)
+    packs = fields.Integer(required=True, strict=True, validate=validate.Range(min=0, max=10_000_000),
+                           metadata={"description": "0 removes the line"})
+
+
+class TransferEditSchema(Schema):
+    lot_id = fields.Integer(required=True)
+    site_id = fields.Integer(required=True, metadata={"description": "the receiving site"})
+    units = fields.Float(required=True, validate=validate.Range(min=0, max=10_000_000),
+                         metadata={"description": "0 removes the line"})
+
+
+class PlanEditSchema(Schema):
+    purchases = fields.List(fields.Nested(PurchaseEditSchema), load_default=list)
+    transfers = fields.List(fields.Nested(TransferEditSchema), load_default=list)
+
+    @validates_schema
+    def _something(self, data: dict[str, Any], **kwargs: object) -> None:
+        if not data.get("purchases") and not data.get("transfers"):
+            raise ValidationError("send at least one purchase or transfer line to change", "purchases")
+
+
+# Orders -------------------------------------------------------------------------------------------------
+
+class PurchaseOrderLineSchema(Schema):
+    id = fields.Integer()
+    site_id = fields.Integer()
+    drug_id = fields.Integer()
+    offer_id = fields.Integer(allow_none=True)
+    packs = fields.Integer()
+    pack_size = fields.Integer()
+    units = fields.Integer()
+    price_per_pack = fields.Float()
+    cost = fields.Float()
+    received_units = fields.Integer()
+
+
+class PurchaseOrderSchema(Schema):
+    id = fields.Integer()
+    number = fields.String()
+    run_id = fields.Integer(allow_none=True)
+    supplier_id = fields.Integer()
+    status = fields.String()
+    total = fields.Float()
+    created_by = fields.String()
+    created_at = fields.DateTime()
+
+
+class PurchaseOrderDetailSchema(PurchaseOrderSchema):
+    lines = fields.List(fields.Nested(PurchaseOrderLineSchema))
+
+
+class OrderQuerySchema(Schema):
+    status = fields.String(validate=validate.Length(max=30))
+    run_id = fields.Integer()
+    site_id = fields.Integer()
+
+
+class ReceiptLineSchema(Schema):
+    drug_id = fields.Integer(required=True)
+    lot_number = fields.String(required=True, validate=validate.Length(1, 60))
+    expiry_date = fields.Date(required=True)
+    quantity = quantity_field(required=True)
+    unit = fields.String(load_default="unit", validate=validate.OneOf(["unit", "pack"]))
+
+
+class PurchaseReceiptSchema(Schema):
+    site_id = fields.Integer(required=True)
+    lines = fields.List(fields.Nested(ReceiptLineSchema), required=True, validate=validate.Length(1, 500))
+
+
+class OrderCancelSchema(Schema):
+    note = fields.String(required=True, validate=validate.Length(1, 1000), metadata={"description": "why"})
+
+
+class TransferLineInputSchema(Schema):
+    drug_id = fields.Integer(required=True)
+    quantity = quantity_field(required=True)
+    lot_id = fields.Integer(load_default=None, allow_none=True,
+                            metadata={"description": "a lot of the sending site; none: first-expiry first-out"})
+
+
+class TransferOrderInputSchema(Schema):
+    from_site_id = fields.Integer(required=True)
+    to_site_id = fields.Integer(required=True)
+    lines = fields.List(fields.Nested(TransferLineInputSchema), required=True, validate=validate.Length(1, 200))
+    note = fields.String(load_default="", validate=validate.Length(max=1000))
+
+
+class TransferLineSchema(Schema):
+    id = fields.Integer()
+    drug_id = fields.Integer()
+    lot_id = fields.Integer(allow_none=True)
+    quantity = fields.Integer()
+    usable_until = fields.Date(allow_none=True)
+
+
+class TransferParcelSchema(Schema):
+    id = fields.Integer()
+    line_id = fields.Integer()
+    drug_id = fields.Integer()
+    from_lot_id = fields.Integer()
+    lot_number = fields.String()
+    expiry_date = fields.Date()
+    shipped = fields.Integer()
+    received = fields.Integer()
+
+
+class TransferOrderSchema(Schema):
+    id = fields.Integer()
+    number = fields.String()
+    run_id = fields.Integer(allow_none=True)
+    prescription_id = fields.Integer(allow_none=True)
+    from_site_id = fields.Integer()
+    to_site_id = fields.Integer()
+    reason = fields.String()
+    status = fields.String()
+    note = fields.String()
+    created_by = fields.String()
+    created_at = fields.DateTime()
+    shipped_at = fields.DateTime(allow_none=True)
+    received_at = fields.DateTime(allow_none=True)
+    cancelled_at = fields.DateTime(allow_none=True)
+
+
+class TransferOrderDetailSchema(Schema):
+    order = fields.Nested(TransferOrderSchema)
+    lines = fields.List(fields.Nested(TransferLineSchema))
+    parcels = fields.List(fields.Nested(TransferParcelSchema))
+
+
+class TransferQuerySchema(OrderQuerySchema):
+    direction = fields.String(validate=validate.OneOf(["incoming", "outgoing"]))
+
+
+class ParcelReceiptSchema(Schema):
+    parcel_id = fields.Integer(required=True)
+    quantity = fields.Integer(required=True, strict=True, validate=validate.Range(min=0, max=10_000_000))
+
+
+class TransferReceiptSchema(Schema):
+    parcels = fields.List(fields.Nested(ParcelReceiptSchema), load_default=list,
+                          metadata={"description": "units per parcel; empty: everything still outstanding"})
+
+    @post_load
+    def _as_mapping(self, data: dict[str, Any], **kwargs: object) -> dict[str, Any]:
+        seen: dict[int, int] = {}
+        for parcel in data["parcels"]:
+            if parcel["parcel_id"] in seen:
+                raise ValidationError(f"parcel {parcel['parcel_id']} is listed twice", "parcels")
+            seen[parcel["parcel_id"]] = parcel["quantity"]
+        return {"parcels": seen}
+
+
+class ApprovalSchema(Schema):
+    run = fields.Nested(PlanRunSchema)
+    purchase_orders = fields.List(fields.Nested(PurchaseOrderSchema))
+    transfer_orders = fields.List(fields.Nested(TransferOrderSchema))
+
+
+class AlertSchema(Schema):
+    id = fields.Integer()
+    kind = fields.String()
+    site_id = fields.Integer()
+    drug_id = fields.Integer()
+    lot_id = fields.Integer(allow_none=True)
+    message = fields.String()
+    raised_on = fields.Date()
+
+
+class AlertQuerySchema(Schema):
+    kind = fields.String(validate=validate.OneOf(["near_expiry", "low_stock"]))
+    site_id = fields.Integer()
+    since = fields.Date()

@@ -1,0 +1,625 @@
+"""Use cases of procurement: suppliers and offers, demand forecasts, purchase-order receipts, transfer orders,
+and alerts. Plan runs are in :mod:`pharmacy.procurement.plan_runs`."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import Integer, cast, func, select
+
+from pharmacy import audit
+from pharmacy.catalog.models import Drug
+from pharmacy.consortium.models import Site
+from pharmacy.csv_import import read_csv
+from pharmacy.errors import Conflict, NotFound, ValidationFailed
+from pharmacy.inventory.domain import CauseType, MovementKind
+from pharmacy.inventory.models import Lot, Movement, Reservation
+from pharmacy.inventory.services import Cause, receive_stock, release_stock, send_stock
+from pharmacy.pagination import Page, PageRequest, fetch_page
+from pharmacy.prescriptions.domain import OPEN_STATUSES, Status
+from pharmacy.prescriptions.models import Prescription, PrescriptionItem
+from pharmacy.prescriptions.services import resume_awaiting
+from pharmacy.procurement.domain import Forecast, check_transfer_action, forecast, received_status
+from pharmacy.procurement.models import (
+    Alert,
+    Offer,
+    PurchaseOrder,
+    PurchaseOrderLine,
+    Supplier,
+    TransferOrder,
+    TransferOrderLine,
+    TransferParcel,
+)
+from pharmacy.procurement.orders import request_transfer
+from pharmacy.unit_of_work import UnitOfWork
+
+LOCAL = ZoneInfo("Asia/Shanghai")
+
+# Suppliers and offers -----------------------------------------------------------------------------------
+
+
+def create_supplier(uow: UnitOfWork, code: str, name: str) -> Supplier:
+    """Register a distribution company; its code is unique in the consortium."""
+    with uow:
+        if uow.session.scalars(select(Supplier).where(Supplier.code == code)).first():
+            raise Conflict(f"supplier {code} exists already", {"code": code})
+        supplier = Supplier(consortium_id=uow.principal.consortium_id, code=code, name=name, active=True,
+                            created_at=uow.now())
+        uow.session.add(supplier)
+        uow.commit()
+        return supplier
+
+
+def update_supplier(uow: UnitOfWork, supplier_id: int, changes: Mapping[str, Any]) -> Supplier:
+    with uow:
+        supplier = uow.get(Supplier, supplier_id, what="supplier")
+        for name, value in changes.items():
+            setattr(supplier, name, value)
+        uow.commit()
+        return supplier
+
+
+def list_suppliers(uow: UnitOfWork, page: PageRequest) -> Page[Supplier]:
+    with uow:
+        return fetch_page(uow.session, select(Supplier).order_by(Supplier.code), page)
+
+
+def _site_ids_by_code(uow: UnitOfWork, codes: Sequence[str]) -> dict[str, int]:
+    return dict(uow.session.execute(select(Site.code, Site.id).where(Site.code.in_(list(codes)))).all())
+
+
+def _offer_values(uow: UnitOfWork, data: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """Check an offer's references and turn delivery costs by site code into costs by site id."""
+    drug = uow.session.get(Drug, data["drug_id"])
+    if drug is None or drug.consortium_id != uow.principal.consortium_id:
+        raise NotFound(f"{where}: drug {data['drug_id']} not found")
+    if not drug.active:
+        raise ValidationFailed(f"{where}: drug {drug.code} is retired", {"drug_id": data["drug_id"]})
+    costs: Mapping[str, float] = data.get("delivery_costs") or {}
+    ids = _site_ids_by_code(uow, list(costs))
+    unknown = sorted(set(costs) - set(ids))
+    if unknown:
+        raise ValidationFailed(f"{where}: no site with code {', '.join(unknown)}", {"delivery_costs": unknown})
+    return {**data, "delivery_costs": {str(ids[code]): cost for code, cost in costs.items()}}
+
+
+def create_offer(uow: UnitOfWork, data: Mapping[str, Any]) -> Offer:
+    """Record a supplier's price list for a drug (tiers, minimum order, capacity, lead time, delivery)."""
+    with uow:
+        uow.get(Supplier, data["supplier_id"], what="supplier")
+        values = _offer_values(uow, data, "offer")
+        offer = Offer(consortium_id=uow.principal.consortium_id, **values)
+        uow.session.add(offer)
+        try:
+            uow.flush()
+        except Exception as error:
+            if "uq_offers" in str(error) or "UNIQUE" in str(error).upper():
+                raise Conflict("this supplier already has an offer for this drug from that date",
+                               {"valid_from": str(data["valid_from"])}) from None
+            raise
+        uow.commit()
+        return offer
+
+
+def get_offer(uow: UnitOfWork, offer_id: int) -> Offer:
+    with uow:
+        return uow.get(Offer, offer_id, what="offer")
+
+
+def list_offers(uow: UnitOfWork, page: PageRequest, *, drug_id: int | None = None, supplier_id: int | None = None,
+                valid_on: date | None = None) -> Page[Offer]:
+    with uow:
+        stmt = select(Offer).order_by(Offer.drug_id, Offer.supplier_id, Offer.valid_from)
+        if drug_id is not None:
+            stmt = stmt.where(Offer.drug_id == drug_id)
+        if supplier_id is not None:
+            stmt = stmt.where(Offer.supplier_id == supplier_id)
+        if valid_on is not None:
+            stmt = stmt.where(Offer.valid_from <= valid_on, Offer.valid_until >= valid_on)
+        return fetch_page(uow.session, stmt, page)
+
+
+OFFER_CSV_COLUMNS = ["supplier_code", "supplier_name", "drug_code", "pack_size", "tiers", "lead_time_days",
+                     "capacity_packs", "order_cost", "default_delivery_cost", "delivery_costs", "valid_from",
+                     "valid_until"]
+
+
+def import_offers_csv(uow: UnitOfWork, text: str) -> dict[str, int]:
+    """Import offers from CSV: all rows or none, every bad row reported with its line, column and reason.
+
+    A row names its supplier by code (created, with ``supplier_name``, if new) and its drug by consortium
+    code; tiers read ``0:12.50;100:11.80``, delivery costs ``SITE-CODE:0.5;...``. A row for a supplier,
+    drug and start date already on file replaces that offer, so importing a file again changes nothing.
+    """
+    from pharmacy.procurement.schemas import OfferCsvRowSchema
+
+    required = [name for name, f in OfferCsvRowSchema().fields.items() if f.required]
+    rows = read_csv(text, OFFER_CSV_COLUMNS, required, OfferCsvRowSchema(),
+                    key=lambda v: (v["supplier_code"], v["drug_code"], v["valid_from"]), key_column="valid_from")
+    with uow:
+        drugs = dict(uow.session.execute(select(Drug.code, Drug).where(
+            Drug.code.in_([v["drug_code"] for _, v in rows]))).all())
+        site_codes = sorted({code for _, v in rows for code in (v["delivery_costs"] or {})})
+        sites = _site_ids_by_code(uow, site_codes)
+        errors = []
+        for line, values in rows:
+            drug = drugs.get(values["drug_code"])
+            if drug is None:
+                errors.append({"line": line, "column": "drug_code", "reason": f"no drug {values['drug_code']}"})
+            elif not drug.active:
+                errors.append({"line": line, "column": "drug_code", "reason": f"drug {drug.code} is retired"})
+            for code in sorted(set(values["delivery_costs"] or {}) - set(sites)):
+                errors.append({"line": line, "column": "delivery_costs", "reason": f"no site with code {code}"})
+        if errors:
+            raise ValidationFailed(f"{len(errors)} problems in the CSV; nothing was imported", errors)
+        suppliers = {s.code: s for s in uow.session.scalars(select(Supplier))}
+        created = updated = unchanged = 0
+        for _, values in rows:
+            supplier = suppliers.get(values["supplier_code"])
+            if supplier is None:
+                supplier = Supplier(consortium_id=uow.principal.consortium_id, code=values["supplier_code"],
+                                    name=values["supplier_name"] or values["supplier_code"], active=True,
+                                    created_at=uow.now())
+                uow.session.add(supplier)
+                uow.session.flush()
+                suppliers[supplier.code] = supplier
+            drug = drugs[values["drug_code"]]
+            fields = {"pack_size": values["pack_size"], "tiers": values["tiers"],
+                      "lead_time_days": values["lead_time_days"] or 0, "capacity_packs": values["capacity_packs"],
+                      "order_cost": values["order_cost"] or 0.0,
+                      "default_delivery_cost": values["default_delivery_cost"],
+                      "delivery_costs": {str(sites[c]): v for c, v in (values["delivery_costs"] or {}).items()},
+                      "valid_until": values["valid_until"]}
+            offer = uow.session.scalars(select(Offer).where(
+                Offer.supplier_id == supplier.id, Offer.drug_id == drug.id,
+                Offer.valid_from == values["valid_from"])).first()
+            if offer is None:
+                uow.session.add(Offer(consortium_id=uow.principal.consortium_id, supplier_id=supplier.id,
+                                      drug_id=drug.id, valid_from=values["valid_from"], **fields))
+                created += 1
+            elif any(getattr(offer, k) != v for k, v in fields.items()):
+                for k, v in fields.items():
+                    setattr(offer, k, v)
+                updated += 1
+            else:
+                unchanged += 1
+        result = {"created": created, "updated": updated, "unchanged": unchanged}
+        if created or updated:
+            audit.record(uow.session, "import", "Offer", "csv", f"offer import: {created} created, {updated} updated")
+        uow.commit()
+        return result
+
+
+def valid_offers(uow: UnitOfWork, on: date) -> list[tuple[Offer, Supplier]]:
+    """Offers of active suppliers valid on a date; when a supplier has several for a drug, the latest start."""
+    rows = uow.session.execute(
+        select(Offer, Supplier).join(Supplier, Supplier.id == Offer.supplier_id)
+        .where(Supplier.active.is_(True), Offer.valid_from <= on, Offer.valid_until >= on)
+        .order_by(Offer.supplier_id, Offer.drug_id, Offer.valid_from.desc())).all()
+    latest: dict[tuple[int, int], tuple[Offer, Supplier]] = {}
+    for offer, supplier in rows:
+        latest.setdefault((offer.supplier_id, offer.drug_id), (offer, supplier))
+    return list(latest.values())
+
+
+# Forecasts ----------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class SiteForecast:
+    site_id: int
+    drug_id: int
+    forecast: Forecast
+
+
+def _local_day_start(day: date) -> datetime:
+    return datetime.combine(day, time(0), tzinfo=LOCAL)
+
+
+def dispensed_by_day(uow: UnitOfWork, since: date, until: date) -> dict[tuple[int, int], dict[date, int]]:
+    """Units dispensed per (site, drug) per local day, from the ledger (reversals of dispenses included)."""
+    rows = uow.session.execute(
+        select(Movement.site_id, Movement.drug_id, Movement.at, Movement.quantity, Movement.kind)
+        .where(Movement.kind.in_([MovementKind.DISPENSE.value, MovementKind.REVERSAL.value]),
+               Movement.cause_type == CauseType.PRESCRIPTION.value,
+               Movement.at >= _local_day_start(since), Movement.at < _local_day_start(until))).all()
+    days: dict[tuple[int, int], dict[date, int]] = defaultdict(lambda: defaultdict(int))
+    for site_id, drug_id, at, quantity, _kind in rows:
+        days[(site_id, drug_id)][at.astimezone(LOCAL).date()] -= quantity  # dispenses are negative
+    return days
+
+
+def known_demand(uow: UnitOfWork, horizon_days: int) -> dict[tuple[int, int], int]:
+    """Units the consortium already knows it must supply within the horizon and holds no stock for:
+    prescriptions waiting for stock, and long-prescription issues falling due."""
+    today = uow.today()
+    end = today + timedelta(days=horizon_days)
+    rows = uow.session.execute(
+        select(Prescription, PrescriptionItem)
+        .join(PrescriptionItem, PrescriptionItem.prescription_id == Prescription.id)
+        .where(Prescription.pharmacy_site_id.is_not(None),
+               Prescription.status.in_([Status.AWAITING_STOCK.value, Status.SCHEDULED.value]))).all()
+    known: dict[tuple[int, int], int] = defaultdict(int)
+    for rx, item in rows:
+        assert rx.pharmacy_site_id is not None
+        if rx.status == Status.AWAITING_STOCK.value:
+            known[(rx.pharmacy_site_id, item.drug_id)] += item.quantity
+            continue
+        # Scheduled: the issues still to come whose due date falls within the horizon.
+        remaining = rx.issues_total - rx.current_issue
+        due, interval = rx.next_due_on, rx.interval_days or 0
+        n = 0
+        while due is not None and n < remaining and due <= end:
+            known[(rx.pharmacy_site_id, item.drug_id)] += item.quantity
+            n += 1
+            if interval <= 0:
+                break
+            due = due + timedelta(days=interval)
+    return known
+
+
+def forecast_demand(uow: UnitOfWork, horizon_days: int, service_level: float, history_days: int,
+                    ) -> list[SiteForecast]:
+    """Each dispensing site's need per drug over the horizon, from the dispensing ledger of the last
+    ``history_days`` days (usage and its variability, for safety stock at ``service_level``) plus the demand
+    already known (see :func:`known_demand`)."""
+    with uow:
+        today = uow.today()
+        history = dispensed_by_day(uow, today - timedelta(days=history_days), today)
+        known = known_demand(uow, horizon_days)
+        active_sites = set(uow.session.scalars(select(Site.id).where(Site.active.is_(True),
+                                                                      Site.dispenses.is_(True))))
+        active_drugs = set(uow.session.scalars(select(Drug.id).where(Drug.active.is_(True))))
+        result = []
+        for key in sorted(set(history) | set(known)):
+            site_id, drug_id = key
+            if site_id not in active_sites or drug_id not in active_drugs:
+                continue
+            by_day = history.get(key, {})
+            series = [max(0, by_day.get(today - timedelta(days=n), 0)) for n in range(history_days, 0, -1)]
+            result.append(SiteForecast(site_id, drug_id, forecast(series, horizon_days, service_level,
+                                                                   known.get(key, 0))))
+        return result
+
+
+# Purchase orders ----------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ReceiptLine:
+    drug_id: int
+    lot_number: str
+    expiry_date: date
+    quantity: int
+    unit: str = "unit"  # or "pack"
+
+
+def get_purchase_order(uow: UnitOfWork, order_id: int) -> tuple[PurchaseOrder, list[PurchaseOrderLine]]:
+    with uow:
+        order = uow.get(PurchaseOrder, order_id, what="purchase order")
+        lines = list(uow.session.scalars(select(PurchaseOrderLine).where(PurchaseOrderLine.order_id == order.id)
+                                         .order_by(PurchaseOrderLine.site_id, PurchaseOrderLine.drug_id)))
+        if uow.principal.site_bound:  # a pharmacist sees the lines of the own site only
+            lines = [line for line in lines if line.site_id == uow.principal.site_id]
+            if not lines:
+                raise NotFound(f"purchase order {order_id} not found")
+        return order, lines
+
+
+def list_purchase_orders(uow: UnitOfWork, page: PageRequest, *, status: str | None = None,
+                         run_id: int | None = None, site_id: int | None = None) -> Page[PurchaseOrder]:
+    with uow:
+        stmt = select(PurchaseOrder).order_by(PurchaseOrder.id.desc())
+        if uow.principal.site_bound:
+            site_id = uow.principal.site_id
+        if site_id is not None:
+            stmt = stmt.where(PurchaseOrder.id.in_(select(PurchaseOrderLine.order_id)
+                                                   .where(PurchaseOrderLine.site_id == site_id)))
+        if status:
+            stmt = stmt.where(PurchaseOrder.status == status)
+        if run_id is not None:
+            stmt = stmt.where(PurchaseOrder.run_id == run_id)
+        return fetch_page(uow.session, stmt, page)
+
+
+def receive_purchase_order(uow: UnitOfWork, order_id: int, site_id: int, lines: Sequence[ReceiptLine],
+                           ) -> tuple[PurchaseOrder, list[PurchaseOrderLine]]:
+    """Goods of a purchase order arrived at a site: each line becomes a lot (new or topped up) and a receipt
+    movement. Deliveries may come in parts; more than ordered, or a drug the order does not bring to this
+    site, is refused and nothing is received. Prescriptions waiting here for these drugs move on."""
+    with uow:
+        uow.ensure_acts_for(site_id, what=f"site {site_id}")
+        order = uow.get(PurchaseOrder, order_id, for_update=True, what="purchase order")
+        if order.status in ("received", "cancelled"):
+            raise Conflict(f"purchase order {order.number} is {order.status}: nothing more can be received",
+                           {"status": order.status})
+        if not lines:
+            raise ValidationFailed("a receipt lists at least one line", {"lines": "required"})
+        ordered = {line.drug_id: line for line in uow.session.scalars(
+            select(PurchaseOrderLine).where(PurchaseOrderLine.order_id == order.id,
+                                            PurchaseOrderLine.site_id == site_id))}
+        drugs = {d.id: d for d in uow.session.scalars(select(Drug).where(Drug.id.in_([r.drug_id for r in lines])))}
+        arriving: dict[int, int] = defaultdict(int)
+        errors = []
+        for n, receipt in enumerate(lines):
+            drug = drugs.get(receipt.drug_id)
+            target = ordered.get(receipt.drug_id)
+            if target is None:
+                name = drug.code if drug else f"drug {receipt.drug_id}"
+                errors.append({"line": n, "field": "drug_id",
+                               "reason": f"{name} is not on purchase order {order.number} for this site"})
+                continue
+            arriving[receipt.drug_id] += receipt.quantity * (target.pack_size if receipt.unit == "pack" else 1)
+        for drug_id, units in arriving.items():
+            target = ordered[drug_id]
+            if target.received_units + units > target.units:
+                errors.append({"drug_id": drug_id, "reason": f"{units} units would exceed the order: "
+                               f"{target.units} ordered, {target.received_units} received already"})
+        if errors:
+            raise ValidationFailed("the delivery does not match the order; nothing was received", errors)
+        cause = Cause(CauseType.PURCHASE_ORDER, str(order.id))
+        for receipt in lines:
+            target = ordered[receipt.drug_id]
+            units = receipt.quantity * (target.pack_size if receipt.unit == "pack" else 1)
+            receive_stock(uow, site_id, receipt.drug_id, receipt.lot_number, receipt.expiry_date, units,
+                          reason_code="purchase", note=f"purchase order {order.number}", cause=cause)
+            target.received_units += units
+        all_lines = list(uow.session.scalars(select(PurchaseOrderLine).where(PurchaseOrderLine.order_id == order.id)))
+        order.status = received_status(sum(line.received_units for line in all_lines),
+                                       sum(line.units for line in all_lines))
+        resume_awaiting(uow, site_id, list(arriving))
+        uow.commit()
+        return order, [line for line in all_lines if line.site_id == site_id]
+
+
+def cancel_purchase_order(uow: UnitOfWork, order_id: int, note: str) -> PurchaseOrder:
+    """Cancel an order nothing of which has arrived."""
+    with uow:
+        order = uow.get(PurchaseOrder, order_id, for_update=True, what="purchase order")
+        if order.status != "open":
+            raise Conflict(f"purchase order {order.number} is {order.status}: only an open order with nothing "
+                           "received can be cancelled", {"status": order.status})
+        order.status = "cancelled"
+        audit.record(uow.session, "cancel", "PurchaseOrder", order.id, note)
+        uow.commit()
+        return order
+
+
+# Transfer orders ----------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class TransferView:
+    order: TransferOrder
+    lines: list[TransferOrderLine]
+    parcels: list[TransferParcel]
+
+
+def _transfer_view(uow: UnitOfWork, order: TransferOrder) -> TransferView:
+    lines = list(uow.session.scalars(select(TransferOrderLine).where(TransferOrderLine.order_id == order.id)
+                                     .order_by(TransferOrderLine.id)))
+    parcels = list(uow.session.scalars(select(TransferParcel).where(TransferParcel.order_id == order.id)
+                                       .order_by(TransferParcel.id)))
+    return TransferView(order, lines, parcels)
+
+
+def _load_transfer(uow: UnitOfWork, order_id: int, *, for_update: bool = False) -> TransferOrder:
+    order = uow.get(TransferOrder, order_id, for_update=for_update, what="transfer order")
+    if uow.principal.site_bound and uow.principal.site_id not in (order.from_site_id, order.to_site_id):
+        raise NotFound(f"transfer order {order_id} not found")
+    return order
+
+
+def create_transfer_order(uow: UnitOfWork, from_site_id: int, to_site_id: int,
+                          lines: Sequence[tuple[int, int, int | None]], note: str = "") -> TransferView:
+    """An officer asks one member to send stock to another: lines of (drug, units, lot or None for FEFO)."""
+    with uow:
+        if from_site_id == to_site_id:
+            raise ValidationFailed("a transfer goes from one site to another", {"to_site_id": to_site_id})
+        for site_id in (from_site_id, to_site_id):
+            uow.get(Site, site_id, what="site")
+        for drug_id, _, lot_id in lines:
+            uow.get(Drug, drug_id, what="drug")
+            if lot_id is not None:
+                lot = uow.get(Lot, lot_id, what="lot")
+                if lot.site_id != from_site_id or lot.drug_id != drug_id:
+                    raise ValidationFailed(f"lot {lot_id} is not stock of drug {drug_id} at site {from_site_id}",
+                                           {"lot_id": lot_id})
+        order = request_transfer(uow, uow.principal.consortium_id, from_site_id, to_site_id,  # type: ignore[arg-type]
+                                 [(d, q, None) for d, q, _ in lines], reason="redistribution", note=note,
+                                 lots=[lot for _, _, lot in lines])
+        uow.commit()
+        return _transfer_view(uow, order)
+
+
+def get_transfer_order(uow: UnitOfWork, order_id: int) -> TransferView:
+    with uow:
+        return _transfer_view(uow, _load_transfer(uow, order_id))
+
+
+def list_transfer_orders(uow: UnitOfWork, page: PageRequest, *, status: str | None = None,
+                         site_id: int | None = None, direction: str | None = None,
+                         run_id: int | None = None) -> Page[TransferOrder]:
+    with uow:
+        stmt = select(TransferOrder).order_by(TransferOrder.id.desc())
+        if uow.principal.site_bound:
+            site_id = uow.principal.site_id
+        if site_id is not None:
+            if direction == "incoming":
+                stmt = stmt.where(TransferOrder.to_site_id == site_id)
+            elif direction == "outgoing":
+                stmt = stmt.where(TransferOrder.from_site_id == site_id)
+            else:
+                stmt = stmt.where((TransferOrder.to_site_id == site_id) | (TransferOrder.from_site_id == site_id))
+        if status:
+            stmt = stmt.where(TransferOrder.status == status)
+        if run_id is not None:
+            stmt = stmt.where(TransferOrder.run_id == run_id)
+        return fetch_page(uow.session, stmt, page)
+
+
+def ship_transfer(uow: UnitOfWork, order_id: int) -> TransferView:
+    """The sending site ships a requested transfer: a transfer-out movement per lot, first-expiry first-out
+    among lots that last long enough (or from the lot the plan named). Short of stock, nothing ships."""
+    with uow:
+        order = _load_transfer(uow, order_id, for_update=True)
+        uow.ensure_acts_for(order.from_site_id, what=f"transfer order {order.number}")
+        check_transfer_action(order.status, "ship")
+        cause = Cause(CauseType.TRANSFER, str(order.id))
+        for line in uow.session.scalars(select(TransferOrderLine).where(TransferOrderLine.order_id == order.id)
+                                        .order_by(TransferOrderLine.id)):
+            for lot, movement in send_stock(uow, order.from_site_id, line.drug_id, line.quantity, order.reason,
+                                            cause, lot_id=line.lot_id, usable_until=line.usable_until):
+                uow.session.add(TransferParcel(
+                    consortium_id=order.consortium_id, order_id=order.id, line_id=line.id, drug_id=line.drug_id,
+                    from_lot_id=lot.id, lot_number=lot.lot_number, expiry_date=lot.expiry_date,
+                    shipped=-movement.quantity, received=0))
+        order.status, order.shipped_at = "shipped", uow.now()
+        uow.commit()
+        return _transfer_view(uow, order)
+
+
+def receive_transfer(uow: UnitOfWork, order_id: int, received: Mapping[int, int] | None = None) -> TransferView:
+    """The receiving site takes in what arrived: ``received`` maps parcel ids to units (default: everything
+    still outstanding). Each parcel lands as the same lot number and expiry at this site. Once everything
+    has arrived, a prescription waiting for this transfer is reserved its stock and moves on."""
+    with uow:
+        order = _load_transfer(uow, order_id, for_update=True)
+        uow.ensure_acts_for(order.to_site_id, what=f"transfer order {order.number}")
+        check_transfer_action(order.status, "receive")
+        parcels = {p.id: p for p in uow.session.scalars(select(TransferParcel).where(
+            TransferParcel.order_id == order.id).order_by(TransferParcel.id))}
+        wanted = dict(received) if received else {p.id: p.shipped - p.received for p in parcels.values()}
+        errors = []
+        for parcel_id, units in sorted(wanted.items()):
+            parcel = parcels.get(parcel_id)
+            if parcel is None:
+                errors.append({"parcel_id": parcel_id, "reason": f"not a parcel of transfer {order.number}"})
+            elif units < 0 or parcel.received + units > parcel.shipped:
+                errors.append({"parcel_id": parcel_id, "reason": f"{units} units: {parcel.shipped} shipped, "
+                                                                 f"{parcel.received} received already"})
+        if errors:
+            raise ValidationFailed("the arrival does not match what was shipped; nothing was received", errors)
+        cause = Cause(CauseType.TRANSFER, str(order.id))
+        for parcel_id, units in sorted(wanted.items()):
+            if units == 0:
+                continue
+            parcel = parcels[parcel_id]
+            receive_stock(uow, order.to_site_id, parcel.drug_id, parcel.lot_number, parcel.expiry_date, units,
+                          reason_code=order.reason, note=f"transfer {order.number}", cause=cause,
+                          kind=MovementKind.TRANSFER_IN)
+            parcel.received += units
+        status = received_status(sum(p.received for p in parcels.values()), sum(p.shipped for p in parcels.values()))
+        order.status = "shipped" if status == "open" else status
+        if order.status == "received":
+            order.received_at = uow.now()
+            if order.prescription_id is not None:
+                resume_awaiting(uow, order.to_site_id, sorted({p.drug_id for p in parcels.values()}))
+        uow.commit()
+        return _transfer_view(uow, order)
+
+
+def cancel_transfer(uow: UnitOfWork, order_id: int, note: str) -> TransferView:
+    """Cancel a transfer not yet shipped (by either site's pharmacist or an officer)."""
+    with uow:
+        order = _load_transfer(uow, order_id, for_update=True)
+        check_transfer_action(order.status, "cancel")
+        order.status, order.cancelled_at = "cancelled", uow.now()
+        audit.record(uow.session, "cancel", "TransferOrder", order.id, note)
+        uow.commit()
+        return _transfer_view(uow, order)
+
+
+# Alerts and reservations --------------------------------------------------------------------------------
+
+def _raise_alert(uow: UnitOfWork, consortium_id: int, kind: str, key: str, site_id: int, drug_id: int,
+                 lot_id: int | None, message: str, today: date) -> bool:
+    exists = uow.session.scalars(select(Alert.id).where(Alert.consortium_id == consortium_id, Alert.key == key,
+                                                        Alert.raised_on == today)).first()
+    if exists:
+        return False
+    uow.session.add(Alert(consortium_id=consortium_id, kind=kind, key=key, site_id=site_id, drug_id=drug_id,
+                          lot_id=lot_id, message=message, raised_on=today, created_at=uow.now()))
+    return True
+
+
+def raise_near_expiry_alerts(uow: UnitOfWork, days: int) -> int:
+    """One alert a day for every lot with stock that expires within ``days`` days."""
+    with uow:
+        today = uow.today()
+        rows = uow.session.execute(
+            select(Lot, Drug.code, Site.code).join(Drug, Drug.id == Lot.drug_id).join(Site, Site.id == Lot.site_id)
+            .where(Lot.quantity > 0, Lot.expiry_date <= today + timedelta(days=days))).all()
+        raised = 0
+        for lot, drug_code, site_code in rows:
+            left = (lot.expiry_date - today).days
+            message = (f"{lot.quantity} units of {drug_code} lot {lot.lot_number} at {site_code} "
+                       + (f"expire in {left} days" if left > 0 else "have expired: write them off"))
+            raised += _raise_alert(uow, lot.consortium_id, "near_expiry", f"near_expiry:lot:{lot.id}", lot.site_id,
+                                   lot.drug_id, lot.id, message, today)
+        uow.commit()
+        return raised
+
+
+def raise_low_stock_alerts(uow: UnitOfWork, cover_days: int, history_days: int = 30) -> int:
+    """One alert a day for every site and drug whose available stock covers less than ``cover_days`` days of
+    its recent usage."""
+    with uow:
+        today = uow.today()
+        usage = dispensed_by_day(uow, today - timedelta(days=history_days), today)
+        available = dict(((s, d), int(q)) for s, d, q in uow.session.execute(
+            select(Lot.site_id, Lot.drug_id, func.sum(Lot.quantity - Lot.reserved))
+            .where(Lot.expiry_date > today).group_by(Lot.site_id, Lot.drug_id)))
+        names = dict(uow.session.execute(select(Drug.id, Drug.code)).all())
+        sites = {s.id: s for s in uow.session.scalars(select(Site))}
+        raised = 0
+        for (site_id, drug_id), by_day in sorted(usage.items()):
+            daily = sum(by_day.values()) / history_days
+            have = available.get((site_id, drug_id), 0)
+            if daily <= 0 or have >= daily * cover_days:
+                continue
+            site = sites[site_id]
+            message = (f"{names.get(drug_id, drug_id)} at {site.code}: {have} units available cover "
+                       f"{have / daily:.1f} days of usage ({daily:.1f}/day); less than {cover_days} days")
+            raised += _raise_alert(uow, site.consortium_id, "low_stock", f"low_stock:{site_id}:{drug_id}", site_id,
+                                   drug_id, None, message, today)
+        uow.commit()
+        return raised
+
+
+def list_alerts(uow: UnitOfWork, page: PageRequest, *, kind: str | None = None, site_id: int | None = None,
+                since: date | None = None) -> Page[Alert]:
+    with uow:
+        stmt = select(Alert).order_by(Alert.raised_on.desc(), Alert.id.desc())
+        if uow.principal.site_bound:
+            site_id = uow.principal.site_id
+        if site_id is not None:
+            stmt = stmt.where(Alert.site_id == site_id)
+        if kind:
+            stmt = stmt.where(Alert.kind == kind)
+        if since:
+            stmt = stmt.where(Alert.raised_on >= since)
+        return fetch_page(uow.session, stmt, page)
+
+
+def release_expired_reservations(uow: UnitOfWork) -> int:
+    """Release stock still held for prescriptions that no longer need it (closed, rejected, cancelled or
+    expired, e.g. if a job was down when they closed), and holds on lots that have expired meanwhile (such
+    stock can no longer be dispensed; the pharmacy sees the prescription short of it)."""
+    with uow:
+        today = uow.today()
+        held = uow.session.execute(
+            select(Reservation.cause_type, Reservation.cause_id, Reservation.site_id, Reservation.drug_id)
+            .join(Lot, Lot.id == Reservation.lot_id)
+            .outerjoin(Prescription, (Reservation.cause_type == CauseType.PRESCRIPTION.value)
+                       & (cast(Reservation.cause_id, Integer) == Prescription.id))
+            .where(Reservation.status == "held",
+                   (Lot.expiry_date <= today) | Prescription.status.not_in([s.value for s in OPEN_STATUSES]))
+            .distinct()).all()
+        released = 0
+        for cause_type, cause_id, site_id, drug_id in held:
+            released += release_stock(uow, Cause(CauseType(cause_type), cause_id), site_id=site_id, drug_id=drug_id)
+        uow.commit()
+        return released
