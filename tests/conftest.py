@@ -24,6 +24,9 @@ from pharmacy.migrate import upgrade
 from tests.factories import World, build_world
 
 POSTGRES = (os.environ.get("DATABASE_URL") or "").startswith("postgres")
+# Plan runs execute in the request's process at once (the background thread is tested on its own), and
+# the optimizer solves in-process: forking test processes is slow and gains nothing on tiny plans.
+TEST_CONFIG = {"PLAN_RUNNER": "inline", "PLAN_WORKERS": 1}
 
 
 def _url(tmp_path_factory: pytest.TempPathFactory) -> str:
@@ -50,7 +53,7 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
 @pytest.fixture(scope="session")
 def app(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Flask]:
     instance = tmp_path_factory.mktemp("instance")
-    application = create_app({"DATABASE_URL": database_url, "TESTING": True, "SECRET_KEY": "test"})
+    application = create_app({"DATABASE_URL": database_url, "TESTING": True, "SECRET_KEY": "test", **TEST_CONFIG})
     application.instance_path = str(instance)
     database: Database = application.extensions["pharmacy_db"]
     try:
@@ -100,7 +103,7 @@ def client(app: Flask, connection: Connection) -> Any:
 def committed_app(tmp_path: Path, database_url: str) -> Iterator[Flask]:
     """An app whose transactions really commit (for races and jobs); emptied afterwards."""
     url = database_url if POSTGRES else "sqlite:///" + str(tmp_path / "committed.sqlite3")
-    application = create_app({"DATABASE_URL": url, "TESTING": True, "SECRET_KEY": "test"})
+    application = create_app({"DATABASE_URL": url, "TESTING": True, "SECRET_KEY": "test", **TEST_CONFIG})
     application.instance_path = str(tmp_path)
     database: Database = application.extensions["pharmacy_db"]
     if not POSTGRES:

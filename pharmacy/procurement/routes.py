@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any
 
 from flask import current_app
@@ -220,8 +221,9 @@ class PurchaseOrdersView(MethodView):
         return page_items(page, pagination_parameters)
 
 
-def _order_detail(order: Any, lines: Any) -> dict[str, Any]:
-    return {**PurchaseOrderSchema().dump(order), "lines": lines}
+def _order_detail(order: Any, lines: Any) -> SimpleNamespace:
+    return SimpleNamespace(**{column.key: getattr(order, column.key) for column in order.__table__.columns},
+                           lines=lines)
 
 
 @blp.route("/purchase-orders/<int:order_id>")
