@@ -10,7 +10,7 @@ from pharmacy.clock import FixedClock
 from pharmacy.inventory.domain import CauseType
 from pharmacy.inventory.services import Cause, check_ledger, dispense_stock
 from pharmacy.principal import system_for
-from pharmacy.procurement.services import raise_low_stock_alerts, raise_near_expiry_alerts
+from pharmacy.procurement.services import OFFER_CSV_COLUMNS, raise_low_stock_alerts, raise_near_expiry_alerts
 from pharmacy.unit_of_work import UnitOfWork
 from tests.api.test_foundation import assert_problem
 from tests.api.test_prescriptions import stock
@@ -99,7 +99,7 @@ def test_an_offer_with_rising_prices_or_an_unknown_site_is_refused_with_where(cl
     assert client.post("/api/offers", headers=world.a.headers("pharmacist"), json=base).status_code == 403
 
 
-OFFERS_CSV = """supplier_code,supplier_name,drug_code,pack_size,tiers,lead_time_days,capacity_packs,order_cost,default_delivery_cost,delivery_costs,valid_from,valid_until
+OFFERS_CSV = ",".join(OFFER_CSV_COLUMNS) + """
 S3,九州通,AML5,28,0:29;40:25.5,3,500,10,,A-C1:0.4;A-C2:0.6,2026-11-01,2027-04-30
 S3,九州通,MTF500,48,10:38,3,,10,0.8,,2026-11-01,2027-04-30
 """
