@@ -1,10 +1,11 @@
-"""The ``pharmacy`` command: serve, apply migrations, create consortia, keys and users."""
+"""The ``pharmacy`` command: serve, apply migrations, create consortia, keys and users, import offers, plan."""
 
 from __future__ import annotations
 
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import click
 from flask import Flask, current_app
@@ -12,6 +13,7 @@ from flask.cli import FlaskGroup, with_appcontext
 
 from pharmacy import create_app
 from pharmacy.accounts.services import create_api_key, create_user
+from pharmacy.clock import system_clock
 from pharmacy.consortium.services import create_consortium, find_consortium, find_site
 from pharmacy.errors import DomainError
 from pharmacy.migrate import upgrade
@@ -182,3 +184,92 @@ def _demo(app: Flask) -> None:
     for k in json.loads(keys_file.read_text()):
         where = f" at {k['site']}" if k["site"] else ""
         click.echo(f"  {k['role']:<12}{where:<12} Authorization: Bearer {k['key']}")
+
+
+@main.command("import-offers")
+@click.option("--consortium", "consortium_code", required=True, help="consortium code")
+@click.argument("csv_file", type=click.File("rb"))
+@with_appcontext
+def import_offers_command(consortium_code: str, csv_file: Any) -> None:
+    """Import supplier offers from a CSV file (all rows or none; problems listed by line and column)."""
+    from pharmacy.procurement.services import import_offers_csv
+
+    try:
+        consortium_id, _ = _resolve(consortium_code, None)
+        try:
+            text = csv_file.read().decode("utf-8-sig")
+        except UnicodeDecodeError as error:
+            raise click.ClickException(f"the CSV is not UTF-8 (byte {error.start})") from None
+        result = import_offers_csv(_uow(consortium_id), text)
+    except DomainError as error:
+        if isinstance(error.errors, list):
+            for problem in error.errors:
+                click.echo(f"  line {problem.get('line')}, {problem.get('column')}: {problem.get('reason')}",
+                           err=True)
+            raise click.ClickException(error.message) from None
+        _fail_on_domain_error(error)
+    click.echo(f"offers: {result['created']} created, {result['updated']} updated, {result['unchanged']} unchanged")
+
+
+@main.command("plan")
+@click.option("--consortium", "consortium_code", required=True, help="consortium code")
+@click.option("--horizon", "horizon_days", default=30, show_default=True, type=click.IntRange(1, 365))
+@click.option("--budget", type=click.FloatRange(min=0), help="cap on money paid to suppliers (yuan)")
+@click.option("--solver", default="highs", show_default=True, type=click.Choice(["highs", "cbc"]))
+@click.option("--time-limit", default=60.0, show_default=True, type=click.FloatRange(min=1),
+              help="seconds per model")
+@click.option("--gap", default=0.005, show_default=True, type=click.FloatRange(0, 0.5))
+@click.option("--service-level", default=0.95, show_default=True, type=click.FloatRange(0.5, 0.999))
+@click.option("--history", "history_days", default=90, show_default=True, type=click.IntRange(7, 730),
+              help="days of dispensing history the forecast reads")
+@with_appcontext
+def plan_command(consortium_code: str, horizon_days: int, budget: float | None, solver: str, time_limit: float,
+                 gap: float, service_level: float, history_days: int) -> None:
+    """Run a purchase plan now, with a progress bar, and print it beside the site-by-site baseline.
+
+    The run is recorded like one started over the API: read it, edit it and approve it there.
+    """
+    from pharmacy.procurement.plan_runs import PlanSettings, execute_run, get_plan_run, start_plan_run
+
+    app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
+    try:
+        consortium_id, _ = _resolve(consortium_code, None)
+        run = start_plan_run(_uow(consortium_id), horizon_days=horizon_days, budget=budget, solver=solver,
+                             time_limit=time_limit, gap=gap, service_level=service_level,
+                             history_days=history_days, trigger="command")
+    except DomainError as error:
+        _fail_on_domain_error(error)
+    database = app.extensions["pharmacy_db"]
+    clock = app.config.get("CLOCK") or system_clock
+    with click.progressbar(length=1000, label=f"plan run {run.id}", show_percent=True) as bar:
+        def advance(done: int, total: int) -> None:
+            bar.update(int(1000 * done / total) - bar.pos)
+
+        status = execute_run(database, run.id, clock, PlanSettings.from_config(app.config), on_progress=advance)
+        if status == "succeeded":
+            bar.update(1000 - bar.pos)
+    run = get_plan_run(_uow(consortium_id), run.id)
+    if status != "succeeded" or run.result is None:
+        raise click.ClickException(f"plan run {run.id} {run.status}: {run.error}")
+    click.echo(plan_summary(run.id, run.result))
+
+
+def plan_summary(run_id: int, result: dict[str, Any]) -> str:
+    """A plan run's result as a table: cost by kind, the plan beside each site buying alone."""
+    costs, baseline, summary = result["costs"], result.get("baseline") or {}, result["summary"]
+    gap = result.get("gap")
+    lines = [f"plan run {run_id}: {result['status']}" + (f", gap {100 * gap:.2f}%" if gap is not None else ""),
+             f"{'cost (yuan)':<12}{'plan':>14}{'site by site':>16}"]
+    for kind in ("purchase", "delivery", "order", "transfer", "shortage", "waste", "total"):
+        lines.append(f"{kind:<12}{costs[kind]:>14,.2f}{baseline.get(kind, float('nan')):>16,.2f}")
+    if summary.get("saving") is not None:
+        share = summary.get("saving_share") or 0.0
+        lines.append(f"saving: {summary['saving']:,.2f} yuan ({100 * share:.1f}%)")
+    lines.append(f"purchase lines: {summary['purchase_lines']} from {summary['suppliers']} suppliers; "
+                 f"transfer lines: {summary['transfer_lines']} ({summary['near_expiry_units_moved']:,.0f} near-expiry "
+                 "units moved)")
+    lines.append(f"shortages: {summary['shortage_units']:,.0f} units; waste: {summary['waste_units']:,.0f} units"
+                 + (f"; waste avoided: {summary['waste_avoided']:,.2f} yuan" if summary.get("waste_avoided") is not None
+                    else ""))
+    lines.append(f"approve it with POST /api/plan-runs/{run_id}/approve")
+    return "\n".join(lines)

@@ -1,5 +1,5 @@
-"""A demo consortium to try the service with: a city "1+X" consortium of 20 sites, a catalog, stock,
-and a few routed prescriptions."""
+"""A demo consortium to try the service with: a city "1+X" consortium of 20 sites, a catalog, stock with
+weeks of dispensing history, three suppliers' offers, and a few routed prescriptions."""
 
 from __future__ import annotations
 
@@ -14,12 +14,17 @@ from sqlalchemy import func, select
 
 from pharmacy.accounts.services import create_api_key
 from pharmacy.catalog.services import create_drug
+from pharmacy.clock import FixedClock
 from pharmacy.consortium.models import Consortium
 from pharmacy.consortium.services import create_consortium, create_site
-from pharmacy.inventory.services import receive_stock
+from pharmacy.errors import OutOfStock
+from pharmacy.inventory.domain import CauseType
+from pharmacy.inventory.models import Lot
+from pharmacy.inventory.services import Cause, dispense_stock, receive_stock
 from pharmacy.prescriptions.domain import Kind
 from pharmacy.prescriptions.services import ItemInput, PrescriptionInput, submit_prescription
 from pharmacy.principal import SYSTEM, Principal, Role, system_for
+from pharmacy.procurement.services import create_offer, create_supplier
 from pharmacy.unit_of_work import UnitOfWork
 
 DEMO_CONSORTIUM = "XH-1PLUSX"
@@ -91,7 +96,10 @@ def load_demo(app: Flask) -> list[DemoKey] | None:
             "district": district, "latitude": lat, "longitude": lon, "dispenses": dispenses,
         })
         ids[code] = site.id
-    _load_catalog_and_stock(uow, ids)
+    history_start = FixedClock(uow.now() - timedelta(days=HISTORY_DAYS))
+    drug_ids = _load_catalog_and_stock(UnitOfWork(factory, system_for(consortium.id), history_start), ids)
+    _load_dispensing_history(factory, consortium.id, ids, drug_ids)
+    _load_offers(uow, drug_ids)
     _load_prescriptions(factory, consortium.id, ids["XH-LEAD"])
     keys = []
     for role, site_code in ((Role.ADMIN, None), (Role.PROCUREMENT, None), (Role.PRESCRIBER, "XH-LEAD"),
@@ -102,7 +110,8 @@ def load_demo(app: Flask) -> list[DemoKey] | None:
     return keys
 
 
-def _load_catalog_and_stock(uow: UnitOfWork, site_ids: dict[str, int]) -> None:
+def _load_catalog_and_stock(uow: UnitOfWork, site_ids: dict[str, int]) -> dict[str, int]:
+    """The catalog, and opening balances received when the dispensing history starts."""
     rng = random.Random(2026)
     drugs: list[int] = []
     for code, name, form, strength, unit, dispensing_unit, pack, essential, controlled, storage, group in DEMO_DRUGS:
@@ -112,7 +121,7 @@ def _load_catalog_and_stock(uow: UnitOfWork, site_ids: dict[str, int]) -> None:
             "controlled_class": controlled, "special_storage": storage, "equivalence_group": group,
         })
         drugs.append(drug.id)
-    today = uow.today()
+    today = uow.today() + timedelta(days=HISTORY_DAYS)  # expiry dates count from the real today
     for site_code, site_id in site_ids.items():
         if site_code in {"XH-V03", "XH-V04"}:
             continue  # non-dispensing village clinics hold no stock
@@ -121,8 +130,69 @@ def _load_catalog_and_stock(uow: UnitOfWork, site_ids: dict[str, int]) -> None:
                 # A few lots close to expiry, so the near-expiry views have something to show.
                 days = rng.choice([20, 45, 80, 200, 400, 700])
                 receive_stock(uow, site_id, drug_id, f"{site_code[-3:]}-{drug_id:03d}-{n}",
-                              today + timedelta(days=days), rng.choice([20, 50, 100, 200, 500]),
+                              today + timedelta(days=days), rng.choice([40, 80, 150, 300]),
                               reason_code="opening_balance")
+    return {row[0]: drug_id for row, drug_id in zip(DEMO_DRUGS, drugs, strict=True)}
+
+
+HISTORY_DAYS = 45
+HISTORY_STEP_DAYS = 7  # one dispensing entry per site and drug every few days keeps the demo quick to load
+HISTORY_DRUGS = ("AMX250", "AML5", "MTF500", "ATV20", "ASP100", "VAL80", "OME20", "EUT50")
+
+
+def _load_dispensing_history(factory: Any, consortium_id: int, site_ids: dict[str, int],
+                             drug_ids: dict[str, int]) -> None:
+    """What the sites dispensed over the last weeks, so that forecasts and plans have a ledger to read."""
+    rng = random.Random(7)
+    usage = {(site, code): rng.choice([1, 2, 4, 8]) * (3 if site in ("XH-LEAD", "XH-H2", "XH-H3") else 1)
+             for site in site_ids for code in HISTORY_DRUGS}
+    now = UnitOfWork(factory, SYSTEM).now()
+    with factory() as session:
+        stocked = set(session.execute(select(Lot.site_id, Lot.drug_id).distinct()).all())
+    for back in range(HISTORY_DAYS, 0, -HISTORY_STEP_DAYS):
+        uow = UnitOfWork(factory, system_for(consortium_id), FixedClock(now - timedelta(days=back)))
+        with uow:
+            for site, site_id in site_ids.items():
+                for code in HISTORY_DRUGS:
+                    if (site_id, drug_ids[code]) not in stocked:
+                        continue
+                    units = usage[(site, code)] * HISTORY_STEP_DAYS + rng.randint(0, 3)
+                    savepoint = uow.session.begin_nested()
+                    try:
+                        dispense_stock(uow, site_id, drug_ids[code], units, uow.today(),
+                                       Cause(CauseType.PRESCRIPTION, f"history-{back}-{site}-{code}"))
+                        savepoint.commit()
+                    except OutOfStock:
+                        savepoint.rollback()  # the site does not stock it, or ran out
+            uow.commit()
+
+
+# supplier code, name, price factor, minimum order packs, lead time days, sites it delivers to (None: all)
+DEMO_SUPPLIERS = [
+    ("HDYY", "华东医药股份有限公司", 1.00, 0, 1, None),
+    ("JZT", "九州通医药集团", 0.93, 40, 2, None),
+    ("YTYY", "英特药业", 0.88, 100, 4, ("XH-LEAD", "XH-H2", "XH-H3")),
+]
+DEMO_PACK_PRICES = {"AMX250": 9.8, "AMX250-B": 14.2, "AML5": 31.5, "MTF500": 18.6, "ATV20": 24.9, "ASP100": 15.3,
+                    "CLP75": 19.8, "VAL80": 36.0, "MET47": 22.4, "OME20": 12.7, "RIV10": 41.0, "INS-G": 168.0,
+                    "DZP2.5": 6.5, "LEV0.5": 11.9, "EUT50": 27.0}
+
+
+def _load_offers(uow: UnitOfWork, drug_ids: dict[str, int]) -> None:
+    today = uow.today()
+    for code, name, factor, minimum, lead, sites in DEMO_SUPPLIERS:
+        supplier = create_supplier(uow, code, name)
+        for drug_code, drug_id in drug_ids.items():
+            price = DEMO_PACK_PRICES[drug_code] * factor
+            tiers = [{"min_packs": minimum, "price_per_pack": round(price, 2)},
+                     {"min_packs": max(minimum, 0) + 60, "price_per_pack": round(price * 0.92, 2)}]
+            create_offer(uow, {
+                "supplier_id": supplier.id, "drug_id": drug_id, "pack_size": next(
+                    d[6] for d in DEMO_DRUGS if d[0] == drug_code), "tiers": tiers, "lead_time_days": lead,
+                "capacity_packs": None, "order_cost": 15.0 if minimum else 0.0,
+                "default_delivery_cost": None if sites else 0.3,
+                "delivery_costs": {site: 0.2 for site in sites} if sites else {},
+                "valid_from": today - timedelta(days=30), "valid_until": today + timedelta(days=335)})
 
 
 DEMO_PRESCRIPTIONS = [
