@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from flask import Flask
@@ -15,7 +16,8 @@ from pharmacy.errors import register_error_handlers
 
 def create_app(config: dict[str, Any] | None = None) -> Flask:
     """Build the application: settings, database, API, error handlers, command line."""
-    app = Flask(__name__, instance_relative_config=True)
+    # PHARMACY_INSTANCE_PATH moves the instance folder (SQLite file, scheduler lock) out of the source tree.
+    app = Flask(__name__, instance_relative_config=True, instance_path=os.environ.get("PHARMACY_INSTANCE_PATH"))
     app.config.update(load_config(app.instance_path))
     if config:
         app.config.update(config)
@@ -29,8 +31,6 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         }
     )
     if app.config["DATABASE_URL"].startswith("sqlite:///") and ":memory:" not in app.config["DATABASE_URL"]:
-        import os
-
         os.makedirs(app.instance_path, exist_ok=True)
 
     database = Database(app.config["DATABASE_URL"], echo=app.config["SQL_ECHO"])

@@ -236,6 +236,8 @@ def start_scheduler(app: Flask) -> tuple[BaseScheduler, DeploymentLock] | None:
         return None
     scheduler = build_scheduler(app)
     scheduler.start()
+    # Held by the app for the process's life: a lock nobody references is closed, and with it released.
+    app.extensions["scheduler"] = (scheduler, lock)
     return scheduler, lock
 
 

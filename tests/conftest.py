@@ -100,7 +100,7 @@ def client(app: Flask, connection: Connection) -> Any:
 
 
 @pytest.fixture
-def committed_app(tmp_path: Path, database_url: str) -> Iterator[Flask]:
+def committed_app(tmp_path: Path, database_url: str, app: Flask) -> Iterator[Flask]:
     """An app whose transactions really commit (for races and jobs); emptied afterwards."""
     url = database_url if POSTGRES else "sqlite:///" + str(tmp_path / "committed.sqlite3")
     application = create_app({"DATABASE_URL": url, "TESTING": True, "SECRET_KEY": "test", **TEST_CONFIG})

@@ -503,10 +503,11 @@ def resume_awaiting(uow: UnitOfWork, site_id: int, drug_ids: Sequence[int]) -> l
     that can now be filled whole gets its stock reserved and goes back to the worklist. Joins the caller's
     transaction; returns the prescriptions moved on."""
     waiting = uow.session.scalars(
-        select(Prescription).join(PrescriptionItem, PrescriptionItem.prescription_id == Prescription.id)
-        .where(Prescription.status == Status.AWAITING_STOCK.value, Prescription.pharmacy_site_id == site_id,
-               PrescriptionItem.drug_id.in_(list(drug_ids)))
-        .distinct().order_by(Prescription.id)).all()
+        select(Prescription).where(
+            Prescription.status == Status.AWAITING_STOCK.value, Prescription.pharmacy_site_id == site_id,
+            Prescription.id.in_(select(PrescriptionItem.prescription_id)
+                                .where(PrescriptionItem.drug_id.in_(list(drug_ids)))))
+        .order_by(Prescription.id).with_for_update().execution_options(populate_existing=True)).all()
     moved = []
     for rx in waiting:
         savepoint = uow.session.begin_nested()
