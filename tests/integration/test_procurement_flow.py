@@ -46,8 +46,8 @@ def _offers(client, world: World, drugs: list[dict]) -> None:
     supplier = client.post("/api/suppliers", json={"code": "S1", "name": "华东医药"}, headers=headers).get_json()
     cheap = client.post("/api/suppliers", json={"code": "S2", "name": "九州通"}, headers=headers).get_json()
     for drug in drugs:
-        for who, tiers, extra in ((supplier, [{"min_packs": 0, "price_per_pack": 30.0},
-                                              {"min_packs": 10, "price_per_pack": 27.0}], {"default_delivery_cost": 0.6}),
+        two_tiers = [{"min_packs": 0, "price_per_pack": 30.0}, {"min_packs": 10, "price_per_pack": 27.0}]
+        for who, tiers, extra in ((supplier, two_tiers, {"default_delivery_cost": 0.6}),
                                   (cheap, [{"min_packs": 15, "price_per_pack": 25.0}], {"order_cost": 12.0})):
             response = client.post("/api/offers", headers=headers, json={
                 "supplier_id": who["id"], "drug_id": drug["id"], "pack_size": drug["pack_size"], "tiers": tiers,
@@ -70,7 +70,7 @@ def test_a_month_is_dispensed_planned_approved_and_received_and_stock_ledger_and
 
         # A month of prescriptions, nominated to C1 or C2, dispensed and handed over.
         number = 0
-        for day in range(30):
+        for _day in range(30):
             for site, items in (("C1", [("AML5", 14), ("MTF500", 10)]), ("C2", [("MTF500", 16)])):
                 number += 1
                 body = rx(f"RX-M{number}", items=[{"drug_code": c, "quantity": q, "supply_days": 7} for c, q in items],
