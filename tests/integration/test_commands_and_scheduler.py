@@ -58,6 +58,13 @@ def test_demo_loads_a_consortium_once_with_keys_that_work(committed_app):
     assert stock and all(row["on_hand"] > 0 for row in stock)
     routed = client.get("/api/prescriptions", headers={"Authorization": f"Bearer {admin}"}).get_json()
     assert len(routed) == 4 and all(p["status"] in ("routed", "awaiting_stock") for p in routed)
+    # The demo is ready to plan: the command line runs a plan against its history and offers.
+    planned = run(committed_app, "plan", "--consortium", "XH-1PLUSX", "--history", "45", "--time-limit", "20")
+    assert planned.exit_code == 0, planned.output
+    assert "site by site" in planned.output and "saving:" in planned.output
+    runs = client.get("/api/plan-runs", headers={"Authorization": f"Bearer {keys[1].key}"}).get_json()
+    assert [(r["trigger"], r["status"]) for r in runs] == [("command", "succeeded")]
+
     checked = run(committed_app, "check-ledger")
     assert checked.exit_code == 0 and "ledger consistent" in checked.output
 
@@ -106,3 +113,22 @@ def test_a_failing_job_is_recorded_as_failed_with_its_error(committed_app):
     with database.session_factory() as session:
         run = session.scalars(select(JobRun).where(JobRun.job_id == "test.broken")).one()
     assert run.outcome == "failed" and "supplier feed unreachable" in run.detail
+
+
+def test_offers_are_imported_from_the_command_line_and_bad_files_say_where(committed_app, tmp_path):
+    assert run(committed_app, "create-consortium", "CY", "城东医联体").exit_code == 0
+    key = run(committed_app, "create-key", "--consortium", "CY", "--role", "admin").output.strip()
+    client = committed_app.test_client()
+    client.post("/api/drugs", headers={"Authorization": f"Bearer {key}"}, json={
+        "code": "AML5", "generic_name": "氨氯地平片", "dosage_form": "tablet", "strength_amount": "5",
+        "strength_unit": "mg", "dispensing_unit": "tablet", "pack_size": 28})
+    good = tmp_path / "offers.csv"
+    good.write_text("supplier_code,supplier_name,drug_code,pack_size,tiers,valid_from,valid_until\n"
+                    "S1,华东医药,AML5,28,0:30;20:27,2026-11-01,2027-10-31\n", encoding="utf-8")
+    imported = run(committed_app, "import-offers", "--consortium", "CY", str(good))
+    assert imported.exit_code == 0 and "1 created" in imported.output, imported.output
+    bad = tmp_path / "bad.csv"
+    bad.write_text("supplier_code,drug_code,pack_size,tiers,valid_from,valid_until\n"
+                   "S1,AML5,28,0:30;20:35,2026-11-01,2027-10-31\n", encoding="utf-8")
+    refused = run(committed_app, "import-offers", "--consortium", "CY", str(bad))
+    assert refused.exit_code != 0 and "line 2, tiers" in refused.output
