@@ -42,6 +42,9 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     auth.init_app(app)
     _register_blueprints(api)
     _plan_runner(app, database)
+    from pharmacy.web import init_web
+
+    init_web(app)
     if app.config.get("RUN_SCHEDULER"):
         from pharmacy.scheduler import start_scheduler_when_free
 

@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 from flask import Flask, current_app, g, request
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from pharmacy.errors import Forbidden, Unauthorized
@@ -62,7 +63,7 @@ def _credentials() -> tuple[str, str] | None:
 
 def authenticate() -> Principal:
     """Resolve the request's credentials to a principal, or raise Unauthorized."""
-    from pharmacy.accounts.models import ApiKey, User
+    from pharmacy.accounts.models import ApiKey
 
     creds = _credentials()
     if creds is None:
@@ -77,10 +78,22 @@ def authenticate() -> Principal:
                 raise Unauthorized("unknown or revoked API key")
             return Principal("api_key", key.id, key.name, Role(key.role), key.consortium_id, key.site_id)
         username, _, password = secret.partition(":")
-        user = session.scalars(select(User).where(User.username == username)).first()
-        if user is None or not user.active or not password_matches(user.password_hash, password):
-            raise Unauthorized("wrong username or password")
-        return Principal("user", user.id, user.username, Role(user.role), user.consortium_id, user.site_id)
+        return verify_user(session, username, password)
+
+
+def verify_user(session: Session, username: str, password: str) -> Principal:
+    """A person's principal, if the username and password match an active account (the API's HTTP Basic and
+    the pages' sign-in both come here)."""
+    from pharmacy.accounts.models import User
+
+    user = session.scalars(select(User).where(User.username == username)).first()
+    if user is None or not user.active or not password_matches(user.password_hash, password):
+        raise Unauthorized("wrong username or password")
+    return user_principal(user)
+
+
+def user_principal(user: Any) -> Principal:
+    return Principal("user", user.id, user.username, Role(user.role), user.consortium_id, user.site_id)
 
 
 def current_principal() -> Principal:

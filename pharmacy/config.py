@@ -36,6 +36,11 @@ def load_config(instance_path: str) -> dict[str, Any]:
         "DATABASE_URL": database_url,
         "SECRET_KEY": os.environ.get("SECRET_KEY") or secrets.token_hex(32),
         "SQL_ECHO": os.environ.get("SQL_ECHO") == "1",
+        # The pages' sign-in cookie: never readable by scripts, not sent on cross-site posts, and only over
+        # HTTPS when the deployment says it serves HTTPS.
+        "SESSION_COOKIE_HTTPONLY": True,
+        "SESSION_COOKIE_SAMESITE": "Lax",
+        "SESSION_COOKIE_SECURE": os.environ.get("PHARMACY_SECURE_COOKIES") == "1",
         "DEFAULT_PAGE_SIZE": _int("PHARMACY_PAGE_SIZE", 50),
         "MAX_PAGE_SIZE": _int("PHARMACY_MAX_PAGE_SIZE", 500),
         "NEAR_EXPIRY_DAYS": _int("PHARMACY_NEAR_EXPIRY_DAYS", 90),

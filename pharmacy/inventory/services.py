@@ -201,6 +201,12 @@ def _held(uow: UnitOfWork, cause: Cause, site_id: int | None = None, drug_id: in
     return list(uow.session.scalars(stmt.order_by(Reservation.lot_id).execution_options(populate_existing=True)))
 
 
+def held_for(uow: UnitOfWork, cause: Cause) -> list[tuple[Reservation, Lot]]:
+    """Stock held for a cause, lot by lot (first-expiry first-out order): what a dispense would take."""
+    with uow:
+        return [(r, uow.get(Lot, r.lot_id)) for r in sorted(_held(uow, cause), key=lambda r: r.lot_id)]
+
+
 def _lock(uow: UnitOfWork, lot_ids: Sequence[int]) -> dict[int, Lot]:
     if not lot_ids:
         return {}

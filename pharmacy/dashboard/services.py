@@ -1,0 +1,95 @@
+"""Figures for the consortium dashboard, read from the same tables the services write."""
+
+from __future__ import annotations
+
+import statistics
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+
+from sqlalchemy import func, select
+
+from pharmacy.consortium.domain import GRASSROOTS_KINDS
+from pharmacy.consortium.models import Site
+from pharmacy.inventory.domain import MovementKind
+from pharmacy.inventory.models import Lot, Movement
+from pharmacy.prescriptions.models import Dispense, Prescription, Shortage
+from pharmacy.procurement.domain import PlanStatus, base_unit_price
+from pharmacy.procurement.models import PlanRun
+from pharmacy.procurement.services import valid_offers
+from pharmacy.unit_of_work import UnitOfWork
+
+FILLED = ("dispensed", "scheduled", "completed")
+CLOSED = (*FILLED, "rejected", "cancelled", "expired")
+
+
+@dataclass
+class Dashboard:
+    grassroots_share: float | None  # of prescriptions dispensed, the share dispensed at grassroots sites
+    fill_rate: float | None  # of prescriptions closed, the share filled
+    hours_to_hand_over: float | None  # median, from routing to hand-over
+    shortages_30_days: int  # units the consortium could not supply, recorded in the last 30 days
+    near_expiry_value: float  # yuan of stock expiring within the near-expiry window
+    waste_value_90_days: float  # yuan written off as expired in the last 90 days
+    savings: list[tuple[str, float]] = field(default_factory=list)  # approved plans: (date, saving)
+    near_expiry_by_site: list[tuple[str, float]] = field(default_factory=list)
+    dispensed_by_kind: dict[str, int] = field(default_factory=dict)
+
+
+def consortium_dashboard(uow: UnitOfWork, near_expiry_days: int) -> Dashboard:
+    """The dashboard's figures for the principal's consortium."""
+    with uow:
+        today = uow.today()
+        kinds = dict(uow.session.execute(select(Site.id, Site.kind)).all())
+        codes = dict(uow.session.execute(select(Site.id, Site.code)).all())
+        dispensed_at = dict(uow.session.execute(
+            select(Dispense.prescription_id, func.min(Dispense.site_id)).group_by(Dispense.prescription_id)).all())
+        by_kind: dict[str, int] = defaultdict(int)
+        for site_id in dispensed_at.values():
+            by_kind[kinds.get(site_id, "?")] += 1
+        grassroots = sum(n for kind, n in by_kind.items() if kind in {k.value for k in GRASSROOTS_KINDS})
+        statuses = dict(uow.session.execute(select(Prescription.status, func.count()).group_by(Prescription.status))
+                        .all())
+        closed = sum(statuses.get(s, 0) for s in CLOSED)
+        filled = sum(statuses.get(s, 0) for s in FILLED)
+        spans = [(handed - created).total_seconds() / 3600 for created, handed in uow.session.execute(
+            select(Prescription.created_at, func.min(Dispense.handed_over_at))
+            .join(Dispense, Dispense.prescription_id == Prescription.id)
+            .where(Dispense.handed_over_at.is_not(None)).group_by(Prescription.id, Prescription.created_at)).all()
+            if handed is not None]
+        shortages = uow.session.scalar(select(func.coalesce(func.sum(Shortage.quantity), 0)).where(
+            Shortage.created_at >= uow.now() - timedelta(days=30))) or 0
+        prices: dict[int, float] = {}
+        for offer, _ in valid_offers(uow, today):
+            price = base_unit_price(offer.tiers, offer.pack_size)
+            prices[offer.drug_id] = min(prices.get(offer.drug_id, price), price)
+        near_by_site: dict[str, float] = defaultdict(float)
+        for site_id, drug_id, quantity in uow.session.execute(
+                select(Lot.site_id, Lot.drug_id, Lot.quantity).where(
+                    Lot.quantity > 0, Lot.expiry_date <= today + timedelta(days=near_expiry_days))).all():
+            near_by_site[codes.get(site_id, str(site_id))] += quantity * prices.get(drug_id, 0.0)
+        wasted = uow.session.execute(select(Movement.drug_id, func.sum(Movement.quantity)).where(
+            Movement.kind == MovementKind.EXPIRY_WRITE_OFF.value, Movement.at >= uow.now() - timedelta(days=90))
+            .group_by(Movement.drug_id)).all()
+        savings = []
+        for approved_at, result in uow.session.execute(
+                select(PlanRun.approved_at, PlanRun.result).where(PlanRun.status == PlanStatus.APPROVED.value)
+                .order_by(PlanRun.approved_at)).all():
+            saving = (result or {}).get("summary", {}).get("saving")
+            if approved_at is not None and saving is not None:
+                savings.append((_day(approved_at.date()), float(saving)))
+        return Dashboard(
+            grassroots_share=grassroots / len(dispensed_at) if dispensed_at else None,
+            fill_rate=filled / closed if closed else None,
+            hours_to_hand_over=statistics.median(spans) if spans else None,
+            shortages_30_days=int(shortages),
+            near_expiry_value=round(sum(near_by_site.values()), 2),
+            waste_value_90_days=round(sum(-q * prices.get(d, 0.0) for d, q in wasted), 2),
+            savings=savings,
+            near_expiry_by_site=sorted(((s, round(v, 2)) for s, v in near_by_site.items() if v), key=lambda x: -x[1]),
+            dispensed_by_kind=dict(by_kind),
+        )
+
+
+def _day(day: date) -> str:
+    return day.isoformat()

@@ -1,0 +1,423 @@
+"""The pages. Each view parses its form, calls a service (the same ones the API calls) and renders; no
+business rule lives here. A refused action is shown on the page it came from, with the service's reason."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import date, timedelta
+from functools import wraps
+from typing import Any, TypeVar
+
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    flash,
+    g,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
+from flask.typing import ResponseReturnValue
+from flask_babel import gettext as _
+from flask_wtf.csrf import CSRFError
+from sqlalchemy import select
+
+from pharmacy.api import current_clock
+from pharmacy.auth import user_principal, verify_user
+from pharmacy.catalog.models import Drug
+from pharmacy.consortium.models import Site
+from pharmacy.dashboard.services import consortium_dashboard
+from pharmacy.errors import DomainError, Forbidden, NotFound, Unauthorized
+from pharmacy.inventory.domain import CauseType
+from pharmacy.inventory.services import Cause, CountLine, LotChoice, held_for, list_lots, record_stocktake
+from pharmacy.pagination import PageRequest
+from pharmacy.prescriptions import services as rx_services
+from pharmacy.prescriptions.domain import REJECT_REASONS, RETURN_REASONS, Status
+from pharmacy.principal import Principal, Role
+from pharmacy.procurement import plan_runs
+from pharmacy.procurement import services as procurement
+from pharmacy.unit_of_work import UnitOfWork
+from pharmacy.web import LANGUAGES, csrf
+
+web = Blueprint("web", __name__, template_folder="templates", static_folder="static",
+                static_url_path="/static/web")
+
+F = TypeVar("F", bound=Callable[..., Any])
+PUBLIC_ENDPOINTS = {"web.login", "web.static", "web.language"}
+ALL = PageRequest(1, 500)
+
+
+def uow() -> UnitOfWork:
+    return UnitOfWork(current_app.extensions["pharmacy_db"].session_factory, g.principal, current_clock())
+
+
+def me() -> Principal:
+    return g.principal
+
+
+@web.before_request
+def _signed_in() -> ResponseReturnValue | None:
+    if request.method == "POST":
+        csrf.protect()  # every form of the pages carries its token; a post without it is refused
+    if request.endpoint in PUBLIC_ENDPOINTS:
+        return None
+    user_id = session.get("user_id")
+    if user_id is None:
+        return redirect(url_for("web.login", next=request.path))
+    from pharmacy.accounts.models import User
+
+    with current_app.extensions["pharmacy_db"].session_factory() as db:
+        user = db.get(User, user_id)
+        if user is None or not user.active:
+            session.clear()
+            return redirect(url_for("web.login"))
+        g.principal = user_principal(user)
+        g.display_name = user.display_name or user.username
+        site = db.get(Site, user.site_id) if user.site_id else None
+        g.site_name = site.name if site else ""
+    return None
+
+
+def roles(*allowed: Role) -> Callable[[F], F]:
+    def decorate(view: F) -> F:
+        @wraps(view)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            if me().role not in allowed:
+                abort(403)
+            return view(*args, **kwargs)
+
+        return wrapper  # type: ignore[return-value]
+
+    return decorate
+
+
+def back(default: str) -> ResponseReturnValue:
+    return redirect(request.form.get("back") or default)
+
+
+def attempt(action: Callable[[], Any], success: str, default: str) -> ResponseReturnValue:
+    """Run a service; say what happened; a refusal is shown with the service's own reason."""
+    try:
+        action()
+    except DomainError as error:
+        flash(error.message, "error")
+        return back(default)
+    flash(success, "ok")
+    return back(default)
+
+
+@web.errorhandler(CSRFError)
+def _no_token(error: CSRFError) -> ResponseReturnValue:
+    message = _("The form was refused: it did not carry a valid security token. Reload the page and try again.")
+    return render_template("error.html", message=message, status=400), 400
+
+
+@web.errorhandler(NotFound)
+@web.errorhandler(Forbidden)
+def _not_here(error: DomainError) -> ResponseReturnValue:
+    status = 404 if isinstance(error, NotFound) else 403
+    return render_template("error.html", message=error.message, status=status), status
+
+
+@web.app_errorhandler(403)
+def _forbidden_page(error: Any) -> ResponseReturnValue:
+    if request.blueprint != "web":
+        from pharmacy.errors import problem
+
+        return problem(403, "forbidden")
+    return render_template("error.html", message=_("Your role may not open this page."), status=403), 403
+
+
+# Signing in ---------------------------------------------------------------------------------------------
+
+@web.route("/login", methods=["GET", "POST"])
+def login() -> ResponseReturnValue:
+    if request.method == "POST":
+        try:
+            with current_app.extensions["pharmacy_db"].session_factory() as db:
+                principal = verify_user(db, request.form.get("username", ""), request.form.get("password", ""))
+        except Unauthorized:
+            flash(_("Wrong username or password."), "error")
+            return render_template("login.html"), 401
+        session.clear()  # a new session on sign-in: no fixation
+        session["user_id"] = principal.account_id
+        session.permanent = False
+        target = request.args.get("next") or ""
+        return redirect(target if target.startswith("/") and not target.startswith("//") else url_for("web.home"))
+    return render_template("login.html")
+
+
+@web.route("/logout", methods=["POST"])
+def logout() -> ResponseReturnValue:
+    lang = session.get("lang")
+    session.clear()
+    if lang:
+        session["lang"] = lang
+    return redirect(url_for("web.login"))
+
+
+@web.route("/lang/<code>")
+def language(code: str) -> ResponseReturnValue:
+    if code in LANGUAGES:
+        session["lang"] = code
+    target = request.args.get("next") or "/"
+    return redirect(target if target.startswith("/") and not target.startswith("//") else "/")
+
+
+@web.route("/")
+def home() -> ResponseReturnValue:
+    role = me().role
+    if role is Role.PHARMACIST:
+        return redirect(url_for("web.worklist"))
+    if role is Role.PROCUREMENT:
+        return redirect(url_for("web.plans"))
+    return redirect(url_for("web.dashboard"))
+
+
+# Pharmacist ---------------------------------------------------------------------------------------------
+
+WORKLIST_STATUSES = [s.value for s in (Status.ROUTED, Status.ACCEPTED, Status.PREPARED, Status.PARTIALLY_DISPENSED,
+                                       Status.DISPENSED, Status.AWAITING_STOCK, Status.SCHEDULED)]
+
+
+@web.route("/worklist")
+@roles(Role.PHARMACIST)
+def worklist() -> ResponseReturnValue:
+    status = request.args.get("status") or Status.ROUTED.value
+    counts = rx_services.worklist_counts(uow())
+    page = rx_services.list_prescriptions(uow(), ALL, status=status)
+    return render_template("worklist.html", counts=counts, statuses=WORKLIST_STATUSES, status=status,
+                           prescriptions=page.items)
+
+
+@web.route("/prescriptions/<int:rx_id>")
+@roles(Role.PHARMACIST, Role.ADMIN)
+def prescription(rx_id: int) -> ResponseReturnValue:
+    view = rx_services.get_prescription(uow(), rx_id)
+    rx = view.prescription
+    held = held_for(uow(), Cause(CauseType.PRESCRIPTION, str(rx.id)))
+    other_lots: dict[int, list[Any]] = {}
+    if rx.pharmacy_site_id is not None:
+        for item in view.items:
+            other_lots[item.id] = list_lots(uow(), ALL, site_id=rx.pharmacy_site_id, drug_id=item.drug_id).items
+    return render_template("prescription.html", view=view, rx=rx, held=held, other_lots=other_lots,
+                           reject_reasons=sorted(REJECT_REASONS), return_reasons=sorted(RETURN_REASONS))
+
+
+@web.route("/prescriptions/<int:rx_id>/<action>", methods=["POST"])
+@roles(Role.PHARMACIST)
+def prescription_action(rx_id: int, action: str) -> ResponseReturnValue:
+    here = url_for("web.prescription", rx_id=rx_id)
+    form = request.form
+    actions: dict[str, Callable[[], Any]] = {
+        "accept": lambda: rx_services.accept(uow(), rx_id),
+        "reject": lambda: rx_services.reject(uow(), rx_id, form.get("reason_code", ""), form.get("note", "")),
+        "return": lambda: rx_services.return_prescription(uow(), rx_id, form.get("reason_code", ""),
+                                                          form.get("note", "")),
+        "prepare": lambda: rx_services.prepare(uow(), rx_id),
+        "dispense": lambda: rx_services.dispense(uow(), rx_id, _dispense_lines(rx_id)),
+        "hand-over": lambda: rx_services.hand_over(uow(), rx_id),
+    }
+    if action not in actions:
+        abort(404)
+    return attempt(actions[action], _("Done: %(action)s", action=_(action)), here)
+
+
+def _dispense_lines(rx_id: int) -> list[rx_services.DispenseLine]:
+    """The dispense form: lots pre-filled first-expiry first-out; changed quantities go with a reason."""
+    form = request.form
+    lines = []
+    for item_id in sorted({int(k.split("-")[1]) for k in form if k.startswith("lot-")}):
+        chosen = tuple(LotChoice(int(k.split("-")[2]), int(v)) for k, v in form.items()
+                       if k.startswith(f"lot-{item_id}-") and v.strip() and int(v) > 0)
+        changed = form.get(f"changed-{item_id}") == "1"
+        lines.append(rx_services.DispenseLine(item_id, quantity=sum(c.quantity for c in chosen) or None,
+                                              lots=chosen if changed else (),
+                                              lot_reason=form.get(f"reason-{item_id}", "")))
+    return lines
+
+
+@web.route("/receiving")
+@roles(Role.PHARMACIST)
+def receiving() -> ResponseReturnValue:
+    site_id = me().site_id
+    transfers = procurement.list_transfer_orders(uow(), ALL).items
+    orders = [procurement.get_purchase_order(uow(), o.id)
+              for o in procurement.list_purchase_orders(uow(), ALL).items if o.status in ("open", "partially_received")]
+    details = {t.id: procurement.get_transfer_order(uow(), t.id) for t in transfers
+               if t.status in ("requested", "shipped", "partially_received")}
+    return render_template("receiving.html", transfers=[t for t in transfers if t.id in details], details=details,
+                           orders=orders, site_id=site_id, drugs=_drug_names(), today=uow().today())
+
+
+@web.route("/transfers/<int:order_id>/<action>", methods=["POST"])
+@roles(Role.PHARMACIST)
+def transfer_action(order_id: int, action: str) -> ResponseReturnValue:
+    actions: dict[str, Callable[[], Any]] = {
+        "ship": lambda: procurement.ship_transfer(uow(), order_id),
+        "receive": lambda: procurement.receive_transfer(uow(), order_id),
+    }
+    if action not in actions:
+        abort(404)
+    return attempt(actions[action], _("Done: %(action)s", action=_(action)), url_for("web.receiving"))
+
+
+@web.route("/purchase-orders/<int:order_id>/receive", methods=["POST"])
+@roles(Role.PHARMACIST)
+def receive_order(order_id: int) -> ResponseReturnValue:
+    form = request.form
+    lines = []
+    for key in form:
+        if key.startswith("qty-") and form[key].strip() and int(form[key]) > 0:
+            drug_id = int(key.split("-")[1])
+            lines.append(procurement.ReceiptLine(drug_id, form.get(f"lot-{drug_id}", "").strip(),
+                                                 date.fromisoformat(form.get(f"expiry-{drug_id}") or "1970-01-01"),
+                                                 int(form[key])))
+    return attempt(lambda: procurement.receive_purchase_order(uow(), order_id, me().site_id, lines),  # type: ignore[arg-type]
+                   _("Delivery received"), url_for("web.receiving"))
+
+
+@web.route("/stock")
+@roles(Role.PHARMACIST)
+def stock() -> ResponseReturnValue:
+    lots = list_lots(uow(), ALL, site_id=me().site_id).items
+    near = uow().today() + timedelta(days=int(current_app.config.get("NEAR_EXPIRY_DAYS", 90)))
+    return render_template("stock.html", lots=lots, near=near, today=uow().today(), drugs=_drug_names())
+
+
+@web.route("/stocktake", methods=["GET", "POST"])
+@roles(Role.PHARMACIST)
+def stocktake() -> ResponseReturnValue:
+    if request.method == "POST":
+        lines = [CountLine(int(v), lot_id=int(k.split("-")[1])) for k, v in request.form.items()
+                 if k.startswith("count-") and v.strip()]
+        return attempt(lambda: record_stocktake(uow(), me().site_id, lines,  # type: ignore[arg-type]
+                                                request.form.get("note", "")),
+                       _("Stocktake recorded"), url_for("web.stock"))
+    lots = list_lots(uow(), ALL, site_id=me().site_id).items
+    return render_template("stocktake.html", lots=lots, drugs=_drug_names())
+
+
+def _drug_names() -> dict[int, Drug]:
+    with uow() as work:
+        return {d.id: d for d in work.session.scalars(select(Drug))}
+
+
+# Procurement officer ------------------------------------------------------------------------------------
+
+OFFICERS = (Role.PROCUREMENT, Role.ADMIN)
+
+
+@web.route("/plans", methods=["GET", "POST"])
+@roles(*OFFICERS)
+def plans() -> ResponseReturnValue:
+    if request.method == "POST":
+        if me().role is not Role.PROCUREMENT:
+            abort(403)
+        form = request.form
+        try:
+            budget = float(form["budget"]) if form.get("budget") else None
+            run = plan_runs.start_plan_run(
+                uow(), horizon_days=int(form.get("horizon_days") or 30), budget=budget,
+                history_days=int(form.get("history_days") or 90), solver=form.get("solver") or "highs",
+                on_queued=current_app.extensions["plan_runner"].submit)
+        except (DomainError, ValueError) as error:
+            flash(getattr(error, "message", str(error)), "error")
+            return redirect(url_for("web.plans"))
+        return redirect(url_for("web.plan", run_id=run.id))
+    runs = plan_runs.list_plan_runs(uow(), PageRequest(1, 50)).items
+    return render_template("plans.html", runs=runs)
+
+
+@web.route("/plans/<int:run_id>")
+@roles(*OFFICERS)
+def plan(run_id: int) -> ResponseReturnValue:
+    run = plan_runs.get_plan_run(uow(), run_id)
+    return render_template("plan.html", run=run, **_plan_tables(run_id, run))
+
+
+@web.route("/plans/<int:run_id>/progress")
+@roles(*OFFICERS)
+def plan_progress(run_id: int) -> ResponseReturnValue:
+    run = plan_runs.get_plan_run(uow(), run_id)
+    response = current_app.make_response(render_template("_plan_progress.html", run=run))
+    if run.status not in ("queued", "running"):
+        response.headers["HX-Refresh"] = "true"  # finished: show the whole plan
+    return response
+
+
+SORTS = {"drug": lambda line, names: names[line.drug_id].code, "site": lambda line, names: line.site_id,
+         "packs": lambda line, names: line.packs or 0, "units": lambda line, names: line.units,
+         "cost": lambda line, names: line.cost}
+
+
+def _plan_tables(run_id: int, run: Any) -> dict[str, Any]:
+    if run.status not in ("succeeded", "approved"):
+        return {"purchases": [], "transfers": [], "drugs": {}, "sites": {}, "sort": "cost"}
+    sort = request.args.get("sort", "cost")
+    key = SORTS.get(sort.lstrip("-"), SORTS["cost"])
+    lines = plan_runs.plan_lines(uow(), run_id)
+    drugs = _drug_names()
+    with uow() as work:
+        sites = {s.id: s.code for s in work.session.scalars(select(Site))}
+        suppliers = {s.id: s.name for s in work.session.scalars(select(procurement.Supplier))}
+    ordered = sorted(lines, key=lambda line: key(line, drugs), reverse=sort.startswith("-") or sort == "cost")
+    return {"purchases": [x for x in ordered if x.kind == "purchase"],
+            "transfers": [x for x in ordered if x.kind == "transfer"], "drugs": drugs, "sites": sites,
+            "suppliers": suppliers, "sort": sort}
+
+
+@web.route("/plans/<int:run_id>/lines")
+@roles(*OFFICERS)
+def plan_lines_table(run_id: int) -> ResponseReturnValue:
+    run = plan_runs.get_plan_run(uow(), run_id)
+    return render_template("_plan_lines.html", run=run, **_plan_tables(run_id, run))
+
+
+@web.route("/plans/<int:run_id>/edit", methods=["POST"])
+@roles(Role.PROCUREMENT)
+def plan_edit(run_id: int) -> ResponseReturnValue:
+    form = request.form
+    edits = [plan_runs.PurchaseEdit(int(form["offer_id"]), int(form["site_id"]), int(form["packs"] or 0))]
+    return attempt(lambda: plan_runs.edit_plan(uow(), run_id, edits), _("Plan re-costed"),
+                   url_for("web.plan", run_id=run_id))
+
+
+@web.route("/plans/<int:run_id>/approve", methods=["POST"])
+@roles(Role.PROCUREMENT)
+def plan_approve(run_id: int) -> ResponseReturnValue:
+    return attempt(lambda: plan_runs.approve_plan(uow(), run_id), _("Plan approved: orders created"),
+                   url_for("web.plan", run_id=run_id))
+
+
+@web.route("/suppliers", methods=["GET", "POST"])
+@roles(*OFFICERS)
+def suppliers() -> ResponseReturnValue:
+    if request.method == "POST":
+        upload = request.files.get("file")
+        text = upload.read().decode("utf-8-sig", errors="replace") if upload else ""
+        try:
+            result = procurement.import_offers_csv(uow(), text)
+        except DomainError as error:
+            problems = error.errors if isinstance(error.errors, list) else []
+            flash(error.message + "".join(f" · {p.get('line')}/{p.get('column')}: {p.get('reason')}"
+                                          for p in problems[:10]), "error")
+        else:
+            flash(_("Offers imported: %(created)s new, %(updated)s changed", **result), "ok")
+        return redirect(url_for("web.suppliers"))
+    listed = procurement.list_suppliers(uow(), ALL).items
+    offers = procurement.list_offers(uow(), ALL, valid_on=uow().today()).items
+    return render_template("suppliers.html", suppliers=listed, offers=offers, drugs=_drug_names(),
+                           names={s.id: s.name for s in listed})
+
+
+# Dashboard ----------------------------------------------------------------------------------------------
+
+@web.route("/dashboard")
+@roles(Role.PROCUREMENT, Role.ADMIN, Role.PHARMACIST)
+def dashboard() -> ResponseReturnValue:
+    figures = consortium_dashboard(uow(), int(current_app.config.get("NEAR_EXPIRY_DAYS", 90)))
+    return render_template("dashboard.html", d=figures)

@@ -1,0 +1,107 @@
+"""The pages over HTTP: sign-in, sessions, CSRF, what each role and site may open, and the language."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from pharmacy.accounts.services import create_user
+from pharmacy.principal import Role, system_for
+from pharmacy.unit_of_work import UnitOfWork
+from tests.api.test_prescriptions import rx, send, stock
+from tests.factories import World, add_drug
+
+pytestmark = pytest.mark.usefixtures("clock")
+PASSWORD = "a good password"
+
+
+@pytest.fixture
+def people(client, world: World) -> dict[str, str]:
+    factory = client.application.extensions["pharmacy_db"].session_factory
+    uow = UnitOfWork(factory, system_for(world.a.consortium_id))
+    for username, role, site in (("li", Role.PHARMACIST, "C1"), ("zhao", Role.PHARMACIST, "C2"),
+                                 ("wang", Role.PROCUREMENT, None)):
+        create_user(uow, world.a.consortium_id, username, PASSWORD, role, world.a.sites[site] if site else None)
+    return {"c1": "li", "c2": "zhao", "officer": "wang"}
+
+
+def token(page: str) -> str:
+    found = re.search(r'name="csrf_token" value="([^"]+)"', page)
+    assert found, page[:500]
+    return found.group(1)
+
+
+def sign_in(client, username: str) -> None:
+    form = client.get("/login").get_data(as_text=True)
+    response = client.post("/login", data={"csrf_token": token(form), "username": username, "password": PASSWORD})
+    assert response.status_code == 302, response.get_data(as_text=True)
+
+
+def test_pages_need_a_signed_in_user_and_the_session_cookie_is_httponly_and_samesite(client, people) -> None:
+    assert client.get("/worklist").status_code == 302
+    assert client.get("/worklist").headers["Location"].startswith("/login")
+    form = client.get("/login").get_data(as_text=True)
+    assert "登录" in form  # Chinese by default
+    wrong = client.post("/login", data={"csrf_token": token(form), "username": "li", "password": "nope nope"})
+    assert wrong.status_code == 401 and "用户名或密码错误" in wrong.get_data(as_text=True)
+    right = client.post("/login", data={"csrf_token": token(form), "username": "li", "password": PASSWORD})
+    cookie = right.headers["Set-Cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Lax" in cookie
+    assert client.get("/worklist").status_code == 200
+    page = client.get("/worklist").get_data(as_text=True)
+    client.post("/logout", data={"csrf_token": token(page)})
+    assert client.get("/worklist").status_code == 302
+
+
+def test_a_form_posted_without_its_csrf_token_is_refused_and_changes_nothing(client, world, people) -> None:
+    aml = add_drug(client, world.a, "AML5", pack_size=28)
+    stock(client, world, "C1", aml, "L1", "2027-12-31", 100)
+    created = send(client, world, rx("RX-P1", nominated_pharmacy=world.a.sites["C1"])).get_json()
+    sign_in(client, "li")
+    refused = client.post(f"/prescriptions/{created['id']}/accept", data={})
+    assert refused.status_code == 400 and "安全令牌" in refused.get_data(as_text=True)
+    forged = client.post(f"/prescriptions/{created['id']}/accept", data={"csrf_token": "forged"})
+    assert forged.status_code == 400
+    after = client.get(f"/api/prescriptions/{created['id']}", headers=world.a.headers("pharmacist")).get_json()
+    assert after["status"] == "routed"
+    # The API is not affected: it authenticates every request itself.
+    assert client.post(f"/api/prescriptions/{created['id']}/accept", headers=world.a.headers("pharmacist"),
+                       json={}).status_code == 200
+
+
+def test_a_pharmacist_cannot_open_another_sites_prescription_page(client, world, people) -> None:
+    aml = add_drug(client, world.a, "AML5", pack_size=28)
+    stock(client, world, "C1", aml, "L1", "2027-12-31", 100)
+    created = send(client, world, rx("RX-P2", nominated_pharmacy=world.a.sites["C1"])).get_json()
+    assert created["pharmacy_site_id"] == world.a.sites["C1"]
+    sign_in(client, "zhao")
+    page = client.get(f"/prescriptions/{created['id']}")
+    assert page.status_code == 404 and created["patient"]["ref"] not in page.get_data(as_text=True)
+    client.get("/logout")
+    sign_in(client, "li")
+    mine = client.get(f"/prescriptions/{created['id']}")
+    assert mine.status_code == 200 and "P-7f3a" in mine.get_data(as_text=True)
+
+
+def test_each_role_sees_its_own_pages_and_the_language_switches(client, people) -> None:
+    sign_in(client, "li")
+    assert client.get("/plans").status_code == 403
+    assert client.get("/").headers["Location"].endswith("/worklist")
+    client.get("/lang/en?next=/worklist")
+    assert "Worklist" in client.get("/worklist").get_data(as_text=True)
+    client.get("/lang/zh")
+    assert "处方工作台" in client.get("/worklist").get_data(as_text=True)
+
+
+def test_every_message_of_the_pages_has_a_chinese_translation() -> None:
+    from pathlib import Path
+
+    from babel.messages.pofile import read_po
+
+    path = Path(__file__).resolve().parents[2] / "pharmacy/web/translations/zh/LC_MESSAGES/messages.po"
+    with open(path, "rb") as f:
+        catalog = read_po(f)
+    untranslated = [m.id for m in catalog if m.id and not m.string]
+    assert untranslated == []
+    assert path.with_suffix(".mo").stat().st_mtime >= path.stat().st_mtime - 1  # compiled after the last edit
