@@ -105,3 +105,17 @@ def test_every_message_of_the_pages_has_a_chinese_translation() -> None:
     untranslated = [m.id for m in catalog if m.id and not m.string]
     assert untranslated == []
     assert path.with_suffix(".mo").stat().st_mtime >= path.stat().st_mtime - 1  # compiled after the last edit
+
+
+def test_the_dashboard_counts_where_prescriptions_were_filled(client, world, people) -> None:
+    aml = add_drug(client, world.a, "AML5", pack_size=28)
+    stock(client, world, "C1", aml, "L1", "2027-12-31", 100)
+    created = send(client, world, rx("RX-D1", nominated_pharmacy=world.a.sites["C1"])).get_json()
+    for step in ("accept", "prepare", "dispense", "hand-over"):
+        assert client.post(f"/api/prescriptions/{created['id']}/{step}", headers=world.a.headers("pharmacist"),
+                           json={}).status_code == 200
+    sign_in(client, "wang")
+    page = client.get("/dashboard").get_data(as_text=True)
+    grassroots = re.search(r'id="grassroots">([^<]+)<', page)
+    assert grassroots and grassroots.group(1) == "100.0%"  # C1 is a community health centre
+    assert '"community_health_centre", 1' in page.replace("[", "").replace("]", "")
