@@ -347,6 +347,10 @@ def receive_purchase_order(uow: UnitOfWork, order_id: int, site_id: int, lines: 
         for n, receipt in enumerate(lines):
             drug = drugs.get(receipt.drug_id)
             target = ordered.get(receipt.drug_id)
+            if not receipt.lot_number.strip() or receipt.quantity <= 0:
+                errors.append({"line": n, "field": "lot_number",
+                               "reason": "each line needs the lot number printed on the goods and a positive quantity"})
+                continue
             if target is None:
                 name = drug.code if drug else f"drug {receipt.drug_id}"
                 errors.append({"line": n, "field": "drug_id",

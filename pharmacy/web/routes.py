@@ -105,6 +105,9 @@ def attempt(action: Callable[[], Any], success: str, default: str) -> ResponseRe
     except DomainError as error:
         flash(error.message, "error")
         return back(default)
+    except ValueError:  # a quantity or a date the form could not read: nothing was done
+        flash(_("Please enter whole numbers for quantities and dates as YYYY-MM-DD."), "error")
+        return back(default)
     flash(success, "ok")
     return back(default)
 
@@ -269,14 +272,18 @@ def transfer_action(order_id: int, action: str) -> ResponseReturnValue:
 @roles(Role.PHARMACIST)
 def receive_order(order_id: int) -> ResponseReturnValue:
     form = request.form
-    lines = []
-    for key in form:
-        if key.startswith("qty-") and form[key].strip() and int(form[key]) > 0:
-            drug_id = int(key.split("-")[1])
-            lines.append(procurement.ReceiptLine(drug_id, form.get(f"lot-{drug_id}", "").strip(),
-                                                 date.fromisoformat(form.get(f"expiry-{drug_id}") or "1970-01-01"),
-                                                 int(form[key])))
-    return attempt(lambda: procurement.receive_purchase_order(uow(), order_id, me().site_id, lines),  # type: ignore[arg-type]
+
+    def lines() -> list[procurement.ReceiptLine]:
+        found = []
+        for key in form:
+            if key.startswith("qty-") and form[key].strip() and int(form[key]) > 0:
+                drug_id = int(key.split("-")[1])
+                found.append(procurement.ReceiptLine(drug_id, form.get(f"lot-{drug_id}", "").strip(),
+                                                     date.fromisoformat(form.get(f"expiry-{drug_id}", "")),
+                                                     int(form[key])))
+        return found
+
+    return attempt(lambda: procurement.receive_purchase_order(uow(), order_id, me().site_id, lines()),  # type: ignore[arg-type]
                    _("Delivery received"), url_for("web.receiving"))
 
 
@@ -292,9 +299,11 @@ def stock() -> ResponseReturnValue:
 @roles(Role.PHARMACIST)
 def stocktake() -> ResponseReturnValue:
     if request.method == "POST":
-        lines = [CountLine(int(v), lot_id=int(k.split("-")[1])) for k, v in request.form.items()
-                 if k.startswith("count-") and v.strip()]
-        return attempt(lambda: record_stocktake(uow(), me().site_id, lines,  # type: ignore[arg-type]
+        def lines() -> list[CountLine]:
+            return [CountLine(int(v), lot_id=int(k.split("-")[1])) for k, v in request.form.items()
+                    if k.startswith("count-") and v.strip()]
+
+        return attempt(lambda: record_stocktake(uow(), me().site_id, lines(),  # type: ignore[arg-type]
                                                 request.form.get("note", "")),
                        _("Stocktake recorded"), url_for("web.stock"))
     lots = list_lots(uow(), ALL, site_id=me().site_id).items
@@ -381,8 +390,12 @@ def plan_lines_table(run_id: int) -> ResponseReturnValue:
 @roles(Role.PROCUREMENT)
 def plan_edit(run_id: int) -> ResponseReturnValue:
     form = request.form
-    edits = [plan_runs.PurchaseEdit(int(form["offer_id"]), int(form["site_id"]), int(form["packs"] or 0))]
-    return attempt(lambda: plan_runs.edit_plan(uow(), run_id, edits), _("Plan re-costed"),
+
+    def edits() -> list[plan_runs.PurchaseEdit]:
+        return [plan_runs.PurchaseEdit(int(form.get("offer_id", "")), int(form.get("site_id", "")),
+                                       int(form.get("packs") or 0))]
+
+    return attempt(lambda: plan_runs.edit_plan(uow(), run_id, edits()), _("Plan re-costed"),
                    url_for("web.plan", run_id=run_id))
 
 

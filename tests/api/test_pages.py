@@ -119,3 +119,19 @@ def test_the_dashboard_counts_where_prescriptions_were_filled(client, world, peo
     grassroots = re.search(r'id="grassroots">([^<]+)<', page)
     assert grassroots and grassroots.group(1) == "100.0%"  # C1 is a community health centre
     assert '"community_health_centre", 1' in page.replace("[", "").replace("]", "")
+
+
+def test_a_form_with_unreadable_numbers_is_refused_with_a_message_not_an_error(client, world, people) -> None:
+    aml = add_drug(client, world.a, "AML5", pack_size=28)
+    stock(client, world, "C1", aml, "L1", "2027-12-31", 100)
+    created = send(client, world, rx("RX-F1", nominated_pharmacy=world.a.sites["C1"])).get_json()
+    for step in ("accept", "prepare"):
+        client.post(f"/api/prescriptions/{created['id']}/{step}", headers=world.a.headers("pharmacist"), json={})
+    sign_in(client, "li")
+    page = client.get(f"/prescriptions/{created['id']}").get_data(as_text=True)
+    lot_field = re.search(r'name="(lot-\d+-\d+)"', page).group(1)  # type: ignore[union-attr]
+    posted = client.post(f"/prescriptions/{created['id']}/dispense",
+                         data={"csrf_token": token(page), lot_field: "twenty"}, follow_redirects=True)
+    assert posted.status_code == 200 and "数量请填写整数" in posted.get_data(as_text=True)
+    after = client.get(f"/api/prescriptions/{created['id']}", headers=world.a.headers("pharmacist")).get_json()
+    assert after["status"] == "prepared"
