@@ -489,13 +489,17 @@ def stock_arrived(uow: UnitOfWork, rx_id: int) -> PrescriptionView:
     with uow:
         rx = _load_for_pharmacy(uow, rx_id)
         next_status(Status(rx.status), Action.STOCK_ARRIVED)
-        items = _items(uow, rx)
-        for need in _needs(uow, rx, items):
-            hold_stock(uow, rx.pharmacy_site_id, need.item.drug_id, need.item.quantity,  # type: ignore[arg-type]
-                       need.supply_until, _cause(rx))
+        _reserve_issue(uow, rx)
         _transition(uow, rx, Action.STOCK_ARRIVED, "stock arrived and is reserved")
         uow.commit()
         return _view(uow, rx)
+
+
+def _reserve_issue(uow: UnitOfWork, rx: Prescription) -> None:
+    """Hold every item of the current issue at the prescription's pharmacy (OutOfStock if one is short)."""
+    for need in _needs(uow, rx, _items(uow, rx)):
+        hold_stock(uow, rx.pharmacy_site_id, need.item.drug_id, need.item.quantity,  # type: ignore[arg-type]
+                   need.supply_until, _cause(rx))
 
 
 def resume_awaiting(uow: UnitOfWork, site_id: int, drug_ids: Sequence[int]) -> list[int]:
@@ -512,8 +516,7 @@ def resume_awaiting(uow: UnitOfWork, site_id: int, drug_ids: Sequence[int]) -> l
     for rx in waiting:
         savepoint = uow.session.begin_nested()
         try:
-            for need in _needs(uow, rx, _items(uow, rx)):
-                hold_stock(uow, site_id, need.item.drug_id, need.item.quantity, need.supply_until, _cause(rx))
+            _reserve_issue(uow, rx)
         except OutOfStock:
             savepoint.rollback()  # still short of something: it keeps waiting
             continue
