@@ -246,33 +246,11 @@ def add_drug(prob: pulp.LpProblem, problem: Problem, drug: str, tag: str, *, poo
         cost_terms["shortage"].append((short, penalty))
         _add(prob, [*supply_terms[site], (short, 1.0)], pulp.LpConstraintEQ, demands[site].units,
              f"{tag}_demand_met_{i}")
-        _add_rounding_cut(prob, model, site, short, f"{tag}_whole_packs_{i}")
 
     expired_value = sum(lot.quantity * lot.unit_value for lot in model.expired)
     for kind in ("purchase", "delivery", "order", "transfer", "shortage", "waste"):
         model.costs[kind] = _expr(cost_terms[kind], expired_value if kind == "waste" else 0.0)
     return model
-
-
-def _add_rounding_cut(prob: pulp.LpProblem, model: DrugModel, site: str, short: pulp.LpVariable, name: str) -> None:
-    """Whole packs, said to the LP relaxation up front (a mixed-integer rounding cut).
-
-    With X packs of size p bought for the site and s units from stock or short, p*X + s >= d. Because X is
-    whole, s >= r*(ceil(d/p) - X) with r = d - p*floor(d/p): a site buying one pack fewer than ceil(d/p) must
-    cover r units otherwise. The solver finds such cuts itself, but only after rounds of separation; given
-    here, they cut its root work by about a sixth (measured on 40 city drugs). Only for sites whose offers
-    share one pack size.
-    """
-    bought = [(x, model.offers[offer_id].pack_size) for (offer_id, s), x in model.buy.items() if s == site]
-    if not bought or len({p for _, p in bought}) != 1:
-        return
-    pack, demand = bought[0][1], model.demands[site].units
-    remainder = demand - pack * (demand // pack)
-    if remainder == 0:
-        return
-    others = [(u, 1.0) for (_, s), u in model.use.items() if s == site]
-    _add(prob, [*others, (short, 1.0), *((x, float(remainder)) for x, _ in bought)], pulp.LpConstraintGE,
-         remainder * math.ceil(demand / pack), name)
 
 
 def build_model(problem: Problem, *, pooled: bool = True, transfers: bool = True,
