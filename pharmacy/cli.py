@@ -183,7 +183,10 @@ def _demo(app: Flask) -> None:
         return
     for k in json.loads(keys_file.read_text()):
         where = f" at {k['site']}" if k["site"] else ""
-        click.echo(f"  {k['role']:<12}{where:<12} Authorization: Bearer {k['key']}")
+        if k.get("username"):
+            click.echo(f"  {k['role']:<12}{where:<12} pages: sign in at /login as {k['username']} / {k['key']}")
+        else:
+            click.echo(f"  {k['role']:<12}{where:<12} Authorization: Bearer {k['key']}")
 
 
 @main.command("import-offers")

@@ -4,6 +4,7 @@ weeks of dispensing history, three suppliers' offers, and a few routed prescript
 from __future__ import annotations
 
 import random
+import secrets
 from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
@@ -12,7 +13,7 @@ from typing import Any
 from flask import Flask
 from sqlalchemy import func, select
 
-from pharmacy.accounts.services import create_api_key
+from pharmacy.accounts.services import create_api_key, create_user
 from pharmacy.catalog.services import create_drug
 from pharmacy.clock import FixedClock
 from pharmacy.consortium.models import Consortium
@@ -76,9 +77,12 @@ DEMO_DRUGS: list[tuple[str, str, str, str, str, str, int, bool, str, str, str | 
 
 @dataclass(frozen=True)
 class DemoKey:
+    """An API key to try, or (with ``username``) a person's sign-in for the pages, ``key`` being the password."""
+
     role: str
     site: str | None
     key: str
+    username: str = ""
 
 
 def load_demo(app: Flask) -> list[DemoKey] | None:
@@ -107,6 +111,11 @@ def load_demo(app: Flask) -> list[DemoKey] | None:
         _, plain = create_api_key(uow, consortium.id, f"demo {role.value}", role,
                                   ids[site_code] if site_code else None)
         keys.append(DemoKey(role.value, site_code, plain))
+    for username, name, role, site_code in (("li", "李药师", Role.PHARMACIST, "XH-C01"),
+                                            ("wang", "王采购", Role.PROCUREMENT, None)):
+        password = secrets.token_urlsafe(9)
+        create_user(uow, consortium.id, username, password, role, ids[site_code] if site_code else None, name)
+        keys.append(DemoKey(role.value, site_code, password, username))
     return keys
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 
 from click.testing import CliRunner
 from flask.cli import ScriptInfo
@@ -47,6 +48,14 @@ def test_cli_says_what_is_wrong_instead_of_a_traceback(committed_app):
 def test_demo_loads_a_consortium_once_with_keys_that_work(committed_app):
     keys = load_demo(committed_app)
     assert keys is not None and {k.role for k in keys} == {"admin", "procurement", "prescriber", "pharmacist"}
+    # ...and a pharmacist's and an officer's sign-in for the pages.
+    people = {k.username: k for k in keys if k.username}
+    assert set(people) == {"li", "wang"}
+    pages = committed_app.test_client()
+    form = pages.get("/login").get_data(as_text=True)
+    token = re.search(r'name="csrf_token" value="([^"]+)"', form).group(1)  # type: ignore[union-attr]
+    signed_in = pages.post("/login", data={"csrf_token": token, "username": "li", "password": people["li"].key})
+    assert signed_in.status_code == 302 and pages.get("/worklist").status_code == 200
     client = committed_app.test_client()
     admin = next(k.key for k in keys if k.role == "admin")
     response = client.get("/api/sites?page_size=100", headers={"Authorization": f"Bearer {admin}"})
@@ -62,7 +71,8 @@ def test_demo_loads_a_consortium_once_with_keys_that_work(committed_app):
     planned = run(committed_app, "plan", "--consortium", "XH-1PLUSX", "--history", "45", "--time-limit", "20")
     assert planned.exit_code == 0, planned.output
     assert "site by site" in planned.output and "saving:" in planned.output
-    runs = client.get("/api/plan-runs", headers={"Authorization": f"Bearer {keys[1].key}"}).get_json()
+    officer = next(k.key for k in keys if k.role == "procurement" and not k.username)
+    runs = client.get("/api/plan-runs", headers={"Authorization": f"Bearer {officer}"}).get_json()
     assert [(r["trigger"], r["status"]) for r in runs] == [("command", "succeeded")]
 
     checked = run(committed_app, "check-ledger")
