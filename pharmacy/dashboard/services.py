@@ -14,9 +14,9 @@ from pharmacy.consortium.models import Site
 from pharmacy.inventory.domain import MovementKind
 from pharmacy.inventory.models import Lot, Movement
 from pharmacy.prescriptions.models import Dispense, Prescription, Shortage
-from pharmacy.procurement.domain import PlanStatus, base_unit_price
+from pharmacy.procurement.domain import PlanStatus
 from pharmacy.procurement.models import PlanRun
-from pharmacy.procurement.services import valid_offers
+from pharmacy.procurement.services import cheapest_unit_prices, valid_offers
 from pharmacy.unit_of_work import UnitOfWork
 
 FILLED = ("dispensed", "scheduled", "completed")
@@ -59,10 +59,7 @@ def consortium_dashboard(uow: UnitOfWork, near_expiry_days: int) -> Dashboard:
             if handed is not None]
         shortages = uow.session.scalar(select(func.coalesce(func.sum(Shortage.quantity), 0)).where(
             Shortage.created_at >= uow.now() - timedelta(days=30))) or 0
-        prices: dict[int, float] = {}
-        for offer, _ in valid_offers(uow, today):
-            price = base_unit_price(offer.tiers, offer.pack_size)
-            prices[offer.drug_id] = min(prices.get(offer.drug_id, price), price)
+        prices = cheapest_unit_prices(valid_offers(uow, today))
         near_by_site: dict[str, float] = defaultdict(float)
         for site_id, drug_id, quantity in uow.session.execute(
                 select(Lot.site_id, Lot.drug_id, Lot.quantity).where(

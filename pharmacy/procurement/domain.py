@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import date
 from enum import StrEnum
 from statistics import NormalDist
 
@@ -48,6 +49,16 @@ def forecast(daily_dispensed: Sequence[int], horizon_days: int, service_level: f
 
 
 # Offers -----------------------------------------------------------------------------------------------
+
+def installments_due(next_due: date | None, interval_days: int, remaining: int, until: date) -> int:
+    """How many of a long prescription's ``remaining`` issues, the next on ``next_due`` and then every
+    ``interval_days``, fall due on or before ``until`` (no interval: only the next one can)."""
+    if next_due is None or remaining <= 0 or next_due > until:
+        return 0
+    if interval_days <= 0:
+        return 1
+    return min(remaining, (until - next_due).days // interval_days + 1)
+
 
 def parse_tiers(text: str) -> list[dict[str, float | int]]:
     """``"0:12.50;100:11.80"`` (minimum packs : price per pack; ascending) into checked tiers."""

@@ -96,7 +96,8 @@ class PlanRun(ConsortiumOwned, Base):
     progress_note: Mapped[str] = mapped_column(String(200), default="")
     # The problem exactly as the optimizer saw it, with the map from its ids back to ours: enough to
     # reproduce and explain the plan later, whatever happens to stock and offers meanwhile.
-    inputs: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # The frozen problem can be megabytes: loaded only where it is used, not on every progress poll.
+    inputs: Mapped[dict[str, Any] | None] = mapped_column(JSON, deferred=True)
     result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     error: Mapped[str] = mapped_column(Text, default="")
     edited: Mapped[bool] = mapped_column(Boolean, default=False)

@@ -15,6 +15,7 @@ from datetime import date, timedelta
 from typing import Any
 
 from sqlalchemy import select, update
+from sqlalchemy.orm import defer
 
 from optimizer import Arc, Decisions, Demand, DrugPolicy, Lot, Offer, Plan, PlanningError, Problem, Tier
 from optimizer import evaluate as evaluate_plan
@@ -34,7 +35,6 @@ from pharmacy.principal import SYSTEM, system_for
 from pharmacy.procurement.domain import (
     Place,
     PlanStatus,
-    base_unit_price,
     shortage_penalty,
     transfer_allowed,
 )
@@ -47,7 +47,7 @@ from pharmacy.procurement.models import (
     TransferOrder,
 )
 from pharmacy.procurement.orders import order_number, request_transfer
-from pharmacy.procurement.services import forecast_demand, valid_offers
+from pharmacy.procurement.services import cheapest_unit_prices, forecast_demand, valid_offers
 from pharmacy.unit_of_work import UnitOfWork
 
 log = logging.getLogger(__name__)
@@ -100,9 +100,16 @@ def get_plan_run(uow: UnitOfWork, run_id: int) -> PlanRun:
         return uow.get(PlanRun, run_id, what="plan run")
 
 
+def plan_inputs(uow: UnitOfWork, run_id: int) -> dict[str, Any]:
+    """The problem exactly as the optimizer saw it, with the map back to our ids (empty until frozen)."""
+    with uow:
+        return uow.get(PlanRun, run_id, what="plan run").inputs or {}
+
+
 def list_plan_runs(uow: UnitOfWork, page: PageRequest, *, status: str | None = None) -> Page[PlanRun]:
     with uow:
-        stmt = select(PlanRun).order_by(PlanRun.id.desc())
+        # A list shows settings and progress, never the result.
+        stmt = select(PlanRun).options(defer(PlanRun.result)).order_by(PlanRun.id.desc())
         if status:
             stmt = stmt.where(PlanRun.status == status)
         return fetch_page(uow.session, stmt, page)
@@ -130,10 +137,7 @@ def assemble_problem(uow: UnitOfWork, run: PlanRun, settings: PlanSettings) -> d
         drug_ids = {f.drug_id for f in forecasts if f.forecast.units > 0 and f.site_id in sites}
         drugs = {d.id: d for d in uow.session.scalars(select(Drug).where(Drug.id.in_(sorted(drug_ids))))}
         offers = [(o, s) for o, s in valid_offers(uow, today) if o.drug_id in drugs]
-        unit_price: dict[int, float] = {}
-        for offer, _ in offers:
-            price = base_unit_price(offer.tiers, offer.pack_size)
-            unit_price[offer.drug_id] = min(unit_price.get(offer.drug_id, price), price)
+        unit_price = cheapest_unit_prices(offers)
 
         demands = []
         for f in forecasts:
@@ -245,7 +249,7 @@ def execute_run(database: Database, run_id: int, clock: Clock, settings: PlanSet
                           workers=settings.workers, progress=report)
         with uow:
             run = uow.get(PlanRun, run_id, for_update=True)
-            _store_plan(uow, run, plan, inputs)
+            _store_plan(uow, run, plan, problem, inputs)
             run.status, run.finished_at, run.progress = PlanStatus.SUCCEEDED.value, uow.now(), 1.0
             run.progress_note = f"planned: {plan.status}, gap {100 * (plan.gap or 0):.2f}%"
             uow.commit()
@@ -280,10 +284,9 @@ def _summary(plan: Plan, problem: Problem) -> dict[str, Any]:
     }
 
 
-def _store_plan(uow: UnitOfWork, run: PlanRun, plan: Plan, inputs: dict[str, Any],
+def _store_plan(uow: UnitOfWork, run: PlanRun, plan: Plan, problem: Problem, inputs: dict[str, Any],
                 edited: frozenset[tuple[str, str, str]] = frozenset()) -> None:
     """Write the plan's lines (keeping the ids of lines that stay) and its result beside the baseline."""
-    problem = problem_from_dict(inputs["problem"])
     sites, drugs, suppliers = inputs["sites"], inputs["drugs"], inputs["suppliers"]
     offers = {o.id: o for o in problem.offers}
     code_of_site = {v: k for k, v in sites.items()}
@@ -381,6 +384,8 @@ class PlanRunner:
 
 def _finished_run(uow: UnitOfWork, run_id: int, *, for_update: bool = False) -> PlanRun:
     run = uow.get(PlanRun, run_id, for_update=for_update, what="plan run")
+    if run.status == PlanStatus.APPROVED.value:
+        raise Conflict(f"plan run {run_id} was approved already by {run.approved_by}", {"status": run.status})
     if run.status != PlanStatus.SUCCEEDED.value or run.inputs is None or run.result is None:
         raise Conflict(f"plan run {run_id} is {run.status}: only a finished, unapproved plan can be "
                        "reproduced, edited or approved", {"status": run.status})
@@ -441,7 +446,7 @@ def edit_plan(uow: UnitOfWork, run_id: int, purchases: Sequence[PurchaseEdit] = 
         except PlanningError as error:
             raise ValidationFailed(f"the edited plan cannot be kept: {error}",
                                    [str(v) for v in error.violations] or None) from None
-        _store_plan(uow, run, plan, inputs, frozenset(touched))
+        _store_plan(uow, run, plan, problem, inputs, frozenset(touched))
         run.edited = True
         audit.record(uow.session, "edit", "PlanRun", run.id,
                      f"{len(purchases)} purchase and {len(transfers)} transfer lines edited; plan re-costed to "
@@ -480,10 +485,7 @@ def approve_plan(uow: UnitOfWork, run_id: int) -> Approval:
     orders (one per pair of sites, a line per lot). The run's row lock makes a second, concurrent approval
     wait and then find the plan approved: orders are created once."""
     with uow:
-        run = uow.get(PlanRun, run_id, for_update=True, what="plan run")
-        if run.status == PlanStatus.APPROVED.value:
-            raise Conflict(f"plan run {run_id} was approved already by {run.approved_by}", {"status": run.status})
-        run = _finished_run(uow, run_id)
+        run = _finished_run(uow, run_id, for_update=True)
         assert run.inputs is not None
         horizon_end = date.fromisoformat(run.inputs["as_of"]) + timedelta(days=run.horizon_days)
         lines = list(uow.session.scalars(select(PlanLine).where(PlanLine.run_id == run.id).order_by(PlanLine.id)))

@@ -175,7 +175,7 @@ class PlanRunInputsView(MethodView):
     @blp.response(200, description="the problem exactly as the optimizer saw it, and the map back to our ids")
     def get(self, run_id: int) -> Any:
         """The run's frozen inputs"""
-        return plan_runs.get_plan_run(request_uow(), run_id).inputs or {}
+        return plan_runs.plan_inputs(request_uow(), run_id)
 
 
 @blp.route("/plan-runs/<int:run_id>/lines")

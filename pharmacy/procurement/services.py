@@ -4,7 +4,7 @@ and alerts. Plan runs are in :mod:`pharmacy.procurement.plan_runs`."""
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from typing import Any
@@ -24,7 +24,14 @@ from pharmacy.pagination import Page, PageRequest, fetch_page
 from pharmacy.prescriptions.domain import OPEN_STATUSES, Status
 from pharmacy.prescriptions.models import Prescription, PrescriptionItem
 from pharmacy.prescriptions.services import resume_awaiting
-from pharmacy.procurement.domain import Forecast, check_transfer_action, forecast, received_status
+from pharmacy.procurement.domain import (
+    Forecast,
+    base_unit_price,
+    check_transfer_action,
+    forecast,
+    installments_due,
+    received_status,
+)
 from pharmacy.procurement.models import (
     Alert,
     Offer,
@@ -207,6 +214,16 @@ def valid_offers(uow: UnitOfWork, on: date) -> list[tuple[Offer, Supplier]]:
     return list(latest.values())
 
 
+def cheapest_unit_prices(offers: Iterable[tuple[Offer, Supplier]]) -> dict[int, float]:
+    """Per drug, the lowest base-tier price of a dispensing unit among ``offers``: what a unit of stock is
+    worth when it is wasted, and what a shortage is priced from."""
+    prices: dict[int, float] = {}
+    for offer, _ in offers:
+        price = base_unit_price(offer.tiers, offer.pack_size)
+        prices[offer.drug_id] = min(prices.get(offer.drug_id, price), price)
+    return prices
+
+
 # Forecasts ----------------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -250,15 +267,9 @@ def known_demand(uow: UnitOfWork, horizon_days: int) -> dict[tuple[int, int], in
             known[(rx.pharmacy_site_id, item.drug_id)] += item.quantity
             continue
         # Scheduled: the issues still to come whose due date falls within the horizon.
-        remaining = rx.issues_total - rx.current_issue
-        due, interval = rx.next_due_on, rx.interval_days or 0
-        n = 0
-        while due is not None and n < remaining and due <= end:
-            known[(rx.pharmacy_site_id, item.drug_id)] += item.quantity
-            n += 1
-            if interval <= 0:
-                break
-            due = due + timedelta(days=interval)
+        due = installments_due(rx.next_due_on, rx.interval_days or 0, rx.issues_total - rx.current_issue, end)
+        if due:
+            known[(rx.pharmacy_site_id, item.drug_id)] += due * item.quantity
     return known
 
 

@@ -3,7 +3,7 @@ business rule lives here. A refused action is shown on the page it came from, wi
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import date, timedelta
 from functools import wraps
 from typing import Any, TypeVar
@@ -125,12 +125,8 @@ def _not_here(error: DomainError) -> ResponseReturnValue:
     return render_template("error.html", message=error.message, status=status), status
 
 
-@web.app_errorhandler(403)
+@web.errorhandler(403)
 def _forbidden_page(error: Any) -> ResponseReturnValue:
-    if request.blueprint != "web":
-        from pharmacy.errors import problem
-
-        return problem(403, "forbidden")
     return render_template("error.html", message=_("Your role may not open this page."), status=403), 403
 
 
@@ -253,7 +249,9 @@ def receiving() -> ResponseReturnValue:
     details = {t.id: procurement.get_transfer_order(uow(), t.id) for t in transfers
                if t.status in ("requested", "shipped", "partially_received")}
     return render_template("receiving.html", transfers=[t for t in transfers if t.id in details], details=details,
-                           orders=orders, site_id=site_id, drugs=_drug_names(), today=uow().today())
+                           orders=orders, site_id=site_id, today=uow().today(),
+                           drugs=_drug_names([line.drug_id for d in details.values() for line in d.lines]
+                                             + [line.drug_id for _, lines in orders for line in lines]))
 
 
 @web.route("/transfers/<int:order_id>/<action>", methods=["POST"])
@@ -292,7 +290,8 @@ def receive_order(order_id: int) -> ResponseReturnValue:
 def stock() -> ResponseReturnValue:
     lots = list_lots(uow(), ALL, site_id=me().site_id).items
     near = uow().today() + timedelta(days=int(current_app.config.get("NEAR_EXPIRY_DAYS", 90)))
-    return render_template("stock.html", lots=lots, near=near, today=uow().today(), drugs=_drug_names())
+    return render_template("stock.html", lots=lots, near=near, today=uow().today(),
+                           drugs=_drug_names(lot.drug_id for lot in lots))
 
 
 @web.route("/stocktake", methods=["GET", "POST"])
@@ -307,12 +306,13 @@ def stocktake() -> ResponseReturnValue:
                                                 request.form.get("note", "")),
                        _("Stocktake recorded"), url_for("web.stock"))
     lots = list_lots(uow(), ALL, site_id=me().site_id).items
-    return render_template("stocktake.html", lots=lots, drugs=_drug_names())
+    return render_template("stocktake.html", lots=lots, drugs=_drug_names(lot.drug_id for lot in lots))
 
 
-def _drug_names() -> dict[int, Drug]:
+def _drug_names(ids: Iterable[int]) -> dict[int, Drug]:
+    """The drugs a page names, by id (a page never needs the whole catalog)."""
     with uow() as work:
-        return {d.id: d for d in work.session.scalars(select(Drug))}
+        return {d.id: d for d in work.session.scalars(select(Drug).where(Drug.id.in_(sorted(set(ids)))))}
 
 
 # Procurement officer ------------------------------------------------------------------------------------
@@ -369,7 +369,7 @@ def _plan_tables(run_id: int, run: Any) -> dict[str, Any]:
     sort = request.args.get("sort", "cost")
     key = SORTS.get(sort.lstrip("-"), SORTS["cost"])
     lines = plan_runs.plan_lines(uow(), run_id)
-    drugs = _drug_names()
+    drugs = _drug_names(line.drug_id for line in lines)
     with uow() as work:
         sites = {s.id: s.code for s in work.session.scalars(select(Site))}
         suppliers = {s.id: s.name for s in work.session.scalars(select(procurement.Supplier))}
@@ -423,7 +423,8 @@ def suppliers() -> ResponseReturnValue:
         return redirect(url_for("web.suppliers"))
     listed = procurement.list_suppliers(uow(), ALL).items
     offers = procurement.list_offers(uow(), ALL, valid_on=uow().today()).items
-    return render_template("suppliers.html", suppliers=listed, offers=offers, drugs=_drug_names(),
+    return render_template("suppliers.html", suppliers=listed, offers=offers,
+                           drugs=_drug_names(o.drug_id for o in offers),
                            names={s.id: s.name for s in listed})
 
 
