@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from optimizer import scenarios, solve
+from optimizer import planner, scenarios, solve
+from optimizer.planner import LOOSEST_GAP, _gap_shares, _rough_cost
 from tests.unit.optimizer.checks import assert_feasible
 
 
@@ -26,3 +27,36 @@ def test_a_priced_budget_stays_within_it_and_proves_its_gap(share):
     assert priced.best_bound is not None and priced.best_bound <= exact.objective + 1e-6  # a valid lower bound
     assert priced.objective >= exact.objective - 1e-6  # and never better than the exact optimum
     assert priced.gap is not None and priced.gap >= (priced.objective - exact.objective) / priced.objective - 1e-9
+
+
+def test_small_drugs_get_looser_tolerances_whose_allowances_fit_the_plans_gap():
+    problem = scenarios.consortium(hospitals=2, grassroots=12, drugs=30, seed=5)
+    parts = problem.split_by_drug()
+    shares = _gap_shares(parts, 0.005)
+    costs = [_rough_cost(part) for part in parts]
+    smallest, largest = costs.index(min(costs)), costs.index(max(costs))
+    assert shares[smallest] > shares[largest]
+    assert max(shares) <= LOOSEST_GAP
+    # Each allowance is its drug's share of the gap; together they make at most twice the plan's gap, and the
+    # factor 2 is taken back by tightening after the solve.
+    assert sum(s * c for s, c in zip(shares, costs, strict=True)) <= 2 * 0.005 * sum(costs) + 1e-9
+
+
+@pytest.mark.parametrize("target", [0.002, 0.02])
+def test_the_plan_as_a_whole_proves_the_gap_asked_for(target):
+    problem = scenarios.consortium(hospitals=2, grassroots=12, drugs=30, seed=5)
+    plan = solve(problem, workers=1, baseline=False, gap=target)
+    exact = solve(problem, workers=1, baseline=False, gap=1e-9)
+    assert plan.gap is not None and plan.gap <= target
+    assert plan.best_bound is not None and plan.best_bound <= exact.objective + 1e-6
+    assert exact.objective <= plan.objective <= exact.objective * (1 + target) + 1e-6
+    assert_feasible(problem, plan)
+
+
+def test_drugs_left_too_loose_are_solved_again_until_the_plan_proves_its_gap(monkeypatch):
+    problem = scenarios.consortium(hospitals=2, grassroots=12, drugs=30, seed=5)
+    monkeypatch.setattr(planner, "_gap_shares", lambda parts, gap: [LOOSEST_GAP] * len(parts))
+    seen: list[tuple[int, int]] = []
+    plan = solve(problem, workers=1, baseline=False, gap=0.001, progress=lambda done, total: seen.append((done, total)))
+    assert plan.gap is not None and plan.gap <= 0.001  # a first pass at 5% each proves only about 2% here
+    assert seen[-1][0] == seen[-1][1] > len(problem.drugs)  # progress counted the drugs solved again
