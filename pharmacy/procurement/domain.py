@@ -48,8 +48,6 @@ def forecast(daily_dispensed: Sequence[int], horizon_days: int, service_level: f
     return Forecast(mean, sd, expected, safety, known_units, max(units, 0))
 
 
-# Offers -----------------------------------------------------------------------------------------------
-
 def installments_due(next_due: date | None, interval_days: int, remaining: int, until: date) -> int:
     """How many of a long prescription's ``remaining`` issues, the next on ``next_due`` and then every
     ``interval_days``, fall due on or before ``until`` (no interval: only the next one can)."""
@@ -59,6 +57,8 @@ def installments_due(next_due: date | None, interval_days: int, remaining: int, 
         return 1
     return min(remaining, (until - next_due).days // interval_days + 1)
 
+
+# Offers -----------------------------------------------------------------------------------------------
 
 def parse_tiers(text: str) -> list[dict[str, float | int]]:
     """``"0:12.50;100:11.80"`` (minimum packs : price per pack; ascending) into checked tiers."""
