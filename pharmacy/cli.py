@@ -221,7 +221,8 @@ def import_offers_command(consortium_code: str, csv_file: Any) -> None:
 @click.option("--solver", default="highs", show_default=True, type=click.Choice(["highs", "cbc"]))
 @click.option("--time-limit", default=60.0, show_default=True, type=click.FloatRange(min=1),
               help="seconds per model")
-@click.option("--gap", default=0.005, show_default=True, type=click.FloatRange(0, 0.5))
+@click.option("--gap", default=0.005, show_default=True, type=click.FloatRange(0, 0.5),
+              help="relative gap between the plan's cost and its proven lower bound")
 @click.option("--service-level", default=0.95, show_default=True, type=click.FloatRange(0.5, 0.999))
 @click.option("--history", "history_days", default=90, show_default=True, type=click.IntRange(7, 730),
               help="days of dispensing history the forecast reads")

@@ -135,7 +135,8 @@ class PlanRunInputSchema(Schema):
     solver = fields.String(load_default="highs", validate=validate.OneOf(["highs", "cbc"]))
     time_limit = fields.Float(load_default=60.0, validate=validate.Range(min=1, max=3600),
                               metadata={"description": "seconds per model solved"})
-    gap = fields.Float(load_default=0.005, validate=validate.Range(min=0, max=0.5))
+    gap = fields.Float(load_default=0.005, validate=validate.Range(min=0, max=0.5),
+                       metadata={"description": "relative gap between the plan's cost and its proven lower bound"})
     service_level = fields.Float(load_default=0.95, validate=validate.Range(min=0.5, max=0.999))
     history_days = fields.Integer(load_default=90, strict=True, validate=validate.Range(min=7, max=730))
     note = fields.String(load_default="", validate=validate.Length(max=1000))
