@@ -72,7 +72,7 @@ class Outcome:
     constraints: int
 
 
-def _verdict(prob: pulp.LpProblem, solver: str, what: str) -> tuple[str, float, float | None]:
+def _verdict(prob: pulp.LpProblem, solver: str, what: str, gap: float) -> tuple[str, float, float | None]:
     """The solver's own status, objective and best bound (PuLP says "Optimal" at a time limit too)."""
     if solver == "highs":
         import highspy
@@ -98,7 +98,9 @@ def _verdict(prob: pulp.LpProblem, solver: str, what: str) -> tuple[str, float, 
         return verdict, objective, raw_bound if math.isfinite(raw_bound) else None
     objective = float(pulp.value(prob.objective) or 0.0)
     if prob.sol_status == pulp.LpSolutionOptimal:
-        return "optimal", objective, objective
+        # CBC's command line does not report its bound: "optimal" means within the gap it was given, so the
+        # bound it proved is at least that far below (a drug may be given a looser gap than the plan's).
+        return "optimal", objective, objective - gap * abs(objective)
     if prob.sol_status == pulp.LpSolutionIntegerFeasible:
         return "feasible_time_limit", objective, None
     raise PlanningError(f"{what}: CBC ended with {pulp.LpStatus[prob.status]} and no usable plan")
@@ -199,7 +201,7 @@ def solve_model(problem: Problem, *, solver: str = "highs", time_limit: float = 
         return Outcome((), (), (), wasted, (), costs, "optimal", costs.total, costs.total, built - started, 0.0, 0, 0)
     prob.solve(make_solver(solver, time_limit, gap))
     solved = time.perf_counter()
-    status, objective, bound = _verdict(prob, solver, what)
+    status, objective, bound = _verdict(prob, solver, what, gap)
     lines = [_extract(model, problem) for model in models]
     return Outcome(tuple(p for x in lines for p in x.purchases), tuple(t for x in lines for t in x.transfers),
                    tuple(s for x in lines for s in x.shortages), tuple(w for x in lines for w in x.waste),
