@@ -21,7 +21,7 @@ import time
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
-# bench/optimizer.py is named like the package: keep this folder off the import path.
+# bench/optimizer.py is named like the package, which the service imports: keep this folder off the import path.
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
 from sqlalchemy import insert, select, text  # noqa: E402
@@ -31,7 +31,7 @@ from pharmacy.catalog.models import Drug  # noqa: E402
 from pharmacy.clock import FixedClock  # noqa: E402
 from pharmacy.consortium.services import create_consortium, create_site  # noqa: E402
 from pharmacy.inventory.models import Lot, Movement  # noqa: E402
-from pharmacy.migrate import upgrade  # noqa: E402
+from pharmacy.migrate import rebuild  # noqa: E402
 from pharmacy.principal import SYSTEM, system_for  # noqa: E402
 from pharmacy.procurement.models import Offer, PlanRun, Supplier  # noqa: E402
 from pharmacy.procurement.plan_runs import PlanSettings, assemble_problem  # noqa: E402
@@ -94,11 +94,7 @@ def main() -> None:
     url = os.environ.get("DATABASE_URL") or "sqlite:///" + os.path.join(tempfile.mkdtemp(), "bench.sqlite3")
     app = create_app({"DATABASE_URL": url, "PLAN_WORKERS": os.cpu_count() or 1})
     database = app.extensions["pharmacy_db"]
-    if database.is_postgresql:
-        with database.engine.begin() as conn:
-            conn.execute(text("DROP SCHEMA public CASCADE"))
-            conn.execute(text("CREATE SCHEMA public"))
-    upgrade(database.engine)
+    rebuild(database.engine)
     movements = seed(app, sites, drugs, history)
     clock = FixedClock(NOW)
     factory = database.session_factory

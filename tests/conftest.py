@@ -20,7 +20,7 @@ from sqlalchemy.orm import sessionmaker
 from pharmacy import create_app
 from pharmacy.clock import FixedClock
 from pharmacy.db import Base, Database
-from pharmacy.migrate import upgrade
+from pharmacy.migrate import rebuild, upgrade
 from tests.factories import World, build_world
 
 POSTGRES = (os.environ.get("DATABASE_URL") or "").startswith("postgres")
@@ -34,15 +34,6 @@ def _url(tmp_path_factory: pytest.TempPathFactory) -> str:
     if url:
         return url
     return "sqlite:///" + str(tmp_path_factory.mktemp("db") / "test.sqlite3")
-
-
-def reset_schema(database: Database) -> None:
-    """Drop everything and migrate from scratch, so every run proves the migrations."""
-    if database.is_postgresql:
-        with database.engine.begin() as conn:
-            conn.execute(text("DROP SCHEMA public CASCADE"))
-            conn.execute(text("CREATE SCHEMA public"))
-    upgrade(database.engine)
 
 
 @pytest.fixture(scope="session")
@@ -61,7 +52,7 @@ def app(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator
             conn.execute(text("SELECT 1"))
     except Exception as error:  # a configured database that does not answer is a failure, not a skip
         pytest.fail(f"cannot reach the test database {database_url}: {error}", pytrace=False)
-    reset_schema(database)
+    rebuild(database.engine)  # every run proves the migrations
     yield application
     database.dispose()
 
