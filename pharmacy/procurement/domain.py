@@ -159,6 +159,12 @@ TRANSFER_ACTIONS: dict[str, frozenset[TransferStatus]] = {
 }
 
 
+# Orders a site still has to ship or receive.
+OPEN_TRANSFER_STATUSES = frozenset({TransferStatus.REQUESTED, TransferStatus.SHIPPED,
+                                    TransferStatus.PARTIALLY_RECEIVED})
+OPEN_PURCHASE_ORDER_STATUSES = frozenset({"open", "partially_received"})
+
+
 def check_transfer_action(status: str, action: str) -> None:
     if TransferStatus(status) not in TRANSFER_ACTIONS[action]:
         allowed = " or ".join(sorted(s.value for s in TRANSFER_ACTIONS[action]))

@@ -25,6 +25,8 @@ from pharmacy.prescriptions.domain import OPEN_STATUSES, Status
 from pharmacy.prescriptions.models import Prescription, PrescriptionItem
 from pharmacy.prescriptions.services import resume_awaiting
 from pharmacy.procurement.domain import (
+    OPEN_PURCHASE_ORDER_STATUSES,
+    OPEN_TRANSFER_STATUSES,
     Forecast,
     base_unit_price,
     check_transfer_action,
@@ -452,6 +454,44 @@ def create_transfer_order(uow: UnitOfWork, from_site_id: int, to_site_id: int,
 def get_transfer_order(uow: UnitOfWork, order_id: int) -> TransferView:
     with uow:
         return _transfer_view(uow, _load_transfer(uow, order_id))
+
+
+@dataclass(frozen=True)
+class Receiving:
+    """What a site still has to ship or receive: its open transfer orders, in or out, and the open purchase
+    orders delivering to it with its own lines."""
+
+    transfers: list[TransferView]
+    deliveries: list[tuple[PurchaseOrder, list[PurchaseOrderLine]]]
+
+
+def receiving_worklist(uow: UnitOfWork, site_id: int) -> Receiving:
+    """A site's receiving worklist, read in a few queries whatever the number of orders (newest first)."""
+    with uow:
+        uow.ensure_acts_for(site_id)
+        transfers = list(uow.session.scalars(select(TransferOrder).where(
+            TransferOrder.status.in_(sorted(OPEN_TRANSFER_STATUSES)),
+            (TransferOrder.to_site_id == site_id) | (TransferOrder.from_site_id == site_id))
+            .order_by(TransferOrder.id.desc())))
+        ids = [t.id for t in transfers]
+        transfer_lines: dict[int, list[TransferOrderLine]] = defaultdict(list)
+        for line in uow.session.scalars(select(TransferOrderLine).where(TransferOrderLine.order_id.in_(ids))
+                                        .order_by(TransferOrderLine.id)):
+            transfer_lines[line.order_id].append(line)
+        parcels: dict[int, list[TransferParcel]] = defaultdict(list)
+        for parcel in uow.session.scalars(select(TransferParcel).where(TransferParcel.order_id.in_(ids))
+                                          .order_by(TransferParcel.id)):
+            parcels[parcel.order_id].append(parcel)
+        order_lines: dict[int, list[PurchaseOrderLine]] = defaultdict(list)
+        for delivery in uow.session.scalars(select(PurchaseOrderLine).join(
+                PurchaseOrder, PurchaseOrder.id == PurchaseOrderLine.order_id).where(
+                PurchaseOrder.status.in_(sorted(OPEN_PURCHASE_ORDER_STATUSES)), PurchaseOrderLine.site_id == site_id)
+                .order_by(PurchaseOrderLine.drug_id)):
+            order_lines[delivery.order_id].append(delivery)
+        orders = uow.session.scalars(select(PurchaseOrder).where(PurchaseOrder.id.in_(sorted(order_lines)))
+                                     .order_by(PurchaseOrder.id.desc()))
+        return Receiving([TransferView(t, transfer_lines[t.id], parcels[t.id]) for t in transfers],
+                         [(order, order_lines[order.id]) for order in orders])
 
 
 def list_transfer_orders(uow: UnitOfWork, page: PageRequest, *, status: str | None = None,

@@ -243,13 +243,11 @@ def _dispense_lines(rx_id: int) -> list[rx_services.DispenseLine]:
 @roles(Role.PHARMACIST)
 def receiving() -> ResponseReturnValue:
     site_id = me().site_id
-    transfers = procurement.list_transfer_orders(uow(), ALL).items
-    orders = [procurement.get_purchase_order(uow(), o.id)
-              for o in procurement.list_purchase_orders(uow(), ALL).items if o.status in ("open", "partially_received")]
-    details = {t.id: procurement.get_transfer_order(uow(), t.id) for t in transfers
-               if t.status in ("requested", "shipped", "partially_received")}
-    return render_template("receiving.html", transfers=[t for t in transfers if t.id in details], details=details,
-                           orders=orders, site_id=site_id, today=uow().today(),
+    worklist = procurement.receiving_worklist(uow(), site_id)  # type: ignore[arg-type]
+    details = {view.order.id: view for view in worklist.transfers}
+    orders = worklist.deliveries
+    return render_template("receiving.html", transfers=[view.order for view in worklist.transfers],
+                           details=details, orders=orders, site_id=site_id, today=uow().today(),
                            drugs=_drug_names([line.drug_id for d in details.values() for line in d.lines]
                                              + [line.drug_id for _, lines in orders for line in lines]))
 

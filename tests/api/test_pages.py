@@ -10,6 +10,8 @@ from pharmacy.accounts.services import create_user
 from pharmacy.principal import Role, system_for
 from pharmacy.unit_of_work import UnitOfWork
 from tests.api.test_prescriptions import rx, send, stock
+from tests.api.test_procurement import market as market  # a fixture: the plan's drugs, history and offers
+from tests.api.test_procurement import run_plan
 from tests.factories import World, add_drug
 
 pytestmark = pytest.mark.usefixtures("clock")
@@ -135,3 +137,31 @@ def test_a_form_with_unreadable_numbers_is_refused_with_a_message_not_an_error(c
     assert posted.status_code == 200 and "数量请填写整数" in posted.get_data(as_text=True)
     after = client.get(f"/api/prescriptions/{created['id']}", headers=world.a.headers("pharmacist")).get_json()
     assert after["status"] == "prepared"
+
+
+def test_receiving_lists_the_sites_open_transfers_and_deliveries_only(client, world, people, market) -> None:
+    officer = world.a.headers("procurement")
+    run = run_plan(client, world, history_days=28)
+    orders = client.post(f"/api/plan-runs/{run['id']}/approve", headers=officer).get_json()["purchase_orders"]
+    lines = {o["number"]: client.get(f"/api/purchase-orders/{o['id']}", headers=officer).get_json()["lines"]
+             for o in orders}
+    delivering = {n for n, ls in lines.items() if any(x["site_id"] == world.a.sites["C1"] for x in ls)}
+    assert delivering
+
+    def transfer(origin: str, to: str, units: int) -> dict:
+        made = client.post("/api/transfer-orders", headers=officer, json={
+            "from_site_id": world.a.sites[origin], "to_site_id": world.a.sites[to],
+            "lines": [{"drug_id": market["aml"]["id"], "quantity": units}]})
+        assert made.status_code == 201, made.get_json()
+        return made.get_json()["order"]
+
+    incoming = transfer("C2", "C1", 40)
+    cancelled = transfer("C2", "C1", 10)
+    client.post(f"/api/transfer-orders/{cancelled['id']}/cancel", headers=officer, json={"note": "not needed"})
+    elsewhere = transfer("C2", "LEAD", 10)
+    sign_in(client, "li")
+    page = client.get("/receiving").get_data(as_text=True)
+    assert incoming["number"] in page and "AML5 × 40" in page
+    assert cancelled["number"] not in page and elsewhere["number"] not in page
+    assert all(number in page for number in delivering)
+    assert not any(number in page for number in set(lines) - delivering)
