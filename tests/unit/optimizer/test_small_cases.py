@@ -84,6 +84,16 @@ def test_capacity_and_lead_time_are_respected():
     assert bought == {"SLOW": 4, "FAST": 2}
 
 
+def test_each_lead_time_limits_the_slower_offers_together():
+    # 2 a day for 30 days: what arrives after day 20 covers at most 20 units, after day 10 at most 40.
+    problem = Problem(30, demands=(Demand("A", "D", 60, 2),),
+                      offers=(offer("FAST", tiers=((0, 15.0),)), offer("MID", tiers=((0, 12.0),), lead_time_days=10),
+                              offer("SLOW", tiers=((0, 10.0),), lead_time_days=20)))
+    plan = solve(problem, workers=1, baseline=False)
+    assert {p.offer: p.packs for p in plan.purchases} == {"SLOW": 2, "MID": 2, "FAST": 2}
+    assert plan.costs.total == pytest.approx(74.0) and plan.shortages == ()
+
+
 def test_cbc_finds_the_same_optimum():
     problem = Problem(30, demands=(Demand("A", "D", 60, 2), Demand("B", "D", 60, 2)),
                       offers=(offer("O", tiers=((0, 10.0), (10, 8.0))), offer("P", tiers=((5, 9.0),), order_cost=3)))
