@@ -72,6 +72,13 @@ def _add(prob: pulp.LpProblem, terms: list[tuple[pulp.LpVariable, float]], sense
     prob.addConstraint(pulp.LpConstraint(_expr(terms), sense=sense, rhs=rhs), name=name)
 
 
+def _affordable(cap: float, offer: Offer, site: str | None = None) -> int:
+    """The most packs of ``offer`` (delivered to ``site``) that spending ``cap`` could pay for."""
+    cheapest = min(t.price_per_pack for t in offer.tiers) + (offer.delivery_cost_per_pack.get(site, 0.0) if site else
+                                                             min(offer.delivery_cost_per_pack.values(), default=0.0))
+    return math.floor(cap / cheapest * (1 + 1e-9)) if cheapest > 0 else math.inf  # type: ignore[return-value]
+
+
 def add_drug(prob: pulp.LpProblem, problem: Problem, drug: str, tag: str, *, pooled: bool = True,
              transfers: bool = True, fixed: Decisions | None = None) -> DrugModel:
     """Add one drug's variables and constraints to ``prob`` (names carry ``tag``); return their handles.
@@ -94,6 +101,17 @@ def add_drug(prob: pulp.LpProblem, problem: Problem, drug: str, tag: str, *, poo
     supply_terms: dict[str, list[tuple[pulp.LpVariable, float]]] = defaultdict(list)  # site -> units meeting demand
 
     # Purchases, tiers, orders --------------------------------------------------------------------
+    # Buying nothing costs at most every unit short and every lot that may expire wasted, and no optimal plan
+    # spends more than that on purchases: no site (in the baseline) or consortium (pooled) buys more packs than
+    # that would pay for. Without it a baseline site could top up to the consortium's top tier, thousands of
+    # packs, and its bounds and order constraints would be too weak to solve fast.
+    penalty = problem.penalty(drug)
+    at_risk: dict[str, float] = defaultdict(float)
+    for lot in usable.values():
+        if lot.expires_in_days <= horizon:
+            at_risk[lot.site] += lot.quantity * lot.unit_value
+    spending_cap = {site: penalty * demands[site].units + at_risk[site] for site in sites}
+    pooled_cap = sum(spending_cap.values()) + sum(v for s, v in at_risk.items() if s not in demands)
     bought_terms: dict[str, list[tuple[pulp.LpVariable, int, float]]] = defaultdict(list)  # (packs, lead, pack size)
     for o_n, offer in enumerate(sorted(offers.values(), key=lambda o: o.id)):
         reach = [s for s in sites if not offer.delivery_cost_per_pack or s in offer.delivery_cost_per_pack]
@@ -111,6 +129,7 @@ def add_drug(prob: pulp.LpProblem, problem: Problem, drug: str, tag: str, *, poo
             ub = need_packs[site] + (max(0, top_up) if site in hubs else 0)
             if offer.capacity_packs is not None:
                 ub = min(ub, offer.capacity_packs)
+            ub = min(ub, _affordable(pooled_cap if pooled else spending_cap[site], offer, site))
             lb = 0
             if fixed is not None:
                 lb = ub = fixed.purchases.get((offer.id, site), 0)
@@ -136,6 +155,8 @@ def add_drug(prob: pulp.LpProblem, problem: Problem, drug: str, tag: str, *, poo
             scope_ub = sum(site_ub[s] for s in members)
             if offer.capacity_packs is not None:
                 scope_ub = min(scope_ub, offer.capacity_packs)
+            if fixed is None:
+                scope_ub = min(scope_ub, _affordable(pooled_cap if pooled else spending_cap[scope], offer))
             scope_tag = "all" if scope == "all" else str(site_index[scope])
             on_terms, packs_terms = [], []
             for k, tier in enumerate(offer.tiers):
@@ -244,7 +265,6 @@ def add_drug(prob: pulp.LpProblem, problem: Problem, drug: str, tag: str, *, poo
                      f"{tag}_absorb_before_expiry_{any_index[site]}_{limit}")
 
     # Demand ----------------------------------------------------------------------------------------
-    penalty = problem.penalty(drug)
     for site in sites:
         i = site_index[site]
         short = prob.add_variable(f"{tag}_short_{i}", 0, demands[site].units)

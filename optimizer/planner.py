@@ -32,8 +32,9 @@ SOLVERS = ("highs", "cbc")
 EPS = 1e-6
 # Below this many drugs a budget is planned in one model (exact); above it, by pricing the budget.
 MONOLITHIC_BUDGET_DRUGS = 25
-# Sites per baseline model. Measured, 60 city drugs: a model per drug 10.7 s, 8 sites 7.1 s, 4 sites 5.5 s;
-# 3 province drugs: 25 sites 50 s, 12 sites 13.5 s, 8 sites 8.5 s, 4 sites 7.5 s, each site alone 12 s.
+# Sites per baseline model. Measured, 60 city drugs: a model per drug 10.7 s, 8 sites 2.4 s, 4 sites 2.2 s,
+# 2 sites 2.1 s, each site alone 2.3 s; 3 province drugs: 16 sites 2.4 s, 8 sites 2.75 s, 4 sites 2.8 s, 2 sites
+# 3.4 s, each site alone 4.1 s (HiGHS's fixed cost per model).
 BASELINE_GROUP_SITES = 4
 LOOSEST_GAP = 0.05  # no drug's own tolerance is looser than this, however small the drug
 
@@ -41,11 +42,11 @@ LOOSEST_GAP = 0.05  # no drug's own tolerance is looser than this, however small
 def make_solver(name: str, time_limit: float, gap: float) -> pulp.LpSolver:
     """HiGHS in-process (default), or CBC from ``pulp[cbc]``'s bundled binary."""
     if name == "highs":
-        # Presolve costs more than it saves on models this small (measured: a third of the time), and so does
-        # the root reduced-cost heuristic (measured over 100 city drugs in one alternating run: 0.83 of the time,
-        # same gap).
+        # Presolve costs more than it saves on models this small (measured: a third of the time), and so do
+        # the root reduced-cost heuristic (over 100 city drugs in one alternating run: 0.83 of the time, same
+        # gap) and feasibility jump, which spends about 10 ms on any model however small (0.86 of the time).
         return pulp.HiGHS(msg=False, timeLimit=time_limit, gapRel=gap, threads=1, presolve="off",
-                          mip_heuristic_run_root_reduced_cost=False)
+                          mip_heuristic_run_root_reduced_cost=False, mip_heuristic_run_feasibility_jump=False)
     if name == "cbc":
         import cbcbox
 

@@ -24,6 +24,14 @@ def test_the_tier_is_set_by_the_pooled_volume():
     assert "pooled 12 packs" in plan.purchases[0].why
 
 
+def test_a_site_alone_buys_up_to_a_better_tier_when_it_pays():
+    # 9 packs at 10 cost 90; 10 packs at 8 cost 80. Alone in the baseline, the site still tops up.
+    problem = Problem(30, demands=(Demand("A", "D", 90, 3),), offers=(offer("O", tiers=((0, 10.0), (10, 8.0))),))
+    plan = solve(problem, workers=1)
+    assert [(p.packs, p.price_per_pack) for p in plan.purchases] == [(10, 8.0)]
+    assert plan.baseline is not None and plan.baseline.purchase == pytest.approx(80.0)
+
+
 def test_a_minimum_order_forces_a_cheap_supplier_off():
     problem = Problem(30, demands=(Demand("A", "D", 50, 2),),
                       offers=(offer("CHEAP", tiers=((20, 5.0),)), offer("SMALL", tiers=((0, 7.0),))))
