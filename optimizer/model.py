@@ -24,6 +24,7 @@ In the site-by-site baseline the tiers apply to each site's own volume and no st
 from __future__ import annotations
 
 import math
+import sys
 from collections import defaultdict
 from dataclasses import dataclass, field
 
@@ -76,7 +77,7 @@ def _affordable(cap: float, offer: Offer, site: str | None = None) -> int:
     """The most packs of ``offer`` (delivered to ``site``) that spending ``cap`` could pay for."""
     cheapest = min(t.price_per_pack for t in offer.tiers) + (offer.delivery_cost_per_pack.get(site, 0.0) if site else
                                                              min(offer.delivery_cost_per_pack.values(), default=0.0))
-    return math.floor(cap / cheapest * (1 + 1e-9)) if cheapest > 0 else math.inf  # type: ignore[return-value]
+    return math.floor(cap / cheapest * (1 + 1e-9)) if cheapest > 0 else sys.maxsize
 
 
 def add_drug(prob: pulp.LpProblem, problem: Problem, drug: str, tag: str, *, pooled: bool = True,
