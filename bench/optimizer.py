@@ -4,6 +4,7 @@
     BENCH_SIZES=small,medium,city,province .venv/bin/python bench/optimizer.py
     BENCH_SOLVER=cbc BENCH_WORKERS=2 BENCH_GAP=0.005 BENCH_TIME_LIMIT=10 ...
     BENCH_COMPARE=1 ...   # also time each plan with every drug solved to the plan's gap, and print the ratio
+    BENCH_TOLERANCES=0.001,0.01,0.1 ...   # ...and with every drug solved to each of these tolerances
 
 Sizes: small (1+1+8 sites, 20 drugs), medium (1+2+20 sites, 100 drugs), city-200 (1+5+40 sites, 200 drugs),
 city (1+5+40 sites, 1,500 drugs), province-10 (1+49+950 sites, 10 drugs), province (1+49+950 sites, 2,000
@@ -40,6 +41,7 @@ def main() -> None:
     gap = float(os.environ.get("BENCH_GAP", "0.005"))
     limit = float(os.environ.get("BENCH_TIME_LIMIT", "10"))
     compare = os.environ.get("BENCH_COMPARE") == "1"
+    tolerances = [float(t) for t in os.environ.get("BENCH_TOLERANCES", "").split(",") if t]
     print(f"solver {solver}, {workers} worker processes, gap target {gap:.2%}, {limit:.0f} s per drug model")
     print(f"{'size':<10}{'sites':>6}{'drugs':>6}{'vars':>9}{'rows':>9}{'build s':>9}{'solve s':>9}{'wall s':>8}"
           f"{'gap':>8}{'plan':>13}{'baseline':>13}{'base s':>8}{'saving':>8}  status")
@@ -57,13 +59,13 @@ def main() -> None:
               f"{plan.build_seconds:>9.1f}{plan.solve_seconds:>9.1f}{wall:>8.1f}"
               f"{(plan.gap or 0.0):>8.3%}{plan.costs.total:>13.0f}{baseline.total:>13.0f}{baseline_wall:>8.1f}"
               f"{saving:>8.1%}  {plan.status}")
-        if compare:
-            # The same plan with every drug solved to the plan's gap, as the planner did before it shared the
-            # gap out by drug: same run, same machine load.
+        # The same plan with every drug solved to one tolerance (the plan's gap, as the planner did before it
+        # shared the gap out by drug, or each of BENCH_TOLERANCES): same run, same machine load.
+        for tolerance in ([gap] if compare else []) + tolerances:
             started = time.perf_counter()
-            flat = _solve_each(problem.split_by_drug(), workers, solver=solver, time_limit=limit, gap=gap)
+            flat = _solve_each(problem.split_by_drug(), workers, solver=solver, time_limit=limit, gap=tolerance)
             flat_wall = time.perf_counter() - started
-            print(f"{'':<10}every drug to {gap:.2%}: wall {flat_wall:.1f} s, gap {(_plan_gap(flat) or 0.0):.3%}, "
+            print(f"{'':<10}every drug to {tolerance:.2%}: wall {flat_wall:.1f} s, gap {(_plan_gap(flat) or 0.0):.3%}, "
                   f"cost {sum(o.objective for o in flat):.0f}; plan's wall / this {wall / flat_wall:.2f}")
     print("build and solve seconds are summed over the worker processes; wall is the elapsed time of the plan, "
           "base s that of the baseline")
