@@ -189,15 +189,16 @@ DEMO_PACK_PRICES = {"AMX250": 9.8, "AMX250-B": 14.2, "AML5": 31.5, "MTF500": 18.
 
 def _load_offers(uow: UnitOfWork, drug_ids: dict[str, int]) -> None:
     today = uow.today()
+    pack_sizes = {d[0]: d[6] for d in DEMO_DRUGS}
     for code, name, factor, minimum, lead, sites in DEMO_SUPPLIERS:
         supplier = create_supplier(uow, code, name)
         for drug_code, drug_id in drug_ids.items():
             price = DEMO_PACK_PRICES[drug_code] * factor
             tiers = [{"min_packs": minimum, "price_per_pack": round(price, 2)},
-                     {"min_packs": max(minimum, 0) + 60, "price_per_pack": round(price * 0.92, 2)}]
+                     {"min_packs": minimum + 60, "price_per_pack": round(price * 0.92, 2)}]
             create_offer(uow, {
-                "supplier_id": supplier.id, "drug_id": drug_id, "pack_size": next(
-                    d[6] for d in DEMO_DRUGS if d[0] == drug_code), "tiers": tiers, "lead_time_days": lead,
+                "supplier_id": supplier.id, "drug_id": drug_id, "pack_size": pack_sizes[drug_code], "tiers": tiers,
+                "lead_time_days": lead,
                 "capacity_packs": None, "order_cost": 15.0 if minimum else 0.0,
                 "default_delivery_cost": None if sites else 0.3,
                 "delivery_costs": {site: 0.2 for site in sites} if sites else {},

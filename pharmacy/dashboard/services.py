@@ -5,7 +5,7 @@ from __future__ import annotations
 import statistics
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import timedelta
 
 from sqlalchemy import func, select
 
@@ -13,14 +13,12 @@ from pharmacy.consortium.domain import GRASSROOTS_KINDS
 from pharmacy.consortium.models import Site
 from pharmacy.inventory.domain import MovementKind
 from pharmacy.inventory.models import Lot, Movement
+from pharmacy.prescriptions.domain import CLOSED_STATUSES, FILLED_STATUSES
 from pharmacy.prescriptions.models import Dispense, Prescription, Shortage
 from pharmacy.procurement.domain import PlanStatus
 from pharmacy.procurement.models import PlanRun
 from pharmacy.procurement.services import cheapest_unit_prices, valid_offers
 from pharmacy.unit_of_work import UnitOfWork
-
-FILLED = ("dispensed", "scheduled", "completed")
-CLOSED = (*FILLED, "rejected", "cancelled", "expired")
 
 
 @dataclass
@@ -40,8 +38,9 @@ def consortium_dashboard(uow: UnitOfWork, near_expiry_days: int) -> Dashboard:
     """The dashboard's figures for the principal's consortium."""
     with uow:
         today = uow.today()
-        kinds = dict(uow.session.execute(select(Site.id, Site.kind)).all())
-        codes = dict(uow.session.execute(select(Site.id, Site.code)).all())
+        sites = uow.session.execute(select(Site.id, Site.kind, Site.code)).all()
+        kinds = {site_id: kind for site_id, kind, _ in sites}
+        codes = {site_id: code for site_id, _, code in sites}
         dispensed_at = dict(uow.session.execute(
             select(Dispense.prescription_id, func.min(Dispense.site_id)).group_by(Dispense.prescription_id)).all())
         by_kind: dict[str, int] = defaultdict(int)
@@ -50,8 +49,8 @@ def consortium_dashboard(uow: UnitOfWork, near_expiry_days: int) -> Dashboard:
         grassroots = sum(n for kind, n in by_kind.items() if kind in {k.value for k in GRASSROOTS_KINDS})
         statuses = dict(uow.session.execute(select(Prescription.status, func.count()).group_by(Prescription.status))
                         .all())
-        closed = sum(statuses.get(s, 0) for s in CLOSED)
-        filled = sum(statuses.get(s, 0) for s in FILLED)
+        closed = sum(statuses.get(s.value, 0) for s in CLOSED_STATUSES)
+        filled = sum(statuses.get(s.value, 0) for s in FILLED_STATUSES)
         spans = [(handed - created).total_seconds() / 3600 for created, handed in uow.session.execute(
             select(Prescription.created_at, func.min(Dispense.handed_over_at))
             .join(Dispense, Dispense.prescription_id == Prescription.id)
@@ -68,13 +67,11 @@ def consortium_dashboard(uow: UnitOfWork, near_expiry_days: int) -> Dashboard:
         wasted = uow.session.execute(select(Movement.drug_id, func.sum(Movement.quantity)).where(
             Movement.kind == MovementKind.EXPIRY_WRITE_OFF.value, Movement.at >= uow.now() - timedelta(days=90))
             .group_by(Movement.drug_id)).all()
-        savings = []
-        for approved_at, result in uow.session.execute(
-                select(PlanRun.approved_at, PlanRun.result).where(PlanRun.status == PlanStatus.APPROVED.value)
-                .order_by(PlanRun.approved_at)).all():
-            saving = (result or {}).get("summary", {}).get("saving")
-            if approved_at is not None and saving is not None:
-                savings.append((_day(approved_at.date()), float(saving)))
+        # Only each approved plan's saving is read, not its whole result.
+        savings = [(approved_at.date().isoformat(), float(saving)) for approved_at, saving in uow.session.execute(
+            select(PlanRun.approved_at, PlanRun.result["summary"]["saving"].as_float())
+            .where(PlanRun.status == PlanStatus.APPROVED.value).order_by(PlanRun.approved_at)).all()
+            if approved_at is not None and saving is not None]
         return Dashboard(
             grassroots_share=grassroots / len(dispensed_at) if dispensed_at else None,
             fill_rate=filled / closed if closed else None,
@@ -86,7 +83,3 @@ def consortium_dashboard(uow: UnitOfWork, near_expiry_days: int) -> Dashboard:
             near_expiry_by_site=sorted(((s, round(v, 2)) for s, v in near_by_site.items() if v), key=lambda x: -x[1]),
             dispensed_by_kind=dict(by_kind),
         )
-
-
-def _day(day: date) -> str:
-    return day.isoformat()

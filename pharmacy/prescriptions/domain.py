@@ -75,6 +75,9 @@ TRANSITIONS: dict[tuple[Status, Action], Status] = {
 }
 
 OPEN_STATUSES = frozenset({S.ROUTED, S.AWAITING_STOCK, S.ACCEPTED, S.PREPARED, S.PARTIALLY_DISPENSED, S.DISPENSED})
+# For the dashboard's fill rate: of the prescriptions closed (or handed over), those that were filled.
+FILLED_STATUSES = frozenset({S.DISPENSED, S.SCHEDULED, S.COMPLETED})
+CLOSED_STATUSES = FILLED_STATUSES | {S.REJECTED, S.CANCELLED, S.EXPIRED}
 # Before any unit has left the shelf: the prescriber may still cancel, and validity can still run out.
 BEFORE_DISPENSING = frozenset({S.ROUTED, S.AWAITING_STOCK, S.ACCEPTED, S.PREPARED})
 

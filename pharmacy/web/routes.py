@@ -39,6 +39,7 @@ from pharmacy.prescriptions.domain import REJECT_REASONS, RETURN_REASONS, Status
 from pharmacy.principal import Principal, Role
 from pharmacy.procurement import plan_runs
 from pharmacy.procurement import services as procurement
+from pharmacy.procurement.domain import TRANSFER_ACTIONS
 from pharmacy.unit_of_work import UnitOfWork
 from pharmacy.web import LANGUAGES, csrf
 
@@ -248,6 +249,7 @@ def receiving() -> ResponseReturnValue:
     orders = worklist.deliveries
     return render_template("receiving.html", transfers=[view.order for view in worklist.transfers],
                            details=details, orders=orders, site_id=site_id, today=uow().today(),
+                           can=TRANSFER_ACTIONS,
                            drugs=_drug_names([line.drug_id for d in details.values() for line in d.lines]
                                              + [line.drug_id for _, lines in orders for line in lines]))
 
@@ -287,7 +289,7 @@ def receive_order(order_id: int) -> ResponseReturnValue:
 @roles(Role.PHARMACIST)
 def stock() -> ResponseReturnValue:
     lots = list_lots(uow(), ALL, site_id=me().site_id).items
-    near = uow().today() + timedelta(days=int(current_app.config.get("NEAR_EXPIRY_DAYS", 90)))
+    near = uow().today() + timedelta(days=current_app.config["NEAR_EXPIRY_DAYS"])
     return render_template("stock.html", lots=lots, near=near, today=uow().today(),
                            drugs=_drug_names(lot.drug_id for lot in lots))
 
@@ -431,5 +433,5 @@ def suppliers() -> ResponseReturnValue:
 @web.route("/dashboard")
 @roles(Role.PROCUREMENT, Role.ADMIN, Role.PHARMACIST)
 def dashboard() -> ResponseReturnValue:
-    figures = consortium_dashboard(uow(), int(current_app.config.get("NEAR_EXPIRY_DAYS", 90)))
+    figures = consortium_dashboard(uow(), current_app.config["NEAR_EXPIRY_DAYS"])
     return render_template("dashboard.html", d=figures)

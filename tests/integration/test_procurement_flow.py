@@ -17,6 +17,7 @@ import pytest
 from sqlalchemy import func, select
 
 from pharmacy.clock import FixedClock
+from pharmacy.dashboard.services import consortium_dashboard
 from pharmacy.errors import Conflict
 from pharmacy.inventory.models import Lot, Movement
 from pharmacy.inventory.services import check_ledger
@@ -100,6 +101,10 @@ def test_a_month_is_dispensed_planned_approved_and_received_and_stock_ledger_and
 
         def system() -> UnitOfWork:
             return UnitOfWork(factory, system_for(world.a.consortium_id), clock)
+
+        # The dashboard charts the approved plan's saving, on the day it was approved.
+        assert consortium_dashboard(system(), 90).savings == [
+            (clock.now().date().isoformat(), pytest.approx(result["summary"]["saving"]))]
 
         # Every order is delivered and received in full, each line as one lot.
         with factory() as session:
