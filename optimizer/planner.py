@@ -348,8 +348,8 @@ def solve(problem: Problem, *, solver: str = "highs", time_limit: float = 60.0, 
     on spending, searched by bisection over the per-drug models (the plan reports the Lagrangian bound and
     the gap it proves). ``gap`` is the relative gap the plan proves as a whole: without a budget each drug
     gets its share (see :func:`_gap_shares`); with one, each model is solved to it. ``time_limit`` applies to
-    each model solved. ``progress`` is told, after each model,
-    how many of the plan's models are solved (a budget solved by pricing reports each pricing round).
+    each model solved. ``progress`` is told, after each model, how many of the plan's models are solved (a
+    budget solved by pricing reports each pricing round).
     """
     if solver not in SOLVERS:
         raise PlanningError(f"unknown solver {solver!r}; use one of: {', '.join(SOLVERS)}")
