@@ -23,8 +23,8 @@ class Violation:
 
 
 def check_decisions(problem: Problem, decisions: Decisions) -> list[Violation]:
-    """Every rule the decisions break: whole packs, deliveries, minimum orders, capacity, allowed transfers,
-    stock on hand, and stock moved no faster than its new site can use it before it expires."""
+    """Every rule the decisions break: whole packs, deliveries, minimum orders, capacity, allowed transfers of
+    whole units, stock on hand, and stock moved no faster than its new site can use it before it expires."""
     offers = {o.id: o for o in problem.offers}
     lots = {lot.id: lot for lot in problem.lots}
     demands = {(d.site, d.drug): d for d in problem.demands if d.units > 0}
@@ -62,8 +62,8 @@ def check_decisions(problem: Problem, decisions: Decisions) -> list[Violation]:
         if lot is None:
             broken.append(Violation(where, "no such lot in this plan's inputs"))
             continue
-        if units <= 0:
-            broken.append(Violation(where, f"{units} units: a transfer moves a positive quantity"))
+        if units <= 0 or units != int(units):
+            broken.append(Violation(where, f"{units:g} units: a transfer moves a whole, positive number of units"))
             continue
         moved[lot_id] += units
         if lot.site == site:
@@ -79,7 +79,7 @@ def check_decisions(problem: Problem, decisions: Decisions) -> list[Violation]:
         if need is None:
             broken.append(Violation(where, f"{site} has no demand for {lot.drug} in this plan"))
             continue
-        can_use = min(float(need.units), need.daily_usage * min(lot.expires_in_days, problem.horizon_days))
+        can_use = min(need.units, need.units_within(min(lot.expires_in_days, problem.horizon_days)))
         if units > can_use + TOLERANCE:
             broken.append(Violation(where, f"{site} can use only {can_use:.0f} units of it before it expires in "
                                            f"{lot.expires_in_days} days, not {units:g}"))

@@ -18,6 +18,13 @@ Purchases arrive after their lead time: units bought from offers with lead time 
 demand after day L, so the bought units a site uses exceed what its faster offers' packs hold by at most that
 demand. (One used-units variable per site rather than one per offer and site: the model is smaller and the
 solver's cuts find the site's packs straight in its rows; measured over 100 city drugs, 0.68 of the time.)
+
+Units are whole, and so is every quantity of stock the plan uses, moves, wastes or leaves short, without an
+integer variable for any of them: the limits above are rounded down to whole units (for whole units, "at most
+the daily usage times T" means at most its whole part), and once the packs, orders and tiers are fixed, the
+rows holding stock variables are two nested families, each lot's (all its uses, then the moved ones) and each
+site's (its demand, then its uses by expiry, then its bought units), whose matrix is totally unimodular. So
+every basic solution moves whole units.
 In the site-by-site baseline the tiers apply to each site's own volume and no stock moves.
 """
 
@@ -193,7 +200,7 @@ def add_drug(prob: pulp.LpProblem, problem: Problem, drug: str, tag: str, *, poo
              f"{tag}_bought_units_cover_use_{i}")
         for lead in sorted({lt for _, lt, _ in bought if lt > 0}):
             faster = [(x, -pack) for x, lt, pack in bought if lt < lead]
-            after = max(0.0, demands[site].units - demands[site].daily_usage * lead)
+            after = demands[site].units_after(lead)
             _add(prob, [(used, 1.0), *faster], pulp.LpConstraintLE, after, f"{tag}_lead_time_{i}_{lead}")
 
     # Stock on hand and transfers -----------------------------------------------------------------
@@ -210,7 +217,7 @@ def add_drug(prob: pulp.LpProblem, problem: Problem, drug: str, tag: str, *, poo
         own = demands.get(lot.site)
         # Only surplus moves: what the lot's own site cannot use before it expires (or within the horizon).
         # Shuffling stock a site needs would only trade one site's rounding of packs for another's.
-        surplus = lot.quantity - (min(lot.quantity, own.units, own.daily_usage * min(lot.expires_in_days, horizon))
+        surplus = lot.quantity - (min(lot.quantity, own.units, own.units_within(min(lot.expires_in_days, horizon)))
                                   if own else 0)
         if fixed is not None:  # an edited plan moves what it says, whether or not the site could spare it
             surplus = lot.quantity
@@ -222,7 +229,7 @@ def add_drug(prob: pulp.LpProblem, problem: Problem, drug: str, tag: str, *, poo
         for site, unit_cost in targets:
             need = demands[site]
             # A site cannot use more of this lot than it consumes before the lot expires.
-            use_ub = min(float(lot.quantity), float(need.units), need.daily_usage * min(lot.expires_in_days, horizon))
+            use_ub: float = min(lot.quantity, need.units, need.units_within(min(lot.expires_in_days, horizon)))
             if use_ub <= 0:
                 continue
             use_lb = 0.0
@@ -262,7 +269,7 @@ def add_drug(prob: pulp.LpProblem, problem: Problem, drug: str, tag: str, *, poo
         for limit in sorted({days for days, _ in entries}):
             terms = [(u, 1.0) for days, u in entries if days <= limit]
             if len(terms) > 1:  # one lot alone is already bounded by its variable's upper bound
-                _add(prob, terms, pulp.LpConstraintLE, demands[site].daily_usage * limit,
+                _add(prob, terms, pulp.LpConstraintLE, demands[site].units_within(limit),
                      f"{tag}_absorb_before_expiry_{any_index[site]}_{limit}")
 
     # Demand ----------------------------------------------------------------------------------------

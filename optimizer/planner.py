@@ -111,6 +111,12 @@ def _value(v: pulp.LpVariable | None) -> float:
     return float(v.varValue or 0.0) if v is not None else 0.0
 
 
+def _units(v: pulp.LpVariable) -> float:
+    """A stock quantity, in the whole units it is (without the solver's rounding noise)."""
+    x = _value(v)
+    return float(round(x)) if abs(x - round(x)) <= EPS else x
+
+
 @dataclass
 class _Lines:
     purchases: list[PurchaseLine]
@@ -152,7 +158,7 @@ def _extract(model: DrugModel, problem: Problem) -> _Lines:
                                       tier.min_packs, tier.price_per_pack, packs * tier.price_per_pack, delivery, why))
     for (lot_id, site), u in sorted(model.use.items()):
         lot = model.lots[lot_id]
-        units = _value(u)
+        units = _units(u)
         if units <= EPS:
             continue
         if site == lot.site:
@@ -160,20 +166,20 @@ def _extract(model: DrugModel, problem: Problem) -> _Lines:
             continue
         arc = next(a for a in problem.arcs if a.from_site == lot.site and a.to_site == site)
         own = model.demands.get(lot.site)
-        can_use = own.daily_usage * lot.expires_in_days if own else 0.0
+        can_use = own.units_within(lot.expires_in_days) if own else 0
         why = (f"lot {lot_id} expires in {lot.expires_in_days} days; {lot.site} can use only "
                f"{can_use:.0f} of its {lot.quantity} before then" if can_use < lot.quantity
                else f"cheaper than buying for {site} ({arc.unit_cost:.2f}/unit to move)")
         transfers.append(TransferLine(model.drug, lot_id, lot.site, site, units, units * arc.unit_cost, why))
     penalty = problem.penalty(model.drug)
     for site, s in sorted(model.short.items()):
-        units = _value(s)
+        units = _units(s)
         if units > EPS:
             shortages.append(ShortageLine(model.drug, site, units, units * penalty,
                                           f"buying or moving it would cost more than the penalty {penalty:.2f}/unit"
                                           " or no offer and no stock can reach the site"))
     for lot_id, w in sorted(model.waste.items()):
-        units = _value(w)
+        units = _units(w)
         lot = model.lots[lot_id]
         if units > EPS:
             wastes.append(WasteLine(model.drug, lot_id, lot.site, units, units * lot.unit_value,
@@ -185,6 +191,28 @@ def _extract(model: DrugModel, problem: Problem) -> _Lines:
     costs = Costs(**{kind: float(pulp.value(expr) or 0.0) if expr.items() else float(expr.constant)
                      for kind, expr in model.costs.items()})
     return _Lines(purchases, transfers, shortages, wastes, uses, costs)
+
+
+def _stock_variables(models: Iterable[DrugModel]) -> Iterable[pulp.LpVariable]:
+    return (v for m in models for group in (m.use, m.waste, m.short) for v in group.values())
+
+
+def _stock_is_whole(models: Sequence[DrugModel]) -> bool:
+    return all(abs(_value(v) - round(_value(v))) <= EPS for v in _stock_variables(models))
+
+
+def _make_stock_whole(prob: pulp.LpProblem, solver: str, time_limit: float, what: str) -> float:
+    """Solve the stock part again with the purchases, orders and tiers as found, for a solution whose stock
+    quantities are whole (every basic one is; see :mod:`optimizer.model`). A solver's heuristics may end at a
+    point that is not basic; this costs no more and moves whole units. Returns the objective."""
+    for v in prob.variables():
+        if v.cat == pulp.LpInteger:
+            v.lowBound = v.upBound = round(_value(v))
+            v.cat = pulp.LpContinuous
+    prob.solve(make_solver(solver, time_limit, 0.0))
+    if prob.sol_status != pulp.LpSolutionOptimal:
+        raise PlanningError(f"{what}: the stock could not be planned in whole units for the purchases found")
+    return float(pulp.value(prob.objective) or 0.0)
 
 
 def solve_model(problem: Problem, *, solver: str = "highs", time_limit: float = 60.0, gap: float = 1e-4,
@@ -203,6 +231,8 @@ def solve_model(problem: Problem, *, solver: str = "highs", time_limit: float = 
     prob.solve(make_solver(solver, time_limit, gap))
     solved = time.perf_counter()
     status, objective, bound = _verdict(prob, solver, what, gap)
+    if not _stock_is_whole(models):
+        objective = _make_stock_whole(prob, solver, time_limit, what)
     lines = [_extract(model, problem) for model in models]
     return Outcome(tuple(p for x in lines for p in x.purchases), tuple(t for x in lines for t in x.transfers),
                    tuple(s for x in lines for s in x.shortages), tuple(w for x in lines for w in x.waste),

@@ -5,6 +5,7 @@ Quantities are in dispensing units unless a name says packs; money is in yuan; t
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from functools import cached_property
@@ -64,6 +65,16 @@ class Demand:
     drug: str
     units: int
     daily_usage: float
+
+    # Units are whole, so "at most the daily usage times T" is at most its whole part (the tolerance keeps
+    # 0.29 x 100 = 28.999... from flooring to 28).
+    def units_within(self, days: int) -> int:
+        """Whole units the site uses in its first ``days`` days: the most it can take from a lot expiring then."""
+        return math.floor(self.daily_usage * days + 1e-9)
+
+    def units_after(self, days: int) -> int:
+        """Whole units of demand after day ``days``: the most that stock arriving then can meet."""
+        return max(0, math.floor(self.units - self.daily_usage * days + 1e-9))
 
 
 @dataclass(frozen=True)

@@ -516,7 +516,7 @@ def approve_plan(uow: UnitOfWork, run_id: int) -> Approval:
             purchase_orders.append(order)
         by_pair: dict[tuple[int, int], list[tuple[PlanLine, int]]] = defaultdict(list)
         for line in lines:
-            units = math.floor(line.units + 1e-6)  # the model splits lots continuously; whole units move
+            units = math.floor(line.units + 1e-6)  # whole already; a run stored before plans were is floored
             if line.kind == "transfer" and units > 0:
                 by_pair[(line.from_site_id, line.site_id)].append((line, units))  # type: ignore[index]
         lot_expiry = dict(uow.session.execute(select(StockLot.id, StockLot.expiry_date).where(StockLot.id.in_(

@@ -211,8 +211,8 @@ class PurchaseEditSchema(Schema):
 class TransferEditSchema(Schema):
     lot_id = fields.Integer(required=True)
     site_id = fields.Integer(required=True, metadata={"description": "the receiving site"})
-    units = fields.Float(required=True, validate=validate.Range(min=0, max=10_000_000),
-                         metadata={"description": "0 removes the line"})
+    units = fields.Integer(required=True, strict=True, validate=validate.Range(min=0, max=10_000_000),
+                           metadata={"description": "whole units; 0 removes the line"})
 
 
 class PlanEditSchema(Schema):

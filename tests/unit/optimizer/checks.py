@@ -28,6 +28,8 @@ def assert_feasible(problem: Problem, plan: Plan) -> None:
         for p in plan.purchases:
             if p.offer == offer_id:
                 assert p.price_per_pack == reached.price_per_pack, f"{offer_id}: the pooled volume sets the tier"
+    for line in (*plan.transfers, *plan.stock_use, *plan.waste, *plan.shortages):
+        assert line.units == int(line.units), f"{line}: stock is used, moved, wasted and left short in whole units"
     used_of_lot: dict[str, float] = defaultdict(float)
     received: dict[tuple[str, str], float] = defaultdict(float)
     from_lots_by_expiry: dict[tuple[str, str], list[tuple[int, float]]] = defaultdict(list)

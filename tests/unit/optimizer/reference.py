@@ -1,7 +1,8 @@
 """A second formulation of the planning problem, written as matrices and solved with scipy's ``milp``.
 
 It shares no code with ``optimizer.model``: tiers are disaggregated by site (packs bought at tier k for
-site i) instead of one quantity per tier, so agreement between the two is a real check.
+site i) instead of one quantity per tier, and stock comes in whole units because its variables are integer
+(the model's are continuous, with whole limits), so agreement between the two is a real check.
 """
 
 from __future__ import annotations
@@ -84,7 +85,7 @@ def reference_optimum(problem: Problem) -> float:
                 if offer.order_cost > 0:
                     y = b.var(offer.order_cost, 0, 1, True)
                     b.row({**packs_at[s], y: -float(ub[s])}, -np.inf, 0)
-                g = b.var(0.0, 0, demands[s].units)
+                g = b.var(0.0, 0, demands[s].units, True)
                 b.row({g: 1.0, **{x: -float(offer.pack_size) for x in packs_at[s]}}, -np.inf, 0)
                 supply[s][g] = 1.0
                 if offer.lead_time_days > 0:
@@ -103,7 +104,9 @@ def reference_optimum(problem: Problem) -> float:
                 constant += lot.quantity * lot.unit_value
                 continue
             own = demands.get(lot.site)
-            surplus = lot.quantity - (min(lot.quantity, own.units, own.daily_usage * min(lot.expires_in_days, H))
+            # What its own site cannot use: it uses whole units, the whole part of its usage until expiry.
+            surplus = lot.quantity - (min(lot.quantity, own.units,
+                                          math.floor(own.daily_usage * min(lot.expires_in_days, H) + 1e-9))
                                       if own else 0)
             targets = ([(lot.site, 0.0)] if own else []) + \
                 ([(a.to_site, a.unit_cost) for a in arcs.get(lot.site, [])] if surplus > 0 else [])
@@ -114,7 +117,7 @@ def reference_optimum(problem: Problem) -> float:
                 cap = min(lot.quantity, need.units, need.daily_usage * min(lot.expires_in_days, H))
                 if cap <= 0:
                     continue
-                u = b.var(unit_cost, 0, cap)
+                u = b.var(unit_cost, 0, cap, True)
                 lot_row[u] = 1.0
                 supply[site][u] = 1.0
                 if site != lot.site:
@@ -124,7 +127,7 @@ def reference_optimum(problem: Problem) -> float:
             if moved:
                 b.row(moved, -np.inf, surplus)
             if lot.expires_in_days <= H:
-                w = b.var(lot.unit_value, 0, lot.quantity)
+                w = b.var(lot.unit_value, 0, lot.quantity, True)
                 b.row({**lot_row, w: 1.0}, lot.quantity, lot.quantity)
             elif lot_row:
                 b.row(lot_row, -np.inf, lot.quantity)
@@ -133,7 +136,7 @@ def reference_optimum(problem: Problem) -> float:
                 b.row({u: 1.0 for days, u in entries if days <= T}, -np.inf, demands[s].daily_usage * T)
         penalty = problem.penalty(drug)
         for s, need in demands.items():
-            short = b.var(penalty, 0, need.units)
+            short = b.var(penalty, 0, need.units, True)
             b.row({**supply[s], short: 1.0}, need.units, need.units)
     if not b.cost:
         return constant

@@ -68,6 +68,21 @@ def test_moving_more_than_the_receiving_site_can_use_before_expiry_is_refused() 
     assert evaluate(problem, Decisions({}, {("l", "B"): 50.0})).costs.transfer == pytest.approx(5.0)
 
 
+def test_stock_moves_in_whole_units() -> None:
+    from optimizer import Arc, Demand, Lot, Problem
+
+    # B uses 7.5 units a day: in the 5 days before the lot expires, 37 whole units (not 37.5)
+    problem = Problem(30, (Demand("A", "d", 30, 1.0), Demand("B", "d", 300, 7.5)), (),
+                      (Lot("l", "A", "d", 500, 5, 1.0),), (Arc("A", "B", 0.1),))
+    broken = check_decisions(problem, Decisions({}, {("l", "B"): 37.5}))
+    assert [str(v) for v in broken] == ["transfer of lot l to B: 37.5 units: a transfer moves a whole, positive "
+                                        "number of units"]
+    assert "can use only 37 units" in check_decisions(problem, Decisions({}, {("l", "B"): 38.0}))[0].message
+    plan = solve(problem, workers=1, baseline=False)
+    assert [(t.to_site, t.units) for t in plan.transfers] == [("B", 37.0)]
+    assert [w.units for w in plan.waste] == [500 - 5 - 37]  # A uses one a day until day 5
+
+
 def test_frozen_inputs_reproduce_the_same_plan(problem, plan) -> None:  # type: ignore[no-untyped-def]
     frozen = json.loads(json.dumps(problem_to_dict(problem)))
     thawed = problem_from_dict(frozen)
