@@ -6,7 +6,7 @@ Per drug, with sites i, offers o, tiers k, usable lots l:
 - ``tier[o,k]``    binary: the pooled order of o is priced at tier k (at most one tier)
 - ``tierpacks[o,k]`` packs priced at tier k, within tier k's range when it is on (a strong formulation of
                    all-units discounts: no big-M, one binary and one quantity per tier)
-- ``order[o,i]``   binary, when the offer has a fixed cost per order
+- ``order[o,i]``   binary, when the offer has a fixed cost per order and the site may take more than one pack
 - ``bought_used[i]`` units of site i's purchases used against its demand (the rest stays as fresh stock)
 - ``use[l,j]``     units of lot l used at site j (j = the lot's own site, or a site an allowed arc reaches)
 - ``waste[l]``     units of a lot that expires within the horizon and is not used
@@ -150,7 +150,11 @@ def add_drug(prob: pulp.LpProblem, problem: Problem, drug: str, tag: str, *, poo
             delivery = offer.delivery_cost_per_pack.get(site, 0.0)
             if delivery:
                 cost_terms["delivery"].append((x, delivery))
-            if offer.order_cost > 0:
+            if offer.order_cost > 0 and ub == 1:
+                # At most one pack: the order is the pack, and its cost goes on the pack (no binary, no row;
+                # 0.93-0.96 of the time over 200 city drugs, two seeds).
+                cost_terms["order"].append((x, offer.order_cost))
+            elif offer.order_cost > 0:
                 y = prob.add_variable(f"{tag}_order_{o_n}_{i}", 0, 1, cat=pulp.LpBinary)
                 model.order[(offer.id, site)] = y
                 cost_terms["order"].append((y, offer.order_cost))
@@ -298,14 +302,15 @@ def build_model(problem: Problem, *, pooled: bool = True, transfers: bool = True
     prob = pulp.LpProblem("purchase_plan", pulp.LpMinimize)
     models = [add_drug(prob, problem, drug, f"d{n}", pooled=pooled, transfers=transfers, fixed=fixed)
               for n, drug in enumerate(problem.drugs)]
-    objective: list[tuple[pulp.LpVariable, float]] = []
+    objective: dict[pulp.LpVariable, float] = defaultdict(float)  # a pack pays its delivery and maybe its order
     constant = 0.0
     for model in models:
         for kind, expression in model.costs.items():
             weight = 1.0 + (price_of_spending if kind in ("purchase", "delivery", "order") else 0.0)
-            objective.extend((v, c * weight) for v, c in expression.items())
+            for v, c in expression.items():
+                objective[v] += c * weight
             constant += expression.constant * weight
-    prob.setObjective(_expr(objective, constant))
+    prob.setObjective(_expr(list(objective.items()), constant))
     if problem.budget is not None:
         spending = [(v, c) for model in models for v, c in model.spending.items()]
         _add(prob, spending, pulp.LpConstraintLE, problem.budget, "budget")
