@@ -6,9 +6,9 @@ from __future__ import annotations
 import math
 import os
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pulp
@@ -37,16 +37,54 @@ MONOLITHIC_BUDGET_DRUGS = 25
 # 3.4 s, each site alone 4.1 s (HiGHS's fixed cost per model).
 BASELINE_GROUP_SITES = 4
 LOOSEST_GAP = 0.05  # no drug's own tolerance is looser than this, however small the drug
+# Branch-and-bound nodes a drug gets on the first pass. Most drugs end at the root; the few that need many more
+# nodes are stopped with their plan and bound, and solved again without the limit only if the plan as a whole
+# has not proved its gap (a node limit, unlike a time limit, gives the same plan on a busy machine).
+FIRST_PASS_NODES = 50
+NODE_LIMIT = "node_limit"  # an outcome stopped at FIRST_PASS_NODES, with a plan and a bound
 
 
-def make_solver(name: str, time_limit: float, gap: float) -> pulp.LpSolver:
-    """HiGHS in-process (default), or CBC from ``pulp[cbc]``'s bundled binary."""
+class _HiGHS(pulp.HiGHS):
+    """PuLP's HiGHS, which starts from a given plan (the values of its discrete variables, by name; HiGHS
+    completes the rest) and also reads a plan that stopped at its node limit (PuLP 3.3 raises KeyError on that
+    status, after it has read the plan)."""
+
+    start: Mapping[str, float] = {}
+
+    def callSolver(self, lp: pulp.LpProblem) -> None:
+        if self.start:
+            columns = [(v.index, self.start[v.name]) for v in lp.variables() if v.name in self.start]
+            lp.solverModel.setSolution(len(columns), [c for c, _ in columns], [x for _, x in columns])
+        super().callSolver(lp)
+
+    def findSolutionValues(self, lp: pulp.LpProblem) -> tuple[int, int]:
+        import highspy
+
+        try:
+            return super().findSolutionValues(lp)
+        except KeyError:
+            if lp.solverModel.getModelStatus() != highspy.HighsModelStatus.kSolutionLimit:
+                raise
+            return pulp.LpStatusNotSolved, pulp.LpSolutionIntegerFeasible
+
+
+def make_solver(name: str, time_limit: float, gap: float, node_limit: int | None = None,
+                start: Mapping[str, float] | None = None) -> pulp.LpSolver:
+    """HiGHS in-process (default), or CBC from ``pulp[cbc]``'s bundled binary.
+
+    ``node_limit`` stops HiGHS after that many branch-and-bound nodes, with its plan and bound, and ``start``
+    hands it a plan to improve on (CBC's command line reports no bound, so it is neither stopped early nor
+    restarted).
+    """
     if name == "highs":
         # Presolve costs more than it saves on models this small (measured: a third of the time), and so do
         # the root reduced-cost heuristic (over 100 city drugs in one alternating run: 0.83 of the time, same
         # gap) and feasibility jump, which spends about 10 ms on any model however small (0.86 of the time).
-        return pulp.HiGHS(msg=False, timeLimit=time_limit, gapRel=gap, threads=1, presolve="off",
-                          mip_heuristic_run_root_reduced_cost=False, mip_heuristic_run_feasibility_jump=False)
+        limits = {"mip_max_nodes": node_limit} if node_limit is not None else {}
+        highs = _HiGHS(msg=False, timeLimit=time_limit, gapRel=gap, threads=1, presolve="off",
+                       mip_heuristic_run_root_reduced_cost=False, mip_heuristic_run_feasibility_jump=False, **limits)
+        highs.start = start or {}
+        return highs
     if name == "cbc":
         import cbcbox
 
@@ -71,6 +109,7 @@ class Outcome:
     solve_seconds: float
     variables: int
     constraints: int
+    discrete: Mapping[str, float] = field(default_factory=dict)  # the plan's discrete variables, to restart from
 
 
 def _verdict(prob: pulp.LpProblem, solver: str, what: str, gap: float) -> tuple[str, float, float | None]:
@@ -84,9 +123,10 @@ def _verdict(prob: pulp.LpProblem, solver: str, what: str, gap: float) -> tuple[
         has_solution = info.primal_solution_status == 2
         if status == highspy.HighsModelStatus.kOptimal:
             verdict = "optimal"
+        elif has_solution and status == highspy.HighsModelStatus.kSolutionLimit:
+            verdict = NODE_LIMIT
         elif has_solution and status in (highspy.HighsModelStatus.kTimeLimit,
                                          highspy.HighsModelStatus.kIterationLimit,
-                                         highspy.HighsModelStatus.kSolutionLimit,
                                          highspy.HighsModelStatus.kInterrupt):
             verdict = "feasible_time_limit"
         else:
@@ -217,8 +257,12 @@ def _make_stock_whole(prob: pulp.LpProblem, solver: str, time_limit: float, what
 
 def solve_model(problem: Problem, *, solver: str = "highs", time_limit: float = 60.0, gap: float = 1e-4,
                 pooled: bool = True, transfers: bool = True, price_of_spending: float = 0.0,
-                fixed: Decisions | None = None) -> Outcome:
-    """Build and solve one model for every drug of ``problem`` (use it on one drug, or small problems)."""
+                fixed: Decisions | None = None, node_limit: int | None = None,
+                start: Mapping[str, float] | None = None) -> Outcome:
+    """Build and solve one model for every drug of ``problem`` (use it on one drug, or small problems).
+
+    ``node_limit`` and ``start`` are HiGHS's: see :func:`make_solver`; ``Outcome.discrete`` is a ``start``.
+    """
     started = time.perf_counter()
     prob, models = build_model(problem, pooled=pooled, transfers=transfers, price_of_spending=price_of_spending,
                                fixed=fixed)
@@ -228,16 +272,20 @@ def solve_model(problem: Problem, *, solver: str = "highs", time_limit: float = 
         costs = sum((Costs(waste=float(m.costs["waste"].constant)) for m in models), Costs())
         wasted = tuple(w for m in models for w in _extract(m, problem).waste)
         return Outcome((), (), (), wasted, (), costs, "optimal", costs.total, costs.total, built - started, 0.0, 0, 0)
-    prob.solve(make_solver(solver, time_limit, gap))
+    prob.solve(make_solver(solver, time_limit, gap, node_limit, start))
+    if node_limit is not None and solver == "highs" and prob.solverModel.getInfo().primal_solution_status != 2:
+        prob.solve(make_solver(solver, time_limit, gap))  # no plan yet at the node limit: go on without it
     solved = time.perf_counter()
     status, objective, bound = _verdict(prob, solver, what, gap)
+    discrete = {v.name: round(_value(v)) for v in prob.variables() if v.cat == pulp.LpInteger}
     if not _stock_is_whole(models):
         objective = _make_stock_whole(prob, solver, time_limit, what)
     lines = [_extract(model, problem) for model in models]
     return Outcome(tuple(p for x in lines for p in x.purchases), tuple(t for x in lines for t in x.transfers),
                    tuple(s for x in lines for s in x.shortages), tuple(w for x in lines for w in x.waste),
                    tuple(u for x in lines for u in x.stock_use), sum((x.costs for x in lines), Costs()), status,
-                   objective, bound, built - started, solved - built, prob.numVariables(), prob.numConstraints())
+                   objective, bound, built - started, solved - built, prob.numVariables(), prob.numConstraints(),
+                   discrete)
 
 
 def _solve_one(args: tuple[Problem, dict[str, Any]]) -> Outcome:
@@ -246,9 +294,9 @@ def _solve_one(args: tuple[Problem, dict[str, Any]]) -> Outcome:
 
 
 def _solve_each(parts: Sequence[Problem], workers: int, progress: Progress | None = None,
-                gaps: Sequence[float] | None = None, **options: Any) -> list[Outcome]:
-    """Solve each part as its own model (``gaps``: each part's own tolerance, else ``options["gap"]``)."""
-    jobs = [(part, options if gaps is None else {**options, "gap": gaps[n]}) for n, part in enumerate(parts)]
+                each: Sequence[dict[str, Any]] | None = None, **options: Any) -> list[Outcome]:
+    """Solve each part as its own model (``each``: the options of each part's own, over ``options``)."""
+    jobs = [(part, options if each is None else {**options, **each[n]}) for n, part in enumerate(parts)]
     outcomes: list[Outcome] = []
     if workers <= 1 or len(jobs) < 2:
         results: Iterable[Outcome] = map(_solve_one, jobs)
@@ -300,23 +348,28 @@ def _plan_gap(outcomes: Sequence[Outcome]) -> float | None:
 
 def _solve_to_gap(parts: Sequence[Problem], workers: int, progress: Progress | None = None,
                   **options: Any) -> list[Outcome]:
-    """Solve each drug to its share of the gap, then re-solve the drugs furthest from their bound, tighter,
-    until the plan as a whole proves ``options["gap"]`` (or every drug has been tightened)."""
+    """Solve each drug to its share of the gap (HiGHS: within :data:`FIRST_PASS_NODES`), then re-solve the
+    drugs furthest from their bound, tighter and without a node limit, until the plan as a whole proves
+    ``options["gap"]`` (or every drug has been tightened)."""
     gap = options["gap"]
-    outcomes = _solve_each(parts, workers, progress, gaps=_gap_shares(parts, gap), **options)
+    first = {**options, "node_limit": FIRST_PASS_NODES} if options.get("solver") == "highs" else options
+    outcomes = _solve_each(parts, workers, progress, [{"gap": g} for g in _gap_shares(parts, gap)], **first)
 
     def slack(o: Outcome) -> float:
         return o.objective - o.bound if o.bound is not None else 0.0
 
-    # Worth tightening: drugs that stopped at their own, looser tolerance (not at the time limit, which a second
-    # solve would meet again) short of the one they will be re-solved to; largest slack first.
+    # Worth tightening: drugs that stopped at their own, looser tolerance or at the node limit (not at the time
+    # limit, which a second solve would meet again) short of the one they will be re-solved to; largest slack
+    # first.
     loose = sorted((n for n, o in enumerate(outcomes)
-                    if o.status == "optimal" and slack(o) > gap / 2 * abs(o.objective) + EPS),
+                    if o.status in ("optimal", NODE_LIMIT) and slack(o) > gap / 2 * abs(o.objective) + EPS),
                    key=lambda n: -slack(outcomes[n]))
     tightened = 0
     while loose and (plan_gap := _plan_gap(outcomes)) is not None and plan_gap > gap:
         batch, loose = loose[:max(1, 2 * workers)], loose[2 * workers:]
-        for n, outcome in zip(batch, _solve_each([parts[n] for n in batch], workers, gaps=None,
+        # Each starts from the plan it has, so it ends no worse and HiGHS's heuristics need not find it again.
+        starts = [{"start": outcomes[n].discrete} if options.get("solver") == "highs" else {} for n in batch]
+        for n, outcome in zip(batch, _solve_each([parts[n] for n in batch], workers, None, starts,
                                                   **{**options, "gap": gap / 2}), strict=True):
             outcomes[n] = outcome
         tightened += len(batch)
@@ -324,7 +377,8 @@ def _solve_to_gap(parts: Sequence[Problem], workers: int, progress: Progress | N
             progress(len(parts) + tightened, len(parts) + tightened + len(loose))
     if tightened and progress:
         progress(len(parts) + tightened, len(parts) + tightened)  # the rest need no second solve
-    return outcomes
+    # A drug still stopped at its node limit is within the gap the plan proves as a whole: that is the promise.
+    return [replace(o, status="optimal") if o.status == NODE_LIMIT else o for o in outcomes]
 
 
 def _combine(outcomes: Iterable[Outcome], solver: str, notes: tuple[str, ...] = (),

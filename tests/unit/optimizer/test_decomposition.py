@@ -5,7 +5,15 @@ from __future__ import annotations
 import pytest
 
 from optimizer import Costs, baseline_costs, planner, scenarios, solve
-from optimizer.planner import BASELINE_GROUP_SITES, LOOSEST_GAP, _gap_shares, _rough_cost, _site_groups, solve_model
+from optimizer.planner import (
+    BASELINE_GROUP_SITES,
+    LOOSEST_GAP,
+    NODE_LIMIT,
+    _gap_shares,
+    _rough_cost,
+    _site_groups,
+    solve_model,
+)
 from tests.unit.optimizer.checks import assert_feasible
 
 
@@ -79,3 +87,23 @@ def test_with_cbc_too_the_plan_proves_its_gap_though_drugs_get_looser_tolerances
     assert plan.gap is not None and 0 < plan.gap <= 0.002  # CBC reports no bound: its tolerance stands for it
     assert plan.best_bound is not None and plan.best_bound <= exact.objective + 1e-6
     assert exact.objective - 1e-6 <= plan.objective <= exact.objective * 1.002 + 1e-6
+
+
+def test_a_drug_stopped_at_its_node_limit_keeps_its_plan_and_bound_and_restarts_from_a_plan_it_is_given():
+    part = scenarios.consortium(hospitals=2, grassroots=12, drugs=30, seed=5).split_by_drug()[18]
+    exact = solve_model(part, gap=1e-9)
+    stopped = solve_model(part, gap=1e-9, node_limit=1)  # the root alone: HiGHS's status PuLP 3.3 cannot read
+    assert stopped.status == NODE_LIMIT and stopped.purchases
+    assert stopped.bound is not None and stopped.bound <= exact.objective + 1e-6
+    assert stopped.objective > exact.objective * 1.05  # the root's own plan is far from the optimum here...
+    restarted = solve_model(part, gap=1e-9, node_limit=1, start=exact.discrete)
+    assert restarted.objective == pytest.approx(exact.objective, rel=1e-9)  # ...and a plan handed in is kept
+
+
+def test_drugs_stopped_at_the_node_limit_are_solved_again_until_the_plan_proves_its_gap(monkeypatch):
+    problem = scenarios.consortium(hospitals=2, grassroots=12, drugs=30, seed=5)
+    exact = solve(problem, workers=1, baseline=False, gap=1e-9)
+    monkeypatch.setattr(planner, "FIRST_PASS_NODES", 1)
+    plan = solve(problem, workers=2, baseline=False, gap=1e-9)
+    assert plan.status == "optimal" and plan.objective == pytest.approx(exact.objective, rel=1e-9)
+    assert plan.gap is not None and plan.gap <= 1e-9
