@@ -25,6 +25,7 @@ the daily usage times T" means at most its whole part), and once the packs, orde
 rows holding stock variables are two nested families, each lot's (all its uses, then the moved ones) and each
 site's (its demand, then its uses by expiry, then its bought units), whose matrix is totally unimodular. So
 every basic solution moves whole units.
+
 In the site-by-site baseline the tiers apply to each site's own volume and no stock moves.
 """
 

@@ -112,6 +112,10 @@ class Outcome:
     discrete: Mapping[str, float] = field(default_factory=dict)  # the plan's discrete variables, to restart from
 
 
+def _highs_has_plan(highs: Any) -> bool:
+    return bool(highs.getInfo().primal_solution_status == 2)  # kSolutionStatusFeasible
+
+
 def _verdict(prob: pulp.LpProblem, solver: str, what: str, gap: float) -> tuple[str, float, float | None]:
     """The solver's own status, objective and best bound (PuLP says "Optimal" at a time limit too)."""
     if solver == "highs":
@@ -120,7 +124,7 @@ def _verdict(prob: pulp.LpProblem, solver: str, what: str, gap: float) -> tuple[
         highs = prob.solverModel
         status = highs.getModelStatus()
         info = highs.getInfo()
-        has_solution = info.primal_solution_status == 2
+        has_solution = _highs_has_plan(highs)
         if status == highspy.HighsModelStatus.kOptimal:
             verdict = "optimal"
         elif has_solution and status == highspy.HighsModelStatus.kSolutionLimit:
@@ -273,7 +277,7 @@ def solve_model(problem: Problem, *, solver: str = "highs", time_limit: float = 
         wasted = tuple(w for m in models for w in _extract(m, problem).waste)
         return Outcome((), (), (), wasted, (), costs, "optimal", costs.total, costs.total, built - started, 0.0, 0, 0)
     prob.solve(make_solver(solver, time_limit, gap, node_limit, start))
-    if node_limit is not None and solver == "highs" and prob.solverModel.getInfo().primal_solution_status != 2:
+    if node_limit is not None and solver == "highs" and not _highs_has_plan(prob.solverModel):
         prob.solve(make_solver(solver, time_limit, gap))  # no plan yet at the node limit: go on without it
     solved = time.perf_counter()
     status, objective, bound = _verdict(prob, solver, what, gap)
@@ -431,9 +435,10 @@ def solve(problem: Problem, *, solver: str = "highs", time_limit: float = 60.0, 
     With a budget and few drugs, one model holds them all; with many, the budget is priced by a multiplier
     on spending, searched by bisection over the per-drug models (the plan reports the Lagrangian bound and
     the gap it proves). ``gap`` is the relative gap the plan proves as a whole: without a budget each drug
-    gets its share (see :func:`_gap_shares`); with one, each model is solved to it. ``time_limit`` applies to
-    each model solved. ``progress`` is told, after each model, how many of the plan's models are solved (a
-    budget solved by pricing reports each pricing round).
+    gets its share (see :func:`_gap_shares`) and, with HiGHS, at most :data:`FIRST_PASS_NODES` nodes before
+    :func:`_solve_to_gap` decides which drugs to solve further; with a budget, each model is solved to it.
+    ``time_limit`` applies to each model solved. ``progress`` is told, after each model, how many of the plan's
+    models are solved (a budget solved by pricing reports each pricing round).
     """
     if solver not in SOLVERS:
         raise PlanningError(f"unknown solver {solver!r}; use one of: {', '.join(SOLVERS)}")
