@@ -222,8 +222,7 @@ def add_drug(prob: pulp.LpProblem, problem: Problem, drug: str, tag: str, *, poo
         own = demands.get(lot.site)
         # Only surplus moves: what the lot's own site cannot use before it expires (or within the horizon).
         # Shuffling stock a site needs would only trade one site's rounding of packs for another's.
-        surplus = lot.quantity - (min(lot.quantity, own.units, own.units_within(min(lot.expires_in_days, horizon)))
-                                  if own else 0)
+        surplus = lot.quantity - (own.units_before_expiry(lot, horizon) if own else 0)
         if fixed is not None:  # an edited plan moves what it says, whether or not the site could spare it
             surplus = lot.quantity
         targets = ([(lot.site, 0.0)] if own else []) + \
@@ -234,7 +233,7 @@ def add_drug(prob: pulp.LpProblem, problem: Problem, drug: str, tag: str, *, poo
         for site, unit_cost in targets:
             need = demands[site]
             # A site cannot use more of this lot than it consumes before the lot expires.
-            use_ub: float = min(lot.quantity, need.units, need.units_within(min(lot.expires_in_days, horizon)))
+            use_ub: float = need.units_before_expiry(lot, horizon)
             if use_ub <= 0:
                 continue
             use_lb = 0.0

@@ -155,10 +155,14 @@ def _value(v: pulp.LpVariable | None) -> float:
     return float(v.varValue or 0.0) if v is not None else 0.0
 
 
+def _is_whole(x: float) -> bool:
+    return abs(x - round(x)) <= EPS
+
+
 def _units(v: pulp.LpVariable) -> float:
     """A stock quantity, in the whole units it is (without the solver's rounding noise)."""
     x = _value(v)
-    return float(round(x)) if abs(x - round(x)) <= EPS else x
+    return float(round(x)) if _is_whole(x) else x
 
 
 @dataclass
@@ -242,7 +246,7 @@ def _stock_variables(models: Iterable[DrugModel]) -> Iterable[pulp.LpVariable]:
 
 
 def _stock_is_whole(models: Sequence[DrugModel]) -> bool:
-    return all(abs(_value(v) - round(_value(v))) <= EPS for v in _stock_variables(models))
+    return all(_is_whole(_value(v)) for v in _stock_variables(models))
 
 
 def _make_stock_whole(prob: pulp.LpProblem, solver: str, time_limit: float, what: str) -> float:
@@ -355,8 +359,8 @@ def _solve_to_gap(parts: Sequence[Problem], workers: int, progress: Progress | N
     """Solve each drug to its share of the gap (HiGHS: within :data:`FIRST_PASS_NODES`), then re-solve the
     drugs furthest from their bound, tighter and without a node limit, until the plan as a whole proves
     ``options["gap"]`` (or every drug has been tightened)."""
-    gap = options["gap"]
-    first = {**options, "node_limit": FIRST_PASS_NODES} if options.get("solver") == "highs" else options
+    gap, highs = options["gap"], options.get("solver") == "highs"
+    first = {**options, "node_limit": FIRST_PASS_NODES} if highs else options
     outcomes = _solve_each(parts, workers, progress, [{"gap": g} for g in _gap_shares(parts, gap)], **first)
 
     def slack(o: Outcome) -> float:
@@ -372,7 +376,7 @@ def _solve_to_gap(parts: Sequence[Problem], workers: int, progress: Progress | N
     while loose and (plan_gap := _plan_gap(outcomes)) is not None and plan_gap > gap:
         batch, loose = loose[:max(1, 2 * workers)], loose[2 * workers:]
         # Each starts from the plan it has, so it ends no worse and HiGHS's heuristics need not find it again.
-        starts = [{"start": outcomes[n].discrete} if options.get("solver") == "highs" else {} for n in batch]
+        starts = [{"start": outcomes[n].discrete} if highs else {} for n in batch]
         for n, outcome in zip(batch, _solve_each([parts[n] for n in batch], workers, None, starts,
                                                   **{**options, "gap": gap / 2}), strict=True):
             outcomes[n] = outcome

@@ -72,6 +72,10 @@ class Demand:
         """Whole units the site uses in its first ``days`` days: the most it can take from a lot expiring then."""
         return math.floor(self.daily_usage * days + 1e-9)
 
+    def units_before_expiry(self, lot: Lot, horizon: int) -> int:
+        """The most units of ``lot`` the site can use: before it expires, within the horizon and its demand."""
+        return min(lot.quantity, self.units, self.units_within(min(lot.expires_in_days, horizon)))
+
     def units_after(self, days: int) -> int:
         """Whole units of demand after day ``days``: the most that stock arriving then can meet."""
         return max(0, math.floor(self.units - self.daily_usage * days + 1e-9))
