@@ -8,7 +8,8 @@
 
 Sizes: small (1+1+8 sites, 20 drugs), medium (1+2+20 sites, 100 drugs), city-200 (1+5+40 sites, 200 drugs),
 city (1+5+40 sites, 1,500 drugs), province-10 (1+49+950 sites, 10 drugs), province (1+49+950 sites, 2,000
-drugs). The baseline is each site buying alone with no transfers, solved the same way in the same run.
+drugs). The baseline is each site buying alone with no transfers, planned exactly (without a solver) in the same
+run.
 """
 
 from __future__ import annotations

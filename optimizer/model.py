@@ -34,6 +34,7 @@ from __future__ import annotations
 import math
 import sys
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import pulp
@@ -88,6 +89,20 @@ def _affordable(cap: float, offer: Offer, site: str | None = None) -> int:
     return math.floor(cap / cheapest * (1 + 1e-9)) if cheapest > 0 else sys.maxsize
 
 
+def spending_cap(demand: Demand, lots: Iterable[Lot], penalty: float, horizon: int) -> float:
+    """What buying nothing could cost a site at most: every unit short and every usable lot of its own that may
+    expire within the horizon wasted. No optimal plan spends more than that on the site's purchases."""
+    return penalty * demand.units + sum(lot.quantity * lot.unit_value for lot in lots
+                                        if lot.site == demand.site and 0 < lot.expires_in_days <= horizon)
+
+
+def packs_limit(offer: Offer, site: str, wanted: int, cap: float) -> int:
+    """The most packs of ``offer`` a site may take: ``wanted``, within the offer's capacity and what spending
+    ``cap`` could pay for."""
+    limit = wanted if offer.capacity_packs is None else min(wanted, offer.capacity_packs)
+    return min(limit, _affordable(cap, offer, site))
+
+
 def add_drug(prob: pulp.LpProblem, problem: Problem, drug: str, tag: str, *, pooled: bool = True,
              transfers: bool = True, fixed: Decisions | None = None) -> DrugModel:
     """Add one drug's variables and constraints to ``prob`` (names carry ``tag``); return their handles.
@@ -115,12 +130,12 @@ def add_drug(prob: pulp.LpProblem, problem: Problem, drug: str, tag: str, *, poo
     # that would pay for. Without it a baseline site could top up to the consortium's top tier, thousands of
     # packs, and its bounds and order constraints would be too weak to solve fast.
     penalty = problem.penalty(drug)
-    at_risk: dict[str, float] = defaultdict(float)
+    lots_at: dict[str, list[Lot]] = defaultdict(list)
     for lot in usable.values():
-        if lot.expires_in_days <= horizon:
-            at_risk[lot.site] += lot.quantity * lot.unit_value
-    spending_cap = {site: penalty * demands[site].units + at_risk[site] for site in sites}
-    pooled_cap = sum(spending_cap.values()) + sum(v for s, v in at_risk.items() if s not in demands)
+        lots_at[lot.site].append(lot)
+    site_cap = {site: spending_cap(demands[site], lots_at[site], penalty, horizon) for site in sites}
+    pooled_cap = sum(site_cap.values()) + sum(lot.quantity * lot.unit_value for lot in usable.values()
+                                              if lot.site not in demands and lot.expires_in_days <= horizon)
     bought_terms: dict[str, list[tuple[pulp.LpVariable, int, float]]] = defaultdict(list)  # (packs, lead, pack size)
     for o_n, offer in enumerate(sorted(offers.values(), key=lambda o: o.id)):
         reach = [s for s in sites if not offer.delivery_cost_per_pack or s in offer.delivery_cost_per_pack]
@@ -135,10 +150,8 @@ def add_drug(prob: pulp.LpProblem, problem: Problem, drug: str, tag: str, *, poo
         site_ub: dict[str, int] = {}
         for site in reach:
             top_up = offer.tiers[-1].min_packs - (pooled_need if pooled else need_packs[site])
-            ub = need_packs[site] + (max(0, top_up) if site in hubs else 0)
-            if offer.capacity_packs is not None:
-                ub = min(ub, offer.capacity_packs)
-            ub = min(ub, _affordable(pooled_cap if pooled else spending_cap[site], offer, site))
+            ub = packs_limit(offer, site, need_packs[site] + (max(0, top_up) if site in hubs else 0),
+                             pooled_cap if pooled else site_cap[site])
             lb = 0
             if fixed is not None:
                 lb = ub = fixed.purchases.get((offer.id, site), 0)
@@ -169,7 +182,7 @@ def add_drug(prob: pulp.LpProblem, problem: Problem, drug: str, tag: str, *, poo
             if offer.capacity_packs is not None:
                 scope_ub = min(scope_ub, offer.capacity_packs)
             if fixed is None:
-                scope_ub = min(scope_ub, _affordable(pooled_cap if pooled else spending_cap[scope], offer))
+                scope_ub = min(scope_ub, _affordable(pooled_cap if pooled else site_cap[scope], offer))
             scope_tag = "all" if scope == "all" else str(site_index[scope])
             on_terms, packs_terms = [], []
             for k, tier in enumerate(offer.tiers):

@@ -6,13 +6,14 @@ from __future__ import annotations
 import math
 import os
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, TypeVar
 
 import pulp
 
+from optimizer.baseline import site_alone, unplanned_waste
 from optimizer.model import DrugModel, build_model
 from optimizer.plan import (
     Costs,
@@ -27,15 +28,13 @@ from optimizer.plan import (
 from optimizer.problem import Decisions, Problem
 
 Progress = Callable[[int, int], None]  # (models solved, models in all)
+Job = TypeVar("Job")
+Result = TypeVar("Result")
 
 SOLVERS = ("highs", "cbc")
 EPS = 1e-6
 # Below this many drugs a budget is planned in one model (exact); above it, by pricing the budget.
 MONOLITHIC_BUDGET_DRUGS = 25
-# Sites per baseline model. Measured, 60 city drugs: a model per drug 10.7 s, 8 sites 2.4 s, 4 sites 2.2 s,
-# 2 sites 2.1 s, each site alone 2.3 s; 3 province drugs: 16 sites 2.4 s, 8 sites 2.75 s, 4 sites 2.8 s, 2 sites
-# 3.4 s, each site alone 4.1 s (HiGHS's fixed cost per model).
-BASELINE_GROUP_SITES = 4
 LOOSEST_GAP = 0.05  # no drug's own tolerance is looser than this, however small the drug
 # Branch-and-bound nodes a drug gets on the first pass. Most drugs end at the root; the few that need many more
 # nodes are stopped with their plan and bound, and solved again without the limit only if the plan as a whole
@@ -306,21 +305,22 @@ def _solve_each(parts: Sequence[Problem], workers: int, progress: Progress | Non
     """Solve each part as its own model (``each``: the options of each part's own, over ``options``)."""
     jobs = [(part, options if each is None else {**options, **each[n]}) for n, part in enumerate(parts)]
     outcomes: list[Outcome] = []
+    for outcome in _in_workers(_solve_one, jobs, workers):
+        outcomes.append(outcome)
+        if progress:
+            progress(len(outcomes), len(jobs))
+    return outcomes
+
+
+def _in_workers(work: Callable[[Job], Result], jobs: Sequence[Job], workers: int) -> Iterator[Result]:
+    """``work`` done on each job, in order: in worker processes when there are several of both."""
     if workers <= 1 or len(jobs) < 2:
-        results: Iterable[Outcome] = map(_solve_one, jobs)
-        for outcome in results:
-            outcomes.append(outcome)
-            if progress:
-                progress(len(outcomes), len(jobs))
-        return outcomes
+        yield from map(work, jobs)
+        return
     with ProcessPoolExecutor(max_workers=workers) as pool:
         # Small chunks: a drug's time varies a hundredfold, and the last chunk handed out decides when the
         # pool ends (with 1,500 drugs in chunks of 93 one worker could idle for a tenth of the run).
-        for outcome in pool.map(_solve_one, jobs, chunksize=max(1, len(jobs) // (workers * 64))):
-            outcomes.append(outcome)
-            if progress:
-                progress(len(outcomes), len(jobs))
-    return outcomes
+        yield from pool.map(work, jobs, chunksize=max(1, len(jobs) // (workers * 64)))
 
 
 def _rough_cost(part: Problem) -> float:
@@ -410,24 +410,35 @@ def _combine(outcomes: Iterable[Outcome], solver: str, notes: tuple[str, ...] = 
         variables=sum(o.variables for o in outcomes), constraints=sum(o.constraints for o in outcomes), notes=notes)
 
 
-def _site_groups(part: Problem, size: int) -> list[Problem]:
-    """A drug's problem cut into groups of at most ``size`` sites, without transfers: in the baseline every
-    site is on its own, so the groups are independent, and small models prove their gap far sooner than one
-    holding all the sites (a province drug's 500 sites in one model stopped at a 10 s limit with a baseline
-    three and a half times what the groups find)."""
-    sites = sorted({d.site for d in part.demands} | {lot.site for lot in part.lots})
-    groups = [set(sites[n:n + size]) for n in range(0, len(sites), size)]
-    return [replace(part, demands=tuple(d for d in part.demands if d.site in group),
-                    lots=tuple(lot for lot in part.lots if lot.site in group), arcs=()) for group in groups]
+def _baseline_of_drug(part: Problem) -> tuple[Costs, list[Problem]]:
+    """One drug's baseline, site by site, and the sites (as problems of their own) left to the solver."""
+    costs, left = unplanned_waste(part), []
+    for demand in part.demands:
+        if demand.units <= 0:
+            continue
+        alone = site_alone(part, demand)
+        if alone is None:
+            left.append(replace(part, demands=(demand,), arcs=(), lots=tuple(
+                lot for lot in part.lots if lot.site == demand.site and lot.expires_in_days > 0)))
+        else:
+            costs += alone
+    return costs, left
 
 
 def baseline_costs(problem: Problem, *, solver: str = "highs", time_limit: float = 60.0, gap: float = 1e-4,
                    workers: int = 1) -> Costs:
-    """Each site buys alone, at the tier its own volume reaches, and nothing moves between sites."""
-    parts = [group for part in problem.split_by_drug() for group in _site_groups(part, BASELINE_GROUP_SITES)]
-    outcomes = _solve_to_gap(parts, workers, solver=solver, time_limit=time_limit, gap=gap,
-                             pooled=False, transfers=False)
-    return sum((o.costs for o in outcomes), Costs())
+    """Each site buys alone, at the tier its own volume reaches, and nothing moves between sites.
+
+    Each site is planned exactly without a solver (see :mod:`optimizer.baseline`); the rare site whose offers
+    have too many combinations to try is solved as its own model, to ``gap``.
+    """
+    costs, left = Costs(), []
+    for drug_costs, drug_left in _in_workers(_baseline_of_drug, problem.split_by_drug(), workers):
+        costs += drug_costs
+        left += drug_left
+    outcomes = _solve_to_gap(left, workers, solver=solver, time_limit=time_limit, gap=gap,
+                             pooled=False, transfers=False) if left else []
+    return sum((o.costs for o in outcomes), costs)
 
 
 def solve(problem: Problem, *, solver: str = "highs", time_limit: float = 60.0, gap: float = 1e-4,

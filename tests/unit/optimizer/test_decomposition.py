@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from optimizer import Costs, baseline_costs, planner, scenarios, solve
+from optimizer import planner, scenarios, solve
 from optimizer.planner import (
-    BASELINE_GROUP_SITES,
     LOOSEST_GAP,
     NODE_LIMIT,
     _gap_shares,
     _rough_cost,
-    _site_groups,
     solve_model,
 )
 from tests.unit.optimizer.checks import assert_feasible
@@ -68,16 +66,6 @@ def test_drugs_left_too_loose_are_solved_again_until_the_plan_proves_its_gap(mon
     plan = solve(problem, workers=1, baseline=False, gap=0.001, progress=lambda done, total: seen.append((done, total)))
     assert plan.gap is not None and plan.gap <= 0.001  # a first pass at 5% each proves only about 2% here
     assert seen[-1][0] == seen[-1][1] > len(problem.drugs)  # progress counted the drugs solved again
-
-
-def test_the_baseline_solved_in_groups_of_sites_costs_what_one_model_per_drug_finds():
-    problem = scenarios.consortium(hospitals=2, grassroots=12, drugs=8, seed=6, district_size=4)
-    parts = problem.split_by_drug()
-    assert sum(len(_site_groups(part, BASELINE_GROUP_SITES)) for part in parts) > 2 * len(parts)
-    grouped = baseline_costs(problem, gap=1e-9)
-    whole = sum((solve_model(part, gap=1e-9, pooled=False, transfers=False).costs for part in parts), Costs())
-    assert grouped.total == pytest.approx(whole.total, rel=1e-6)
-    assert grouped.waste == pytest.approx(whole.waste, rel=1e-6)  # lots at sites without demand are counted too
 
 
 def test_with_cbc_too_the_plan_proves_its_gap_though_drugs_get_looser_tolerances():

@@ -1,0 +1,181 @@
+"""The site-by-site baseline every plan is compared with: each site buys alone, at the tier its own volume
+reaches, and no stock moves between sites.
+
+A site alone is planned exactly here, without a solver, and with the model's rules and bounds (see
+:mod:`optimizer.model`, planned with ``pooled=False, transfers=False``):
+
+- **Stock.** Using a unit of its own stock never costs a site anything, so some optimal plan uses as much as
+  the expiry limits allow, and of that, the units whose waste would cost the most. The limits (each lot's own,
+  each expiry's "at most the daily usage times T", the demand) nest, so they form a polymatroid, on which
+  taking lots greedily by the value of their waste maximises both the units used and the waste avoided.
+- **Purchases.** What is left of the demand is met by packs of the site's offers, or left short. With the
+  packs of every offer but one fixed, the units the purchases meet are ``min(a + P x, b)`` in the last offer's
+  packs ``x`` (the demand, the lead-time rows and what the packs hold), and its cost is linear within each
+  tier, so the best ``x`` is at a tier's ends or either side of the kink ``(b - a) / P``. Every kink lies
+  within the packs that cover the site's whole demand, so the other offers need only be tried from nothing
+  up to that, and at their tiers' ends. That is a few thousand combinations for a site with three offers,
+  evaluated together in NumPy.
+
+A site whose offers would need more combinations than :data:`MAX_COMBINATIONS` is left to the solver.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from optimizer.model import packs_limit, spending_cap
+from optimizer.plan import Costs
+from optimizer.problem import Demand, Lot, Offer, Problem
+
+MAX_COMBINATIONS = 200_000  # of the packs of a site's offers but one; beyond it the site goes to the solver
+
+
+@dataclass(frozen=True)
+class _Choice:
+    """One offer as a site alone sees it: the packs it may take and their cost."""
+
+    offer: Offer
+    limit: int  # the most packs
+    tier_low: np.ndarray  # each reachable tier's packs, from...
+    tier_high: np.ndarray  # ...to
+    tier_price: np.ndarray
+    delivery: float
+
+    @property
+    def pack(self) -> int:
+        return self.offer.pack_size
+
+    def price(self, packs: np.ndarray) -> np.ndarray:
+        """Price per pack at each number of packs (all-units: the tier the site's own volume reaches)."""
+        k = np.searchsorted(self.tier_low, packs, side="right") - 1
+        return np.where(packs > 0, self.tier_price[np.clip(k, 0, None)], 0.0)
+
+    def costs(self, packs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Purchase, delivery and order cost of each number of packs."""
+        return (self.price(packs) * packs, self.delivery * packs,
+                np.where(packs > 0, self.offer.order_cost, 0.0))
+
+    def candidates(self, needed: int) -> np.ndarray:
+        """The packs worth trying when the other offers are chosen after this one: none, every number up to
+        the packs the whole demand needs, and each tier's ends."""
+        values = {0, *range(int(self.tier_low[0]), min(self.limit, needed) + 1),
+                  *self.tier_low.tolist(), *self.tier_high.tolist()}
+        return np.array(sorted(values), dtype=np.int64)
+
+
+def _choice(offer: Offer, demand: Demand, cap: float) -> _Choice | None:
+    needed = math.ceil(demand.units / offer.pack_size)
+    # Alone, a site may top up to the last tier's volume, as in the model's baseline.
+    limit = packs_limit(offer, demand.site, max(needed, offer.tiers[-1].min_packs), cap)
+    if limit <= 0:
+        return None
+    low, high, price = [], [], []
+    for k, tier in enumerate(offer.tiers):
+        top = offer.tiers[k + 1].min_packs - 1 if k + 1 < len(offer.tiers) else limit
+        start, end = max(tier.min_packs, 1), min(top, limit)
+        if end >= start:
+            low.append(start)
+            high.append(end)
+            price.append(tier.price_per_pack)
+    if not low:
+        return None  # below its minimum order: the site cannot buy from it alone
+    return _Choice(offer, limit, np.array(low, dtype=np.int64), np.array(high, dtype=np.int64),
+                   np.array(price), offer.delivery_cost_per_pack.get(demand.site, 0.0))
+
+
+def _stock_used(demand: Demand, lots: Sequence[Lot], horizon: int) -> dict[str, int]:
+    """Units of each of the site's own lots it uses: the most it can, and of that the most valuable waste
+    avoided (greedy on the nested limits)."""
+    used: dict[str, int] = {}
+    limits = sorted({lot.expires_in_days for lot in lots if lot.expires_in_days < horizon})
+    taken = dict.fromkeys(limits, 0)  # units taken from lots expiring within each limit
+    total = 0
+    at_stake = sorted(lots, key=lambda lot: (-(lot.unit_value if lot.expires_in_days <= horizon else 0.0), lot.id))
+    for lot in at_stake:
+        room = min(demand.units_before_expiry(lot, horizon), demand.units - total)
+        within = [t for t in limits if t >= lot.expires_in_days] if lot.expires_in_days < horizon else []
+        for t in within:
+            room = min(room, demand.units_within(t) - taken[t])
+        room = max(0, room)
+        used[lot.id] = room
+        total += room
+        for t in within:
+            taken[t] += room
+    return used
+
+
+def _purchases(demand: Demand, need: int, choices: list[_Choice], penalty: float) -> Costs | None:
+    """The cheapest packs (or shortage) for ``need`` units of the site's demand left after its stock."""
+    if not choices:
+        return Costs(shortage=penalty * need)
+    needed = {c.offer.id: math.ceil(demand.units / c.pack) for c in choices}
+    grids = [c.candidates(needed[c.offer.id]) for c in choices]
+    last = max(range(len(choices)), key=lambda n: len(grids[n]))  # solved in closed form, the rest tried
+    others = [n for n in range(len(choices)) if n != last]
+    if math.prod(len(grids[n]) for n in others) > MAX_COMBINATIONS:
+        return None
+    mesh = np.meshgrid(*(grids[n] for n in others), indexing="ij") if others else []
+    packs = {n: m.ravel() for n, m in zip(others, mesh, strict=True)}
+    rows = next(iter(packs.values())).size if packs else 1
+    c = choices[last]
+
+    # What the purchases can meet: the need, all they hold, and for each lead time L the demand after day L
+    # plus what faster offers hold. ``a`` gathers the terms that hold the last offer's packs, ``b`` the rest.
+    def holds(selected: list[int]) -> np.ndarray:
+        return sum((packs[n] * choices[n].pack for n in selected), np.zeros(rows))
+
+    a = holds(others)
+    b = np.full(rows, float(need))
+    for lead in sorted({ch.offer.lead_time_days for ch in choices if ch.offer.lead_time_days > 0}):
+        term = demand.units_after(lead) + holds([n for n in others if choices[n].offer.lead_time_days < lead])
+        if c.offer.lead_time_days < lead:
+            a = np.minimum(a, term)
+        else:
+            b = np.minimum(b, term)
+    kink = (b - a) / c.pack
+    tries = [np.zeros(rows)]
+    for low, high in zip(c.tier_low.tolist(), c.tier_high.tolist(), strict=True):
+        tries += [np.full(rows, float(low)), np.full(rows, float(high)),
+                  np.clip(np.floor(kink), low, high), np.clip(np.ceil(kink), low, high)]
+    x = np.stack(tries, axis=1).astype(np.int64)  # rows x tries
+    met = np.minimum(a[:, None] + c.pack * x, b[:, None])
+    purchase, delivery, order = c.costs(x)
+    for n in others:
+        p, d, o = choices[n].costs(packs[n])
+        purchase, delivery, order = purchase + p[:, None], delivery + d[:, None], order + o[:, None]
+    shortage = penalty * (need - met)
+    total = purchase + delivery + order + shortage
+    best = np.unravel_index(np.argmin(total), total.shape)
+    return Costs(purchase=float(purchase[best]), delivery=float(delivery[best]), order=float(order[best]),
+                 shortage=float(shortage[best]))
+
+
+def site_alone(problem: Problem, demand: Demand) -> Costs | None:
+    """What the site of ``demand`` spends on its drug planned alone (``problem`` holds that drug), the waste of
+    its own lots included; None if its offers have too many combinations to try (see the module's note)."""
+    horizon, site = problem.horizon_days, demand.site
+    lots = [lot for lot in problem.lots if lot.site == site and lot.quantity > 0 and lot.expires_in_days > 0]
+    used = _stock_used(demand, lots, horizon)
+    penalty = problem.penalty(demand.drug)
+    cap = spending_cap(demand, lots, penalty, horizon)
+    choices = [c for offer in sorted(problem.offers, key=lambda o: o.id)
+               if not offer.delivery_cost_per_pack or site in offer.delivery_cost_per_pack
+               if (c := _choice(offer, demand, cap)) is not None]
+    bought = _purchases(demand, demand.units - sum(used.values()), choices, penalty)
+    if bought is None:
+        return None
+    waste = sum((lot.quantity - used[lot.id]) * lot.unit_value for lot in lots if lot.expires_in_days <= horizon)
+    return bought + Costs(waste=waste)
+
+
+def unplanned_waste(problem: Problem) -> Costs:
+    """Waste no site can prevent alone: lots already expired, and lots at sites without demand for the drug
+    that expire within the horizon."""
+    wanted = {d.site for d in problem.demands if d.units > 0}
+    return Costs(waste=sum(lot.quantity * lot.unit_value for lot in problem.lots
+                           if lot.expires_in_days <= 0 or (lot.site not in wanted
+                                                           and lot.expires_in_days <= problem.horizon_days)))

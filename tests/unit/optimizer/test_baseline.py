@@ -1,0 +1,104 @@
+"""The site-by-site baseline, planned without a solver, costs what the solver finds for each site alone."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import replace
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import optimizer.baseline
+from optimizer import Costs, Demand, DrugPolicy, Lot, Offer, Problem, Tier, baseline_costs, scenarios
+from optimizer.baseline import site_alone, unplanned_waste
+from optimizer.planner import solve_model
+
+
+def solver_alone(problem: Problem) -> float:
+    """The site (or sites, each alone) as the model plans it: no pooling, no transfers, proved optimal."""
+    return solve_model(problem, gap=1e-9, pooled=False, transfers=False).objective
+
+
+def site_alone_at_random(seed: int) -> Problem:
+    """One site with 1-4 offers and 0-4 lots, drawn evenly: minimum orders above the need, capacities below it,
+    lead times, order costs, shortages cheaper than packs, lots already expired, expiring on the horizon or at a
+    site without demand."""
+    rng = random.Random(seed)
+    units = rng.choice([1, 5, 13, 40, 120, 400])
+    demand = Demand("A", "X", units, round(units / 30 * rng.uniform(0.5, 1.5), 3))
+    offers = []
+    for n in range(rng.randint(1, 4)):
+        pack = rng.choice([1, 3, 7, 12, 50, 100])
+        minimums = [rng.choice([0, 0, 1, 2, 5, 20])]
+        for _ in range(rng.randint(0, 3)):
+            minimums.append(minimums[-1] + rng.randint(1, 30))
+        base = rng.uniform(0.1, 3.0) * pack
+        offers.append(Offer(f"O{n}", f"S{n}", "X", pack,
+                            tuple(Tier(m, round(base * (1 - 0.04 * k), 2)) for k, m in enumerate(minimums)),
+                            lead_time_days=rng.choice([0, 0, 1, 3, 7, 12]),
+                            capacity_packs=rng.choice([None, None, 1, 2, 5, 30]),
+                            delivery_cost_per_pack=rng.choice([{}, {"A": 0.0}, {"A": 0.7}, {"A": 1.9}, {"B": 1.0}]),
+                            order_cost=rng.choice([0.0, 0.0, 5.0, 40.0])))
+    lots = tuple(Lot(f"L{n}", rng.choice(["A", "A", "B"]), "X", rng.randint(0, 200),
+                     rng.choice([-2, 0, 1, 5, 12, 29, 30, 31, 400]), round(rng.uniform(0.0, 3.0), 2))
+                 for n in range(rng.randint(0, 4)))
+    return Problem(30, (demand,), tuple(offers), lots, (),
+                   (DrugPolicy("X", rng.choice([0.0, 0.5, 2.0, 10.0, 100.0])),))
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 10**9))
+def test_a_site_alone_costs_what_the_solver_finds(seed):
+    problem = site_alone_at_random(seed)
+    planned = site_alone(problem, problem.demands[0])
+    assert planned is not None
+    assert (planned + unplanned_waste(problem)).total == pytest.approx(solver_alone(problem), rel=1e-6, abs=1e-6)
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_the_baseline_of_a_consortium_is_every_site_alone(seed):
+    problem = scenarios.consortium(hospitals=2, grassroots=12, drugs=12, seed=seed, district_size=4)
+    each = [replace(part, demands=(demand,), arcs=(), lots=tuple(lot for lot in part.lots if lot.site == demand.site))
+            for part in problem.split_by_drug() for demand in part.demands]
+    others = [replace(part, demands=(), arcs=(), lots=tuple(lot for lot in part.lots
+                                                           if lot.site not in {d.site for d in part.demands}))
+              for part in problem.split_by_drug()]
+    planned = baseline_costs(problem)
+    assert planned.total == pytest.approx(sum(map(solver_alone, each + others)), rel=1e-9)
+    assert planned.waste > sum(unplanned_waste(part).total for part in problem.split_by_drug()) > 0
+
+
+def test_a_site_uses_the_stock_whose_waste_costs_most_first():
+    # 2 a day: of a lot expiring in 5 days it can use 10 (40 wasted at 1.0); the long-dated lot meets the other
+    # 50, and nothing is bought.
+    problem = Problem(30, (Demand("A", "X", 60, 2.0),), (Offer("O", "S", "X", 10, (Tier(0, 5.0),)),),
+                      (Lot("SHORT", "A", "X", 50, 5, 1.0), Lot("LONG", "A", "X", 100, 400, 1.0)))
+    assert site_alone(problem, problem.demands[0]) == Costs(waste=40.0)
+
+
+def test_purchases_with_a_lead_time_meet_only_the_demand_after_it():
+    # 1 a day for 30 days; packs arriving after 10 days meet the last 20 units, the first 10 are short.
+    problem = Problem(30, (Demand("A", "X", 30, 1.0),),
+                      (Offer("SLOW", "S", "X", 1, (Tier(0, 1.0),), lead_time_days=10),),
+                      policies=(DrugPolicy("X", 5.0),))
+    assert site_alone(problem, problem.demands[0]) == Costs(purchase=20.0, shortage=50.0)
+
+
+def test_a_site_tops_up_to_a_better_tier_and_mixes_offers_when_one_is_capped():
+    # It needs 9 packs: 10 at 8 (80) beat 9 at 10 (90). The capped offer takes 4 of 12, the other 8.
+    tiers = (Tier(0, 10.0), Tier(10, 8.0))
+    problem = Problem(30, (Demand("A", "X", 90, 3.0),), (Offer("O", "S", "X", 10, tiers),))
+    assert site_alone(problem, problem.demands[0]) == Costs(purchase=80.0)
+    problem = Problem(30, (Demand("A", "X", 120, 4.0),),
+                      (Offer("CAPPED", "S", "X", 10, (Tier(0, 6.0),), capacity_packs=4),
+                       Offer("DEAR", "T", "X", 10, (Tier(0, 9.0),))))
+    assert site_alone(problem, problem.demands[0]) == Costs(purchase=4 * 6.0 + 8 * 9.0)
+
+
+def test_a_site_whose_offers_have_too_many_combinations_is_left_to_the_solver(monkeypatch):
+    problem = scenarios.consortium(hospitals=1, grassroots=6, drugs=6, seed=3, district_size=3)
+    exact = baseline_costs(problem, gap=1e-9)
+    monkeypatch.setattr(optimizer.baseline, "MAX_COMBINATIONS", 0)
+    assert site_alone(problem.split_by_drug()[0], problem.split_by_drug()[0].demands[0]) is None
+    assert baseline_costs(problem, gap=1e-9).total == pytest.approx(exact.total, rel=1e-6)
