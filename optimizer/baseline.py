@@ -154,22 +154,42 @@ def _purchases(demand: Demand, need: int, choices: list[_Choice], penalty: float
                  shortage=float(shortage[best]))
 
 
-def site_alone(problem: Problem, demand: Demand) -> Costs | None:
-    """What the site of ``demand`` spends on its drug planned alone (``problem`` holds that drug), the waste of
-    its own lots included; None if its offers have too many combinations to try (see the module's note)."""
+def site_alone(problem: Problem, demand: Demand, lots: Sequence[Lot] | None = None) -> Costs | None:
+    """What the site of ``demand`` spends on its drug planned alone (``problem`` holds that drug; ``lots``, if
+    given, are the site's own), the waste of its own lots included; None if its offers have too many
+    combinations to try (see the module's note)."""
     horizon, site = problem.horizon_days, demand.site
-    lots = [lot for lot in problem.lots if lot.site == site and lot.quantity > 0 and lot.expires_in_days > 0]
-    used = _stock_used(demand, lots, horizon)
+    mine = [lot for lot in (problem.lots if lots is None else lots)
+            if lot.site == site and lot.quantity > 0 and lot.expires_in_days > 0]
+    used = _stock_used(demand, mine, horizon)
     penalty = problem.penalty(demand.drug)
-    cap = spending_cap(demand, lots, penalty, horizon)
+    cap = spending_cap(demand, mine, penalty, horizon)
     choices = [c for offer in sorted(problem.offers, key=lambda o: o.id)
                if not offer.delivery_cost_per_pack or site in offer.delivery_cost_per_pack
                if (c := _choice(offer, demand, cap)) is not None]
     bought = _purchases(demand, demand.units - sum(used.values()), choices, penalty)
     if bought is None:
         return None
-    waste = sum((lot.quantity - used[lot.id]) * lot.unit_value for lot in lots if lot.expires_in_days <= horizon)
+    waste = sum((lot.quantity - used[lot.id]) * lot.unit_value for lot in mine if lot.expires_in_days <= horizon)
     return bought + Costs(waste=waste)
+
+
+def sites_alone(problem: Problem) -> tuple[Costs, list[Demand]]:
+    """Every site of one drug planned alone, with the waste no site can prevent alone, and the demands of the
+    sites left to the solver."""
+    lots: dict[str, list[Lot]] = {}
+    for lot in problem.lots:
+        lots.setdefault(lot.site, []).append(lot)
+    costs, left = unplanned_waste(problem), []
+    for demand in problem.demands:
+        if demand.units <= 0:
+            continue
+        alone = site_alone(problem, demand, lots.get(demand.site, []))
+        if alone is None:
+            left.append(demand)
+        else:
+            costs += alone
+    return costs, left
 
 
 def unplanned_waste(problem: Problem) -> Costs:

@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 import pulp
 
-from optimizer.baseline import site_alone, unplanned_waste
+from optimizer.baseline import sites_alone
 from optimizer.model import DrugModel, build_model
 from optimizer.plan import (
     Costs,
@@ -412,17 +412,9 @@ def _combine(outcomes: Iterable[Outcome], solver: str, notes: tuple[str, ...] = 
 
 def _baseline_of_drug(part: Problem) -> tuple[Costs, list[Problem]]:
     """One drug's baseline, site by site, and the sites (as problems of their own) left to the solver."""
-    costs, left = unplanned_waste(part), []
-    for demand in part.demands:
-        if demand.units <= 0:
-            continue
-        alone = site_alone(part, demand)
-        if alone is None:
-            left.append(replace(part, demands=(demand,), arcs=(), lots=tuple(
-                lot for lot in part.lots if lot.site == demand.site and lot.expires_in_days > 0)))
-        else:
-            costs += alone
-    return costs, left
+    costs, left = sites_alone(part)
+    return costs, [replace(part, demands=(demand,), arcs=(), lots=tuple(
+        lot for lot in part.lots if lot.site == demand.site and lot.expires_in_days > 0)) for demand in left]
 
 
 def baseline_costs(problem: Problem, *, solver: str = "highs", time_limit: float = 60.0, gap: float = 1e-4,
