@@ -25,7 +25,7 @@ from optimizer.plan import (
     TransferLine,
     WasteLine,
 )
-from optimizer.problem import Decisions, Problem
+from optimizer.problem import Decisions, Offer, Problem
 
 Progress = Callable[[int, int], None]  # (models solved, models in all)
 Job = TypeVar("Job")
@@ -223,8 +223,7 @@ def _extract(model: DrugModel, problem: Problem) -> _Lines:
         units = _units(s)
         if units > EPS:
             shortages.append(ShortageLine(model.drug, site, units, units * penalty,
-                                          f"buying or moving it would cost more than the penalty {penalty:.2f}/unit"
-                                          " or no offer and no stock can reach the site"))
+                                          _why_short(model, problem, site, units, tiers, pooled_packs)))
     for lot_id, w in sorted(model.waste.items()):
         units = _units(w)
         lot = model.lots[lot_id]
@@ -238,6 +237,60 @@ def _extract(model: DrugModel, problem: Problem) -> _Lines:
     costs = Costs(**{kind: float(pulp.value(expr) or 0.0) if expr.items() else float(expr.constant)
                      for kind, expr in model.costs.items()})
     return _Lines(purchases, transfers, shortages, wastes, uses, costs)
+
+
+def _why_short(model: DrugModel, problem: Problem, site: str, units: float, tiers: Mapping[tuple[str, str], int],
+               pooled_packs: Mapping[str, int]) -> str:
+    """Why a site is left short, in the plan's own figures: no offer delivers there, the units are needed before
+    the fastest offer delivers, the budget, offers at capacity, or what one more pack would cost for the units it
+    would meet (lead times permitting)."""
+    demand, penalty = model.demands[site], problem.penalty(model.drug)
+    offers = [model.offers[o] for o in sorted({o for o, s in model.buy if s == site})]
+    if not offers:
+        return f"no offer delivers to {site}, and no stock that may move there is left to use in time"
+    stock = sum(_units(u) for (_, s), u in model.use.items() if s == site)
+    packs = {o.id: round(_value(model.buy[(o.id, site)])) for o in offers}
+
+    def met(packs: Mapping[str, int]) -> float:
+        """Units the packs can meet: what stock leaves, and for each lead time only the demand after it."""
+        limit = min(demand.units - stock, sum(o.pack_size * packs[o.id] for o in offers))
+        for lead in {o.lead_time_days for o in offers if o.lead_time_days > 0}:
+            limit = min(limit, demand.units_after(lead) + sum(o.pack_size * packs[o.id] for o in offers
+                                                               if o.lead_time_days < lead))
+        return limit
+
+    reasons = []
+    fastest = min(o.lead_time_days for o in offers)
+    early = min(units, max(0.0, demand.units - stock - demand.units_after(fastest)))
+    if early > EPS:
+        reasons.append(f"{_count(early, 'unit')} needed in the first {_count(fastest, 'day')}, before the fastest "
+                       "offer delivers")
+    if (rest := units - early) > EPS:
+        if problem.budget is not None:
+            reasons.append(f"{_count(rest, 'unit')} left short within the budget")
+        gains = {o.id: met({**packs, o.id: packs[o.id] + 1}) - met(packs) for o in offers
+                 if o.capacity_packs is None or pooled_packs.get(o.id, 0) < o.capacity_packs}
+
+        def landed(o: Offer) -> float:
+            tier = o.tiers[tiers.get((o.id, "all" if model.pooled else site), 0)]
+            return (tier.price_per_pack + o.delivery_cost_per_pack.get(site, 0.0)
+                    + (0.0 if packs[o.id] else o.order_cost))
+
+        useful = [o for o in offers if gains.get(o.id, 0.0) > EPS]
+        if not gains:
+            reasons.append("every offer that delivers here is at its capacity")
+        elif not useful:
+            reasons.append("the offers with capacity left deliver too late to meet them")
+        else:
+            best = min(useful, key=lambda o: landed(o) / gains[o.id])
+            reasons.append(f"one more pack of {best.id} would meet {_count(gains[best.id], 'unit')} (lead time "
+                           f"{_count(best.lead_time_days, 'day')}) for {landed(best):.2f} delivered; "
+                           f"the {_count(rest, 'unit')} short cost {penalty:.2f} each")
+    return "; ".join(reasons)
+
+
+def _count(n: float, noun: str) -> str:
+    return f"{n:.0f} {noun}" + ("" if round(n) == 1 else "s")
 
 
 def _stock_variables(models: Iterable[DrugModel]) -> Iterable[pulp.LpVariable]:

@@ -113,3 +113,32 @@ def test_cbc_finds_the_same_optimum():
 def test_an_unknown_solver_is_an_error():
     with pytest.raises(PlanningError, match="unknown solver"):
         solve(Problem(30, demands=(), offers=()), solver="gurobi")
+
+
+def test_a_shortage_says_why_in_the_plans_own_figures():
+    # 1 a day for 30 days. Nothing arrives before day 10 (10 units short), and a fourth pack of 6 would meet only
+    # the last 2 units, for 6 against 2 a unit short (a pack of 100 costs 40).
+    problem = Problem(30, demands=(Demand("A", "D", 30, 1),),
+                      offers=(offer("SLOW", pack=6, tiers=((0, 6.0),), lead_time_days=10),
+                              offer("BIG", pack=100, tiers=((0, 40.0),), lead_time_days=10)),
+                      policies=(DrugPolicy("D", 2.0),))
+    plan = solve(problem, workers=1, baseline=False)
+    assert [(p.offer, p.packs) for p in plan.purchases] == [("SLOW", 3)]
+    [short] = plan.shortages
+    assert short.units == pytest.approx(12.0)
+    assert short.why == ("10 units needed in the first 10 days, before the fastest offer delivers; one more pack "
+                         "of SLOW would meet 2 units (lead time 10 days) for 6.00 delivered; the 2 units short cost "
+                         "2.00 each")
+
+
+@pytest.mark.parametrize(("offers", "budget", "why"), [
+    ((offer("ELSEWHERE", delivery_cost_per_pack={"B": 1.0}),), None, "no offer delivers to A"),
+    ((offer("CAPPED", pack=10, tiers=((0, 1.0),), capacity_packs=1),), None,
+     "every offer that delivers here is at its capacity"),
+    ((offer("O", pack=10, tiers=((0, 1.0),)),), 2.0, "units left short within the budget"),
+])
+def test_a_shortage_names_what_stops_the_plan_buying_more(offers, budget, why):
+    problem = Problem(30, demands=(Demand("A", "D", 30, 1), Demand("B", "D", 30, 1)), offers=offers,
+                      policies=(DrugPolicy("D", 5.0),), budget=budget)
+    plan = solve(problem, workers=1, baseline=False)
+    assert any(why in s.why for s in plan.shortages)
