@@ -516,37 +516,95 @@ def solve(problem: Problem, *, solver: str = "highs", time_limit: float = 60.0, 
 
 
 def _priced_budget(problem: Problem, workers: int, options: dict[str, Any], progress: Progress | None) -> Plan:
-    """Bisection on the price of spending until the plan keeps within the budget."""
+    """Bisection on the price of spending, for plans that keep within the budget.
+
+    Every round yields a Lagrangian bound (for any price, the least cost plus price times spending beyond the
+    budget is at most the optimum within it) and a plan for each drug. The plan returned picks, drug by drug,
+    among the plans of every round (see :func:`_within_budget`); the search stops as soon as that proves
+    ``options["gap"]`` against the best bound, or the price is pinned down. Each round starts every drug from its
+    plan of the round before (with HiGHS): only the price changed.
+    """
     assert problem.budget is not None
-    parts = problem.split_by_drug()
+    budget, parts, gap = problem.budget, problem.split_by_drug(), options["gap"]
+    rounds: list[list[Outcome]] = []
+    bound = -math.inf
 
-    def at(price: float) -> list[Outcome]:
-        return _solve_each(parts, workers, progress, price_of_spending=price, **options)
+    def keeps_within(price: float) -> bool:
+        nonlocal bound
+        starts = [{"start": o.discrete} for o in rounds[-1]] if options["solver"] == "highs" and rounds else None
+        rounds.append(_solve_each(parts, workers, progress, starts, price_of_spending=price, **options))
+        if all(o.bound is not None for o in rounds[-1]):
+            bound = max(bound, sum(o.bound or 0.0 for o in rounds[-1]) - price * budget)
+        return sum(o.costs.spending for o in rounds[-1]) <= budget + EPS
 
-    free = at(0.0)
-    if sum(o.costs.spending for o in free) <= problem.budget + EPS:
-        return _combine(free, options["solver"], ("the budget does not bind",))
+    def best() -> list[Outcome] | None:
+        return _within_budget([list(plans) for plans in zip(*rounds, strict=True)], budget)
+
+    def proved() -> bool:
+        plan = best()
+        cost = sum(o.costs.total for o in plan) if plan is not None else math.inf
+        return cost - bound <= gap * abs(cost) + EPS
+
+    if keeps_within(0.0):
+        return _combine(rounds[0], options["solver"], ("the budget does not bind",))
     low, high = 0.0, 1.0
-    outcomes = at(high)
-    while sum(o.costs.spending for o in outcomes) > problem.budget + EPS and high < 1e6:
+    while not keeps_within(high) and high < 1e6:
         low, high = high, high * 4
-        outcomes = at(high)
-    best, best_price = outcomes, high
     for _ in range(30):
-        if high - low < 1e-4 * max(1.0, high):
+        if proved() or high - low < 1e-4 * max(1.0, high):
             break
         middle = (low + high) / 2
-        trial = at(middle)
-        if sum(o.costs.spending for o in trial) <= problem.budget + EPS:
-            best, best_price, high = trial, middle, middle
+        if keeps_within(middle):
+            high = middle
         else:
             low = middle
-    # Lagrangian bound: min over plans of cost + price * (spending - budget) <= the optimum within budget.
-    lagrangian = sum((o.bound if o.bound is not None else o.objective) for o in at(low)) - low * problem.budget
-    plan = _combine(best, options["solver"], (f"budget priced at {best_price:.4f} per yuan spent",))
-    objective = plan.costs.total
-    return replace(plan, objective=objective, best_bound=lagrangian,
-                   gap=max(0.0, objective - lagrangian) / abs(objective) if abs(objective) > EPS else 0.0)
+    chosen = best()
+    assert chosen is not None  # the round at ``high`` keeps within the budget
+    plan = _combine(chosen, options["solver"], (f"budget priced at {high:.4f} per yuan spent; each drug's plan "
+                                                f"chosen among {len(rounds)} rounds",))
+    cost = plan.costs.total
+    lower = bound if math.isfinite(bound) else None
+    return replace(plan, objective=cost, best_bound=lower, gap=None if lower is None else
+                   max(0.0, cost - lower) / abs(cost) if abs(cost) > EPS else 0.0)
+
+
+def _within_budget(plans: Sequence[Sequence[Outcome]], budget: float) -> list[Outcome] | None:
+    """One plan per drug, from each drug's ``plans``, costing least in all while spending within ``budget``
+    (greedily: each drug starts from its plan that spends least, then the steps that save the most per yuan
+    spent are taken while the budget allows; a step is a move along the drug's lower convex hull of spending
+    against cost). None if even the least spending overruns the budget."""
+    hulls = []
+    for options in plans:
+        points = sorted(options, key=lambda o: (o.costs.spending, o.costs.total))
+        hull: list[Outcome] = []
+        for o in points:
+            if hull and o.costs.total >= hull[-1].costs.total - EPS:
+                continue  # spends more and saves nothing
+            while len(hull) >= 2 and _saving_rate(hull[-2], hull[-1]) <= _saving_rate(hull[-1], o):
+                hull.pop()  # not on the lower convex hull: a later step saves more per yuan
+            hull.append(o)
+        hulls.append(hull)
+    chosen = [hull[0] for hull in hulls]
+    spent = sum(o.costs.spending for o in chosen)
+    if spent > budget + EPS:
+        return None
+    steps = sorted(((_saving_rate(hull[k], hull[k + 1]), n, k) for n, hull in enumerate(hulls)
+                    for k in range(len(hull) - 1)), key=lambda step: -step[0])
+    at = [0] * len(hulls)
+    for _, n, k in steps:
+        if at[n] != k:
+            continue  # an earlier step of this drug did not fit
+        extra = hulls[n][k + 1].costs.spending - hulls[n][k].costs.spending
+        if spent + extra <= budget + EPS:
+            spent += extra
+            at[n] = k + 1
+            chosen[n] = hulls[n][k + 1]
+    return chosen
+
+
+def _saving_rate(a: Outcome, b: Outcome) -> float:
+    """Cost saved per yuan of extra spending, going from plan ``a`` to plan ``b`` (which spends more)."""
+    return (a.costs.total - b.costs.total) / max(b.costs.spending - a.costs.spending, EPS)
 
 
 def evaluate(problem: Problem, decisions: Decisions, *, solver: str = "highs", time_limit: float = 60.0,
