@@ -174,7 +174,8 @@ class _Lines:
     costs: Costs
 
 
-def _extract(model: DrugModel, problem: Problem) -> _Lines:
+def _extract(model: DrugModel, problem: Problem, budgeted: bool = False) -> _Lines:
+    """The plan's lines for one drug; ``budgeted``: planned within a budget (in one model, or priced)."""
     purchases, transfers, shortages, wastes, uses = [], [], [], [], []
     # Which tier each offer (or each site's own order, in the baseline) reached.
     tiers: dict[tuple[str, str], int] = {}
@@ -223,7 +224,7 @@ def _extract(model: DrugModel, problem: Problem) -> _Lines:
         units = _units(s)
         if units > EPS:
             shortages.append(ShortageLine(model.drug, site, units, units * penalty,
-                                          _why_short(model, problem, site, units, tiers, pooled_packs)))
+                                          _why_short(model, problem, site, units, tiers, pooled_packs, budgeted)))
     for lot_id, w in sorted(model.waste.items()):
         units = _units(w)
         lot = model.lots[lot_id]
@@ -240,7 +241,7 @@ def _extract(model: DrugModel, problem: Problem) -> _Lines:
 
 
 def _why_short(model: DrugModel, problem: Problem, site: str, units: float, tiers: Mapping[tuple[str, str], int],
-               pooled_packs: Mapping[str, int]) -> str:
+               pooled_packs: Mapping[str, int], budgeted: bool) -> str:
     """Why a site is left short, in the plan's own figures: no offer delivers there, the units are needed before
     the fastest offer delivers, the budget, offers at capacity, or what one more pack would cost for the units it
     would meet (lead times permitting)."""
@@ -266,7 +267,7 @@ def _why_short(model: DrugModel, problem: Problem, site: str, units: float, tier
         reasons.append(f"{_count(early, 'unit')} needed in the first {_count(fastest, 'day')}, before the fastest "
                        "offer delivers")
     if (rest := units - early) > EPS:
-        if problem.budget is not None:
+        if budgeted:
             reasons.append(f"{_count(rest, 'unit')} left short within the budget")
         gains = {o.id: met({**packs, o.id: packs[o.id] + 1}) - met(packs) for o in offers
                  if o.capacity_packs is None or pooled_packs.get(o.id, 0) < o.capacity_packs}
@@ -340,7 +341,8 @@ def solve_model(problem: Problem, *, solver: str = "highs", time_limit: float = 
     discrete = {v.name: round(_value(v)) for v in prob.variables() if v.cat == pulp.LpInteger}
     if not _stock_is_whole(models):
         objective = _make_stock_whole(prob, solver, time_limit, what)
-    lines = [_extract(model, problem) for model in models]
+    budgeted = problem.budget is not None or price_of_spending > 0
+    lines = [_extract(model, problem, budgeted) for model in models]
     return Outcome(tuple(p for x in lines for p in x.purchases), tuple(t for x in lines for t in x.transfers),
                    tuple(s for x in lines for s in x.shortages), tuple(w for x in lines for w in x.waste),
                    tuple(u for x in lines for u in x.stock_use), sum((x.costs for x in lines), Costs()), status,

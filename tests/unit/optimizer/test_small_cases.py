@@ -140,5 +140,6 @@ def test_a_shortage_says_why_in_the_plans_own_figures():
 def test_a_shortage_names_what_stops_the_plan_buying_more(offers, budget, why):
     problem = Problem(30, demands=(Demand("A", "D", 30, 1), Demand("B", "D", 30, 1)), offers=offers,
                       policies=(DrugPolicy("D", 5.0),), budget=budget)
-    plan = solve(problem, workers=1, baseline=False)
-    assert any(why in s.why for s in plan.shortages)
+    for priced in (False, True):  # a budget in one model, or priced drug by drug
+        plan = solve(problem, workers=1, baseline=False, monolithic_budget_drugs=0 if priced else 25)
+        assert any(why in s.why for s in plan.shortages)
