@@ -7,9 +7,9 @@
     BENCH_TOLERANCES=0.001,0.01,0.1 ...   # ...and with every drug solved to each of these tolerances
 
 Sizes: small (1+1+8 sites, 20 drugs), medium (1+2+20 sites, 100 drugs), city-200 (1+5+40 sites, 200 drugs),
-city (1+5+40 sites, 1,500 drugs), province-10 (1+49+950 sites, 10 drugs), province (1+49+950 sites, 2,000
-drugs). The baseline is each site buying alone with no transfers, planned exactly (without a solver) in the same
-run.
+city-200-budget (the same within a budget of 0.8 yuan per unit of demand, priced), city (1+5+40 sites, 1,500
+drugs), province-10 (1+49+950 sites, 10 drugs), province (1+49+950 sites, 2,000 drugs). The baseline is each
+site buying alone with no transfers, planned exactly (without a solver) in the same run.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ SIZES = {
     "small": lambda: scenarios.consortium(hospitals=1, grassroots=8, drugs=20, seed=1),
     "medium": lambda: scenarios.consortium(hospitals=2, grassroots=20, drugs=100, seed=1),
     "city-200": lambda: scenarios.city(drugs=200),
+    "city-200-budget": lambda: scenarios.consortium(hospitals=5, grassroots=40, drugs=200, seed=1, budget_share=0.8),
     "city": lambda: scenarios.city(),
     "province-10": lambda: scenarios.province(drugs=10),
     "province": lambda: scenarios.province(),
