@@ -522,9 +522,10 @@ def _priced_budget(problem: Problem, workers: int, options: dict[str, Any], prog
 
     Every round yields a Lagrangian bound (for any price, the least cost plus price times spending beyond the
     budget is at most the optimum within it) and a plan for each drug. The plan returned picks, drug by drug,
-    among the plans of every round (see :func:`_within_budget`); the search stops as soon as that proves
-    ``options["gap"]`` against the best bound, or the price is pinned down. Each round starts every drug from its
-    plan of the round before (with HiGHS): only the price changed.
+    among the plans of every round (see :func:`_within_budget`), or is a round within the budget as it stands,
+    whichever costs less; the search stops as soon as that proves ``options["gap"]`` against the best bound, or
+    the price is pinned down. Each round starts every drug from its plan of the round before (with HiGHS): only
+    the price changed.
     """
     assert problem.budget is not None
     budget, parts, gap = problem.budget, problem.split_by_drug(), options["gap"]
@@ -540,7 +541,10 @@ def _priced_budget(problem: Problem, workers: int, options: dict[str, Any], prog
         return sum(o.costs.spending for o in rounds[-1]) <= budget + EPS
 
     def best() -> list[Outcome] | None:
-        return _within_budget([list(plans) for plans in zip(*rounds, strict=True)], budget)
+        # The greedy choice, or a round as it stands if that costs less (the greedy is not always optimal).
+        plans = [_within_budget([list(plans) for plans in zip(*rounds, strict=True)], budget)]
+        plans += [r for r in rounds if sum(o.costs.spending for o in r) <= budget + EPS]
+        return min((p for p in plans if p is not None), key=lambda p: sum(o.costs.total for o in p), default=None)
 
     def proved() -> bool:
         plan = best()
