@@ -534,8 +534,11 @@ def _priced_budget(problem: Problem, workers: int, options: dict[str, Any], prog
 
     def keeps_within(price: float) -> bool:
         nonlocal bound
-        starts = [{"start": o.discrete} for o in rounds[-1]] if options["solver"] == "highs" and rounds else None
-        rounds.append(_solve_each(parts, workers, progress, starts, price_of_spending=price, **options))
+        if not rounds:  # as if there were no budget: if it does not bind, that is the plan
+            rounds.append(_solve_to_gap(parts, workers, progress, **options))
+        else:
+            starts = [{"start": o.discrete} for o in rounds[-1]] if options["solver"] == "highs" else None
+            rounds.append(_solve_each(parts, workers, progress, starts, price_of_spending=price, **options))
         if all(o.bound is not None for o in rounds[-1]):
             bound = max(bound, sum(o.bound or 0.0 for o in rounds[-1]) - price * budget)
         return sum(o.costs.spending for o in rounds[-1]) <= budget + EPS
