@@ -495,10 +495,11 @@ def solve(problem: Problem, *, solver: str = "highs", time_limit: float = 60.0, 
 
     Without a budget the drugs are independent: each is its own model, solved in parallel worker processes.
     With a budget and few drugs, one model holds them all; with many, the budget is priced by a multiplier
-    on spending, searched by bisection over the per-drug models (the plan reports the Lagrangian bound and
-    the gap it proves). ``gap`` is the relative gap the plan proves as a whole: without a budget each drug
-    gets its share (see :func:`_gap_shares`) and, with HiGHS, at most :data:`FIRST_PASS_NODES` nodes before
-    :func:`_solve_to_gap` decides which drugs to solve further; with a budget, each model is solved to it.
+    on spending, searched by bisection over the per-drug models (see :func:`_priced_budget`; the plan reports
+    the Lagrangian bound and the gap it proves). ``gap`` is the relative gap the plan proves as a whole: without
+    a budget each drug gets its share (see :func:`_gap_shares`) and, with HiGHS, at most
+    :data:`FIRST_PASS_NODES` nodes before :func:`_solve_to_gap` decides which drugs to solve further; with a
+    budget, each model is solved to it (the first pricing round, as without a budget).
     ``time_limit`` applies to each model solved. ``progress`` is told, after each model, how many of the plan's
     models are solved (a budget solved by pricing reports each pricing round).
     """
