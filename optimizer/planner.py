@@ -526,23 +526,34 @@ def _priced_budget(problem: Problem, workers: int, options: dict[str, Any], prog
     among the plans of every round (see :func:`_within_budget`), or is a round within the budget as it stands,
     whichever costs less; the search stops as soon as that proves ``options["gap"]`` against the best bound, or
     the price is pinned down. Each round starts every drug from its plan of the round before (with HiGHS): only
-    the price changed.
+    the price changed; a drug whose plans spend the same at both ends of the bracket is not solved again.
     """
     assert problem.budget is not None
     budget, parts, gap = problem.budget, problem.split_by_drug(), options["gap"]
     rounds: list[list[Outcome]] = []
+    at: dict[float, list[Outcome]] = {}  # each round's plans by its price
     bound = -math.inf
 
-    def keeps_within(price: float) -> bool:
+    def keeps_within(price: float, between: tuple[float, float] | None = None) -> bool:
         nonlocal bound
         if not rounds:  # as if there were no budget: if it does not bind, that is the plan
-            rounds.append(_solve_to_gap(parts, workers, progress, **options))
+            outcomes = _solve_to_gap(parts, workers, progress, **options)
         else:
-            starts = [{"start": o.discrete} for o in rounds[-1]] if options["solver"] == "highs" else None
-            rounds.append(_solve_each(parts, workers, progress, starts, price_of_spending=price, **options))
-        if all(o.bound is not None for o in rounds[-1]):
-            bound = max(bound, sum(o.bound or 0.0 for o in rounds[-1]) - price * budget)
-        return sum(o.costs.spending for o in rounds[-1]) <= budget + EPS
+            # A drug whose plans spend the same at two prices keeps that plan at any price between them.
+            known = {} if between is None else {
+                n: _between(low, high, (between[1] - price) / (between[1] - between[0]), price)
+                for n, (low, high) in enumerate(zip(at[between[0]], at[between[1]], strict=True))
+                if abs(low.costs.spending - high.costs.spending) <= EPS}
+            todo = [n for n in range(len(parts)) if n not in known]
+            starts = [{"start": rounds[-1][n].discrete} for n in todo] if options["solver"] == "highs" else None
+            solved = dict(zip(todo, _solve_each([parts[n] for n in todo], workers, progress, starts,
+                                                price_of_spending=price, **options), strict=True))
+            outcomes = [known[n] if n in known else solved[n] for n in range(len(parts))]
+        rounds.append(outcomes)
+        at[price] = outcomes
+        if all(o.bound is not None for o in outcomes):
+            bound = max(bound, sum(o.bound or 0.0 for o in outcomes) - price * budget)
+        return sum(o.costs.spending for o in outcomes) <= budget + EPS
 
     def best() -> list[Outcome] | None:
         # The greedy choice, or a round as it stands if that costs less (the greedy is not always optimal).
@@ -564,7 +575,7 @@ def _priced_budget(problem: Problem, workers: int, options: dict[str, Any], prog
         if proved() or high - low < 1e-4 * max(1.0, high):
             break
         middle = (low + high) / 2
-        if keeps_within(middle):
+        if keeps_within(middle, (low, high)):
             high = middle
         else:
             low = middle
@@ -576,6 +587,16 @@ def _priced_budget(problem: Problem, workers: int, options: dict[str, Any], prog
     lower = bound if math.isfinite(bound) else None
     return replace(plan, objective=cost, best_bound=lower, gap=None if lower is None else
                    max(0.0, cost - lower) / abs(cost) if abs(cost) > EPS else 0.0)
+
+
+def _between(low: Outcome, high: Outcome, weight: float, price: float) -> Outcome:
+    """A drug's plan at ``price``, between the prices of ``low`` and ``high`` (``weight`` on ``low``), whose plans
+    spend the same: the cheaper of the two. The least cost plus price times spending is concave in the price (a
+    least of linear functions), so the weighted bounds bound it there too."""
+    plan = min((low, high), key=lambda o: o.costs.total)
+    bound = None if low.bound is None or high.bound is None else weight * low.bound + (1 - weight) * high.bound
+    return replace(plan, objective=plan.costs.total + price * plan.costs.spending, bound=bound,
+                   build_seconds=0.0, solve_seconds=0.0)
 
 
 def _within_budget(plans: Sequence[Sequence[Outcome]], budget: float) -> list[Outcome] | None:

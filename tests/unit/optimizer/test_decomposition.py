@@ -9,6 +9,7 @@ from optimizer.planner import (
     LOOSEST_GAP,
     NODE_LIMIT,
     Outcome,
+    _between,
     _gap_shares,
     _rough_cost,
     _within_budget,
@@ -125,3 +126,18 @@ def test_drugs_stopped_at_the_node_limit_are_solved_again_until_the_plan_proves_
     plan = solve(problem, workers=2, baseline=False, gap=1e-9)
     assert plan.status == "optimal" and plan.objective == pytest.approx(exact.objective, rel=1e-9)
     assert plan.gap is not None and plan.gap <= 1e-9
+
+
+def test_a_drug_whose_plans_spend_the_same_at_two_prices_keeps_its_plan_and_a_valid_bound_between_them():
+    parts = scenarios.consortium(hospitals=1, grassroots=6, drugs=8, seed=7, district_size=3).split_by_drug()
+    checked = 0
+    for part in parts:
+        low, high = (solve_model(part, gap=1e-9, price_of_spending=price) for price in (0.5, 1.5))
+        if abs(low.costs.spending - high.costs.spending) > 1e-6:
+            continue
+        exact = solve_model(part, gap=1e-9, price_of_spending=1.0)
+        between = _between(low, high, 0.5, 1.0)
+        assert between.objective == pytest.approx(exact.objective, rel=1e-9)
+        assert between.bound is not None and between.bound <= exact.objective + 1e-6
+        checked += 1
+    assert checked >= 3
