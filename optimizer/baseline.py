@@ -11,10 +11,11 @@ A site alone is planned exactly here, without a solver, and with the model's rul
 - **Purchases.** What is left of the demand is met by packs of the site's offers, or left short. With the
   packs of every offer but one fixed, the units the purchases meet are ``min(a + P x, b)`` in the last offer's
   packs ``x`` (the demand, the lead-time rows and what the packs hold), and its cost is linear within each
-  tier, so the best ``x`` is at a tier's ends or either side of the kink ``(b - a) / P``. Every kink lies
-  within the packs that cover the site's whole demand, so the other offers need only be tried from nothing
-  up to that, and at their tiers' ends. That is a few thousand combinations for a site with three offers,
-  evaluated together in NumPy.
+  tier, so the best ``x`` is at a tier's ends or either side of the kink ``(b - a) / P``. The same holds for
+  each offer given the others, and every kink lies within the packs that cover the site's whole demand: so
+  some optimal plan has every offer at nothing, at a number of packs up to that, or at a tier's end, and only
+  the other offers need be tried over those. That is a few thousand combinations for a site with three
+  offers, evaluated together in NumPy.
 
 A site whose offers would need more combinations than :data:`MAX_COMBINATIONS` is left to the solver.
 """
