@@ -25,7 +25,7 @@ from optimizer.plan import (
     TransferLine,
     WasteLine,
 )
-from optimizer.problem import Decisions, Offer, Problem
+from optimizer.problem import Decisions, Lot, Offer, Problem
 
 Progress = Callable[[int, int], None]  # (models solved, models in all)
 Job = TypeVar("Job")
@@ -230,8 +230,7 @@ def _extract(model: DrugModel, problem: Problem, budgeted: bool = False) -> _Lin
         lot = model.lots[lot_id]
         if units > EPS:
             wastes.append(WasteLine(model.drug, lot_id, lot.site, units, units * lot.unit_value,
-                                    f"expires in {lot.expires_in_days} days; no site that may receive it can use it"
-                                    " in time"))
+                                    _why_wasted(model, problem, lot)))
     for lot in model.expired:
         wastes.append(WasteLine(model.drug, lot.id, lot.site, lot.quantity, lot.quantity * lot.unit_value,
                                 "already expired"))
@@ -287,6 +286,38 @@ def _why_short(model: DrugModel, problem: Problem, site: str, units: float, tier
             reasons.append(f"one more pack of {best.id} would meet {_count(gains[best.id], 'unit')} (lead time "
                            f"{_count(best.lead_time_days, 'day')}) for {landed(best):.2f} delivered; "
                            f"the {_count(rest, 'unit')} short cost {penalty:.2f} each")
+    return "; ".join(reasons)
+
+
+def _why_wasted(model: DrugModel, problem: Problem, lot: Lot) -> str:
+    """Why part of a lot expires unused, in the plan's own figures: what its own site can use of it before then,
+    where the rest moves, and whether the sites it may move to could take more of it in time."""
+    own = model.demands.get(lot.site)
+    reasons = [f"expires in {_count(lot.expires_in_days, 'day')}"]
+    if own is None:
+        reasons.append(f"{lot.site} has no demand for it")
+    else:
+        can = own.units_before_expiry(lot, problem.horizon_days)
+        used = _units(model.use[(lot.id, lot.site)]) if (lot.id, lot.site) in model.use else 0.0
+        # Lots that expire no later share the site's use in that time.
+        others = sum(_units(u) for (lot_id, site), u in model.use.items() if site == lot.site and lot_id != lot.id
+                     and model.lots[lot_id].expires_in_days <= lot.expires_in_days)
+        reasons.append(f"{lot.site} can use {can:.0f} of its {lot.quantity} before then"
+                       + (f" and uses {used:.0f}" if used < can - EPS else "")
+                       + (f", with {others:.0f} from other stock expiring by then" if used < can - EPS and others
+                          else ""))
+    moves = {site: _units(u) for (lot_id, site), u in model.use.items() if lot_id == lot.id and site != lot.site}
+    moved = {site: units for site, units in moves.items() if units > EPS}
+    if not moves:
+        reasons.append("it may move to no site that can use it in time")
+        return "; ".join(reasons)
+    if moved:
+        reasons.append(", ".join(f"{units:.0f} move to {site}" for site, units in sorted(moved.items())))
+    # Each receiving site's variable is bounded by what it can use of the lot before it expires.
+    room = sum(model.use[(lot.id, site)].upBound or 0.0 for site in moves) - sum(moved.values())
+    reasons.append("the sites it may move to can use no more of it in time" if room <= EPS else
+                   f"the {_count(len(moves), 'site')} it may move to could use up to {room:.0f} more before then, "
+                   "and meet that need otherwise (their own stock, other lots or whole packs)")
     return "; ".join(reasons)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from optimizer import Arc, Demand, DrugPolicy, Lot, Offer, PlanningError, Problem, Tier, solve
@@ -143,3 +145,22 @@ def test_a_shortage_names_what_stops_the_plan_buying_more(offers, budget, why):
     for priced in (False, True):  # a budget in one model, or priced drug by drug
         plan = solve(problem, workers=1, baseline=False, monolithic_budget_drugs=0 if priced else 25)
         assert any(why in s.why for s in plan.shortages)
+
+
+def test_waste_says_who_could_use_the_lot_in_time_and_who_did():
+    # 100 units expire in 10 days. X uses 2 a day (20 in time), Y 3 a day (30). Z has none of its own demand.
+    near = Lot("NEAR", "X", "D", 100, 10, 1.0)
+    demands = (Demand("X", "D", 60, 2), Demand("Y", "D", 90, 3))
+    problem = Problem(30, demands=demands, offers=(offer("O", tiers=((0, 10.0),)),),
+                      lots=(near, Lot("IDLE", "Z", "D", 7, 10, 1.0)), arcs=(Arc("X", "Y", 0.1),))
+    plan = solve(problem, workers=1, baseline=False)
+    why = {w.lot: w.why for w in plan.waste}
+    assert why["NEAR"] == ("expires in 10 days; X can use 20 of its 100 before then; 30 move to Y; the sites it may "
+                           "move to can use no more of it in time")
+    assert why["IDLE"] == "expires in 10 days; Z has no demand for it; it may move to no site that can use it in time"
+    # With 30 of its own expiring as soon, Y takes none of X's lot: its use in that time is met already.
+    problem = replace(problem, lots=(near, Lot("MINE", "Y", "D", 30, 10, 1.0)))
+    plan = solve(problem, workers=1, baseline=False)
+    assert next(w.why for w in plan.waste if w.lot == "NEAR") == (
+        "expires in 10 days; X can use 20 of its 100 before then; the 1 site it may move to could use up to 30 "
+        "more before then, and meet that need otherwise (their own stock, other lots or whole packs)")
