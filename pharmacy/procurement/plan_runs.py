@@ -251,7 +251,7 @@ def execute_run(database: Database, run_id: int, clock: Clock, settings: PlanSet
             run = uow.get(PlanRun, run_id, for_update=True)
             _store_plan(uow, run, plan, problem, inputs)
             run.status, run.finished_at, run.progress = PlanStatus.SUCCEEDED.value, uow.now(), 1.0
-            run.progress_note = f"planned: {plan.status}, gap {100 * (plan.gap or 0):.2f}%"
+            run.progress_note = _finished_note(plan)
             uow.commit()
         return PlanStatus.SUCCEEDED.value
     except Exception as error:
@@ -262,6 +262,13 @@ def execute_run(database: Database, run_id: int, clock: Clock, settings: PlanSet
                 progress_note="failed"))
             failed.commit()
         return PlanStatus.FAILED.value
+
+
+def _finished_note(plan: Plan) -> str:
+    """What a finished run says of itself: the plan's status and gap, and how it met a budget (whether the budget
+    binds, the price it set on spending)."""
+    note = f"planned: {plan.status}, gap {100 * (plan.gap or 0):.2f}%" + "".join(f"; {n}" for n in plan.notes)
+    return note[:PlanRun.progress_note.type.length]
 
 
 def _summary(plan: Plan, problem: Problem) -> dict[str, Any]:

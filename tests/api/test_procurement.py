@@ -168,6 +168,13 @@ def test_a_plan_run_shows_its_plan_beside_the_site_by_site_baseline(client, worl
     assert {o["id"] for o in inputs["problem"]["offers"]} == {f"O{o['id']}" for o in market["offers"]}
 
 
+def test_a_plan_run_within_a_budget_keeps_to_it_and_says_how(client, world, market) -> None:
+    run = run_plan(client, world, history_days=28, budget=50.0)
+    costs = run["result"]["costs"]
+    assert costs["purchase"] + costs["delivery"] + costs["order"] <= 50.0 + 1e-6
+    assert run["progress_note"].startswith("planned: ") and "; budget planned in one model" in run["progress_note"]
+
+
 def test_plan_runs_are_for_officers_and_stay_within_their_consortium(client, world, market) -> None:
     run = run_plan(client, world, history_days=28)
     assert client.get(f"/api/plan-runs/{run['id']}", headers=world.b.headers("procurement")).status_code == 404
