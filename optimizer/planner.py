@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import Any, TypeVar
 
 import pulp
@@ -577,7 +578,11 @@ def _priced_budget(problem: Problem, workers: int, options: dict[str, Any], prog
                 if abs(low.costs.spending - high.costs.spending) <= EPS}
             todo = [n for n in range(len(parts)) if n not in known]
             starts = [{"start": rounds[-1][n].discrete} for n in todo] if options["solver"] == "highs" else None
-            solved = dict(zip(todo, _solve_each([parts[n] for n in todo], workers, progress, starts,
+            # The drugs kept count as done: the round reports on all of them.
+            told = None if progress is None else partial(_progress_after, progress, len(known))
+            if told and not todo:
+                told(0, 0)
+            solved = dict(zip(todo, _solve_each([parts[n] for n in todo], workers, told, starts,
                                                 price_of_spending=price, **options), strict=True))
             outcomes = [known[n] if n in known else solved[n] for n in range(len(parts))]
         rounds.append(outcomes)
@@ -618,6 +623,10 @@ def _priced_budget(problem: Problem, workers: int, options: dict[str, Any], prog
     lower = bound if math.isfinite(bound) else None
     return replace(plan, objective=cost, best_bound=lower, gap=None if lower is None else
                    max(0.0, cost - lower) / abs(cost) if abs(cost) > EPS else 0.0)
+
+
+def _progress_after(progress: Progress, done_before: int, done: int, total: int) -> None:
+    progress(done_before + done, done_before + total)
 
 
 def _between(low: Outcome, high: Outcome, weight: float, price: float) -> Outcome:

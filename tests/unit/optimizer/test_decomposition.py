@@ -42,13 +42,17 @@ def test_a_priced_budget_stays_within_it_and_proves_its_gap(share):
 
 def test_a_priced_budget_mixes_the_rounds_drug_by_drug_and_stops_once_its_gap_is_proved():
     problem = scenarios.consortium(hospitals=2, grassroots=12, drugs=30, seed=5, budget_share=0.8)
-    plan = solve(problem, workers=1, baseline=False, gap=0.01, monolithic_budget_drugs=1)
+    seen: list[tuple[int, int]] = []
+    plan = solve(problem, workers=1, baseline=False, gap=0.01, monolithic_budget_drugs=1,
+                 progress=lambda done, total: seen.append((done, total)))
     assert problem.budget is not None and plan.costs.spending <= problem.budget + 1e-6
     assert_feasible(problem, plan)
     assert plan.gap is not None and plan.gap <= 0.01
     # Pinning the price down to 1e-4 took 18 rounds here, for a plan 6% dearer that proved only 6.4%.
     rounds = re.search(r"chosen among (\d+) rounds", plan.notes[0])
     assert rounds is not None and int(rounds.group(1)) < 10
+    # Each round reports on every drug, those that keep their plan counted as done.
+    assert seen.count((30, 30)) == int(rounds.group(1)) and all(done <= total == 30 for done, total in seen)
 
 
 def plan_costing(spending: float, total: float) -> Outcome:
