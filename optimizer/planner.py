@@ -471,8 +471,8 @@ def _within_budget(plans: Sequence[Sequence[Outcome]], budget: float) -> list[Ou
     spent are taken while the budget allows; a step is a move along the drug's lower convex hull of spending
     against cost). None if even the least spending overruns the budget."""
     hulls = []
-    for options in plans:
-        points = sorted(options, key=lambda o: (o.costs.spending, o.costs.total))
+    for candidates in plans:
+        points = sorted(candidates, key=lambda o: (o.costs.spending, o.costs.total))
         hull: list[Outcome] = []
         for o in points:
             if hull and o.costs.total >= hull[-1].costs.total - EPS:
@@ -487,14 +487,14 @@ def _within_budget(plans: Sequence[Sequence[Outcome]], budget: float) -> list[Ou
         return None
     steps = sorted(((_saving_rate(hull[k], hull[k + 1]), n, k) for n, hull in enumerate(hulls)
                     for k in range(len(hull) - 1)), key=lambda step: -step[0])
-    at = [0] * len(hulls)
+    reached = [0] * len(hulls)  # how far along its hull each drug has gone
     for _, n, k in steps:
-        if at[n] != k:
+        if reached[n] != k:
             continue  # an earlier step of this drug did not fit
         extra = hulls[n][k + 1].costs.spending - hulls[n][k].costs.spending
         if spent + extra <= budget + EPS:
             spent += extra
-            at[n] = k + 1
+            reached[n] = k + 1
             chosen[n] = hulls[n][k + 1]
     return chosen
 
