@@ -24,11 +24,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
-from optimizer.model import packs_limit, spending_cap
+from optimizer.model import packs_limit, reachable_tiers, spending_cap, value_at_risk
 from optimizer.plan import Costs
 from optimizer.problem import Demand, Lot, Offer, Problem
 
@@ -74,18 +74,13 @@ def _choice(offer: Offer, demand: Demand, cap: float) -> _Choice | None:
     limit = packs_limit(offer, demand.site, max(needed, offer.tiers[-1].min_packs), cap)
     if limit <= 0:
         return None
-    low, high, price = [], [], []
-    for k, tier in enumerate(offer.tiers):
-        top = offer.tiers[k + 1].min_packs - 1 if k + 1 < len(offer.tiers) else limit
-        start, end = max(tier.min_packs, 1), min(top, limit)
-        if end >= start:
-            low.append(start)
-            high.append(end)
-            price.append(tier.price_per_pack)
-    if not low:
+    reachable = list(reachable_tiers(offer, limit))
+    if not reachable:
         return None  # below its minimum order: the site cannot buy from it alone
-    return _Choice(offer, limit, np.array(low, dtype=np.int64), np.array(high, dtype=np.int64),
-                   np.array(price), offer.delivery_cost_per_pack.get(demand.site, 0.0))
+    return _Choice(offer, limit, np.array([max(tier.min_packs, 1) for _, tier, _ in reachable], dtype=np.int64),
+                   np.array([high for _, _, high in reachable], dtype=np.int64),
+                   np.array([tier.price_per_pack for _, tier, _ in reachable]),
+                   offer.delivery_cost_per_pack.get(demand.site, 0.0))
 
 
 def _stock_used(demand: Demand, lots: Sequence[Lot], horizon: int) -> dict[str, int]:
@@ -175,9 +170,9 @@ def site_alone(problem: Problem, demand: Demand, lots: Sequence[Lot] | None = No
     return bought + Costs(waste=waste)
 
 
-def sites_alone(problem: Problem) -> tuple[Costs, list[Demand]]:
-    """Every site of one drug planned alone, with the waste no site can prevent alone, and the demands of the
-    sites left to the solver."""
+def sites_alone(problem: Problem) -> tuple[Costs, list[Problem]]:
+    """Every site of one drug planned alone, with the waste no site can prevent alone, and the sites left to the
+    solver, each as a problem of its own (its demand and usable lots, no arcs)."""
     lots: dict[str, list[Lot]] = {}
     for lot in problem.lots:
         lots.setdefault(lot.site, []).append(lot)
@@ -185,9 +180,11 @@ def sites_alone(problem: Problem) -> tuple[Costs, list[Demand]]:
     for demand in problem.demands:
         if demand.units <= 0:
             continue
-        alone = site_alone(problem, demand, lots.get(demand.site, []))
+        mine = lots.get(demand.site, [])
+        alone = site_alone(problem, demand, mine)
         if alone is None:
-            left.append(demand)
+            left.append(replace(problem, demands=(demand,), arcs=(),
+                                lots=tuple(lot for lot in mine if lot.expires_in_days > 0)))
         else:
             costs += alone
     return costs, left
@@ -197,6 +194,6 @@ def unplanned_waste(problem: Problem) -> Costs:
     """Waste no site can prevent alone: lots already expired, and lots at sites without demand for the drug
     that expire within the horizon."""
     wanted = {d.site for d in problem.demands if d.units > 0}
-    return Costs(waste=sum(lot.quantity * lot.unit_value for lot in problem.lots
-                           if lot.expires_in_days <= 0 or (lot.site not in wanted
-                                                           and lot.expires_in_days <= problem.horizon_days)))
+    expired = sum(lot.quantity * lot.unit_value for lot in problem.lots if lot.expires_in_days <= 0)
+    return Costs(waste=expired + value_at_risk((lot for lot in problem.lots if lot.site not in wanted),
+                                               problem.horizon_days))

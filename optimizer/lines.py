@@ -11,7 +11,7 @@ import pulp
 
 from optimizer.model import DrugModel
 from optimizer.plan import Costs, PurchaseLine, ShortageLine, StockUseLine, TransferLine, WasteLine
-from optimizer.problem import Lot, Offer, Problem
+from optimizer.problem import Arc, Lot, Offer, Problem, Tier
 
 EPS = 1e-6
 
@@ -60,8 +60,7 @@ def extract(model: DrugModel, problem: Problem, budgeted: bool = False) -> Lines
         if packs <= 0:
             continue
         offer = model.offers[offer_id]
-        k = tiers.get((offer_id, "all" if model.pooled else site), 0)
-        tier = offer.tiers[k]
+        tier = _tier_reached(model, tiers, offer, site)
         delivery = offer.delivery_cost_per_pack.get(site, 0.0) * packs
         landed = (tier.price_per_pack + offer.delivery_cost_per_pack.get(site, 0.0)) / offer.pack_size
         others = [(o.tiers[0].price_per_pack + o.delivery_cost_per_pack.get(site, 0.0)) / o.pack_size
@@ -74,6 +73,7 @@ def extract(model: DrugModel, problem: Problem, budgeted: bool = False) -> Lines
             why += f" (other offers from {min(others):.3f}/unit at their base tier)"
         purchases.append(PurchaseLine(model.drug, offer_id, offer.supplier, site, packs, packs * offer.pack_size,
                                       tier.min_packs, tier.price_per_pack, packs * tier.price_per_pack, delivery, why))
+    arcs: dict[tuple[str, str], Arc] = {}
     for (lot_id, site), u in sorted(model.use.items()):
         lot = model.lots[lot_id]
         units = whole_units(u)
@@ -82,7 +82,8 @@ def extract(model: DrugModel, problem: Problem, budgeted: bool = False) -> Lines
         if site == lot.site:
             uses.append(StockUseLine(model.drug, lot_id, site, units))
             continue
-        arc = next(a for a in problem.arcs if a.from_site == lot.site and a.to_site == site)
+        arcs = arcs or {(a.from_site, a.to_site): a for a in problem.arcs}  # built once, if anything moves
+        arc = arcs[(lot.site, site)]
         own = model.demands.get(lot.site)
         can_use = own.units_within(lot.expires_in_days) if own else 0
         why = (f"lot {lot_id} expires in {lot.expires_in_days} days; {lot.site} can use only "
@@ -109,16 +110,21 @@ def extract(model: DrugModel, problem: Problem, budgeted: bool = False) -> Lines
     return Lines(purchases, transfers, shortages, wastes, uses, costs)
 
 
+def _tier_reached(model: DrugModel, tiers: Mapping[tuple[str, str], int], offer: Offer, site: str) -> Tier:
+    """The tier the offer's volume reached: the consortium's pooled one, or in the baseline the site's own."""
+    return offer.tiers[tiers.get((offer.id, "all" if model.pooled else site), 0)]
+
+
 def _why_short(model: DrugModel, problem: Problem, site: str, units: float, tiers: Mapping[tuple[str, str], int],
                pooled_packs: Mapping[str, int], budgeted: bool) -> str:
     """Why a site is left short, in the plan's own figures: no offer delivers there, the units are needed before
     the fastest offer delivers, the budget, offers at capacity, or what one more pack would cost for the units it
     would meet (lead times permitting)."""
     demand, penalty = model.demands[site], problem.penalty(model.drug)
-    offers = [model.offers[o] for o in sorted({o for o, s in model.buy if s == site})]
+    offers = [model.offers[o] for o in model.offers_to.get(site, [])]
     if not offers:
         return f"no offer delivers to {site}, and no stock that may move there is left to use in time"
-    stock = sum(whole_units(u) for (_, s), u in model.use.items() if s == site)
+    stock = sum(whole_units(u) for u in model.uses_at.get(site, {}).values())
     packs = {o.id: round(value(model.buy[(o.id, site)])) for o in offers}
 
     def met(packs: Mapping[str, int]) -> float:
@@ -142,8 +148,7 @@ def _why_short(model: DrugModel, problem: Problem, site: str, units: float, tier
                  if o.capacity_packs is None or pooled_packs.get(o.id, 0) < o.capacity_packs}
 
         def landed(o: Offer) -> float:
-            tier = o.tiers[tiers.get((o.id, "all" if model.pooled else site), 0)]
-            return (tier.price_per_pack + o.delivery_cost_per_pack.get(site, 0.0)
+            return (_tier_reached(model, tiers, o, site).price_per_pack + o.delivery_cost_per_pack.get(site, 0.0)
                     + (0.0 if packs[o.id] else o.order_cost))
 
         useful = [o for o in offers if gains.get(o.id, 0.0) > EPS]
@@ -168,15 +173,16 @@ def _why_wasted(model: DrugModel, problem: Problem, lot: Lot) -> str:
         reasons.append(f"{lot.site} has no demand for it")
     else:
         can = own.units_before_expiry(lot, problem.horizon_days)
-        used = whole_units(model.use[(lot.id, lot.site)]) if (lot.id, lot.site) in model.use else 0.0
+        at_site = model.uses_at.get(lot.site, {})
+        used = whole_units(at_site[lot.id]) if lot.id in at_site else 0.0
         # Lots that expire no later share the site's use in that time.
-        others = sum(whole_units(u) for (lot_id, site), u in model.use.items() if site == lot.site and lot_id != lot.id
-                     and model.lots[lot_id].expires_in_days <= lot.expires_in_days)
+        others = sum(whole_units(u) for lot_id, u in at_site.items()
+                     if lot_id != lot.id and model.lots[lot_id].expires_in_days <= lot.expires_in_days)
         reasons.append(f"{lot.site} can use {can:.0f} of its {lot.quantity} before then"
                        + (f" and uses {used:.0f}" if used < can - EPS else "")
                        + (f", with {others:.0f} from other stock expiring by then" if used < can - EPS and others
                           else ""))
-    moves = {site: whole_units(u) for (lot_id, site), u in model.use.items() if lot_id == lot.id and site != lot.site}
+    moves = {site: whole_units(u) for site, u in model.uses_of.get(lot.id, {}).items() if site != lot.site}
     moved = {site: units for site, units in moves.items() if units > EPS}
     if not moves:
         reasons.append("it may move to no site that can use it in time")

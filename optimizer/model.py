@@ -34,12 +34,13 @@ from __future__ import annotations
 import math
 import sys
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import pulp
 
-from optimizer.problem import Decisions, Demand, Lot, Offer, Problem
+from optimizer.problem import Decisions, Demand, Lot, Offer, Problem, Tier
 
 Key = tuple[str, str]
 
@@ -63,6 +64,31 @@ class DrugModel:
     ship: dict[Key, pulp.LpVariable] = field(default_factory=dict)
     costs: dict[str, pulp.LpAffineExpression] = field(default_factory=dict)
     expired: list[Lot] = field(default_factory=list)  # wasted whatever the plan: counted as a constant
+
+    # Indexes for reading the solved model back (built on first use, once the model is complete).
+    @cached_property
+    def offers_to(self) -> dict[str, list[str]]:
+        """The offers that may deliver to each site, by id."""
+        offers: dict[str, list[str]] = defaultdict(list)
+        for offer_id, site in sorted(self.buy):
+            offers[site].append(offer_id)
+        return offers
+
+    @cached_property
+    def uses_at(self) -> dict[str, dict[str, pulp.LpVariable]]:
+        """Each site's use of stock, by lot."""
+        uses: dict[str, dict[str, pulp.LpVariable]] = defaultdict(dict)
+        for (lot_id, site), u in self.use.items():
+            uses[site][lot_id] = u
+        return uses
+
+    @cached_property
+    def uses_of(self) -> dict[str, dict[str, pulp.LpVariable]]:
+        """Each lot's use, by the site that uses it."""
+        uses: dict[str, dict[str, pulp.LpVariable]] = defaultdict(dict)
+        for (lot_id, site), u in self.use.items():
+            uses[lot_id][site] = u
+        return uses
 
     @property
     def spending(self) -> pulp.LpAffineExpression:
@@ -89,11 +115,24 @@ def _affordable(cap: float, offer: Offer, site: str | None = None) -> int:
     return math.floor(cap / cheapest * (1 + 1e-9)) if cheapest > 0 else sys.maxsize
 
 
-def spending_cap(demand: Demand, lots: Iterable[Lot], penalty: float, horizon: int) -> float:
-    """What buying nothing could cost a site at most: every unit short and every usable lot of its own that may
-    expire within the horizon wasted. No optimal plan spends more than that on the site's purchases."""
-    return penalty * demand.units + sum(lot.quantity * lot.unit_value for lot in lots
-                                        if lot.site == demand.site and 0 < lot.expires_in_days <= horizon)
+def value_at_risk(lots: Iterable[Lot], horizon: int) -> float:
+    """What the usable ``lots`` that may expire within the horizon are worth: wasted if nothing uses them."""
+    return sum(lot.quantity * lot.unit_value for lot in lots if 0 < lot.expires_in_days <= horizon)
+
+
+def spending_cap(demand: Demand, own_lots: Iterable[Lot], penalty: float, horizon: int) -> float:
+    """What buying nothing could cost a site at most: every unit short and every lot of its own that may expire
+    within the horizon wasted. No optimal plan spends more than that on the site's purchases."""
+    return penalty * demand.units + value_at_risk(own_lots, horizon)
+
+
+def reachable_tiers(offer: Offer, most: int) -> Iterator[tuple[int, Tier, int]]:
+    """Each tier of ``offer`` that a volume of at most ``most`` packs can reach: its index, the tier, and the
+    most packs priced at it (all-units: up to the next tier's minimum)."""
+    for k, tier in enumerate(offer.tiers):
+        high = min(offer.tiers[k + 1].min_packs - 1 if k + 1 < len(offer.tiers) else most, most)
+        if high >= max(tier.min_packs, 1):
+            yield k, tier, high
 
 
 def packs_limit(offer: Offer, site: str, wanted: int, cap: float) -> int:
@@ -134,8 +173,8 @@ def add_drug(prob: pulp.LpProblem, problem: Problem, drug: str, tag: str, *, poo
     for lot in usable.values():
         lots_at[lot.site].append(lot)
     site_cap = {site: spending_cap(demands[site], lots_at[site], penalty, horizon) for site in sites}
-    pooled_cap = sum(site_cap.values()) + sum(lot.quantity * lot.unit_value for lot in usable.values()
-                                              if lot.site not in demands and lot.expires_in_days <= horizon)
+    pooled_cap = sum(site_cap.values()) + value_at_risk((lot for lot in usable.values() if lot.site not in demands),
+                                                        horizon)
     bought_terms: dict[str, list[tuple[pulp.LpVariable, int, float]]] = defaultdict(list)  # (packs, lead, pack size)
     for o_n, offer in enumerate(sorted(offers.values(), key=lambda o: o.id)):
         reach = [s for s in sites if not offer.delivery_cost_per_pack or s in offer.delivery_cost_per_pack]
@@ -185,11 +224,7 @@ def add_drug(prob: pulp.LpProblem, problem: Problem, drug: str, tag: str, *, poo
                 scope_ub = min(scope_ub, _affordable(pooled_cap if pooled else site_cap[scope], offer))
             scope_tag = "all" if scope == "all" else str(site_index[scope])
             on_terms, packs_terms = [], []
-            for k, tier in enumerate(offer.tiers):
-                high = offer.tiers[k + 1].min_packs - 1 if k + 1 < len(offer.tiers) else scope_ub
-                high = min(high, scope_ub)
-                if high < max(tier.min_packs, 1):
-                    continue  # a tier this scope cannot reach
+            for k, tier, high in reachable_tiers(offer, scope_ub):
                 z = prob.add_variable(f"{tag}_tier_{o_n}_{scope_tag}_{k}", 0, 1, cat=pulp.LpBinary)
                 w = prob.add_variable(f"{tag}_tierpacks_{o_n}_{scope_tag}_{k}", 0, high)
                 model.tier_on[(offer.id, scope, k)] = z

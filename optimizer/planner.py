@@ -9,7 +9,6 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
-from functools import partial
 from typing import Any, TypeVar
 
 import pulp
@@ -323,13 +322,6 @@ def _combine(outcomes: Iterable[Outcome], solver: str, notes: tuple[str, ...] = 
         variables=sum(o.variables for o in outcomes), constraints=sum(o.constraints for o in outcomes), notes=notes)
 
 
-def _baseline_of_drug(part: Problem) -> tuple[Costs, list[Problem]]:
-    """One drug's baseline, site by site, and the sites (as problems of their own) left to the solver."""
-    costs, left = sites_alone(part)
-    return costs, [replace(part, demands=(demand,), arcs=(), lots=tuple(
-        lot for lot in part.lots if lot.site == demand.site and lot.expires_in_days > 0)) for demand in left]
-
-
 def baseline_costs(problem: Problem, *, solver: str = "highs", time_limit: float = 60.0, gap: float = 1e-4,
                    workers: int = 1) -> Costs:
     """Each site buys alone, at the tier its own volume reaches, and nothing moves between sites.
@@ -338,7 +330,7 @@ def baseline_costs(problem: Problem, *, solver: str = "highs", time_limit: float
     have too many combinations to try is solved as its own model, to ``gap``.
     """
     costs, left = Costs(), []
-    for drug_costs, drug_left in _in_workers(_baseline_of_drug, problem.split_by_drug(), workers):
+    for drug_costs, drug_left in _in_workers(sites_alone, problem.split_by_drug(), workers):
         costs += drug_costs
         left += drug_left
     outcomes = _solve_to_gap(left, workers, solver=solver, time_limit=time_limit, gap=gap,
@@ -388,13 +380,12 @@ def _priced_budget(problem: Problem, workers: int, options: dict[str, Any], prog
     """
     assert problem.budget is not None
     budget, parts, gap = problem.budget, problem.split_by_drug(), options["gap"]
-    rounds: list[list[Outcome]] = []
-    at: dict[float, list[Outcome]] = {}  # each round's plans by its price
+    at: dict[float, list[Outcome]] = {}  # each round's plans, by its price, in the order of the rounds
     bound = -math.inf
 
     def keeps_within(price: float, between: tuple[float, float] | None = None) -> bool:
         nonlocal bound
-        if not rounds:  # as if there were no budget: if it does not bind, that is the plan
+        if not at:  # as if there were no budget: if it does not bind, that is the plan
             outcomes = _solve_to_gap(parts, workers, progress, **options)
         else:
             # A drug whose plans spend the same at two prices keeps that plan at any price between them.
@@ -403,15 +394,18 @@ def _priced_budget(problem: Problem, workers: int, options: dict[str, Any], prog
                 for n, (low, high) in enumerate(zip(at[between[0]], at[between[1]], strict=True))
                 if abs(low.costs.spending - high.costs.spending) <= EPS}
             todo = [n for n in range(len(parts)) if n not in known]
-            starts = [{"start": rounds[-1][n].discrete} for n in todo] if options["solver"] == "highs" else None
-            # The drugs kept count as done: the round reports on all of them.
-            told = None if progress is None else partial(_progress_after, progress, len(known))
-            if told and not todo:
+            last = next(reversed(at.values()))
+            starts = [{"start": last[n].discrete} for n in todo] if options["solver"] == "highs" else None
+
+            def told(done: int, total: int) -> None:  # the drugs kept count as done: a round reports on all
+                if progress:
+                    progress(len(known) + done, len(known) + total)
+
+            if not todo:
                 told(0, 0)
             solved = dict(zip(todo, _solve_each([parts[n] for n in todo], workers, told, starts,
                                                 price_of_spending=price, **options), strict=True))
             outcomes = [known[n] if n in known else solved[n] for n in range(len(parts))]
-        rounds.append(outcomes)
         at[price] = outcomes
         if all(o.bound is not None for o in outcomes):
             bound = max(bound, sum(o.bound or 0.0 for o in outcomes) - price * budget)
@@ -419,8 +413,8 @@ def _priced_budget(problem: Problem, workers: int, options: dict[str, Any], prog
 
     def best() -> list[Outcome] | None:
         # The greedy choice, or a round as it stands if that costs less (the greedy is not always optimal).
-        plans = [_within_budget([list(plans) for plans in zip(*rounds, strict=True)], budget)]
-        plans += [r for r in rounds if sum(o.costs.spending for o in r) <= budget + EPS]
+        plans = [_within_budget([list(plans) for plans in zip(*at.values(), strict=True)], budget)]
+        plans += [r for r in at.values() if sum(o.costs.spending for o in r) <= budget + EPS]
         return min((p for p in plans if p is not None), key=lambda p: sum(o.costs.total for o in p), default=None)
 
     def proved() -> bool:
@@ -429,7 +423,7 @@ def _priced_budget(problem: Problem, workers: int, options: dict[str, Any], prog
         return cost - bound <= gap * abs(cost) + EPS
 
     if keeps_within(0.0):
-        return _combine(rounds[0], options["solver"], ("the budget does not bind",))
+        return _combine(at[0.0], options["solver"], ("the budget does not bind",))
     low, high = 0.0, 1.0
     while not keeps_within(high) and high < 1e6:
         low, high = high, high * 4
@@ -444,15 +438,11 @@ def _priced_budget(problem: Problem, workers: int, options: dict[str, Any], prog
     chosen = best()
     assert chosen is not None  # the round at ``high`` keeps within the budget
     plan = _combine(chosen, options["solver"], (f"budget priced at {high:.4f} per yuan spent; each drug's plan "
-                                                f"chosen among {len(rounds)} rounds",))
+                                                f"chosen among {len(at)} rounds",))
     cost = plan.costs.total
     lower = bound if math.isfinite(bound) else None
     return replace(plan, objective=cost, best_bound=lower, gap=None if lower is None else
                    max(0.0, cost - lower) / abs(cost) if abs(cost) > EPS else 0.0)
-
-
-def _progress_after(progress: Progress, done_before: int, done: int, total: int) -> None:
-    progress(done_before + done, done_before + total)
 
 
 def _between(low: Outcome, high: Outcome, weight: float, price: float) -> Outcome:
