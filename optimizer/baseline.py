@@ -18,6 +18,10 @@ A site alone is planned exactly here, without a solver, and with the model's rul
   offers, evaluated together in NumPy.
 
 A site whose offers would need more combinations than :data:`MAX_COMBINATIONS` is left to the solver.
+
+Within a budget, what a site alone may spend depends on the other sites. A price on spending moves neither the
+kinks nor the tiers' ends, so the combinations tried hold the site's best plan at every price: the plans on
+their lower convex hull of cost against spending (:func:`site_plans`) are what the sites share the budget over.
 """
 
 from __future__ import annotations
@@ -28,6 +32,8 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from optimizer.budget import lower_hull
+from optimizer.lines import EPS
 from optimizer.model import packs_limit, reachable_tiers, spending_cap, value_at_risk
 from optimizer.plan import Costs
 from optimizer.problem import Demand, Lot, Offer, Problem
@@ -104,10 +110,13 @@ def _stock_used(demand: Demand, lots: Sequence[Lot], horizon: int) -> dict[str, 
     return used
 
 
-def _purchases(demand: Demand, need: int, choices: list[_Choice], penalty: float) -> Costs | None:
-    """The cheapest packs (or shortage) for ``need`` units of the site's demand left after its stock."""
+def _purchases(demand: Demand, need: int, choices: list[_Choice], penalty: float,
+               every_price: bool) -> list[Costs] | None:
+    """The packs (or shortage) for ``need`` units of the site's demand left after its stock that some price of
+    spending makes cheapest, from the plan spending least to the cheapest (see :func:`_frontier`); or, unless
+    ``every_price``, only the cheapest."""
     if not choices:
-        return Costs(shortage=penalty * need)
+        return [Costs(shortage=penalty * need)]
     needed = {c.offer.id: math.ceil(demand.units / c.pack) for c in choices}
     grids = [c.candidates(needed[c.offer.id]) for c in choices]
     last = max(range(len(choices)), key=lambda n: len(grids[n]))  # solved in closed form, the rest tried
@@ -144,16 +153,46 @@ def _purchases(demand: Demand, need: int, choices: list[_Choice], penalty: float
         p, d, o = choices[n].costs(packs[n])
         purchase, delivery, order = purchase + p[:, None], delivery + d[:, None], order + o[:, None]
     shortage = penalty * (need - met)
-    total = purchase + delivery + order + shortage
-    best = np.unravel_index(np.argmin(total), total.shape)
-    return Costs(purchase=float(purchase[best]), delivery=float(delivery[best]), order=float(order[best]),
-                 shortage=float(shortage[best]))
+    if every_price:
+        return _frontier(purchase, delivery, order, shortage)
+    best = np.unravel_index(np.argmin(purchase + delivery + order + shortage), shortage.shape)
+    return [Costs(purchase=float(purchase[best]), delivery=float(delivery[best]), order=float(order[best]),
+                  shortage=float(shortage[best]))]
+
+
+def _frontier(purchase: np.ndarray, delivery: np.ndarray, order: np.ndarray, shortage: np.ndarray) -> list[Costs]:
+    """Of the plans tried (one per cell), those on the lower convex hull of cost against spending.
+
+    A price on spending changes neither where the units met bend nor where the tiers change, so the plans tried
+    hold the best at any price: the cheapest at that price lies on this hull. Without a budget only the last,
+    cheapest, plan counts; within one, the baseline chooses along each site's hull (see :func:`baseline_costs`).
+    """
+    spending = (purchase + delivery + order).ravel()
+    total = spending + shortage.ravel()
+    ranked = np.lexsort((total, spending))  # by spending, then cost
+    cheapest_before = np.minimum.accumulate(total[ranked])
+    # A plan is worth its spending only if it costs less than every plan spending less.
+    keep = ranked[np.concatenate(([True], total[ranked][1:] < cheapest_before[:-1] - EPS))]
+    plans = [Costs(purchase=float(purchase.flat[k]), delivery=float(delivery.flat[k]), order=float(order.flat[k]),
+                   shortage=float(shortage.flat[k])) for k in keep]
+    return lower_hull(plans, lambda costs: costs)
+
+
 
 
 def site_alone(problem: Problem, demand: Demand, lots: Sequence[Lot] | None = None) -> Costs | None:
     """What the site of ``demand`` spends on its drug planned alone (``problem`` holds that drug; ``lots``, if
     given, are the site's own), the waste of its own lots included; None if its offers have too many
     combinations to try (see the module's note)."""
+    plans = site_plans(problem, demand, lots, every_price=False)
+    return None if plans is None else plans[-1]
+
+
+def site_plans(problem: Problem, demand: Demand, lots: Sequence[Lot] | None = None, *,
+               every_price: bool = True) -> list[Costs] | None:
+    """The plans of the site of ``demand`` alone that some price of spending makes cheapest, from the one
+    spending least (nothing bought) to the cheapest, as :func:`site_alone` costs them (only the cheapest, unless
+    ``every_price``: finding them all takes half as long again)."""
     horizon, site = problem.horizon_days, demand.site
     mine = [lot for lot in (problem.lots if lots is None else lots)
             if lot.site == site and lot.quantity > 0 and lot.expires_in_days > 0]
@@ -163,31 +202,33 @@ def site_alone(problem: Problem, demand: Demand, lots: Sequence[Lot] | None = No
     choices = [c for offer in sorted(problem.offers, key=lambda o: o.id)
                if not offer.delivery_cost_per_pack or site in offer.delivery_cost_per_pack
                if (c := _choice(offer, demand, cap)) is not None]
-    bought = _purchases(demand, demand.units - sum(used.values()), choices, penalty)
+    bought = _purchases(demand, demand.units - sum(used.values()), choices, penalty, every_price)
     if bought is None:
         return None
-    waste = sum((lot.quantity - used[lot.id]) * lot.unit_value for lot in mine if lot.expires_in_days <= horizon)
-    return bought + Costs(waste=waste)
+    waste = Costs(waste=sum((lot.quantity - used[lot.id]) * lot.unit_value
+                            for lot in mine if lot.expires_in_days <= horizon))
+    return [plan + waste for plan in bought]
 
 
-def sites_alone(problem: Problem) -> tuple[Costs, list[Problem]]:
-    """Every site of one drug planned alone, with the waste no site can prevent alone, and the sites left to the
-    solver, each as a problem of its own (its demand and usable lots, no arcs)."""
+def sites_alone(problem: Problem, every_price: bool = False) -> tuple[Costs, list[list[Costs]], list[Problem]]:
+    """Every site of one drug planned alone: the waste no site can prevent alone, each site's plans (see
+    :func:`site_plans`), and the sites left to the solver, each as a problem of its own (its demand and usable
+    lots, no arcs)."""
     lots: dict[str, list[Lot]] = {}
     for lot in problem.lots:
         lots.setdefault(lot.site, []).append(lot)
-    costs, left = unplanned_waste(problem), []
+    plans, left = [], []
     for demand in problem.demands:
         if demand.units <= 0:
             continue
         mine = lots.get(demand.site, [])
-        alone = site_alone(problem, demand, mine)
+        alone = site_plans(problem, demand, mine, every_price=every_price)
         if alone is None:
             left.append(replace(problem, demands=(demand,), arcs=(),
                                 lots=tuple(lot for lot in mine if lot.expires_in_days > 0)))
         else:
-            costs += alone
-    return costs, left
+            plans.append(alone)
+    return unplanned_waste(problem), plans, left
 
 
 def unplanned_waste(problem: Problem) -> Costs:

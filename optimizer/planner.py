@@ -9,11 +9,14 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
+from functools import partial
+from operator import attrgetter
 from typing import Any, TypeVar
 
 import pulp
 
 from optimizer.baseline import sites_alone
+from optimizer.budget import cheapest_within
 from optimizer.lines import EPS, extract, is_whole, value
 from optimizer.model import DrugModel, build_model
 from optimizer.plan import (
@@ -327,15 +330,25 @@ def baseline_costs(problem: Problem, *, solver: str = "highs", time_limit: float
     """Each site buys alone, at the tier its own volume reaches, and nothing moves between sites.
 
     Each site is planned exactly without a solver (see :mod:`optimizer.baseline`); the rare site whose offers
-    have too many combinations to try is solved as its own model, to ``gap``.
+    have too many combinations to try is solved as its own model, to ``gap``. Within a budget the sites share
+    it as the pooled plan's drugs do: each site takes one of its plans that some price of spending makes
+    cheapest, those saving most per yuan first (see :func:`optimizer.budget.cheapest_within`; a site left to the
+    solver keeps its plan without the budget).
     """
-    costs, left = Costs(), []
-    for drug_costs, drug_left in _in_workers(sites_alone, problem.split_by_drug(), workers):
-        costs += drug_costs
+    unplanned, plans, left = Costs(), [], []
+    each_drug = partial(sites_alone, every_price=problem.budget is not None)
+    for drug_unplanned, drug_plans, drug_left in _in_workers(each_drug, problem.split_by_drug(), workers):
+        unplanned += drug_unplanned
+        plans += drug_plans
         left += drug_left
     outcomes = _solve_to_gap(left, workers, solver=solver, time_limit=time_limit, gap=gap,
                              pooled=False, transfers=False) if left else []
-    return sum((o.costs for o in outcomes), costs)
+    plans += [[o.costs] for o in outcomes]
+    chosen = [site[-1] for site in plans]  # each site's cheapest plan
+    if problem.budget is not None:
+        # Even spending least might overrun it (sites left to the solver): then each spends least.
+        chosen = cheapest_within(plans, problem.budget, lambda costs: costs) or [site[0] for site in plans]
+    return sum(chosen, unplanned)
 
 
 def solve(problem: Problem, *, solver: str = "highs", time_limit: float = 60.0, gap: float = 1e-4,
@@ -373,10 +386,11 @@ def _priced_budget(problem: Problem, workers: int, options: dict[str, Any], prog
 
     Every round yields a Lagrangian bound (for any price, the least cost plus price times spending beyond the
     budget is at most the optimum within it) and a plan for each drug. The plan returned picks, drug by drug,
-    among the plans of every round (see :func:`_within_budget`), or is a round within the budget as it stands,
-    whichever costs less; the search stops as soon as that proves ``options["gap"]`` against the best bound, or
-    the price is pinned down. Each round starts every drug from its plan of the round before (with HiGHS): only
-    the price changed; a drug whose plans spend the same at both ends of the bracket is not solved again.
+    among the plans of every round (see :func:`optimizer.budget.cheapest_within`), or is a round within the
+    budget as it stands, whichever costs less; the search stops as soon as that proves ``options["gap"]``
+    against the best bound, or the price is pinned down. Each round starts every drug from its plan of the round
+    before (with HiGHS): only the price changed; a drug whose plans spend the same at both ends of the bracket is
+    not solved again.
     """
     assert problem.budget is not None
     budget, parts, gap = problem.budget, problem.split_by_drug(), options["gap"]
@@ -413,7 +427,8 @@ def _priced_budget(problem: Problem, workers: int, options: dict[str, Any], prog
 
     def best() -> list[Outcome] | None:
         # The greedy choice, or a round as it stands if that costs less (the greedy is not always optimal).
-        plans = [_within_budget([list(plans) for plans in zip(*at.values(), strict=True)], budget)]
+        each_drug = [list(plans) for plans in zip(*at.values(), strict=True)]
+        plans = [cheapest_within(each_drug, budget, attrgetter("costs"))]
         plans += [r for r in at.values() if sum(o.costs.spending for o in r) <= budget + EPS]
         return min((p for p in plans if p is not None), key=lambda p: sum(o.costs.total for o in p), default=None)
 
@@ -453,45 +468,6 @@ def _between(low: Outcome, high: Outcome, weight: float, price: float) -> Outcom
     bound = None if low.bound is None or high.bound is None else weight * low.bound + (1 - weight) * high.bound
     return replace(plan, objective=plan.costs.total + price * plan.costs.spending, bound=bound,
                    build_seconds=0.0, solve_seconds=0.0)
-
-
-def _within_budget(plans: Sequence[Sequence[Outcome]], budget: float) -> list[Outcome] | None:
-    """One plan per drug, from each drug's ``plans``, costing least in all while spending within ``budget``
-    (greedily: each drug starts from its plan that spends least, then the steps that save the most per yuan
-    spent are taken while the budget allows; a step is a move along the drug's lower convex hull of spending
-    against cost). None if even the least spending overruns the budget."""
-    hulls = []
-    for candidates in plans:
-        points = sorted(candidates, key=lambda o: (o.costs.spending, o.costs.total))
-        hull: list[Outcome] = []
-        for o in points:
-            if hull and o.costs.total >= hull[-1].costs.total - EPS:
-                continue  # spends more and saves nothing
-            while len(hull) >= 2 and _saving_rate(hull[-2], hull[-1]) <= _saving_rate(hull[-1], o):
-                hull.pop()  # not on the lower convex hull: a later step saves more per yuan
-            hull.append(o)
-        hulls.append(hull)
-    chosen = [hull[0] for hull in hulls]
-    spent = sum(o.costs.spending for o in chosen)
-    if spent > budget + EPS:
-        return None
-    steps = sorted(((_saving_rate(hull[k], hull[k + 1]), n, k) for n, hull in enumerate(hulls)
-                    for k in range(len(hull) - 1)), key=lambda step: -step[0])
-    reached = [0] * len(hulls)  # how far along its hull each drug has gone
-    for _, n, k in steps:
-        if reached[n] != k:
-            continue  # an earlier step of this drug did not fit
-        extra = hulls[n][k + 1].costs.spending - hulls[n][k].costs.spending
-        if spent + extra <= budget + EPS:
-            spent += extra
-            reached[n] = k + 1
-            chosen[n] = hulls[n][k + 1]
-    return chosen
-
-
-def _saving_rate(a: Outcome, b: Outcome) -> float:
-    """Cost saved per yuan of extra spending, going from plan ``a`` to plan ``b`` (which spends more)."""
-    return (a.costs.total - b.costs.total) / max(b.costs.spending - a.costs.spending, EPS)
 
 
 def evaluate(problem: Problem, decisions: Decisions, *, solver: str = "highs", time_limit: float = 60.0,

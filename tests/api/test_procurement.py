@@ -172,6 +172,10 @@ def test_a_plan_run_within_a_budget_keeps_to_it_and_says_how(client, world, mark
     run = run_plan(client, world, history_days=28, budget=50.0)
     costs = run["result"]["costs"]
     assert costs["purchase"] + costs["delivery"] + costs["order"] <= 50.0 + 1e-6
+    # The sites alone it is compared with share the same budget, so the plan still saves against them.
+    baseline = run["result"]["baseline"]
+    assert baseline["purchase"] + baseline["delivery"] + baseline["order"] <= 50.0 + 1e-6
+    assert costs["total"] <= baseline["total"] + 1e-6
     assert run["progress_note"].startswith("planned: ") and "; budget planned in one model" in run["progress_note"]
 
 

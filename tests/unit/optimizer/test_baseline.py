@@ -10,14 +10,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import optimizer.baseline
-from optimizer import Costs, Demand, DrugPolicy, Lot, Offer, Problem, Tier, baseline_costs, scenarios
-from optimizer.baseline import site_alone, unplanned_waste
+from optimizer import Costs, Demand, DrugPolicy, Lot, Offer, Problem, Tier, baseline_costs, scenarios, solve
+from optimizer.baseline import site_alone, site_plans, unplanned_waste
 from optimizer.planner import solve_model
 
 
-def solver_alone(problem: Problem) -> float:
-    """The site (or sites, each alone) as the model plans it: no pooling, no transfers, proved optimal."""
-    return solve_model(problem, gap=1e-9, pooled=False, transfers=False).objective
+def solver_alone(problem: Problem, price_of_spending: float = 0.0) -> float:
+    """The site (or sites, each alone) as the model plans it: no pooling, no transfers, proved optimal (with
+    spending priced at ``price_of_spending`` per yuan on top of its cost)."""
+    return solve_model(problem, gap=1e-9, pooled=False, transfers=False, price_of_spending=price_of_spending).objective
 
 
 def site_alone_at_random(seed: int) -> Problem:
@@ -54,6 +55,18 @@ def test_a_site_alone_costs_what_the_solver_finds(seed):
     planned = site_alone(problem, problem.demands[0])
     assert planned is not None
     assert (planned + unplanned_waste(problem)).total == pytest.approx(solver_alone(problem), rel=1e-6, abs=1e-6)
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 10**9), price=st.sampled_from([0.05, 0.3, 1.0, 4.0]))
+def test_a_sites_plans_hold_its_cheapest_at_any_price_of_spending(seed, price):
+    problem = site_alone_at_random(seed)
+    plans = site_plans(problem, problem.demands[0])
+    assert plans is not None and plans[-1] == site_alone(problem, problem.demands[0])
+    assert [p.spending for p in plans] == sorted(p.spending for p in plans)
+    assert [p.total for p in plans] == sorted((p.total for p in plans), reverse=True)
+    priced = min(p.total + price * p.spending for p in plans) + unplanned_waste(problem).total
+    assert priced == pytest.approx(solver_alone(problem, price), rel=1e-6, abs=1e-6)
 
 
 @pytest.mark.parametrize("seed", [1, 2])
@@ -102,3 +115,30 @@ def test_a_site_whose_offers_have_too_many_combinations_is_left_to_the_solver(mo
     monkeypatch.setattr(optimizer.baseline, "MAX_COMBINATIONS", 0)
     assert site_alone(problem.split_by_drug()[0], problem.split_by_drug()[0].demands[0]) is None
     assert baseline_costs(problem, gap=1e-9).total == pytest.approx(exact.total, rel=1e-6)
+
+
+def test_within_a_budget_the_sites_alone_share_it_where_a_yuan_saves_most():
+    # Packs of one unit at 1.0; delivery 0 to A and 1.0 to B; a unit short costs 3. A yuan at A saves 3, at B 1.5.
+    offer = Offer("O", "S", "X", 1, (Tier(0, 1.0),), delivery_cost_per_pack={"A": 0.0, "B": 1.0})
+    free = Problem(30, (Demand("A", "X", 10, 1.0), Demand("B", "X", 10, 1.0)), (offer,),
+                   policies=(DrugPolicy("X", 3.0),))
+    assert baseline_costs(free) == Costs(purchase=20.0, delivery=10.0)
+    assert baseline_costs(replace(free, budget=10.0)) == Costs(purchase=10.0, shortage=30.0)
+    # The rest goes to B as far as B's plans step: its first pack (a tier's end) for 2, not the next nine for 18.
+    assert baseline_costs(replace(free, budget=14.0)) == Costs(purchase=11.0, delivery=1.0, shortage=27.0)
+    assert baseline_costs(replace(free, budget=0.0)) == Costs(shortage=60.0)
+
+
+@pytest.mark.parametrize("share", [0.3, 0.8])
+def test_the_baseline_keeps_within_the_plans_budget(share):
+    problem = scenarios.consortium(hospitals=2, grassroots=12, drugs=12, seed=3, district_size=4,
+                                   budget_share=share)
+    assert problem.budget is not None
+    free = baseline_costs(replace(problem, budget=None))
+    assert free.spending > problem.budget  # the budget binds
+    within = baseline_costs(problem)
+    assert within.spending <= problem.budget + 1e-6
+    assert within.total > free.total
+    assert baseline_costs(replace(problem, budget=free.spending)) == free
+    # The pooled plan within the same budget saves against it.
+    assert solve(problem, workers=1, baseline=False, gap=1e-3).costs.total < within.total

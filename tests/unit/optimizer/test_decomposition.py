@@ -7,6 +7,7 @@ import re
 import pytest
 
 from optimizer import Costs, planner, scenarios, solve
+from optimizer.budget import cheapest_within
 from optimizer.planner import (
     LOOSEST_GAP,
     NODE_LIMIT,
@@ -14,7 +15,6 @@ from optimizer.planner import (
     _between,
     _gap_shares,
     _rough_cost,
-    _within_budget,
     solve_model,
 )
 from tests.unit.optimizer.checks import assert_feasible
@@ -60,14 +60,18 @@ def plan_costing(spending: float, total: float) -> Outcome:
                    0.0, 0.0, 0, 0)
 
 
+def costs(outcome: Outcome) -> Costs:
+    return outcome.costs
+
+
 def test_within_the_budget_each_drug_takes_the_plan_that_saves_most_per_yuan_spent():
     cheap, dear = plan_costing(0.0, 100.0), plan_costing(10.0, 50.0)  # 5 saved per yuan
     thrifty, lavish = plan_costing(0.0, 100.0), plan_costing(10.0, 80.0)  # 2 saved per yuan
-    assert _within_budget([[cheap, dear], [thrifty, lavish]], 10.0) == [dear, thrifty]
-    assert _within_budget([[cheap, dear], [thrifty, lavish]], 25.0) == [dear, lavish]
-    assert _within_budget([[dear], [lavish]], 15.0) is None  # even the least spending overruns
+    assert cheapest_within([[cheap, dear], [thrifty, lavish]], 10.0, costs) == [dear, thrifty]
+    assert cheapest_within([[cheap, dear], [thrifty, lavish]], 25.0, costs) == [dear, lavish]
+    assert cheapest_within([[dear], [lavish]], 15.0, costs) is None  # even the least spending overruns
     worse = plan_costing(5.0, 120.0)  # spends more than ``cheap`` and costs more: never chosen
-    assert _within_budget([[worse, cheap, dear]], 5.0) == [cheap]
+    assert cheapest_within([[worse, cheap, dear]], 5.0, costs) == [cheap]
 
 
 def test_small_drugs_get_looser_tolerances_whose_allowances_fit_the_plans_gap():
