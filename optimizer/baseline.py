@@ -165,7 +165,8 @@ def _frontier(purchase: np.ndarray, delivery: np.ndarray, order: np.ndarray, sho
 
     A price on spending changes neither where the units met bend nor where the tiers change, so the plans tried
     hold the best at any price: the cheapest at that price lies on this hull. Without a budget only the last,
-    cheapest, plan counts; within one, the baseline chooses along each site's hull (see :func:`baseline_costs`).
+    cheapest, plan counts; within one, the baseline chooses along each site's hull (see
+    :func:`optimizer.planner.baseline_costs`).
     """
     spending = (purchase + delivery + order).ravel()
     total = spending + shortage.ravel()
@@ -176,8 +177,6 @@ def _frontier(purchase: np.ndarray, delivery: np.ndarray, order: np.ndarray, sho
     plans = [Costs(purchase=float(purchase.flat[k]), delivery=float(delivery.flat[k]), order=float(order.flat[k]),
                    shortage=float(shortage.flat[k])) for k in keep]
     return lower_hull(plans, lambda costs: costs)
-
-
 
 
 def site_alone(problem: Problem, demand: Demand, lots: Sequence[Lot] | None = None) -> Costs | None:

@@ -165,8 +165,8 @@ class PlanRunSchema(Schema):
     approved_at = fields.DateTime(allow_none=True)
     approved_by = fields.String(allow_none=True)
     result = fields.Dict(allow_none=True, metadata={
-        "description": "costs by kind, baseline (each site buying alone), saving, solver status, bound and gap, "
-                       "shortages, waste, and a summary"})
+        "description": "costs by kind, baseline (each site buying alone, within the same budget if any), saving, "
+                       "solver status, bound and gap, shortages, waste, and a summary"})
 
 
 class PlanRunListItemSchema(PlanRunSchema):
