@@ -77,18 +77,12 @@ class DrugModel:
     @cached_property
     def uses_at(self) -> dict[str, dict[str, pulp.LpVariable]]:
         """Each site's use of stock, by lot."""
-        uses: dict[str, dict[str, pulp.LpVariable]] = defaultdict(dict)
-        for (lot_id, site), u in self.use.items():
-            uses[site][lot_id] = u
-        return uses
+        return _grouped((site, lot_id, u) for (lot_id, site), u in self.use.items())
 
     @cached_property
     def uses_of(self) -> dict[str, dict[str, pulp.LpVariable]]:
         """Each lot's use, by the site that uses it."""
-        uses: dict[str, dict[str, pulp.LpVariable]] = defaultdict(dict)
-        for (lot_id, site), u in self.use.items():
-            uses[lot_id][site] = u
-        return uses
+        return _grouped((lot_id, site, u) for (lot_id, site), u in self.use.items())
 
     @property
     def spending(self) -> pulp.LpAffineExpression:
@@ -97,6 +91,14 @@ class DrugModel:
     @property
     def total(self) -> pulp.LpAffineExpression:
         return pulp.lpSum(self.costs.values())
+
+
+def _grouped(entries: Iterable[tuple[str, str, pulp.LpVariable]]) -> dict[str, dict[str, pulp.LpVariable]]:
+    """``(group, key, variable)`` entries as a dict of groups, each a dict by key (empty for a group without any)."""
+    groups: dict[str, dict[str, pulp.LpVariable]] = defaultdict(dict)
+    for group, key, variable in entries:
+        groups[group][key] = variable
+    return groups
 
 
 def _expr(terms: list[tuple[pulp.LpVariable, float]], constant: float = 0.0) -> pulp.LpAffineExpression:
