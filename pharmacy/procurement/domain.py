@@ -185,3 +185,4 @@ class PlanStatus(StrEnum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     APPROVED = "approved"
+    CANCELLED = "cancelled"

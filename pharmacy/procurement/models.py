@@ -103,6 +103,9 @@ class PlanRun(ConsortiumOwned, Base):
     edited: Mapped[bool] = mapped_column(Boolean, default=False)
     approved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     approved_by: Mapped[str | None] = mapped_column(String(160))
+    # An officer's cancel: a queued run ends at once, a running one at its next model solved.
+    cancel_requested_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    cancelled_by: Mapped[str | None] = mapped_column(String(160))
 
 
 class PlanLine(ConsortiumOwned, Base):

@@ -100,6 +100,25 @@ def get_plan_run(uow: UnitOfWork, run_id: int) -> PlanRun:
         return uow.get(PlanRun, run_id, what="plan run")
 
 
+def cancel_plan_run(uow: UnitOfWork, run_id: int, note: str) -> PlanRun:
+    """Cancel a run that has not finished: a queued one ends at once and never runs; a running one ends at its
+    next model solved (or once its baseline is computed), and its plan is not kept."""
+    if not note.strip():
+        raise ValidationFailed("say why the run is cancelled", {"note": note})
+    with uow:
+        run = uow.get(PlanRun, run_id, for_update=True, what="plan run")
+        if run.status not in (PlanStatus.QUEUED.value, PlanStatus.RUNNING.value):
+            raise Conflict(f"plan run {run_id} is {run.status}: only a queued or running run can be cancelled",
+                           {"status": run.status})
+        if run.cancel_requested_at is None:
+            run.cancel_requested_at, run.cancelled_by = uow.now(), uow.principal.label
+            if run.status == PlanStatus.QUEUED.value:
+                run.status, run.finished_at, run.progress_note = PlanStatus.CANCELLED.value, uow.now(), "cancelled"
+            audit.record(uow.session, "cancel", "PlanRun", run.id, note)
+        uow.commit()
+        return run
+
+
 def plan_inputs(uow: UnitOfWork, run_id: int) -> dict[str, Any]:
     """The problem exactly as the optimizer saw it, with the map back to our ids (empty until frozen)."""
     with uow:
@@ -188,8 +207,18 @@ def _id(token: str) -> int:
 
 # Executing runs -----------------------------------------------------------------------------------------
 
+class RunCancelled(Exception):
+    """An officer cancelled the run while it was running."""
+
+
+def _cancel_requested(session: Any, run_id: int) -> bool:
+    return session.scalar(select(PlanRun.cancel_requested_at).where(PlanRun.id == run_id)) is not None
+
+
 class _ProgressWriter:
-    """Writes a run's progress in its own short transactions, at most once a second."""
+    """Writes a run's progress in its own short transactions, at most once a second; raises
+    :class:`RunCancelled` there once the run has been cancelled (which stops the optimizer: the models not yet
+    started are dropped)."""
 
     def __init__(self, database: Database, run_id: int, clock: Clock) -> None:
         self.database, self.run_id, self.clock = database, run_id, clock
@@ -201,6 +230,8 @@ class _ProgressWriter:
             return
         self._last = now
         with UnitOfWork(self.database.session_factory, SYSTEM, self.clock) as uow:
+            if _cancel_requested(uow.session, self.run_id):
+                raise RunCancelled
             uow.session.execute(update(PlanRun).where(PlanRun.id == self.run_id).values(
                 progress=round(done / total, 4) if total else 0.0, heartbeat_at=uow.now(),
                 progress_note=note or f"{done} of {total} drug models solved"))
@@ -245,15 +276,24 @@ def execute_run(database: Database, run_id: int, clock: Clock, settings: PlanSet
             if on_progress:
                 on_progress(done, total)
 
+        progress(0, len(problem.drugs), run.progress_note, force=True)  # cancelled while reading the inputs?
         plan = solve_plan(problem, solver=run.solver, time_limit=run.time_limit, gap=run.gap,
                           workers=settings.workers, progress=report)
         with uow:
             run = uow.get(PlanRun, run_id, for_update=True)
+            if run.cancel_requested_at is not None:  # cancelled while the baseline was computed
+                raise RunCancelled
             _store_plan(uow, run, plan, problem, inputs)
             run.status, run.finished_at, run.progress = PlanStatus.SUCCEEDED.value, uow.now(), 1.0
             run.progress_note = _finished_note(plan)
             uow.commit()
         return PlanStatus.SUCCEEDED.value
+    except RunCancelled:
+        with UnitOfWork(database.session_factory, SYSTEM, clock) as cancelled:
+            cancelled.session.execute(update(PlanRun).where(PlanRun.id == run_id).values(
+                status=PlanStatus.CANCELLED.value, finished_at=cancelled.now(), progress_note="cancelled"))
+            cancelled.commit()
+        return PlanStatus.CANCELLED.value
     except Exception as error:
         log.exception("plan run %s failed", run_id)
         with UnitOfWork(database.session_factory, SYSTEM, clock) as failed:

@@ -17,12 +17,12 @@ from pharmacy.procurement.schemas import (
     AlertQuerySchema,
     AlertSchema,
     ApprovalSchema,
+    CancelReasonSchema,
     ForecastQuerySchema,
     ForecastSchema,
     OfferOutSchema,
     OfferQuerySchema,
     OfferSchema,
-    OrderCancelSchema,
     OrderQuerySchema,
     PlanEditSchema,
     PlanLineQuerySchema,
@@ -207,6 +207,17 @@ class PlanApprovalView(MethodView):
         return plan_runs.approve_plan(request_uow(), run_id)
 
 
+@blp.route("/plan-runs/<int:run_id>/cancel")
+class PlanCancelView(MethodView):
+    @requires(Role.PROCUREMENT)
+    @blp.arguments(CancelReasonSchema)
+    @blp.response(200, PlanRunSchema)
+    def post(self, data: dict[str, Any], run_id: int) -> Any:
+        """Cancel a queued run (it never runs) or a running one (it stops at its next model solved, and keeps
+        no plan)"""
+        return plan_runs.cancel_plan_run(request_uow(), run_id, data["note"])
+
+
 # Purchase orders ----------------------------------------------------------------------------------------
 
 @blp.route("/purchase-orders")
@@ -249,7 +260,7 @@ class PurchaseReceiptView(MethodView):
 @blp.route("/purchase-orders/<int:order_id>/cancel")
 class PurchaseCancelView(MethodView):
     @requires(Role.PROCUREMENT)
-    @blp.arguments(OrderCancelSchema)
+    @blp.arguments(CancelReasonSchema)
     @blp.response(200, PurchaseOrderSchema)
     def post(self, data: dict[str, Any], order_id: int) -> Any:
         """Cancel a purchase order nothing of which has arrived"""
@@ -311,7 +322,7 @@ class TransferReceiveView(MethodView):
 @blp.route("/transfer-orders/<int:order_id>/cancel")
 class TransferCancelView(MethodView):
     @requires(*STAFF)
-    @blp.arguments(OrderCancelSchema)
+    @blp.arguments(CancelReasonSchema)
     @blp.response(200, TransferOrderDetailSchema)
     def post(self, data: dict[str, Any], order_id: int) -> Any:
         """Cancel a transfer that has not shipped"""

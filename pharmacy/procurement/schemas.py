@@ -6,7 +6,7 @@ from marshmallow import Schema, ValidationError, fields, post_load, validate, va
 
 from pharmacy.catalog.schemas import CODE
 from pharmacy.inventory.schemas import quantity_field
-from pharmacy.procurement.domain import check_tiers, parse_site_costs, parse_tiers
+from pharmacy.procurement.domain import PlanStatus, check_tiers, parse_site_costs, parse_tiers
 
 MONEY = validate.Range(min=0, max=1e9)
 
@@ -164,6 +164,9 @@ class PlanRunSchema(Schema):
     edited = fields.Boolean()
     approved_at = fields.DateTime(allow_none=True)
     approved_by = fields.String(allow_none=True)
+    cancel_requested_at = fields.DateTime(allow_none=True, metadata={
+        "description": "when an officer cancelled the run; a running run stays running until its next model"})
+    cancelled_by = fields.String(allow_none=True)
     result = fields.Dict(allow_none=True, metadata={
         "description": "costs by kind, baseline (each site buying alone, within the same budget if any), saving, "
                        "solver status, bound and gap, shortages, waste, and a summary"})
@@ -177,7 +180,7 @@ class PlanRunListItemSchema(PlanRunSchema):
 
 
 class PlanRunQuerySchema(Schema):
-    status = fields.String(validate=validate.OneOf(["queued", "running", "succeeded", "failed", "approved"]))
+    status = fields.String(validate=validate.OneOf([s.value for s in PlanStatus]))
 
 
 class PlanLineSchema(Schema):
@@ -274,7 +277,7 @@ class PurchaseReceiptSchema(Schema):
     lines = fields.List(fields.Nested(ReceiptLineSchema), required=True, validate=validate.Length(1, 500))
 
 
-class OrderCancelSchema(Schema):
+class CancelReasonSchema(Schema):  # an order's or a plan run's
     note = fields.String(required=True, validate=validate.Length(1, 1000), metadata={"description": "why"})
 
 

@@ -406,6 +406,13 @@ def plan_approve(run_id: int) -> ResponseReturnValue:
                    url_for("web.plan", run_id=run_id))
 
 
+@web.route("/plans/<int:run_id>/cancel", methods=["POST"])
+@roles(Role.PROCUREMENT)
+def plan_cancel(run_id: int) -> ResponseReturnValue:
+    return attempt(lambda: plan_runs.cancel_plan_run(uow(), run_id, request.form.get("note", "")),
+                   _("Plan run cancelled"), url_for("web.plan", run_id=run_id))
+
+
 @web.route("/suppliers", methods=["GET", "POST"])
 @roles(*OFFICERS)
 def suppliers() -> ResponseReturnValue:

@@ -165,3 +165,25 @@ def test_receiving_lists_the_sites_open_transfers_and_deliveries_only(client, wo
     assert cancelled["number"] not in page and elsewhere["number"] not in page
     assert all(number in page for number in delivering)
     assert not any(number in page for number in set(lines) - delivering)
+
+
+def test_an_officer_cancels_a_queued_run_from_its_page_and_the_page_says_so(app, client, world, people) -> None:
+    runner = app.extensions["plan_runner"]
+    runner.mode = "queue"  # the run waits for the scheduler: it is still queued when the officer opens it
+    try:
+        queued = client.post("/api/plan-runs", json={"horizon_days": 30}, headers=world.a.headers("procurement"))
+        run_id = queued.get_json()["id"]
+    finally:
+        runner.mode = "inline"
+    sign_in(client, "wang")
+    page = client.get(f"/plans/{run_id}").get_data(as_text=True)
+    assert "取消本次运行" in page and 'name="note" required' in page
+    blank = client.post(f"/plans/{run_id}/cancel", data={"csrf_token": token(page), "note": " "},
+                        follow_redirects=True).get_data(as_text=True)
+    assert "say why the run is cancelled" in blank and "取消本次运行" in blank  # refused: still queued
+    done = client.post(f"/plans/{run_id}/cancel", data={"csrf_token": token(page), "note": "设错了期限"},
+                       follow_redirects=True).get_data(as_text=True)
+    assert "计划运行已取消" in done and "<strong>已取消</strong>" in done and "已由 user:wang 取消" in done
+    assert "取消本次运行" not in done  # nothing left to cancel
+    run = client.get(f"/api/plan-runs/{run_id}", headers=world.a.headers("procurement")).get_json()
+    assert run["status"] == "cancelled" and run["cancelled_by"] == "user:wang"

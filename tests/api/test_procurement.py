@@ -10,6 +10,7 @@ from pharmacy.clock import FixedClock
 from pharmacy.inventory.domain import CauseType
 from pharmacy.inventory.services import Cause, check_ledger, dispense_stock
 from pharmacy.principal import system_for
+from pharmacy.procurement.plan_runs import PlanSettings, execute_run, run_queued_plans
 from pharmacy.procurement.services import OFFER_CSV_COLUMNS, raise_low_stock_alerts, raise_near_expiry_alerts
 from pharmacy.unit_of_work import UnitOfWork
 from tests.api.test_foundation import assert_problem
@@ -187,6 +188,84 @@ def test_plan_runs_are_for_officers_and_stay_within_their_consortium(client, wor
                       headers=world.a.headers("procurement"))
     assert_problem(bad, 422, "horizon_days")
     assert "solver" in bad.get_data(as_text=True)
+
+
+@pytest.fixture
+def queued_runs(app):
+    """Plan runs wait in the queue until a test runs them (as when the scheduler runs them)."""
+    runner = app.extensions["plan_runner"]
+    runner.mode = "queue"
+    try:
+        yield
+    finally:
+        runner.mode = "inline"
+
+
+def _queue_plan(client, world: World) -> dict:
+    response = client.post("/api/plan-runs", json={"horizon_days": 30, "history_days": 28},
+                           headers=world.a.headers("procurement"))
+    assert response.status_code == 202 and response.get_json()["status"] == "queued"
+    return response.get_json()
+
+
+def _cancel(client, world: World, run_id: int, **body):
+    return client.post(f"/api/plan-runs/{run_id}/cancel", json=body, headers=world.a.headers("procurement"))
+
+
+def test_a_queued_plan_run_cancelled_never_runs_and_the_cancel_is_audited(
+        app, client, world, market, queued_runs, clock) -> None:
+    run = _queue_plan(client, world)
+    assert_problem(_cancel(client, world, run["id"]), 422, "note")
+    assert_problem(_cancel(client, world, run["id"], note="   "), 422, "say why")
+    refused = client.post(f"/api/plan-runs/{run['id']}/cancel", json={"note": "x"},
+                          headers=world.a.headers("pharmacist"))
+    assert refused.status_code == 403
+    assert client.post(f"/api/plan-runs/{run['id']}/cancel", json={"note": "x"},
+                       headers=world.b.headers("procurement")).status_code == 404
+    assert client.get(f"/api/plan-runs/{run['id']}", headers=world.a.headers("procurement")).get_json()[
+        "status"] == "queued"  # nothing refused wrote anything
+
+    cancelled = _cancel(client, world, run["id"], note="wrong horizon")
+    assert cancelled.status_code == 200, cancelled.get_json()
+    body = cancelled.get_json()
+    assert body["status"] == "cancelled" and body["finished_at"] and body["cancel_requested_at"]
+    assert body["cancelled_by"] == body["started_by"]
+    # The scheduler's job finds nothing to run, and the run keeps no plan.
+    database = app.extensions["pharmacy_db"]
+    assert run_queued_plans(database, clock, PlanSettings()) == 0
+    after = client.get(f"/api/plan-runs/{run['id']}", headers=world.a.headers("procurement")).get_json()
+    assert after["status"] == "cancelled" and after["result"] is None and after["started_at"] is None
+    assert client.get(f"/api/plan-runs/{run['id']}/lines", headers=world.a.headers("procurement")).get_json() == []
+    assert [r["id"] for r in client.get("/api/plan-runs?status=cancelled",
+                                        headers=world.a.headers("procurement")).get_json()] == [run["id"]]
+    entries = client.get(f"/api/audit?object_type=PlanRun&object_id={run['id']}",
+                         headers=world.a.headers("admin")).get_json()
+    assert [e["summary"] for e in entries if e["action"] == "cancel"] == ["wrong horizon"]
+    # Cancelled once is cancelled: a second cancel is refused, as is cancelling a finished run.
+    assert_problem(_cancel(client, world, run["id"], note="again"), 409, "is cancelled")
+    finished = _queue_plan(client, world)
+    assert run_queued_plans(database, clock, PlanSettings()) == 1
+    assert_problem(_cancel(client, world, finished["id"], note="too late"), 409, "is succeeded",
+                   "only a queued or running run can be cancelled")
+
+
+def test_a_running_plan_run_cancelled_stops_and_keeps_no_plan(app, client, world, market, queued_runs, clock) -> None:
+    run = _queue_plan(client, world)
+    database = app.extensions["pharmacy_db"]
+    seen: list[str] = []
+
+    def cancel_while_running(done: int, total: int) -> None:
+        if not seen:  # the first model is solved: the officer cancels
+            response = _cancel(client, world, run["id"], note="stop it")
+            seen.append(response.get_json()["status"])
+
+    status = execute_run(database, run["id"], clock, PlanSettings(), on_progress=cancel_while_running)
+    assert seen == ["running"]  # a running run is asked to stop; it says so on its page until it does
+    assert status == "cancelled"
+    after = client.get(f"/api/plan-runs/{run['id']}", headers=world.a.headers("procurement")).get_json()
+    assert after["status"] == "cancelled" and after["result"] is None and after["started_at"] and after["finished_at"]
+    assert after["cancelled_by"] and after["progress_note"] == "cancelled"
+    assert client.get(f"/api/plan-runs/{run['id']}/lines", headers=world.a.headers("procurement")).get_json() == []
 
 
 def test_editing_a_line_recosts_the_plan_and_a_broken_rule_is_refused(client, world, market) -> None:

@@ -23,8 +23,22 @@ from pharmacy.inventory.models import Lot, Movement
 from pharmacy.inventory.services import check_ledger
 from pharmacy.prescriptions.models import Dispense, Prescription
 from pharmacy.principal import system_for
-from pharmacy.procurement.models import PlanRun, PurchaseOrder, PurchaseOrderLine, TransferOrder, TransferParcel
-from pharmacy.procurement.plan_runs import approve_plan, get_plan_run, start_plan_run
+from pharmacy.procurement.models import (
+    PlanLine,
+    PlanRun,
+    PurchaseOrder,
+    PurchaseOrderLine,
+    TransferOrder,
+    TransferParcel,
+)
+from pharmacy.procurement.plan_runs import (
+    PlanSettings,
+    approve_plan,
+    cancel_plan_run,
+    execute_run,
+    get_plan_run,
+    start_plan_run,
+)
 from pharmacy.procurement.services import (
     ReceiptLine,
     get_transfer_order,
@@ -191,6 +205,36 @@ def test_two_concurrent_approvals_of_one_plan_create_its_orders_once(committed_a
         orders = session.scalars(select(PurchaseOrder).where(PurchaseOrder.run_id == run_id)).all()
         assert len(orders) == len(approvals[0].purchase_orders) >= 1
         assert session.get(PlanRun, run_id).status == "approved"
+    committed_app.config.pop("CLOCK", None)
+
+
+def test_a_cancel_racing_a_run_either_stops_it_or_is_refused_because_it_finished(committed_app) -> None:
+    world, _ = _committed_world_with_a_plan(committed_app)
+    database = committed_app.extensions["pharmacy_db"]
+    officer = system_for(world.a.consortium_id)
+    clock = committed_app.config["CLOCK"]
+    # The cancel comes later each time (this run takes some 20 ms): before the run is claimed, while it reads its
+    # inputs or solves, or once it has finished. Whichever it meets, the outcome is one of the two below.
+    for delay in (0.0, 0.003, 0.006, 0.01, 0.015, 0.02, 0.5):
+        run_id = start_plan_run(UnitOfWork(database.session_factory, officer, clock), horizon_days=30,
+                                history_days=30).id  # queued: the race decides whether it runs
+
+        def either(index: int, run_id: int = run_id, delay: float = delay) -> object:
+            if index == 0:
+                return execute_run(database, run_id, clock, PlanSettings())
+            time.sleep(delay)
+            return cancel_plan_run(UnitOfWork(database.session_factory, officer, clock), run_id, "race")
+
+        ran, cancel = _run_together(either, 2)
+        run = get_plan_run(UnitOfWork(database.session_factory, officer), run_id)
+        with database.session_factory() as session:
+            lines = session.scalar(select(func.count()).select_from(PlanLine).where(PlanLine.run_id == run_id))
+        if isinstance(cancel, Exception):  # the run had finished: its plan stands
+            assert isinstance(cancel, Conflict) and "is succeeded" in cancel.message, cancel
+            assert ran == "succeeded" and run.status == "succeeded" and run.result is not None and lines
+        else:  # cancelled before it ran ("taken": it never started) or while it ran: no plan is kept
+            assert ran in ("taken", "cancelled"), ran
+            assert run.status == "cancelled" and run.result is None and lines == 0 and run.finished_at
     committed_app.config.pop("CLOCK", None)
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import time
+from pathlib import Path
 
 import pytest
 
@@ -18,6 +20,36 @@ from optimizer.planner import (
     solve_model,
 )
 from tests.unit.optimizer.checks import assert_feasible
+
+
+def _started(folder: Path) -> None:  # a job that leaves a mark and takes a while (module level: picklable)
+    (folder / str(time.monotonic_ns())).touch()
+    time.sleep(0.2)
+
+
+class Stop(Exception):
+    pass
+
+
+def test_a_consumer_that_stops_early_drops_the_jobs_not_started(tmp_path):
+    # A cancelled run stops through its progress callback: the models not yet handed to a worker are not solved.
+    with pytest.raises(Stop):
+        for _ in planner._in_workers(_started, [tmp_path] * 40, 2):
+            raise Stop
+    assert 1 <= len(list(tmp_path.iterdir())) <= 12  # the first, those running and those queued to workers
+
+
+def test_a_progress_callback_that_raises_stops_the_plan():
+    problem = scenarios.consortium(hospitals=1, grassroots=5, drugs=8, seed=4, district_size=3)
+    told: list[tuple[int, int]] = []
+
+    def progress(done: int, total: int) -> None:
+        told.append((done, total))
+        raise Stop
+
+    with pytest.raises(Stop):
+        solve(problem, workers=2, baseline=False, progress=progress)
+    assert told == [(1, len(problem.drugs))]
 
 
 def test_worker_processes_give_the_same_plan_as_one_process():
