@@ -6,8 +6,9 @@ from __future__ import annotations
 import math
 import os
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import closing
 from dataclasses import dataclass, field, replace
 from functools import partial
 from operator import attrgetter
@@ -220,14 +221,16 @@ def _solve_each(parts: Sequence[Problem], workers: int, progress: Progress | Non
     """Solve each part as its own model (``each``: the options of each part's own, over ``options``)."""
     jobs = [(part, options if each is None else {**options, **each[n]}) for n, part in enumerate(parts)]
     outcomes: list[Outcome] = []
-    for outcome in _in_workers(_solve_one, jobs, workers):
-        outcomes.append(outcome)
-        if progress:
-            progress(len(outcomes), len(jobs))
+    # Closed at once if ``progress`` raises (a run cancelled): the workers stop now, not when collected.
+    with closing(_in_workers(_solve_one, jobs, workers)) as solved:
+        for outcome in solved:
+            outcomes.append(outcome)
+            if progress:
+                progress(len(outcomes), len(jobs))
     return outcomes
 
 
-def _in_workers(work: Callable[[Job], Result], jobs: Sequence[Job], workers: int) -> Iterator[Result]:
+def _in_workers(work: Callable[[Job], Result], jobs: Sequence[Job], workers: int) -> Generator[Result, None, None]:
     """``work`` done on each job, in order: in worker processes when there are several of both."""
     if workers <= 1 or len(jobs) < 2:
         yield from map(work, jobs)
@@ -235,7 +238,20 @@ def _in_workers(work: Callable[[Job], Result], jobs: Sequence[Job], workers: int
     with ProcessPoolExecutor(max_workers=workers) as pool:
         # Small chunks: a drug's time varies a hundredfold, and the last chunk handed out decides when the
         # pool ends (with 1,500 drugs in chunks of 93 one worker could idle for a tenth of the run).
-        yield from pool.map(work, jobs, chunksize=max(1, len(jobs) // (workers * 64)))
+        results = pool.map(work, jobs, chunksize=max(1, len(jobs) // (workers * 64)))
+        finished = False
+        try:
+            for result in results:  # noqa: UP028 (yield from would close the map first: see below)
+                yield result
+            finished = True
+        finally:
+            if not finished:
+                # Stopped early (a run cancelled, a model failed). The pool would finish the chunks in hand, and a
+                # province's chunk of drugs can take minutes: end its workers instead (Python 3.14 brings a public
+                # way). The map is left open until then: closed, it would cancel the jobs left, and the pool,
+                # finding its workers gone, would fail on failing them (Python 3.11).
+                for process in list((pool._processes or {}).values()):
+                    process.terminate()
 
 
 def _rough_cost(part: Problem) -> float:

@@ -22,21 +22,26 @@ from optimizer.planner import (
 from tests.unit.optimizer.checks import assert_feasible
 
 
-def _started(folder: Path) -> None:  # a job that leaves a mark and takes a while (module level: picklable)
-    (folder / str(time.monotonic_ns())).touch()
-    time.sleep(0.2)
+def _started(folder: Path) -> None:  # a job that marks its start and its end (module level: picklable)
+    mark = str(time.monotonic_ns())
+    (folder / f"started-{mark}").touch()
+    time.sleep(0.3)
+    (folder / f"finished-{mark}").touch()
 
 
 class Stop(Exception):
     pass
 
 
-def test_a_consumer_that_stops_early_drops_the_jobs_not_started(tmp_path):
-    # A cancelled run stops through its progress callback: the models not yet handed to a worker are not solved.
+def test_a_consumer_that_stops_early_ends_the_workers_and_drops_the_jobs_not_started(tmp_path):
+    # A cancelled run stops through its progress callback: the models not yet handed to a worker are not solved,
+    # and those in hand are not finished.
     with pytest.raises(Stop):
         for _ in planner._in_workers(_started, [tmp_path] * 40, 2):
             raise Stop
-    assert 1 <= len(list(tmp_path.iterdir())) <= 12  # the first, those running and those queued to workers
+    marks = [path.name.split("-")[0] for path in tmp_path.iterdir()]
+    assert 1 <= marks.count("started") <= 6  # the first, those running and those queued to the workers
+    assert 1 <= marks.count("finished") <= 2  # the one that was read, and maybe the other worker's first
 
 
 def test_a_progress_callback_that_raises_stops_the_plan():
