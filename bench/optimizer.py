@@ -5,6 +5,7 @@
     BENCH_SOLVER=cbc BENCH_WORKERS=2 BENCH_GAP=0.005 BENCH_TIME_LIMIT=10 ...
     BENCH_COMPARE=1 ...   # also time each plan with every drug solved to the plan's gap, and print the ratio
     BENCH_TOLERANCES=0.001,0.01,0.1 ...   # ...and with every drug solved to each of these tolerances
+    BENCH_STOP=1 ...      # also how soon a plan stops once its progress callback raises (a run cancelled)
 
 Sizes: small (1+1+8 sites, 20 drugs), medium (1+2+20 sites, 100 drugs), city-200 (1+5+40 sites, 200 drugs),
 city-200-budget (the same within a budget of 0.8 yuan per unit of demand, priced), city (1+5+40 sites, 1,500
@@ -22,7 +23,7 @@ from pathlib import Path
 # This file is named like the package it measures: keep its own folder off the import path.
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
-from optimizer import scenarios, solve  # noqa: E402
+from optimizer import Problem, scenarios, solve  # noqa: E402
 from optimizer.planner import _plan_gap, _solve_each, baseline_costs  # noqa: E402
 
 SIZES = {
@@ -44,6 +45,7 @@ def main() -> None:
     limit = float(os.environ.get("BENCH_TIME_LIMIT", "10"))
     compare = os.environ.get("BENCH_COMPARE") == "1"
     tolerances = [float(t) for t in os.environ.get("BENCH_TOLERANCES", "").split(",") if t]
+    stop = os.environ.get("BENCH_STOP") == "1"
     print(f"solver {solver}, {workers} worker processes, gap target {gap:.2%}, {limit:.0f} s per drug model")
     print(f"{'size':<10}{'sites':>6}{'drugs':>6}{'vars':>9}{'rows':>9}{'build s':>9}{'solve s':>9}{'wall s':>8}"
           f"{'gap':>8}{'plan':>13}{'baseline':>13}{'base s':>8}{'saving':>8}  status")
@@ -69,8 +71,31 @@ def main() -> None:
             flat_wall = time.perf_counter() - started
             print(f"{'':<10}every drug to {tolerance:.2%}: wall {flat_wall:.1f} s, gap {(_plan_gap(flat) or 0.0):.3%}, "
                   f"cost {sum(o.objective for o in flat):.0f}; plan's wall / this {wall / flat_wall:.2f}")
+        if stop:
+            print(f"{'':<10}{_stopping(problem, solver, workers, gap, limit)}")
     print("build and solve seconds are summed over the worker processes; wall is the elapsed time of the plan, "
           "base s that of the baseline")
+
+
+class _Stop(Exception):
+    pass
+
+
+def _stopping(problem: Problem, solver: str, workers: int, gap: float, limit: float) -> str:
+    """How soon the plan stops once its progress callback raises at the first model solved."""
+    raised: list[float] = []
+
+    def progress(done: int, total: int) -> None:
+        raised.append(time.perf_counter())
+        raise _Stop
+
+    started = time.perf_counter()
+    try:
+        solve(problem, solver=solver, workers=workers, gap=gap, time_limit=limit, baseline=False, progress=progress)
+    except _Stop:
+        stopped = time.perf_counter()
+    return (f"stopped by its progress callback: first model at {raised[0] - started:.1f} s, "
+            f"stopped {stopped - raised[0]:.2f} s later")
 
 
 if __name__ == "__main__":
