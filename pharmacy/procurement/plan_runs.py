@@ -15,7 +15,7 @@ from datetime import date, timedelta
 from typing import Any
 
 from sqlalchemy import select, update
-from sqlalchemy.orm import defer
+from sqlalchemy.orm import Session, defer
 
 from optimizer import Arc, Decisions, Demand, DrugPolicy, Lot, Offer, Plan, PlanningError, Problem, Tier
 from optimizer import evaluate as evaluate_plan
@@ -211,7 +211,7 @@ class RunCancelled(Exception):
     """An officer cancelled the run while it was running."""
 
 
-def _cancel_requested(session: Any, run_id: int) -> bool:
+def _cancel_requested(session: Session, run_id: int) -> bool:
     return session.scalar(select(PlanRun.cancel_requested_at).where(PlanRun.id == run_id)) is not None
 
 
@@ -281,7 +281,7 @@ def execute_run(database: Database, run_id: int, clock: Clock, settings: PlanSet
                           workers=settings.workers, progress=report)
         with uow:
             run = uow.get(PlanRun, run_id, for_update=True)
-            if run.cancel_requested_at is not None:  # cancelled while the baseline was computed
+            if run.cancel_requested_at is not None:  # cancelled since the last check (the last models, the baseline)
                 raise RunCancelled
             _store_plan(uow, run, plan, problem, inputs)
             run.status, run.finished_at, run.progress = PlanStatus.SUCCEEDED.value, uow.now(), 1.0
@@ -383,10 +383,13 @@ def _upsert_line(uow: UnitOfWork, run: PlanRun, line: PlanLine | None, values: d
 
 
 def run_queued_plans(database: Database, clock: Clock, settings: PlanSettings) -> int:
-    """Run every queued plan run (the scheduler's job), and mark runs whose process died as failed."""
+    """Run every queued plan run (the scheduler's job), and mark runs whose process died as failed (or as
+    cancelled, if an officer had cancelled them)."""
     with UnitOfWork(database.session_factory, SYSTEM, clock) as uow:
-        uow.session.execute(update(PlanRun).where(
-            PlanRun.status == PlanStatus.RUNNING.value, PlanRun.heartbeat_at < uow.now() - STALE_AFTER).values(
+        stale = (PlanRun.status == PlanStatus.RUNNING.value) & (PlanRun.heartbeat_at < uow.now() - STALE_AFTER)
+        uow.session.execute(update(PlanRun).where(stale, PlanRun.cancel_requested_at.is_not(None)).values(
+            status=PlanStatus.CANCELLED.value, finished_at=uow.now(), progress_note="cancelled"))
+        uow.session.execute(update(PlanRun).where(stale).values(
             status=PlanStatus.FAILED.value, finished_at=uow.now(), progress_note="failed",
             error="the process running this plan stopped before it finished; start the run again"))
         queued = list(uow.session.scalars(select(PlanRun.id).where(PlanRun.status == PlanStatus.QUEUED.value)

@@ -10,6 +10,7 @@ from pharmacy.clock import FixedClock
 from pharmacy.inventory.domain import CauseType
 from pharmacy.inventory.services import Cause, check_ledger, dispense_stock
 from pharmacy.principal import system_for
+from pharmacy.procurement.models import PlanRun
 from pharmacy.procurement.plan_runs import PlanSettings, execute_run, run_queued_plans
 from pharmacy.procurement.services import OFFER_CSV_COLUMNS, raise_low_stock_alerts, raise_near_expiry_alerts
 from pharmacy.unit_of_work import UnitOfWork
@@ -266,6 +267,24 @@ def test_a_running_plan_run_cancelled_stops_and_keeps_no_plan(app, client, world
     assert after["status"] == "cancelled" and after["result"] is None and after["started_at"] and after["finished_at"]
     assert after["cancelled_by"] and after["progress_note"] == "cancelled"
     assert client.get(f"/api/plan-runs/{run['id']}/lines", headers=world.a.headers("procurement")).get_json() == []
+
+
+def test_a_run_whose_process_died_is_failed_or_if_cancelled_cancelled(app, client, world, market, queued_runs,
+                                                                        clock) -> None:
+    silent, cancelled, alive = (_queue_plan(client, world)["id"] for _ in range(3))
+    database = app.extensions["pharmacy_db"]
+    with database.session_factory() as session:  # claimed by processes: two went silent, one still beats
+        for run_id, beat in ((silent, timedelta(minutes=20)), (cancelled, timedelta(minutes=20)),
+                             (alive, timedelta(minutes=1))):
+            run = session.get(PlanRun, run_id)
+            run.status, run.heartbeat_at = "running", clock.now() - beat
+        session.commit()
+    assert _cancel(client, world, cancelled, note="wrong budget").get_json()["status"] == "running"
+    assert run_queued_plans(database, clock, PlanSettings()) == 0
+    runs = {r["id"]: r for r in client.get("/api/plan-runs", headers=world.a.headers("procurement")).get_json()}
+    assert runs[silent]["status"] == "failed" and "stopped before it finished" in runs[silent]["error"]
+    assert runs[cancelled]["status"] == "cancelled" and runs[cancelled]["error"] == ""
+    assert runs[alive]["status"] == "running"
 
 
 def test_editing_a_line_recosts_the_plan_and_a_broken_rule_is_refused(client, world, market) -> None:
