@@ -342,21 +342,25 @@ def _combine(outcomes: Iterable[Outcome], solver: str, notes: tuple[str, ...] = 
 
 
 def baseline_costs(problem: Problem, *, solver: str = "highs", time_limit: float = 60.0, gap: float = 1e-4,
-                   workers: int = 1) -> Costs:
+                   workers: int = 1, progress: Progress | None = None) -> Costs:
     """Each site buys alone, at the tier its own volume reaches, and nothing moves between sites.
 
     Each site is planned exactly without a solver (see :mod:`optimizer.baseline`); the rare site whose offers
     have too many combinations to try is solved as its own model, to ``gap``. Within a budget the sites share
     it as the pooled plan's drugs do: each site takes one of its plans that some price of spending makes
     cheapest, those saving most per yuan first (see :func:`optimizer.budget.cheapest_within`; a site left to the
-    solver keeps its plan without the budget).
+    solver keeps its plan without the budget). ``progress`` is told after each drug how many of them are done.
     """
     unplanned, plans, left = Costs(), [], []
     each_drug = partial(sites_alone, every_price=problem.budget is not None)
-    for drug_unplanned, drug_plans, drug_left in _in_workers(each_drug, problem.split_by_drug(), workers):
-        unplanned += drug_unplanned
-        plans += drug_plans
-        left += drug_left
+    parts = problem.split_by_drug()
+    with closing(_in_workers(each_drug, parts, workers)) as planned:
+        for done, (drug_unplanned, drug_plans, drug_left) in enumerate(planned, 1):
+            unplanned += drug_unplanned
+            plans += drug_plans
+            left += drug_left
+            if progress:
+                progress(done, len(parts))
     outcomes = _solve_to_gap(left, workers, solver=solver, time_limit=time_limit, gap=gap,
                              pooled=False, transfers=False) if left else []
     plans += [[o.costs] for o in outcomes]

@@ -10,14 +10,14 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, defer
 
-from optimizer import Arc, Decisions, Demand, DrugPolicy, Lot, Offer, Plan, PlanningError, Problem, Tier
+from optimizer import Arc, Decisions, Demand, DrugPolicy, Lot, Offer, Plan, PlanningError, Problem, Tier, baseline_costs
 from optimizer import evaluate as evaluate_plan
 from optimizer import solve as solve_plan
 from optimizer.planner import SOLVERS
@@ -102,7 +102,7 @@ def get_plan_run(uow: UnitOfWork, run_id: int) -> PlanRun:
 
 def cancel_plan_run(uow: UnitOfWork, run_id: int, note: str) -> PlanRun:
     """Cancel a run that has not finished: a queued one ends at once and never runs; a running one ends at its
-    next model solved (or once its baseline is computed), and its plan is not kept."""
+    next model solved (or drug of its baseline), and its plan is not kept."""
     if not note.strip():
         raise ValidationFailed("say why the run is cancelled", {"note": note})
     with uow:
@@ -277,8 +277,12 @@ def execute_run(database: Database, run_id: int, clock: Clock, settings: PlanSet
                 on_progress(done, total)
 
         progress(0, len(problem.drugs), run.progress_note, force=True)  # cancelled while reading the inputs?
-        plan = solve_plan(problem, solver=run.solver, time_limit=run.time_limit, gap=run.gap,
-                          workers=settings.workers, progress=report)
+        options: dict[str, Any] = {"solver": run.solver, "time_limit": run.time_limit, "gap": run.gap,
+                                   "workers": settings.workers}
+        plan = solve_plan(problem, baseline=False, progress=report, **options)
+        # The baseline in its own step, which reports (a province's takes minutes) and can be cancelled.
+        plan = replace(plan, baseline=baseline_costs(problem, **options, progress=lambda done, total: progress(
+            done, total, f"site-by-site baseline: {done} of {total} drugs")))
         with uow:
             run = uow.get(PlanRun, run_id, for_update=True)
             if run.cancel_requested_at is not None:  # cancelled since the last check (the last models, the baseline)

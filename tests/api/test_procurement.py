@@ -10,6 +10,7 @@ from pharmacy.clock import FixedClock
 from pharmacy.inventory.domain import CauseType
 from pharmacy.inventory.services import Cause, check_ledger, dispense_stock
 from pharmacy.principal import system_for
+from pharmacy.procurement import plan_runs
 from pharmacy.procurement.models import PlanRun
 from pharmacy.procurement.plan_runs import PlanSettings, execute_run, run_queued_plans
 from pharmacy.procurement.services import OFFER_CSV_COLUMNS, raise_low_stock_alerts, raise_near_expiry_alerts
@@ -267,6 +268,32 @@ def test_a_running_plan_run_cancelled_stops_and_keeps_no_plan(app, client, world
     assert after["status"] == "cancelled" and after["result"] is None and after["started_at"] and after["finished_at"]
     assert after["cancelled_by"] and after["progress_note"] == "cancelled"
     assert client.get(f"/api/plan-runs/{run['id']}/lines", headers=world.a.headers("procurement")).get_json() == []
+
+
+def test_a_plan_run_cancelled_once_its_models_are_solved_stops_in_its_baseline(
+        app, client, world, market, queued_runs, clock, monkeypatch) -> None:
+    run = _queue_plan(client, world)
+    stopped: list[str] = []
+    original = plan_runs.baseline_costs
+
+    def baseline(*args, **options):  # the run's own baseline step, watched
+        try:
+            return original(*args, **options)
+        except plan_runs.RunCancelled:
+            stopped.append("baseline")
+            raise
+
+    monkeypatch.setattr(plan_runs, "baseline_costs", baseline)
+
+    def cancel_at_the_last_model(done: int, total: int) -> None:
+        if done == total:
+            assert _cancel(client, world, run["id"], note="stop it").status_code == 200
+
+    status = execute_run(app.extensions["pharmacy_db"], run["id"], clock, PlanSettings(),
+                         on_progress=cancel_at_the_last_model)
+    assert status == "cancelled" and stopped == ["baseline"]
+    after = client.get(f"/api/plan-runs/{run['id']}", headers=world.a.headers("procurement")).get_json()
+    assert after["status"] == "cancelled" and after["result"] is None
 
 
 def test_a_run_whose_process_died_is_failed_or_if_cancelled_cancelled(app, client, world, market, queued_runs,

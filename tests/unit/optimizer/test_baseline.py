@@ -142,3 +142,22 @@ def test_the_baseline_keeps_within_the_plans_budget(share):
     assert baseline_costs(replace(problem, budget=free.spending)) == free
     # The pooled plan within the same budget saves against it.
     assert solve(problem, workers=1, baseline=False, gap=1e-3).costs.total < within.total
+
+
+class _Stop(Exception):
+    pass
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_the_baseline_reports_each_drug_and_stops_when_its_progress_raises(workers):
+    problem = scenarios.consortium(hospitals=1, grassroots=4, drugs=6, seed=2, district_size=2)
+    told: list[tuple[int, int]] = []
+    assert baseline_costs(problem, workers=workers, progress=lambda done, total: told.append((done, total))).total > 0
+    assert told == [(n, len(problem.drugs)) for n in range(1, len(problem.drugs) + 1)]
+
+    def stop_at_two(done: int, total: int) -> None:
+        if done == 2:
+            raise _Stop
+
+    with pytest.raises(_Stop):
+        baseline_costs(problem, workers=workers, progress=stop_at_two)
