@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from enum import StrEnum
+from typing import Any
 
 from pharmacy.catalog.domain import ControlledClass, SpecialStorage
 from pharmacy.consortium.domain import distance_km
@@ -250,6 +251,15 @@ class RankedCandidate:
     same_district: bool
     distance_km: float | None
     reason: str
+
+    @property
+    def facts(self) -> dict[str, Any]:
+        """What ``reason`` says, as data: for a page to say it in its own language, and for other systems."""
+        return {"pharmacy": self.candidate.code, "nominated": self.nominated, "can_fill": self.candidate.can_fill,
+                "short_items": list(self.candidate.short_items),
+                "district": self.candidate.district if self.same_district else None,
+                "distance_km": None if self.distance_km is None else round(self.distance_km, 1),
+                "open_queue": self.candidate.open_queue}
 
 
 def rank_pharmacies(candidates: Sequence[Candidate], *, nominated_site_id: int | None,

@@ -68,9 +68,20 @@ class DispenseOutSchema(Schema):
     handed_over_at = fields.DateTime(allow_none=True)
 
 
+class RoutingFactsSchema(Schema):
+    pharmacy = fields.String()
+    nominated = fields.Boolean(metadata={"description": "the prescriber nominated this pharmacy"})
+    can_fill = fields.Boolean(metadata={"description": "it can fill every item from usable stock"})
+    short_items = fields.List(fields.String(), metadata={"description": "drug codes it cannot fill from stock"})
+    district = fields.String(allow_none=True, metadata={"description": "the patient's district, if it is in it"})
+    distance_km = fields.Float(allow_none=True, metadata={"description": "from the patient, if both are located"})
+    open_queue = fields.Integer(metadata={"description": "prescriptions open at this pharmacy"})
+
+
 class RoutingSchema(Schema):
     pharmacy = fields.String()
     reason = fields.String(metadata={"description": "why this pharmacy was chosen"})
+    facts = fields.Nested(RoutingFactsSchema, metadata={"description": "the reason as data"})
     considered = fields.List(fields.String())
     returned_from = fields.List(fields.Integer())
     transfers_text = fields.List(fields.String())

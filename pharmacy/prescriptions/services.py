@@ -281,15 +281,15 @@ def _route(uow: UnitOfWork, rx: Prescription, *, event: str, exclude: frozenset[
             continue
         savepoint.commit()
         rx.pharmacy_site_id = choice.candidate.site_id
-        rx.routing = {"pharmacy": choice.candidate.code, "reason": choice.reason, "considered": considered,
-                      "returned_from": list(rx.returned_from)}
+        rx.routing = {"pharmacy": choice.candidate.code, "reason": choice.reason, "facts": choice.facts,
+                      "considered": considered, "returned_from": list(rx.returned_from)}
         _set_status(uow, rx, Status.ROUTED, event, reason=f"{note}routed to {choice.reason}")
         return
     best = ranked[0]
     rx.pharmacy_site_id = best.candidate.site_id
     requested = _request_stock(uow, rx, best.candidate.site_id, needs, stock, [s.id for s in sites])
-    rx.routing = {"pharmacy": best.candidate.code, "reason": best.reason, "considered": considered,
-                  "returned_from": list(rx.returned_from), **requested}
+    rx.routing = {"pharmacy": best.candidate.code, "reason": best.reason, "facts": best.facts,
+                  "considered": considered, "returned_from": list(rx.returned_from), **requested}
     said = "; ".join(requested["transfers_text"] + requested["shortages_text"])
     _set_status(uow, rx, Status.AWAITING_STOCK, event,
                 reason=f"{note}no pharmacy can fill every item; waiting at {best.candidate.code}: {said}")

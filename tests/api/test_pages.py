@@ -187,3 +187,35 @@ def test_an_officer_cancels_a_queued_run_from_its_page_and_the_page_says_so(app,
     assert "取消本次运行" not in done  # nothing left to cancel
     run = client.get(f"/api/plan-runs/{run_id}", headers=world.a.headers("procurement")).get_json()
     assert run["status"] == "cancelled" and run["cancelled_by"] == "user:wang"
+
+
+def test_why_a_prescription_was_routed_here_is_said_in_the_pages_language(client, world, people) -> None:
+    aml = add_drug(client, world.a, "AML5", pack_size=28)
+    stock(client, world, "C1", aml, "L1", "2027-12-31", 100)
+    created = send(client, world, rx("RX-W1", nominated_pharmacy=world.a.sites["C1"])).get_json()
+    routing = client.get(f"/api/prescriptions/{created['id']}", headers=world.a.headers("pharmacist")).get_json()[
+        "routing"]
+    facts = routing["facts"]
+    assert facts["pharmacy"] == "A-C1" and facts["nominated"] and facts["can_fill"] and facts["short_items"] == []
+    assert facts["distance_km"] is not None and facts["open_queue"] == 0
+    sign_in(client, "li")
+
+    def why_here(rx_id: int) -> str:
+        page = client.get(f"/prescriptions/{rx_id}").get_data(as_text=True)
+        found = re.search(r'<span id="why-here">(.*?)</span>', page, re.S)
+        assert found, page
+        return found.group(1).replace("&#39;", "'")
+
+    chinese = why_here(created["id"])
+    assert chinese.startswith("A-C1：处方医生指定；可用库存可满足全部药品") and "距患者" in chinese
+    assert "在办处方 0 张" in chinese
+    # Too much for any pharmacy: it waits where it is best placed, short of the drug.
+    waiting = send(client, world, rx("RX-W2", items=[{"drug_code": "AML5", "quantity": 500, "supply_days": 7}]))
+    waiting_routing = waiting.get_json()["routing"]
+    assert not waiting_routing["facts"]["can_fill"] and waiting_routing["facts"]["short_items"] == ["AML5"]
+    assert "可用库存无法满足 AML5" in why_here(waiting.get_json()["id"])
+    client.get("/lang/en?next=/worklist")
+    # In English the page says exactly what the API's reason says.
+    assert why_here(created["id"]) == routing["reason"]
+    assert why_here(waiting.get_json()["id"]) == waiting_routing["reason"]
+    client.get("/lang/zh")
