@@ -6,9 +6,8 @@ from __future__ import annotations
 import math
 import os
 import time
-from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from contextlib import closing
 from dataclasses import dataclass, field, replace
 from functools import partial
 from operator import attrgetter
@@ -220,20 +219,22 @@ def _solve_each(parts: Sequence[Problem], workers: int, progress: Progress | Non
                 each: Sequence[dict[str, Any]] | None = None, **options: Any) -> list[Outcome]:
     """Solve each part as its own model (``each``: the options of each part's own, over ``options``)."""
     jobs = [(part, options if each is None else {**options, **each[n]}) for n, part in enumerate(parts)]
-    outcomes: list[Outcome] = []
-    # Closed at once if ``progress`` raises (a run cancelled): the workers stop now, not when collected.
-    with closing(_in_workers(_solve_one, jobs, workers)) as solved:
-        for outcome in solved:
-            outcomes.append(outcome)
+    return list(_in_workers(_solve_one, jobs, workers, progress))
+
+
+def _in_workers(work: Callable[[Job], Result], jobs: Sequence[Job], workers: int,
+                progress: Progress | None = None) -> Iterator[Result]:
+    """``work`` done on each job, in order: in worker processes when there are several of both. ``progress`` is
+    told after each job how many are done; if it raises (a run cancelled), the work stops there and then."""
+
+    def told(results: Iterable[Result]) -> Iterator[Result]:
+        for done, result in enumerate(results, 1):
             if progress:
-                progress(len(outcomes), len(jobs))
-    return outcomes
+                progress(done, len(jobs))
+            yield result
 
-
-def _in_workers(work: Callable[[Job], Result], jobs: Sequence[Job], workers: int) -> Generator[Result, None, None]:
-    """``work`` done on each job, in order: in worker processes when there are several of both."""
     if workers <= 1 or len(jobs) < 2:
-        yield from map(work, jobs)
+        yield from told(map(work, jobs))
         return
     with ProcessPoolExecutor(max_workers=workers) as pool:
         # Small chunks: a drug's time varies a hundredfold, and the last chunk handed out decides when the
@@ -241,7 +242,7 @@ def _in_workers(work: Callable[[Job], Result], jobs: Sequence[Job], workers: int
         results = pool.map(work, jobs, chunksize=max(1, len(jobs) // (workers * 64)))
         finished = False
         try:
-            for result in results:  # noqa: UP028 (yield from would close the map first: see below)
+            for result in told(results):  # noqa: UP028 (yield from would close the map first: see below)
                 yield result
             finished = True
         finally:
@@ -354,13 +355,10 @@ def baseline_costs(problem: Problem, *, solver: str = "highs", time_limit: float
     unplanned, plans, left = Costs(), [], []
     each_drug = partial(sites_alone, every_price=problem.budget is not None)
     parts = problem.split_by_drug()
-    with closing(_in_workers(each_drug, parts, workers)) as planned:
-        for done, (drug_unplanned, drug_plans, drug_left) in enumerate(planned, 1):
-            unplanned += drug_unplanned
-            plans += drug_plans
-            left += drug_left
-            if progress:
-                progress(done, len(parts))
+    for drug_unplanned, drug_plans, drug_left in _in_workers(each_drug, parts, workers, progress):
+        unplanned += drug_unplanned
+        plans += drug_plans
+        left += drug_left
     outcomes = _solve_to_gap(left, workers, solver=solver, time_limit=time_limit, gap=gap,
                              pooled=False, transfers=False) if left else []
     plans += [[o.costs] for o in outcomes]
