@@ -186,3 +186,13 @@ class PlanStatus(StrEnum):
     FAILED = "failed"
     APPROVED = "approved"
     CANCELLED = "cancelled"
+
+
+CANCELLABLE_PLAN_STATUSES = frozenset({PlanStatus.QUEUED, PlanStatus.RUNNING})
+
+
+def check_plan_cancellable(run_id: int, status: str) -> None:
+    """Only a run that has not finished can be cancelled: a queued one never runs, a running one stops."""
+    if PlanStatus(status) not in CANCELLABLE_PLAN_STATUSES:
+        raise InvalidTransition(f"plan run {run_id} is {status}: only a queued or running run can be cancelled",
+                                {"status": status})

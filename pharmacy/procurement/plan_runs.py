@@ -35,6 +35,7 @@ from pharmacy.principal import SYSTEM, system_for
 from pharmacy.procurement.domain import (
     Place,
     PlanStatus,
+    check_plan_cancellable,
     shortage_penalty,
     transfer_allowed,
 )
@@ -107,9 +108,7 @@ def cancel_plan_run(uow: UnitOfWork, run_id: int, note: str) -> PlanRun:
         raise ValidationFailed("say why the run is cancelled", {"note": note})
     with uow:
         run = uow.get(PlanRun, run_id, for_update=True, what="plan run")
-        if run.status not in (PlanStatus.QUEUED.value, PlanStatus.RUNNING.value):
-            raise Conflict(f"plan run {run_id} is {run.status}: only a queued or running run can be cancelled",
-                           {"status": run.status})
+        check_plan_cancellable(run_id, run.status)
         if run.cancel_requested_at is None:
             run.cancel_requested_at, run.cancelled_by = uow.now(), uow.principal.label
             if run.status == PlanStatus.QUEUED.value:
@@ -217,8 +216,7 @@ def _cancel_requested(session: Session, run_id: int) -> bool:
 
 class _ProgressWriter:
     """Writes a run's progress in its own short transactions, at most once a second; raises
-    :class:`RunCancelled` there once the run has been cancelled (which stops the optimizer: the models not yet
-    started are dropped)."""
+    :class:`RunCancelled` there once the run has been cancelled (which stops the optimizer and its workers)."""
 
     def __init__(self, database: Database, run_id: int, clock: Clock) -> None:
         self.database, self.run_id, self.clock = database, run_id, clock
@@ -293,19 +291,19 @@ def execute_run(database: Database, run_id: int, clock: Clock, settings: PlanSet
             uow.commit()
         return PlanStatus.SUCCEEDED.value
     except RunCancelled:
-        with UnitOfWork(database.session_factory, SYSTEM, clock) as cancelled:
-            cancelled.session.execute(update(PlanRun).where(PlanRun.id == run_id).values(
-                status=PlanStatus.CANCELLED.value, finished_at=cancelled.now(), progress_note="cancelled"))
-            cancelled.commit()
-        return PlanStatus.CANCELLED.value
+        return _end_run(database, run_id, clock, PlanStatus.CANCELLED)
     except Exception as error:
         log.exception("plan run %s failed", run_id)
-        with UnitOfWork(database.session_factory, SYSTEM, clock) as failed:
-            failed.session.execute(update(PlanRun).where(PlanRun.id == run_id).values(
-                status=PlanStatus.FAILED.value, finished_at=failed.now(), error=str(error)[:4000],
-                progress_note="failed"))
-            failed.commit()
-        return PlanStatus.FAILED.value
+        return _end_run(database, run_id, clock, PlanStatus.FAILED, error=str(error)[:4000])
+
+
+def _end_run(database: Database, run_id: int, clock: Clock, status: PlanStatus, error: str = "") -> str:
+    """End a run without a plan, in a transaction of its own (the run's own may have failed)."""
+    with UnitOfWork(database.session_factory, SYSTEM, clock) as uow:
+        uow.session.execute(update(PlanRun).where(PlanRun.id == run_id).values(
+            status=status.value, finished_at=uow.now(), progress_note=status.value, error=error))
+        uow.commit()
+    return status.value
 
 
 def _finished_note(plan: Plan) -> str:

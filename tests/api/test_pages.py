@@ -11,6 +11,7 @@ from pharmacy.principal import Role, system_for
 from pharmacy.unit_of_work import UnitOfWork
 from tests.api.test_prescriptions import rx, send, stock
 from tests.api.test_procurement import market as market  # a fixture: the plan's drugs, history and offers
+from tests.api.test_procurement import queued_runs as queued_runs  # a fixture: plan runs wait in the queue
 from tests.api.test_procurement import run_plan
 from tests.factories import World, add_drug
 
@@ -167,14 +168,11 @@ def test_receiving_lists_the_sites_open_transfers_and_deliveries_only(client, wo
     assert not any(number in page for number in set(lines) - delivering)
 
 
-def test_an_officer_cancels_a_queued_run_from_its_page_and_the_page_says_so(app, client, world, people) -> None:
-    runner = app.extensions["plan_runner"]
-    runner.mode = "queue"  # the run waits for the scheduler: it is still queued when the officer opens it
-    try:
-        queued = client.post("/api/plan-runs", json={"horizon_days": 30}, headers=world.a.headers("procurement"))
-        run_id = queued.get_json()["id"]
-    finally:
-        runner.mode = "inline"
+def test_an_officer_cancels_a_queued_run_from_its_page_and_the_page_says_so(client, world, people,
+                                                                          queued_runs) -> None:
+    # The run waits for the scheduler: it is still queued when the officer opens it.
+    queued = client.post("/api/plan-runs", json={"horizon_days": 30}, headers=world.a.headers("procurement"))
+    run_id = queued.get_json()["id"]
     sign_in(client, "wang")
     page = client.get(f"/plans/{run_id}").get_data(as_text=True)
     assert "取消本次运行" in page and 'name="note" required' in page
