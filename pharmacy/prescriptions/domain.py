@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from enum import StrEnum
@@ -121,6 +121,94 @@ def check_reason(reason_code: str, allowed: frozenset[str], what: str) -> None:
     if reason_code not in allowed:
         raise ValidationFailed(f"unknown {what} reason {reason_code!r}; use one of: " + ", ".join(sorted(allowed)),
                                {"reason_code": reason_code})
+
+
+# Why a prescription is where it is -----------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Returned:
+    """A pharmacy gave the prescription back (see ``RETURN_REASONS``)."""
+
+    site: str  # the pharmacy's code
+    reason_code: str
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class StockRequest:
+    """What a pharmacy short of a drug asked for: a transfer from the member with the most usable surplus
+    (``donor``), or, when none has enough, a shortage recorded for procurement (``donor`` None)."""
+
+    drug: str  # the drug's code
+    quantity: int
+    donor: str | None = None  # the donor's code
+
+    def text(self) -> str:
+        if self.donor is not None:
+            return f"transfer of {self.quantity} {self.drug} requested from {self.donor}"
+        return f"the consortium has no surplus of {self.drug}: shortage of {self.quantity} recorded for procurement"
+
+
+@dataclass(frozen=True)
+class StatusReason:
+    """Why a prescription came to its status: what happened (``what``: an action's name, or ``routed`` /
+    ``awaiting_stock`` for routing) and its facts. Prescribing systems read it in English (``text``, the API's
+    ``status_reason``); pages say the facts (``facts``, the API's ``status_facts``) in their own language."""
+
+    what: str
+    returned: Returned | None = None  # routing again after a return
+    pharmacy: str | None = None  # routed to, or waiting at (a code)
+    why: str = ""  # routed: the routing reason, as ``RankedCandidate.reason`` says it
+    requests: tuple[StockRequest, ...] = ()  # waiting for stock
+    reason_code: str = ""  # a rejection's
+    note: str = ""  # a rejection's or cancellation's
+    issue: int | None = None  # a long prescription's issue (1-based), of ``issues_total``
+    issues_total: int | None = None
+    on: date | None = None  # an issue's due day, or the day validity ended
+
+    def text(self) -> str:
+        said = _SAID[self.what](self)
+        if self.returned is None:
+            return said
+        note = f": {self.returned.note}" if self.returned.note else ""
+        return f"returned by {self.returned.site} ({self.returned.reason_code}{note}); {said}"
+
+    def facts(self) -> dict[str, Any]:
+        """The facts as JSON: only those that apply."""
+        facts: dict[str, Any] = {"what": self.what}
+        if self.returned is not None:
+            facts["returned"] = {"site": self.returned.site, "reason_code": self.returned.reason_code,
+                                 "note": self.returned.note}
+        if self.requests:
+            facts["requests"] = [{"drug": r.drug, "quantity": r.quantity, "donor": r.donor} for r in self.requests]
+        for name in ("pharmacy", "reason_code", "note", "issue", "issues_total"):
+            if getattr(self, name) not in (None, ""):
+                facts[name] = getattr(self, name)
+        if self.on is not None:
+            facts["on"] = self.on.isoformat()
+        return facts
+
+
+def _requested(reason: StatusReason) -> str:
+    return "; ".join(r.text() for r in reason.requests)
+
+
+_SAID: dict[str, Callable[[StatusReason], str]] = {
+    "routed": lambda r: f"routed to {r.why}",
+    "awaiting_stock": lambda r: f"no pharmacy can fill every item; waiting at {r.pharmacy}: {_requested(r)}",
+    Action.ACCEPT: lambda r: "accepted on review",
+    Action.REJECT: lambda r: f"{r.reason_code}: {r.note}".strip(": "),
+    Action.STOCK_ARRIVED: lambda r: "stock arrived and is reserved",
+    Action.PREPARE: lambda r: "prepared",
+    Action.DISPENSE_PART: lambda r: "partly dispensed",
+    Action.DISPENSE_ALL: lambda r: "dispensed",
+    Action.HAND_OVER: lambda r: f"issue {r.issue} of {r.issues_total} handed over",
+    Action.HAND_OVER_LAST: lambda r: "handed over",
+    Action.ISSUE_DUE: lambda r: f"issue {r.issue} of {r.issues_total} due on {r.on}; stock reserved",
+    Action.ISSUE_AWAITS_STOCK: _requested,
+    Action.CANCEL: lambda r: r.note or "cancelled by the prescriber",
+    Action.EXPIRE: lambda r: f"not collected by {r.on}",
+}
 
 
 # Policy -------------------------------------------------------------------------------------------

@@ -39,7 +39,9 @@ class Prescription(ConsortiumOwned, Base):
     issued_on: Mapped[date] = mapped_column(Date)
     valid_until: Mapped[date] = mapped_column(Date)
     status: Mapped[str] = mapped_column(String(30))
-    status_reason: Mapped[str] = mapped_column(Text, default="")
+    status_reason: Mapped[str] = mapped_column(Text, default="")  # in English, for prescribing systems
+    # What the reason says, as facts (see StatusReason): pages say them in their own language.
+    status_facts: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     nominated_site_id: Mapped[int | None] = mapped_column(ForeignKey("sites.id"))
     pharmacy_site_id: Mapped[int | None] = mapped_column(ForeignKey("sites.id"))
     routing: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)

@@ -88,11 +88,39 @@ class RoutingSchema(Schema):
     shortages_text = fields.List(fields.String())
 
 
+class ReturnedSchema(Schema):
+    site = fields.String(metadata={"description": "the code of the pharmacy that returned it"})
+    reason_code = fields.String()
+    note = fields.String()
+
+
+class StockRequestSchema(Schema):
+    drug = fields.String(metadata={"description": "drug code"})
+    quantity = fields.Integer()
+    donor = fields.String(allow_none=True, metadata={
+        "description": "the member asked for a transfer; null: a shortage recorded for procurement"})
+
+
+class StatusFactsSchema(Schema):
+    what = fields.String(metadata={"description": "what happened: routed, awaiting_stock, or the action taken "
+                                                  "(accept, reject, prepare, dispense_all, cancel, expire, ...)"})
+    returned = fields.Nested(ReturnedSchema, metadata={"description": "routed again after this return"})
+    pharmacy = fields.String(metadata={"description": "routed to, or waiting at"})
+    requests = fields.List(fields.Nested(StockRequestSchema), metadata={"description": "the stock asked for"})
+    reason_code = fields.String()
+    note = fields.String()
+    issue = fields.Integer(metadata={"description": "a long prescription's issue (1 = first)"})
+    issues_total = fields.Integer()
+    on = fields.String(metadata={"format": "date", "description": "the issue's due day, or the day validity ended"})
+
+
 class PrescriptionOutSchema(Schema):
     id = fields.Integer()
     number = fields.String()
     status = fields.String(metadata={"enum": [s.value for s in Status]})
-    status_reason = fields.String()
+    status_reason = fields.String(metadata={"description": "why it has this status, in English"})
+    status_facts = fields.Nested(StatusFactsSchema, allow_none=True, metadata={
+        "description": "the status reason as data (null for prescriptions from before it was kept)"})
     kind = fields.String()
     issued_on = fields.Date()
     valid_until = fields.Date()
@@ -130,7 +158,8 @@ def present(view: PrescriptionView) -> dict[str, Any]:
         if d.issue == rx.current_issue:
             given[d.item_id] = given.get(d.item_id, 0) + d.quantity
     return {
-        "id": rx.id, "number": rx.number, "status": rx.status, "status_reason": rx.status_reason, "kind": rx.kind,
+        "id": rx.id, "number": rx.number, "status": rx.status, "status_reason": rx.status_reason,
+        "status_facts": rx.status_facts, "kind": rx.kind,
         "issued_on": rx.issued_on, "valid_until": rx.valid_until, "prescriber_site_id": rx.prescriber_site_id,
         "prescriber": rx.prescriber, "pharmacy_site_id": rx.pharmacy_site_id,
         "nominated_site_id": rx.nominated_site_id,

@@ -10,7 +10,6 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
-from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
@@ -34,7 +33,10 @@ from pharmacy.prescriptions.domain import (
     ItemRequest,
     Kind,
     Limits,
+    Returned,
     Status,
+    StatusReason,
+    StockRequest,
     check_policy,
     check_reason,
     check_substitution,
@@ -242,8 +244,9 @@ def _open_queues(uow: UnitOfWork, site_ids: Sequence[int]) -> dict[int, int]:
 
 
 def _route(uow: UnitOfWork, rx: Prescription, *, event: str, exclude: frozenset[int] = frozenset(),
-           note: str = "") -> None:
-    """Choose the pharmacy, reserve the stock there, or wait for stock; record why."""
+           returned: Returned | None = None) -> None:
+    """Choose the pharmacy, reserve the stock there, or wait for stock; record why (and, routing again after
+    a return, who returned it and why)."""
     items = _items(uow, rx)
     needs = _needs(uow, rx, items)
     sites = [s for s in uow.session.scalars(select(Site).where(Site.dispenses.is_(True), Site.active.is_(True))
@@ -283,23 +286,31 @@ def _route(uow: UnitOfWork, rx: Prescription, *, event: str, exclude: frozenset[
         rx.pharmacy_site_id = choice.candidate.site_id
         rx.routing = {"pharmacy": choice.candidate.code, "reason": choice.reason, "facts": choice.facts,
                       "considered": considered, "returned_from": list(rx.returned_from)}
-        _set_status(uow, rx, Status.ROUTED, event, reason=f"{note}routed to {choice.reason}")
+        _set_status(uow, rx, Status.ROUTED, event, StatusReason("routed", returned, choice.candidate.code,
+                                                                 choice.reason))
         return
     best = ranked[0]
     rx.pharmacy_site_id = best.candidate.site_id
-    requested = _request_stock(uow, rx, best.candidate.site_id, needs, stock, [s.id for s in sites])
+    requests = _request_stock(uow, rx, best.candidate.site_id, needs, stock, [s.id for s in sites])
     rx.routing = {"pharmacy": best.candidate.code, "reason": best.reason, "facts": best.facts,
-                  "considered": considered, "returned_from": list(rx.returned_from), **requested}
-    said = "; ".join(requested["transfers_text"] + requested["shortages_text"])
+                  "considered": considered, "returned_from": list(rx.returned_from), **_requested(requests)}
     _set_status(uow, rx, Status.AWAITING_STOCK, event,
-                reason=f"{note}no pharmacy can fill every item; waiting at {best.candidate.code}: {said}")
+                StatusReason("awaiting_stock", returned, best.candidate.code, requests=requests))
+
+
+def _requested(requests: Sequence[StockRequest]) -> dict[str, list[str]]:
+    """The stock asked for, as routing has always listed it."""
+    return {"transfers_text": [r.text() for r in requests if r.donor is not None],
+            "shortages_text": [r.text() for r in requests if r.donor is None]}
 
 
 def _request_stock(uow: UnitOfWork, rx: Prescription, site_id: int, needs: Sequence[_Need], stock: _Stock,
-                   site_ids: Sequence[int]) -> dict[str, Any]:
-    """Ask the member with the most usable surplus for each short item, or record a shortage."""
+                   site_ids: Sequence[int]) -> tuple[StockRequest, ...]:
+    """Ask the member with the most usable surplus for each short item, or record a shortage: transfers
+    first, then shortages."""
     codes = {s.id: s.code for s in uow.session.scalars(select(Site).where(Site.id.in_(site_ids)))}
-    transfers, shortages = [], []
+    transfers: list[StockRequest] = []
+    shortages: list[StockRequest] = []
     for need in needs:
         missing = need.item.quantity - stock.usable.get((site_id, need.item.id), 0)
         if missing <= 0:
@@ -310,26 +321,26 @@ def _request_stock(uow: UnitOfWork, rx: Prescription, site_id: int, needs: Seque
             donor = donors[0][1]
             request_transfer(uow, rx.consortium_id, donor, site_id, [(need.item.drug_id, missing, need.supply_until)],
                              prescription_id=rx.id)
-            transfers.append(f"transfer of {missing} {need.drug.code} requested from {codes.get(donor, donor)}")
+            transfers.append(StockRequest(need.drug.code, missing, codes.get(donor, str(donor))))
         else:
             uow.session.add(Shortage(consortium_id=rx.consortium_id, site_id=site_id, drug_id=need.item.drug_id,
                                      quantity=missing, prescription_id=rx.id, created_at=uow.now()))
-            shortages.append(f"the consortium has no surplus of {need.drug.code}: shortage of {missing} "
-                             "recorded for procurement")
-    return {"transfers_text": transfers, "shortages_text": shortages}
+            shortages.append(StockRequest(need.drug.code, missing))
+    return (*transfers, *shortages)
 
 
 # Status changes and events ------------------------------------------------------------------------
 
-def _transition(uow: UnitOfWork, rx: Prescription, action: Action, reason: str = "") -> Status:
+def _transition(uow: UnitOfWork, rx: Prescription, action: Action, reason: StatusReason | None = None) -> Status:
     new = next_status(Status(rx.status), action)
-    _set_status(uow, rx, new, action.value, reason)
+    _set_status(uow, rx, new, action.value, reason or StatusReason(action.value))
     return new
 
 
-def _set_status(uow: UnitOfWork, rx: Prescription, status: Status, event: str, reason: str = "") -> None:
+def _set_status(uow: UnitOfWork, rx: Prescription, status: Status, event: str, reason: StatusReason) -> None:
     previous = rx.status
-    rx.status, rx.status_reason, rx.updated_at = status.value, reason, uow.now()
+    rx.status, rx.updated_at = status.value, uow.now()
+    rx.status_reason, rx.status_facts = reason.text(), reason.facts()
     record_event(uow, rx, event, previous)
 
 
@@ -451,7 +462,7 @@ def accept(uow: UnitOfWork, rx_id: int) -> PrescriptionView:
     """The pharmacist's review accepts the prescription."""
     with uow:
         rx = _load_for_pharmacy(uow, rx_id)
-        _transition(uow, rx, Action.ACCEPT, "accepted on review")
+        _transition(uow, rx, Action.ACCEPT)
         uow.commit()
         return _view(uow, rx)
 
@@ -461,7 +472,7 @@ def reject(uow: UnitOfWork, rx_id: int, reason_code: str, note: str = "") -> Pre
     check_reason(reason_code, REJECT_REASONS, "rejection")
     with uow:
         rx = _load_for_pharmacy(uow, rx_id)
-        _transition(uow, rx, Action.REJECT, f"{reason_code}: {note}".strip(": "))
+        _transition(uow, rx, Action.REJECT, StatusReason(Action.REJECT.value, reason_code=reason_code, note=note))
         release_stock(uow, _cause(rx))
         uow.commit()
         return _view(uow, rx)
@@ -478,8 +489,9 @@ def return_prescription(uow: UnitOfWork, rx_id: int, reason_code: str, note: str
         release_stock(uow, _cause(rx))
         returned_by = rx.pharmacy_site_id
         rx.returned_from = [*rx.returned_from, returned_by] if returned_by else list(rx.returned_from)
+        site = uow.session.get(Site, returned_by) if returned_by else None
         _route(uow, rx, event="returned", exclude=frozenset(rx.returned_from),
-               note=f"returned by site {returned_by} ({reason_code}{': ' + note if note else ''}); ")
+               returned=Returned(site.code if site else "", reason_code, note))
         uow.commit()
         return _view(uow, rx)
 
@@ -490,7 +502,7 @@ def stock_arrived(uow: UnitOfWork, rx_id: int) -> PrescriptionView:
         rx = _load_for_pharmacy(uow, rx_id)
         next_status(Status(rx.status), Action.STOCK_ARRIVED)
         _reserve_issue(uow, rx)
-        _transition(uow, rx, Action.STOCK_ARRIVED, "stock arrived and is reserved")
+        _transition(uow, rx, Action.STOCK_ARRIVED)
         uow.commit()
         return _view(uow, rx)
 
@@ -521,7 +533,7 @@ def resume_awaiting(uow: UnitOfWork, site_id: int, drug_ids: Sequence[int]) -> l
             savepoint.rollback()  # still short of something: it keeps waiting
             continue
         savepoint.commit()
-        _transition(uow, rx, Action.STOCK_ARRIVED, "stock arrived and is reserved")
+        _transition(uow, rx, Action.STOCK_ARRIVED)
         moved.append(rx.id)
     return moved
 
@@ -529,7 +541,7 @@ def resume_awaiting(uow: UnitOfWork, site_id: int, drug_ids: Sequence[int]) -> l
 def prepare(uow: UnitOfWork, rx_id: int) -> PrescriptionView:
     with uow:
         rx = _load_for_pharmacy(uow, rx_id)
-        _transition(uow, rx, Action.PREPARE, "prepared")
+        _transition(uow, rx, Action.PREPARE)
         uow.commit()
         return _view(uow, rx)
 
@@ -585,8 +597,7 @@ def dispense(uow: UnitOfWork, rx_id: int, lines: Sequence[DispenseLine] = ()) ->
                     movement_id=movement.id, actor=uow.principal.label, at=uow.now()))
             given[item.id] = given.get(item.id, 0) + quantity
         complete = all(given.get(i.id, 0) >= i.quantity for i in items.values())
-        _transition(uow, rx, Action.DISPENSE_ALL if complete else Action.DISPENSE_PART,
-                    "dispensed" if complete else "partly dispensed")
+        _transition(uow, rx, Action.DISPENSE_ALL if complete else Action.DISPENSE_PART)
         uow.session.flush()
         uow.commit()
         return _view(uow, rx)
@@ -614,8 +625,9 @@ def hand_over(uow: UnitOfWork, rx_id: int) -> PrescriptionView:
     with uow:
         rx = _load_for_pharmacy(uow, rx_id)
         last = rx.current_issue + 1 >= rx.issues_total
-        _transition(uow, rx, Action.HAND_OVER_LAST if last else Action.HAND_OVER,
-                    "handed over" if last else f"issue {rx.current_issue + 1} of {rx.issues_total} handed over")
+        action = Action.HAND_OVER_LAST if last else Action.HAND_OVER
+        _transition(uow, rx, action, StatusReason(action.value, issue=rx.current_issue + 1,
+                                                  issues_total=rx.issues_total))
         for row in uow.session.scalars(select(Dispense).where(Dispense.prescription_id == rx.id,
                                                               Dispense.issue == rx.current_issue)):
             row.handed_over_at = uow.now()
@@ -632,7 +644,7 @@ def cancel(uow: UnitOfWork, rx_id: int, note: str = "") -> PrescriptionView:
         rx = _load(uow, rx_id, for_update=True)
         if uow.principal.role is Role.PRESCRIBER and rx.prescriber_site_id != uow.principal.site_id:
             raise NotFound(f"prescription {rx_id} not found")
-        _transition(uow, rx, Action.CANCEL, note or "cancelled by the prescriber")
+        _transition(uow, rx, Action.CANCEL, StatusReason(Action.CANCEL.value, note=note))
         release_stock(uow, _cause(rx))
         uow.commit()
         return _view(uow, rx)
@@ -648,7 +660,7 @@ def expire_uncollected(uow: UnitOfWork) -> int:
             Prescription.valid_until < uow.today()).order_by(Prescription.id).with_for_update()
             .execution_options(populate_existing=True)).all()
         for rx in stale:
-            _transition(uow, rx, Action.EXPIRE, f"not collected by {rx.valid_until.isoformat()}")
+            _transition(uow, rx, Action.EXPIRE, StatusReason(Action.EXPIRE.value, on=rx.valid_until))
             release_stock(uow, _cause(rx))
         uow.commit()
         return len(stale)
@@ -675,14 +687,13 @@ def prepare_due_installments(uow: UnitOfWork, notice_days: int, limits: Limits |
             except OutOfStock:
                 savepoint.rollback()
                 sites = list(uow.session.scalars(select(Site.id).where(Site.dispenses.is_(True))))
-                requested = _request_stock(uow, rx, rx.pharmacy_site_id, needs,  # type: ignore[arg-type]
-                                           _usable_stock(uow, needs, sites), sites)
-                _transition(uow, rx, Action.ISSUE_AWAITS_STOCK, "; ".join(
-                    requested["transfers_text"] + requested["shortages_text"]))
+                requests = _request_stock(uow, rx, rx.pharmacy_site_id, needs,  # type: ignore[arg-type]
+                                          _usable_stock(uow, needs, sites), sites)
+                _transition(uow, rx, Action.ISSUE_AWAITS_STOCK,
+                            StatusReason(Action.ISSUE_AWAITS_STOCK.value, requests=requests))
                 continue
             savepoint.commit()
-            _transition(uow, rx, Action.ISSUE_DUE,
-                        f"issue {rx.current_issue + 1} of {rx.issues_total} due on {rx.next_due_on.isoformat()}; "
-                        "stock reserved")
+            _transition(uow, rx, Action.ISSUE_DUE, StatusReason(Action.ISSUE_DUE.value, issue=rx.current_issue + 1,
+                                                                issues_total=rx.issues_total, on=rx.next_due_on))
         uow.commit()
         return len(due)

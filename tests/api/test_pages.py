@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import re
 
 import pytest
@@ -9,7 +10,7 @@ import pytest
 from pharmacy.accounts.services import create_user
 from pharmacy.principal import Role, system_for
 from pharmacy.unit_of_work import UnitOfWork
-from tests.api.test_prescriptions import rx, send, stock
+from tests.api.test_prescriptions import act, rx, send, stock
 from tests.api.test_procurement import market as market  # a fixture: the plan's drugs, history and offers
 from tests.api.test_procurement import queued_runs as queued_runs  # a fixture: plan runs wait in the queue
 from tests.api.test_procurement import run_plan
@@ -217,3 +218,61 @@ def test_why_a_prescription_was_routed_here_is_said_in_the_pages_language(client
     assert why_here(created["id"]) == routing["reason"]
     assert why_here(waiting.get_json()["id"]) == waiting_routing["reason"]
     client.get("/lang/zh")
+
+
+def test_why_a_prescription_has_its_status_is_said_in_the_pages_language(client, world, people) -> None:
+    aml = add_drug(client, world.a, "AML5", pack_size=28)
+    stock(client, world, "C1", aml, "L1", "2027-12-31", 100)
+    stock(client, world, "C2", aml, "L2", "2027-12-31", 100)
+
+    def status_line(rx_id: int) -> str:
+        page = client.get(f"/prescriptions/{rx_id}").get_data(as_text=True)
+        found = re.search(r'<p class="muted" id="status-reason">(.*?)</p>', page, re.S)
+        assert found, page
+        return html.unescape(found.group(1))
+
+    def said(rx_id: int) -> tuple[str, str, str]:
+        """The page's line in Chinese, in English, and the API's reason."""
+        chinese = status_line(rx_id)
+        client.get("/lang/en?next=/worklist")
+        english = status_line(rx_id)
+        client.get("/lang/zh?next=/worklist")
+        api = client.get(f"/api/prescriptions/{rx_id}", headers=world.a.headers("prescriber")).get_json()
+        return chinese, english, api["status_reason"]
+
+    sign_in(client, "li")
+    filled = send(client, world, rx("RX-S1", nominated_pharmacy=world.a.sites["C1"])).get_json()["id"]
+    chinese, english, api = said(filled)
+    # The page shows why here on the line above: its status line names the pharmacy only.
+    assert chinese == "已分配至 A-C1" and english == "routed to A-C1" and api.startswith("routed to A-C1: ")
+    for action, words in (("accept", "审核通过"), ("prepare", "已调配"), ("dispense", "已发药"),
+                          ("hand-over", "已交付")):
+        assert act(client, world, filled, action).status_code == 200
+        chinese, english, api = said(filled)
+        assert chinese == words and english == api  # in English, word for word what the API says
+
+    rejected = send(client, world, rx("RX-S2", nominated_pharmacy=world.a.sites["C1"])).get_json()["id"]
+    act(client, world, rejected, "reject", {"reason_code": "dose", "note": "剂量是常用量的两倍"})
+    chinese, english, api = said(rejected)
+    assert chinese == "剂量不当：剂量是常用量的两倍" and english == api == "dose: 剂量是常用量的两倍"
+
+    # Too much for any pharmacy, and no member has enough to spare: it waits at C1, 428 short (72 left there).
+    short = send(client, world, rx("RX-S3", items=[{"drug_code": "AML5", "quantity": 500, "supply_days": 7}]))
+    short_id = short.get_json()["id"]
+    assert short.get_json()["status_facts"] == {
+        "what": "awaiting_stock", "pharmacy": "A-C1", "requests": [{"drug": "AML5", "quantity": 428, "donor": None}]}
+    chinese, english, api = said(short_id)
+    assert chinese == "没有药房能配齐全部药品；在 A-C1 等待到货：医联体内没有可调出的 AML5：已为采购登记缺货 428"
+    assert english == api
+    client.post(f"/api/prescriptions/{short_id}/cancel", json={}, headers=world.a.headers("prescriber"))
+    assert said(short_id)[0] == "处方医生已撤销"
+
+    # Given back by C1, it goes to C2, whose pharmacist reads who gave it back and why.
+    returned = send(client, world, rx("RX-S4", nominated_pharmacy=world.a.sites["C1"])).get_json()["id"]
+    act(client, world, returned, "return", {"reason_code": "out_of_stock", "note": "冰箱故障"})
+    client.post("/logout", data={"csrf_token": token(client.get("/worklist").get_data(as_text=True))})
+    sign_in(client, "zhao")
+    chinese, english, api = said(returned)
+    assert chinese == "已由 A-C1 退回（缺货：冰箱故障）；已分配至 A-C2"
+    assert english == "returned by A-C1 (out_of_stock: 冰箱故障); routed to A-C2"
+    assert api.startswith(english + ": ")

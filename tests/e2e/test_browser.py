@@ -105,7 +105,9 @@ def test_a_pharmacist_dispenses_a_routed_prescription_end_to_end(site, browser) 
     shot(page, "02-worklist")
     page.click("text=RX-B1")
     page.wait_for_selector("#do-accept")
-    assert "P-7f3a" in page.inner_text("main") and "nominated by the prescriber" in page.inner_text("main")
+    main = page.inner_text("main")
+    assert "P-7f3a" in main and "处方医生指定" in main and "已分配至 A-C1" in main
+    assert "nominated by the prescriber" not in main  # nothing said in English on a Chinese page
     shot(page, "03-prescription-routed")
     page.click("#do-accept")
     page.wait_for_selector("#do-prepare")

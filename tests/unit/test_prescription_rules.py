@@ -11,7 +11,10 @@ from pharmacy.prescriptions.domain import (
     ItemRequest,
     Kind,
     Limits,
+    Returned,
     Status,
+    StatusReason,
+    StockRequest,
     check_policy,
     next_status,
     rank_pharmacies,
@@ -165,3 +168,49 @@ def test_the_reason_says_why():
     assert reason.startswith("S2: nominated by the prescriber; can fill every item")
     assert "in the patient's district (D1)" in reason and "0.0 km" in reason and "0 open prescriptions" in reason
     assert "cannot fill AML5" in route(site(1, fill=False))[0].reason
+
+
+# --- why a prescription has its status ---------------------------------------------------------------
+
+@pytest.mark.parametrize(("reason", "said"), [
+    (StatusReason("routed", pharmacy="A-C1", why="A-C1: nominated by the prescriber"),
+     "routed to A-C1: nominated by the prescriber"),
+    (StatusReason("awaiting_stock", Returned("A-C1", "out_of_stock", "the fridge failed"), "A-C2",
+                  requests=(StockRequest("AML5", 190, "A-LEAD"), StockRequest("MET5", 20))),
+     "returned by A-C1 (out_of_stock: the fridge failed); no pharmacy can fill every item; waiting at A-C2: "
+     "transfer of 190 AML5 requested from A-LEAD; the consortium has no surplus of MET5: shortage of 20 recorded "
+     "for procurement"),
+    (StatusReason("routed", Returned("A-C1", "staff"), "A-C2", "A-C2: can fill every item"),
+     "returned by A-C1 (staff); routed to A-C2: can fill every item"),
+    (StatusReason("issue_awaits_stock", requests=(StockRequest("AML5", 28, "A-C2"),)),
+     "transfer of 28 AML5 requested from A-C2"),
+    (StatusReason("accept"), "accepted on review"),
+    (StatusReason("reject", reason_code="dose"), "dose"),
+    (StatusReason("reject", reason_code="dose", note="twice the usual"), "dose: twice the usual"),
+    (StatusReason("stock_arrived"), "stock arrived and is reserved"),
+    (StatusReason("dispense_part"), "partly dispensed"),
+    (StatusReason("hand_over", issue=1, issues_total=3), "issue 1 of 3 handed over"),
+    (StatusReason("hand_over_last", issue=3, issues_total=3), "handed over"),
+    (StatusReason("issue_due", issue=2, issues_total=3, on=date(2026, 12, 21)),
+     "issue 2 of 3 due on 2026-12-21; stock reserved"),
+    (StatusReason("cancel"), "cancelled by the prescriber"),
+    (StatusReason("cancel", note="admitted to hospital"), "admitted to hospital"),
+    (StatusReason("expire", on=date(2026, 11, 25)), "not collected by 2026-11-25"),
+])
+def test_a_status_reason_says_what_happened_in_english(reason, said):
+    assert reason.text() == said
+
+
+@pytest.mark.parametrize("action", sorted(set(Action) - {Action.RETURN}))  # a return routes again, and says so
+def test_every_action_that_changes_a_status_has_its_words(action):
+    assert StatusReason(action.value, requests=(StockRequest("AML5", 1),), reason_code="dose", issue=1, issues_total=2,
+                        on=TODAY).text()
+
+
+def test_a_status_reasons_facts_hold_only_what_applies():
+    assert StatusReason("accept").facts() == {"what": "accept"}
+    waiting = StatusReason("awaiting_stock", Returned("A-C1", "closed"), "A-C2", requests=(StockRequest("AML5", 5),))
+    assert waiting.facts() == {"what": "awaiting_stock", "pharmacy": "A-C2",
+                               "returned": {"site": "A-C1", "reason_code": "closed", "note": ""},
+                               "requests": [{"drug": "AML5", "quantity": 5, "donor": None}]}
+    assert StatusReason("expire", on=TODAY).facts() == {"what": "expire", "on": "2026-11-23"}
