@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/drug_models.py          # the first 200 drugs of the city consortium
     BENCH_DRUGS=100 BENCH_LIMITS=0.1,0.2 ...
+    BENCH_PROVINCE_DRUGS=3 ...                     # also that many essential drugs of the province
 
 All in one process, each drug model solved to its share of a 0.5% plan gap with the plan's node limit (as the
 planner's first pass does), unless said otherwise. Prints:
@@ -10,7 +11,10 @@ planner's first pass does), unless said otherwise. Prints:
 - how far each kind of integrality puts the optimum above what is left without it (essential drugs);
 - the pass given every drug's optimum as a start (the most a primal heuristic could save), with and without
   HiGHS's sub-MIP heuristics;
-- the pass with a time limit per drug model (what a deadline would cost in gap).
+- the pass with a time limit per drug model (what a deadline would cost in gap);
+- the pass without transfers between sites (what redistribution costs in solve time, and saves in plan cost);
+  and, for that many essential drugs of the province (some 500 sites each), each solved to 0.5% within 60 s
+  with and without transfers.
 """
 
 from __future__ import annotations
@@ -81,17 +85,18 @@ def integrality(parts: list[Problem]) -> None:
         print(f"  {kind:<14} {(optimum - relaxed) / optimum:7.2%} below the optimum")
 
 
-def first_pass(parts: list[Problem], shares: list[float], time_limit: float = 60.0) -> tuple[float, float]:
-    """Seconds and plan gap of the planner's first pass, in one process."""
+def first_pass(parts: list[Problem], shares: list[float], time_limit: float = 60.0,
+               transfers: bool = True) -> tuple[float, float, float]:
+    """Seconds, plan gap and plan cost of the planner's first pass, in one process."""
     started = time.perf_counter()
     outcomes = _solve_each(parts, 1, None, [{"gap": share} for share in shares], solver="highs",
-                           time_limit=time_limit, gap=PLAN_GAP, node_limit=FIRST_PASS_NODES)
-    return time.perf_counter() - started, _plan_gap(outcomes) or 0.0
+                           time_limit=time_limit, gap=PLAN_GAP, node_limit=FIRST_PASS_NODES, transfers=transfers)
+    return time.perf_counter() - started, _plan_gap(outcomes) or 0.0, sum(o.objective for o in outcomes)
 
 
 def starts(parts: list[Problem], shares: list[float]) -> None:
     optima = [solve_model(part, gap=1e-5).discrete for part in parts]
-    seconds, gap = first_pass(parts, shares)
+    seconds, gap, _ = first_pass(parts, shares)
     print(f"first pass: {seconds:.2f} s, plan gap {gap:.3%}")
     with_start = [0.0, 0.0]
     for n, (part, share) in enumerate(zip(parts, shares, strict=True)):
@@ -108,15 +113,36 @@ def starts(parts: list[Problem], shares: list[float]) -> None:
 
 
 def limits(parts: list[Problem], shares: list[float], each: list[float]) -> None:
-    seconds, gap = first_pass(parts, shares)
+    seconds, gap, _ = first_pass(parts, shares)
     print(f"first pass: {seconds:.2f} s, plan gap {gap:.3%}; with a time limit per drug model:")
     for limit in each:
         try:
-            limited, limited_gap = first_pass(parts, shares, limit)
+            limited, limited_gap, _ = first_pass(parts, shares, limit)
         except PlanningError:  # some drug had no plan yet when its time ran out
             print(f"  {limit} s: some drug has no plan by then")
             continue
         print(f"  {limit} s: {limited / seconds:.2f} of the time, plan gap {limited_gap:.3%}")
+
+
+def transfers(parts: list[Problem], shares: list[float]) -> None:
+    seconds, gap, cost = first_pass(parts, shares)
+    alone, alone_gap, alone_cost = first_pass(parts, shares, transfers=False)
+    print(f"first pass: {seconds:.2f} s, plan gap {gap:.3%}, cost {cost:,.0f}; without transfers: "
+          f"{alone / seconds:.2f} of the time, plan gap {alone_gap:.3%}, cost {alone_cost / cost:.2f} times as much")
+
+
+def province_transfers(drugs: int) -> None:
+    essential = [part for part in scenarios.province(drugs=4 * drugs).split_by_drug()
+                 if part.policies and part.policies[0].essential][:drugs]
+    print(f"{len(essential)} essential drugs of the province, each to {PLAN_GAP:.1%} within 60 s:")
+    for part in essential:
+        said = []
+        for moves in (True, False):
+            started = time.perf_counter()
+            outcome = solve_model(part, gap=PLAN_GAP, time_limit=60, transfers=moves)
+            gap = (outcome.objective - (outcome.bound or 0.0)) / outcome.objective
+            said.append(f"{time.perf_counter() - started:5.1f} s, gap {gap:.2%}, cost {outcome.objective:,.0f}")
+        print(f"  {part.drugs[0]} ({len(part.demands)} sites): with transfers {said[0]}; without {said[1]}")
 
 
 def main() -> None:
@@ -127,6 +153,9 @@ def main() -> None:
     integrality(parts)
     starts(parts, shares)
     limits(parts, shares, [float(x) for x in os.environ.get("BENCH_LIMITS", "0.1,0.2").split(",")])
+    transfers(parts, shares)
+    if int(os.environ.get("BENCH_PROVINCE_DRUGS", "0")):
+        province_transfers(int(os.environ["BENCH_PROVINCE_DRUGS"]))
 
 
 if __name__ == "__main__":
