@@ -84,6 +84,23 @@ class WasteLine:
 
 
 @dataclass(frozen=True)
+class BudgetUse:
+    """How a plan kept within its budget: planned in one model (``one_model``), by a budget that did not bind
+    (``not_binding``), or by pricing spending (``priced``: at ``price`` per yuan, each drug's plan chosen
+    among ``rounds`` rounds of the search)."""
+
+    how: str
+    price: float | None = None
+    rounds: int | None = None
+
+    def text(self) -> str:
+        if self.how == "priced":
+            return (f"budget priced at {self.price:.4f} per yuan spent; each drug's plan chosen among {self.rounds} "
+                    "rounds")
+        return "budget planned in one model" if self.how == "one_model" else "the budget does not bind"
+
+
+@dataclass(frozen=True)
 class Plan:
     purchases: tuple[PurchaseLine, ...]
     transfers: tuple[TransferLine, ...]
@@ -102,6 +119,7 @@ class Plan:
     baseline: Costs | None = None
     notes: tuple[str, ...] = field(default_factory=tuple)
     stock_use: tuple[StockUseLine, ...] = ()
+    budget_use: BudgetUse | None = None  # with a budget: how the plan kept within it (also among the notes)
 
     @property
     def saving(self) -> float | None:

@@ -20,6 +20,7 @@ from optimizer.budget import cheapest_within
 from optimizer.lines import EPS, extract, is_whole, value
 from optimizer.model import DrugModel, build_model
 from optimizer.plan import (
+    BudgetUse,
     Costs,
     Plan,
     PlanningError,
@@ -322,7 +323,7 @@ def _solve_to_gap(parts: Sequence[Problem], workers: int, progress: Progress | N
 
 
 def _combine(outcomes: Iterable[Outcome], solver: str, notes: tuple[str, ...] = (),
-             wall_build: float | None = None) -> Plan:
+             wall_build: float | None = None, budget_use: BudgetUse | None = None) -> Plan:
     outcomes = list(outcomes)
     costs = sum((o.costs for o in outcomes), Costs())
     objective = sum(o.objective for o in outcomes)
@@ -339,7 +340,8 @@ def _combine(outcomes: Iterable[Outcome], solver: str, notes: tuple[str, ...] = 
         costs=costs, status=status, objective=objective, best_bound=bound, gap=gap,
         build_seconds=sum(o.build_seconds for o in outcomes) if wall_build is None else wall_build,
         solve_seconds=sum(o.solve_seconds for o in outcomes), solver=solver,
-        variables=sum(o.variables for o in outcomes), constraints=sum(o.constraints for o in outcomes), notes=notes)
+        variables=sum(o.variables for o in outcomes), constraints=sum(o.constraints for o in outcomes),
+        notes=notes + ((budget_use.text(),) if budget_use else ()), budget_use=budget_use)
 
 
 def baseline_costs(problem: Problem, *, solver: str = "highs", time_limit: float = 60.0, gap: float = 1e-4,
@@ -391,7 +393,7 @@ def solve(problem: Problem, *, solver: str = "highs", time_limit: float = 60.0, 
     if problem.budget is None:
         plan = _combine(_solve_to_gap(problem.split_by_drug(), workers, progress, **options), solver)
     elif len(problem.drugs) <= monolithic_budget_drugs:
-        plan = _combine([solve_model(problem, **options)], solver, ("budget planned in one model",))
+        plan = _combine([solve_model(problem, **options)], solver, budget_use=BudgetUse("one_model"))
     else:
         plan = _priced_budget(problem, workers, options, progress)
     if baseline:
@@ -456,7 +458,7 @@ def _priced_budget(problem: Problem, workers: int, options: dict[str, Any], prog
         return cost - bound <= gap * abs(cost) + EPS
 
     if keeps_within(0.0):
-        return _combine(at[0.0], options["solver"], ("the budget does not bind",))
+        return _combine(at[0.0], options["solver"], budget_use=BudgetUse("not_binding"))
     low, high = 0.0, 1.0
     while not keeps_within(high) and high < 1e6:
         low, high = high, high * 4
@@ -470,8 +472,7 @@ def _priced_budget(problem: Problem, workers: int, options: dict[str, Any], prog
             low = middle
     chosen = best()
     assert chosen is not None  # the round at ``high`` keeps within the budget
-    plan = _combine(chosen, options["solver"], (f"budget priced at {high:.4f} per yuan spent; each drug's plan "
-                                                f"chosen among {len(at)} rounds",))
+    plan = _combine(chosen, options["solver"], budget_use=BudgetUse("priced", high, len(at)))
     cost = plan.costs.total
     lower = bound if math.isfinite(bound) else None
     return replace(plan, objective=cost, best_bound=lower, gap=None if lower is None else

@@ -6,7 +6,16 @@ from __future__ import annotations
 from dataclasses import asdict, fields
 from typing import Any
 
-from optimizer.plan import Costs, Plan, PurchaseLine, ShortageLine, StockUseLine, TransferLine, WasteLine
+from optimizer.plan import (
+    BudgetUse,
+    Costs,
+    Plan,
+    PurchaseLine,
+    ShortageLine,
+    StockUseLine,
+    TransferLine,
+    WasteLine,
+)
 from optimizer.problem import Arc, Decisions, Demand, DrugPolicy, Lot, Offer, Problem, Tier
 
 
@@ -62,6 +71,7 @@ def plan_from_dict(data: dict[str, Any]) -> Plan:
     values["costs"] = costs_from_dict(data["costs"])
     values["baseline"] = costs_from_dict(data["baseline"]) if data.get("baseline") else None
     values["notes"] = tuple(data.get("notes", ()))
+    values["budget_use"] = BudgetUse(**data["budget_use"]) if data.get("budget_use") else None
     return Plan(**values)
 
 

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields
 from datetime import date
 from enum import StrEnum
 from statistics import NormalDist
+from typing import Any
 
+from optimizer.plan import BudgetUse
 from pharmacy.errors import InvalidTransition, ValidationFailed
 
 # Forecasts --------------------------------------------------------------------------------------------
@@ -196,3 +198,46 @@ def check_plan_cancellable(run_id: int, status: str) -> None:
     if PlanStatus(status) not in CANCELLABLE_PLAN_STATUSES:
         raise InvalidTransition(f"plan run {run_id} is {status}: only a queued or running run can be cancelled",
                                 {"status": status})
+
+
+@dataclass(frozen=True)
+class RunProgress:
+    """Where a plan run is: its step and the step's facts. Said in English for the API (``text``, the run's
+    ``progress_note``); pages say the facts (``facts``, its ``progress_facts``) in their own language.
+
+    Steps: ``queued``, ``reading`` (forecasts, stock and offers), ``inputs`` (frozen: so many drugs, sites,
+    offers and lots), ``models`` (``done`` of ``total`` drug models solved), ``baseline`` (the site-by-site
+    baseline, ``done`` of ``total`` drugs), ``planned`` (the plan's status, gap and how it kept within a
+    budget), and the ends without a plan, ``cancelled`` and ``failed``."""
+
+    step: str
+    done: int | None = None
+    total: int | None = None
+    drugs: int | None = None
+    sites: int | None = None
+    offers: int | None = None
+    lots: int | None = None
+    plan_status: str | None = None
+    gap: float | None = None
+    budget_use: BudgetUse | None = None
+
+    def text(self) -> str:
+        if self.step == "reading":
+            return "reading forecasts, stock and offers"
+        if self.step == "inputs":
+            return f"inputs frozen: {self.drugs} drugs, {self.sites} sites, {self.offers} offers, {self.lots} lots"
+        if self.step == "models":
+            return f"{self.done} of {self.total} drug models solved"
+        if self.step == "baseline":
+            return f"site-by-site baseline: {self.done} of {self.total} drugs"
+        if self.step == "planned":
+            budget = f"; {self.budget_use.text()}" if self.budget_use else ""
+            return f"planned: {self.plan_status}, gap {100 * (self.gap or 0):.2f}%{budget}"
+        return self.step
+
+    def facts(self) -> dict[str, Any]:
+        """The facts as JSON: the step and what applies to it."""
+        facts = {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None}
+        if self.budget_use is not None:
+            facts["budget_use"] = asdict(self.budget_use)
+        return facts

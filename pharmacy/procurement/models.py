@@ -93,7 +93,9 @@ class PlanRun(ConsortiumOwned, Base):
     heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     progress: Mapped[float] = mapped_column(Float, default=0.0)  # 0..1
-    progress_note: Mapped[str] = mapped_column(String(200), default="")
+    progress_note: Mapped[str] = mapped_column(String(200), default="")  # in English, for the API
+    # What the note says, as facts (see RunProgress): pages say them in their own language.
+    progress_facts: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     # The problem exactly as the optimizer saw it, with the map from its ids back to ours: enough to
     # reproduce and explain the plan later, whatever happens to stock and offers meanwhile.
     # The frozen problem can be megabytes: loaded only where it is used, not on every progress poll.

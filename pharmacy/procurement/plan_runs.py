@@ -35,6 +35,7 @@ from pharmacy.principal import SYSTEM, system_for
 from pharmacy.procurement.domain import (
     Place,
     PlanStatus,
+    RunProgress,
     check_plan_cancellable,
     shortage_penalty,
     transfer_allowed,
@@ -84,7 +85,7 @@ def start_plan_run(uow: UnitOfWork, *, horizon_days: int, budget: float | None =
         run = PlanRun(consortium_id=uow.principal.consortium_id, status=PlanStatus.QUEUED.value, trigger=trigger,
                       horizon_days=horizon_days, budget=budget, solver=solver, time_limit=time_limit, gap=gap,
                       service_level=service_level, history_days=history_days, started_by=uow.principal.label,
-                      note=note, created_at=uow.now(), progress=0.0, progress_note="queued")
+                      note=note, created_at=uow.now(), progress=0.0, **_progress_columns(RunProgress("queued")))
         uow.session.add(run)
         uow.flush()
         audit.record(uow.session, "start", "PlanRun", run.id,
@@ -112,7 +113,8 @@ def cancel_plan_run(uow: UnitOfWork, run_id: int, note: str) -> PlanRun:
         if run.cancel_requested_at is None:
             run.cancel_requested_at, run.cancelled_by = uow.now(), uow.principal.label
             if run.status == PlanStatus.QUEUED.value:
-                run.status, run.finished_at, run.progress_note = PlanStatus.CANCELLED.value, uow.now(), "cancelled"
+                run.status, run.finished_at = PlanStatus.CANCELLED.value, uow.now()
+                _tell(run, RunProgress("cancelled"))
             audit.record(uow.session, "cancel", "PlanRun", run.id, note)
         uow.commit()
         return run
@@ -222,7 +224,7 @@ class _ProgressWriter:
         self.database, self.run_id, self.clock = database, run_id, clock
         self._last = 0.0
 
-    def __call__(self, done: int, total: int, note: str | None = None, *, force: bool = False) -> None:
+    def __call__(self, done: int, total: int, step: RunProgress | None = None, *, force: bool = False) -> None:
         now = time.monotonic()
         if not force and now - self._last < 1.0 and done < total:
             return
@@ -232,7 +234,7 @@ class _ProgressWriter:
                 raise RunCancelled
             uow.session.execute(update(PlanRun).where(PlanRun.id == self.run_id).values(
                 progress=round(done / total, 4) if total else 0.0, heartbeat_at=uow.now(),
-                progress_note=note or f"{done} of {total} drug models solved"))
+                **_progress_columns(step or RunProgress("models", done, total))))
             uow.commit()
 
 
@@ -242,7 +244,7 @@ def _claim(database: Database, run_id: int, clock: Clock) -> int | None:
         claimed = uow.session.execute(update(PlanRun).where(
             PlanRun.id == run_id, PlanRun.status == PlanStatus.QUEUED.value).values(
             status=PlanStatus.RUNNING.value, started_at=uow.now(), heartbeat_at=uow.now(),
-            progress_note="reading forecasts, stock and offers"))
+            **_progress_columns(RunProgress("reading"))))
         if claimed.rowcount != 1:  # type: ignore[attr-defined]
             return None
         consortium_id = uow.session.scalar(select(PlanRun.consortium_id).where(PlanRun.id == run_id))
@@ -265,8 +267,9 @@ def execute_run(database: Database, run_id: int, clock: Clock, settings: PlanSet
             inputs = assemble_problem(uow, run, settings)
             run.inputs = inputs
             problem = problem_from_dict(inputs["problem"])
-            run.progress_note = (f"inputs frozen: {len(problem.drugs)} drugs, {len(inputs['sites'])} sites, "
-                                 f"{len(problem.offers)} offers, {len(problem.lots)} lots")
+            frozen = RunProgress("inputs", drugs=len(problem.drugs), sites=len(inputs["sites"]),
+                                 offers=len(problem.offers), lots=len(problem.lots))
+            _tell(run, frozen)
             uow.commit()
 
         def report(done: int, total: int) -> None:
@@ -274,20 +277,20 @@ def execute_run(database: Database, run_id: int, clock: Clock, settings: PlanSet
             if on_progress:
                 on_progress(done, total)
 
-        progress(0, len(problem.drugs), run.progress_note, force=True)  # cancelled while reading the inputs?
+        progress(0, len(problem.drugs), frozen, force=True)  # cancelled while reading the inputs?
         options: dict[str, Any] = {"solver": run.solver, "time_limit": run.time_limit, "gap": run.gap,
                                    "workers": settings.workers}
         plan = solve_plan(problem, baseline=False, progress=report, **options)
         # The baseline in its own step, which reports (a province's takes minutes) and can be cancelled.
         plan = replace(plan, baseline=baseline_costs(problem, **options, progress=lambda done, total: progress(
-            done, total, f"site-by-site baseline: {done} of {total} drugs")))
+            done, total, RunProgress("baseline", done, total))))
         with uow:
             run = uow.get(PlanRun, run_id, for_update=True)
             if run.cancel_requested_at is not None:  # cancelled since the last check (the last models, the baseline)
                 raise RunCancelled
             _store_plan(uow, run, plan, problem, inputs)
             run.status, run.finished_at, run.progress = PlanStatus.SUCCEEDED.value, uow.now(), 1.0
-            run.progress_note = _finished_note(plan)
+            _tell(run, RunProgress("planned", plan_status=plan.status, gap=plan.gap or 0.0, budget_use=plan.budget_use))
             uow.commit()
         return PlanStatus.SUCCEEDED.value
     except RunCancelled:
@@ -301,16 +304,19 @@ def _end_run(database: Database, run_id: int, clock: Clock, status: PlanStatus, 
     """End a run without a plan, in a transaction of its own (the run's own may have failed)."""
     with UnitOfWork(database.session_factory, SYSTEM, clock) as uow:
         uow.session.execute(update(PlanRun).where(PlanRun.id == run_id).values(
-            status=status.value, finished_at=uow.now(), progress_note=status.value, error=error))
+            status=status.value, finished_at=uow.now(), error=error, **_progress_columns(RunProgress(status.value))))
         uow.commit()
     return status.value
 
 
-def _finished_note(plan: Plan) -> str:
-    """What a finished run says of itself: the plan's status and gap, and how it met a budget (whether the budget
-    binds, the price it set on spending)."""
-    note = f"planned: {plan.status}, gap {100 * (plan.gap or 0):.2f}%" + "".join(f"; {n}" for n in plan.notes)
-    return note[:PlanRun.progress_note.type.length]
+def _progress_columns(progress: RunProgress) -> dict[str, Any]:
+    """A run's progress as its columns: the English note (within the column's length) and the facts."""
+    return {"progress_note": progress.text()[:PlanRun.progress_note.type.length], "progress_facts": progress.facts()}
+
+
+def _tell(run: PlanRun, progress: RunProgress) -> None:
+    for column, value in _progress_columns(progress).items():
+        setattr(run, column, value)
 
 
 def _summary(plan: Plan, problem: Problem) -> dict[str, Any]:
@@ -390,9 +396,9 @@ def run_queued_plans(database: Database, clock: Clock, settings: PlanSettings) -
     with UnitOfWork(database.session_factory, SYSTEM, clock) as uow:
         stale = (PlanRun.status == PlanStatus.RUNNING.value) & (PlanRun.heartbeat_at < uow.now() - STALE_AFTER)
         uow.session.execute(update(PlanRun).where(stale, PlanRun.cancel_requested_at.is_not(None)).values(
-            status=PlanStatus.CANCELLED.value, finished_at=uow.now(), progress_note="cancelled"))
+            status=PlanStatus.CANCELLED.value, finished_at=uow.now(), **_progress_columns(RunProgress("cancelled"))))
         uow.session.execute(update(PlanRun).where(stale).values(
-            status=PlanStatus.FAILED.value, finished_at=uow.now(), progress_note="failed",
+            status=PlanStatus.FAILED.value, finished_at=uow.now(), **_progress_columns(RunProgress("failed")),
             error="the process running this plan stopped before it finished; start the run again"))
         queued = list(uow.session.scalars(select(PlanRun.id).where(PlanRun.status == PlanStatus.QUEUED.value)
                                           .order_by(PlanRun.id)))

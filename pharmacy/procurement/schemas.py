@@ -142,6 +142,26 @@ class PlanRunInputSchema(Schema):
     note = fields.String(load_default="", validate=validate.Length(max=1000))
 
 
+class BudgetUseSchema(Schema):
+    how = fields.String(metadata={"enum": ["one_model", "not_binding", "priced"]})
+    price = fields.Float(allow_none=True, metadata={"description": "priced: the price set on each yuan spent"})
+    rounds = fields.Integer(allow_none=True, metadata={"description": "priced: the rounds of the search"})
+
+
+class RunProgressSchema(Schema):
+    step = fields.String(metadata={"enum": ["queued", "reading", "inputs", "models", "baseline", "planned",
+                                            "cancelled", "failed"]})
+    done = fields.Integer(metadata={"description": "models: drug models solved; baseline: drugs done"})
+    total = fields.Integer()
+    drugs = fields.Integer(metadata={"description": "inputs: the frozen problem's drugs (and sites, offers, lots)"})
+    sites = fields.Integer()
+    offers = fields.Integer()
+    lots = fields.Integer()
+    plan_status = fields.String(metadata={"description": "planned: optimal or feasible_time_limit"})
+    gap = fields.Float(metadata={"description": "planned: the gap the plan proves"})
+    budget_use = fields.Nested(BudgetUseSchema, metadata={"description": "planned within a budget: how"})
+
+
 class PlanRunSchema(Schema):
     id = fields.Integer()
     status = fields.String()
@@ -159,7 +179,9 @@ class PlanRunSchema(Schema):
     started_at = fields.DateTime(allow_none=True)
     finished_at = fields.DateTime(allow_none=True)
     progress = fields.Float()
-    progress_note = fields.String()
+    progress_note = fields.String(metadata={"description": "where the run is, in English"})
+    progress_facts = fields.Nested(RunProgressSchema, allow_none=True, metadata={
+        "description": "the note as data (null for runs from before it was kept)"})
     error = fields.String()
     edited = fields.Boolean()
     approved_at = fields.DateTime(allow_none=True)

@@ -9,6 +9,7 @@ import pytest
 
 from pharmacy.accounts.services import create_user
 from pharmacy.principal import Role, system_for
+from pharmacy.procurement.plan_runs import PlanSettings, execute_run
 from pharmacy.unit_of_work import UnitOfWork
 from tests.api.test_prescriptions import act, rx, send, stock
 from tests.api.test_procurement import market as market  # a fixture: the plan's drugs, history and offers
@@ -276,3 +277,47 @@ def test_why_a_prescription_has_its_status_is_said_in_the_pages_language(client,
     assert chinese == "已由 A-C1 退回（缺货：冰箱故障）；已分配至 A-C2"
     assert english == "returned by A-C1 (out_of_stock: 冰箱故障); routed to A-C2"
     assert api.startswith(english + ": ")
+
+
+def test_a_plan_runs_progress_is_said_in_the_pages_language(app, client, world, people, market, queued_runs,
+                                                           clock) -> None:
+    queued = client.post("/api/plan-runs", json={"horizon_days": 30}, headers=world.a.headers("procurement"))
+    run_id = queued.get_json()["id"]
+    sign_in(client, "wang")
+
+    def said() -> tuple[str, str]:
+        """The progress line in Chinese and in English."""
+        lines = []
+        for language in ("zh", "en"):
+            client.get(f"/lang/{language}?next=/plans")
+            fragment = client.get(f"/plans/{run_id}/progress").get_data(as_text=True)
+            found = re.search(r'<span id="progress-note">(.*?)</span>', fragment, re.S)
+            assert found, fragment
+            lines.append(html.unescape(found.group(1)))
+        client.get("/lang/zh?next=/plans")
+        return lines[0], lines[1]
+
+    assert said() == ("排队中", "queued")
+    seen: list[tuple[str, str]] = []
+    execute_run(app.extensions["pharmacy_db"], run_id, clock, PlanSettings(),
+                on_progress=lambda done, total: seen.append(said()))
+    # The run reports at most once a second, and once all its models are solved.
+    assert seen[0][0].startswith("输入已固定：2 种药品，") and seen[0][1].startswith("inputs frozen: 2 drugs, ")
+    assert seen[-1] == ("已求解 2/2 个药品模型", "2 of 2 drug models solved")
+    run = client.get(f"/api/plan-runs/{run_id}", headers=world.a.headers("procurement")).get_json()
+    assert run["progress_facts"]["step"] == "planned" and run["progress_facts"]["plan_status"] == "optimal"
+    page = client.get(f"/plans/{run_id}").get_data(as_text=True)
+    assert "最优" in page and "planned" not in page and "optimal" not in page
+
+
+def test_how_a_plan_kept_within_its_budget_is_said_in_the_pages_language(client, world, people, market) -> None:
+    run = run_plan(client, world, history_days=28, budget=50.0)
+    assert run["progress_facts"]["budget_use"] == {"how": "one_model", "price": None, "rounds": None}
+    sign_in(client, "wang")
+    page = client.get(f"/plans/{run['id']}").get_data(as_text=True)
+    assert '<span id="budget-use">预算在一个模型中统一规划</span>' in page
+    client.get("/lang/en?next=/plans")
+    english = client.get(f"/plans/{run['id']}").get_data(as_text=True)
+    assert '<span id="budget-use">budget planned in one model</span>' in english
+    assert run["progress_note"].endswith("; budget planned in one model")
+    client.get("/lang/zh?next=/plans")
