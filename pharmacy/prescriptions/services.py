@@ -10,6 +10,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
@@ -331,9 +332,11 @@ def _request_stock(uow: UnitOfWork, rx: Prescription, site_id: int, needs: Seque
 
 # Status changes and events ------------------------------------------------------------------------
 
-def _transition(uow: UnitOfWork, rx: Prescription, action: Action, reason: StatusReason | None = None) -> Status:
+def _transition(uow: UnitOfWork, rx: Prescription, action: Action, **facts: Any) -> Status:
+    """Take ``action`` (refused unless the state machine allows it); ``facts`` say more of why (see
+    :class:`StatusReason`)."""
     new = next_status(Status(rx.status), action)
-    _set_status(uow, rx, new, action.value, reason or StatusReason(action.value))
+    _set_status(uow, rx, new, action.value, StatusReason(action.value, **facts))
     return new
 
 
@@ -472,7 +475,7 @@ def reject(uow: UnitOfWork, rx_id: int, reason_code: str, note: str = "") -> Pre
     check_reason(reason_code, REJECT_REASONS, "rejection")
     with uow:
         rx = _load_for_pharmacy(uow, rx_id)
-        _transition(uow, rx, Action.REJECT, StatusReason(Action.REJECT.value, reason_code=reason_code, note=note))
+        _transition(uow, rx, Action.REJECT, reason_code=reason_code, note=note)
         release_stock(uow, _cause(rx))
         uow.commit()
         return _view(uow, rx)
@@ -626,8 +629,7 @@ def hand_over(uow: UnitOfWork, rx_id: int) -> PrescriptionView:
         rx = _load_for_pharmacy(uow, rx_id)
         last = rx.current_issue + 1 >= rx.issues_total
         action = Action.HAND_OVER_LAST if last else Action.HAND_OVER
-        _transition(uow, rx, action, StatusReason(action.value, issue=rx.current_issue + 1,
-                                                  issues_total=rx.issues_total))
+        _transition(uow, rx, action, issue=rx.current_issue + 1, issues_total=rx.issues_total)
         for row in uow.session.scalars(select(Dispense).where(Dispense.prescription_id == rx.id,
                                                               Dispense.issue == rx.current_issue)):
             row.handed_over_at = uow.now()
@@ -644,7 +646,7 @@ def cancel(uow: UnitOfWork, rx_id: int, note: str = "") -> PrescriptionView:
         rx = _load(uow, rx_id, for_update=True)
         if uow.principal.role is Role.PRESCRIBER and rx.prescriber_site_id != uow.principal.site_id:
             raise NotFound(f"prescription {rx_id} not found")
-        _transition(uow, rx, Action.CANCEL, StatusReason(Action.CANCEL.value, note=note))
+        _transition(uow, rx, Action.CANCEL, note=note)
         release_stock(uow, _cause(rx))
         uow.commit()
         return _view(uow, rx)
@@ -660,7 +662,7 @@ def expire_uncollected(uow: UnitOfWork) -> int:
             Prescription.valid_until < uow.today()).order_by(Prescription.id).with_for_update()
             .execution_options(populate_existing=True)).all()
         for rx in stale:
-            _transition(uow, rx, Action.EXPIRE, StatusReason(Action.EXPIRE.value, on=rx.valid_until))
+            _transition(uow, rx, Action.EXPIRE, on=rx.valid_until)
             release_stock(uow, _cause(rx))
         uow.commit()
         return len(stale)
@@ -689,11 +691,10 @@ def prepare_due_installments(uow: UnitOfWork, notice_days: int, limits: Limits |
                 sites = list(uow.session.scalars(select(Site.id).where(Site.dispenses.is_(True))))
                 requests = _request_stock(uow, rx, rx.pharmacy_site_id, needs,  # type: ignore[arg-type]
                                           _usable_stock(uow, needs, sites), sites)
-                _transition(uow, rx, Action.ISSUE_AWAITS_STOCK,
-                            StatusReason(Action.ISSUE_AWAITS_STOCK.value, requests=requests))
+                _transition(uow, rx, Action.ISSUE_AWAITS_STOCK, requests=requests)
                 continue
             savepoint.commit()
-            _transition(uow, rx, Action.ISSUE_DUE, StatusReason(Action.ISSUE_DUE.value, issue=rx.current_issue + 1,
-                                                                issues_total=rx.issues_total, on=rx.next_due_on))
+            _transition(uow, rx, Action.ISSUE_DUE, issue=rx.current_issue + 1, issues_total=rx.issues_total,
+                        on=rx.next_due_on)
         uow.commit()
         return len(due)
