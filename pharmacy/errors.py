@@ -7,6 +7,9 @@ Every error leaves the service in one JSON shape::
 except under ``/fhir``, where errors are FHIR OperationOutcome resources.
 
 ``errors`` is present when there are details: per-field messages, itemised policy failures, bad CSV rows.
+
+A message may be a :class:`Message`: the English the API returns, with the facts it was made from, so that the
+pages can say it in their own language.
 """
 
 from __future__ import annotations
@@ -20,6 +23,44 @@ from werkzeug.exceptions import HTTPException, InternalServerError
 from werkzeug.http import HTTP_STATUS_CODES
 
 log = logging.getLogger(__name__)
+
+
+class Message(str):
+    """English words made from a template and its facts, which keep both.
+
+    It is the English everywhere a string is expected (the API's messages, logs); a page says it in its own
+    language by translating the template and filling it with the facts, themselves said in that language where
+    they are messages too (a status, an action). Templates are gettext message ids: ``%(name)s`` fills in a fact.
+    """
+
+    template: str
+    facts: dict[str, Any]
+
+    def __new__(cls, template: str, **facts: Any) -> Message:
+        said = super().__new__(cls, template % {name: _english(fact) for name, fact in facts.items()}
+                               if facts else template)
+        said.template, said.facts = template, facts
+        return said
+
+    @classmethod
+    def word(cls, code: str) -> Message:
+        """A word of the domain given by its code (a status, an action, a reason), listed for translation in
+        ``pharmacy/web/words.py``."""
+        return cls(code)
+
+    def __reduce__(self) -> tuple[Any, ...]:  # pickled as what it is, not as a plain string
+        return _message, (self.template, self.facts)
+
+
+def _message(template: str, facts: dict[str, Any]) -> Message:
+    return Message(template, **facts)
+
+
+def _english(fact: Any) -> Any:
+    """A fact as the English message shows it: a list of words joined by commas."""
+    if isinstance(fact, list | tuple):
+        return ", ".join(str(f) for f in fact)
+    return fact
 
 
 class DomainError(Exception):

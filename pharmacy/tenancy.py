@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import ForeignKey, event
 from sqlalchemy.orm import Mapped, ORMExecuteState, Session, mapped_column, with_loader_criteria
 
-from pharmacy.errors import NotFound
+from pharmacy.errors import Message, NotFound
 from pharmacy.principal import Principal
 
 
@@ -64,4 +64,4 @@ def _refuse_foreign_writes(session: Session, flush_context: Any, instances: Any)
                 obj.consortium_id = consortium_id
             elif obj.consortium_id != consortium_id:
                 # Said as "not found": another consortium's objects do not exist for this principal.
-                raise NotFound(f"{type(obj).__name__} not found")
+                raise NotFound(Message("%(what)s not found", what=Message.word(type(obj).__name__)))

@@ -17,7 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from pharmacy.clock import Clock, system_clock
-from pharmacy.errors import Forbidden, NotFound
+from pharmacy.errors import Forbidden, Message, NotFound
 from pharmacy.principal import Principal
 
 T = TypeVar("T")
@@ -97,7 +97,7 @@ class UnitOfWork:
             stmt = stmt.with_for_update().execution_options(populate_existing=True)
         obj = self.session.scalars(stmt).one_or_none()
         if obj is None:
-            raise NotFound(f"{what or model.__name__} {ident} not found")
+            raise NotFound(Message("%(what)s %(id)s not found", what=Message.word(what or model.__name__), id=ident))
         return obj
 
     def get_acting(self, model: type[T], ident: Any, *, for_update: bool = False,
@@ -105,13 +105,13 @@ class UnitOfWork:
         """Load a row the principal will act on, and check that it may act for the row's site."""
         obj = self.get(model, ident, for_update=for_update, what=what)
         site_attr = getattr(model, "__acting_site__", "site_id")
-        self.ensure_acts_for(getattr(obj, site_attr), what=f"{what or model.__name__} {ident}")
+        self.ensure_acts_for(getattr(obj, site_attr),
+                             what=Message("%(what)s %(id)s", what=Message.word(what or model.__name__), id=ident))
         return obj
 
-    def ensure_acts_for(self, site_id: int | None, what: str = "this site") -> None:
+    def ensure_acts_for(self, site_id: int | None, what: str = Message("this site")) -> None:
         """A principal bound to one site acts for that site only; this is the one place that says so."""
         if not self.principal.may_act_for_site(site_id):
-            raise Forbidden(
-                f"{self.principal.role.value} of site {self.principal.site_id} may not act for {what}"
-                f" (site {site_id})"
-            )
+            raise Forbidden(Message("%(role)s of site %(mine)s may not act for %(what)s (site %(site)s)",
+                                    role=Message.word(self.principal.role.value), mine=self.principal.site_id,
+                                    what=what, site=site_id))

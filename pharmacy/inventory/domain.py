@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import date
 from enum import StrEnum
 
-from pharmacy.errors import OutOfStock, ValidationFailed
+from pharmacy.errors import Message, OutOfStock, ValidationFailed
 
 
 class MovementKind(StrEnum):
@@ -103,14 +103,14 @@ def allocate_fefo(lots: Sequence[LotStock], quantity: int, today: date, supply_u
     Raises :class:`OutOfStock` saying how much is usable when there is not enough.
     """
     if quantity <= 0:
-        raise ValidationFailed("the quantity to allocate must be positive", {"quantity": quantity})
+        raise ValidationFailed(Message("the quantity to allocate must be positive"), {"quantity": quantity})
     usable = sorted((lot for lot in lots if is_usable(lot, today, supply_until) and lot.available > 0),
                     key=lambda lot: (lot.expiry_date, lot.available, lot.lot_number, lot.lot_id))
     total = sum(lot.available for lot in usable)
     if total < quantity:
-        raise OutOfStock(
-            f"not enough usable stock of {drug}: {quantity} wanted, {total} usable "
-            f"(unexpired on {supply_until.isoformat()} and not reserved)",
+        raise OutOfStock(Message(
+            "not enough usable stock of %(drug)s: %(wanted)s wanted, %(usable)s usable (unexpired on %(day)s and not "
+            "reserved)", drug=drug, wanted=quantity, usable=total, day=supply_until.isoformat()),
             {"wanted": quantity, "usable": total, "supply_until": supply_until.isoformat()})
     allocations, remaining = [], quantity
     for lot in usable:

@@ -16,7 +16,7 @@ from sqlalchemy import and_, case, func, select
 
 from pharmacy.catalog.models import Drug
 from pharmacy.consortium.models import Site
-from pharmacy.errors import Conflict, OutOfStock, ValidationFailed
+from pharmacy.errors import Conflict, Message, OutOfStock, ValidationFailed
 from pharmacy.inventory.domain import (
     Allocation,
     CauseType,
@@ -49,12 +49,14 @@ def _move(uow: UnitOfWork, lot: Lot, kind: MovementKind, quantity: int, reason_c
     new_quantity = lot.quantity + quantity
     new_reserved = lot.reserved - releases_reserved
     if new_quantity < 0:
-        raise OutOfStock(f"lot {lot.lot_number} holds {lot.quantity}; it cannot lose {-quantity}",
+        raise OutOfStock(Message("lot %(lot)s holds %(on_hand)s; it cannot lose %(units)s", lot=lot.lot_number,
+                                 on_hand=lot.quantity, units=-quantity),
                          {"lot_id": lot.id, "on_hand": lot.quantity})
     if new_quantity < new_reserved:
-        raise OutOfStock(
-            f"lot {lot.lot_number} holds {lot.quantity} of which {lot.reserved} are reserved; "
-            f"it cannot lose {-quantity} unless reservations are released",
+        raise OutOfStock(Message(
+            "lot %(lot)s holds %(on_hand)s of which %(reserved)s are reserved; it cannot lose %(units)s unless "
+            "reservations are released", lot=lot.lot_number, on_hand=lot.quantity, reserved=lot.reserved,
+            units=-quantity),
             {"lot_id": lot.id, "on_hand": lot.quantity, "reserved": lot.reserved})
     lot.quantity, lot.reserved = new_quantity, new_reserved
     movement = Movement(
@@ -70,7 +72,7 @@ def _move(uow: UnitOfWork, lot: Lot, kind: MovementKind, quantity: int, reason_c
 def _active_drug(uow: UnitOfWork, drug_id: int) -> Drug:
     drug = uow.get(Drug, drug_id, what="drug")
     if not drug.active:
-        raise ValidationFailed(f"drug {drug.code} is retired", {"drug_id": drug_id})
+        raise ValidationFailed(Message("drug %(drug)s is retired", drug=drug.code), {"drug_id": drug_id})
     return drug
 
 
@@ -95,11 +97,12 @@ def receive_stock(uow: UnitOfWork, site_id: int, drug_id: int, lot_number: str, 
     ``kind`` is a receipt from a supplier, or the arrival of a transfer from another member.
     """
     with uow:
-        uow.ensure_acts_for(site_id, what=f"site {site_id}")
+        uow.ensure_acts_for(site_id, what=Message("site %(id)s", id=site_id))
         uow.get(Site, site_id, what="site")
         drug = _active_drug(uow, drug_id)
         if expiry_date <= uow.today():
-            raise ValidationFailed(f"lot {lot_number} expired on {expiry_date.isoformat()}: it cannot be received",
+            raise ValidationFailed(Message("lot %(lot)s expired on %(day)s: it cannot be received", lot=lot_number,
+                                           day=expiry_date.isoformat()),
                                    {"expiry_date": expiry_date.isoformat()})
         units = quantity * drug.pack_size if unit == "pack" else quantity
         lot = uow.session.scalars(select(Lot).where(
@@ -110,8 +113,9 @@ def receive_stock(uow: UnitOfWork, site_id: int, drug_id: int, lot_number: str, 
             uow.session.add(lot)
             uow.session.flush()
         elif lot.expiry_date != expiry_date:
-            raise Conflict(f"lot {lot_number} is known here with expiry {lot.expiry_date.isoformat()}, "
-                           f"not {expiry_date.isoformat()}", {"expiry_date": expiry_date.isoformat()})
+            raise Conflict(Message("lot %(lot)s is known here with expiry %(known)s, not %(day)s", lot=lot_number,
+                                   known=lot.expiry_date.isoformat(), day=expiry_date.isoformat()),
+                           {"expiry_date": expiry_date.isoformat()})
         movement = _move(uow, lot, kind, units, reason_code, note=note, cause=cause)
         uow.commit()
         return movement
@@ -184,7 +188,7 @@ def reserve_stock(uow: UnitOfWork, site_id: int, drug_id: int, quantity: int, su
                   cause: Cause) -> list[Reservation]:
     """Reserve stock at the caller's own site."""
     with uow:
-        uow.ensure_acts_for(site_id, what=f"site {site_id}")
+        uow.ensure_acts_for(site_id, what=Message("site %(id)s", id=site_id))
         uow.get(Site, site_id, what="site")
         reservations = hold_stock(uow, site_id, drug_id, quantity, supply_until, cause)
         uow.commit()
@@ -260,12 +264,12 @@ def dispense_stock(uow: UnitOfWork, site_id: int, drug_id: int, quantity: int, s
     What is left of the cause's reservations for this drug stays held (a partial dispense).
     """
     with uow:
-        uow.ensure_acts_for(site_id, what=f"site {site_id}")
+        uow.ensure_acts_for(site_id, what=Message("site %(id)s", id=site_id))
         drug = uow.get(Drug, drug_id, what="drug")
         if quantity <= 0:
-            raise ValidationFailed("the quantity to dispense must be positive", {"quantity": quantity})
+            raise ValidationFailed(Message("the quantity to dispense must be positive"), {"quantity": quantity})
         if lots and not lot_reason.strip():
-            raise ValidationFailed("dispensing from other lots than first-expiry first-out needs a reason",
+            raise ValidationFailed(Message("dispensing from other lots than first-expiry first-out needs a reason"),
                                    {"lot_reason": "required"})
         all_lots = {lot.id: lot for lot in _lock_lots(uow, site_id, drug_id)}
         held = _held(uow, cause, site_id, drug_id)
@@ -311,21 +315,25 @@ def _choose_lots(all_lots: dict[int, Lot], held: list[Reservation], quantity: in
             plan.extend(allocate_fefo(rest, remaining, today, supply_until, drug=drug_code))
         return _merge(plan)
     if sum(c.quantity for c in chosen) != quantity:
-        raise ValidationFailed(f"the chosen lots add up to {sum(c.quantity for c in chosen)}, not {quantity}",
+        raise ValidationFailed(Message("the chosen lots add up to %(chosen)s, not %(quantity)s",
+                                       chosen=sum(c.quantity for c in chosen), quantity=quantity),
                                {"lots": "quantities must add up to the quantity dispensed"})
     by_id = {s.lot_id: s for s in stocks}
     plan = []
     for choice in chosen:
         found = by_id.get(choice.lot_id)
         if found is None:
-            raise ValidationFailed(f"lot {choice.lot_id} is not stock of drug {drug_code} at this site",
+            raise ValidationFailed(Message("lot %(lot)s is not stock of drug %(drug)s at this site",
+                                           lot=choice.lot_id, drug=drug_code),
                                    {"lots": choice.lot_id})
         stock = found
         if not is_usable(stock, today, supply_until):
-            raise ValidationFailed(f"lot {stock.lot_number} expires on {stock.expiry_date.isoformat()}, before "
-                                   f"the supply ends on {supply_until.isoformat()}", {"lots": choice.lot_id})
+            raise ValidationFailed(Message("lot %(lot)s expires on %(day)s, before the supply ends on %(until)s",
+                                           lot=stock.lot_number, day=stock.expiry_date.isoformat(),
+                                           until=supply_until.isoformat()), {"lots": choice.lot_id})
         if choice.quantity <= 0 or choice.quantity > stock.available:
-            raise OutOfStock(f"lot {stock.lot_number} has {stock.available} available, not {choice.quantity}",
+            raise OutOfStock(Message("lot %(lot)s has %(available)s available, not %(quantity)s",
+                                     lot=stock.lot_number, available=stock.available, quantity=choice.quantity),
                              {"lots": choice.lot_id})
         plan.append(Allocation(stock.lot_id, stock.lot_number, stock.expiry_date, choice.quantity))
     return _merge(plan)
@@ -368,18 +376,20 @@ def send_stock(uow: UnitOfWork, site_id: int, drug_id: int, quantity: int, reaso
     """Take ``quantity`` units of a drug off a site's shelf to send to another member: from the named lot,
     or first-expiry first-out among lots that last until ``usable_until``. Reserved stock never leaves."""
     with uow:
-        uow.ensure_acts_for(site_id, what=f"site {site_id}")
+        uow.ensure_acts_for(site_id, what=Message("site %(id)s", id=site_id))
         drug = uow.get(Drug, drug_id, what="drug")
         lots = {lot.id: lot for lot in _lock_lots(uow, site_id, drug_id)}
         today = uow.today()
         if lot_id is not None:
             lot = lots.get(lot_id)
             if lot is None:
-                raise ValidationFailed(f"lot {lot_id} is not stock of {drug.code} at site {site_id}",
+                raise ValidationFailed(Message("lot %(lot)s is not stock of %(drug)s at site %(site)s", lot=lot_id,
+                                               drug=drug.code, site=site_id),
                                        {"lot_id": lot_id})
             if lot.expiry_date <= today:
-                raise ValidationFailed(f"lot {lot.lot_number} expired on {lot.expiry_date.isoformat()}: it cannot be "
-                                       "sent", {"lot_id": lot_id})
+                raise ValidationFailed(Message("lot %(lot)s expired on %(day)s: it cannot be sent",
+                                               lot=lot.lot_number, day=lot.expiry_date.isoformat()),
+                                       {"lot_id": lot_id})
             plan = [Allocation(lot.id, lot.lot_number, lot.expiry_date, quantity)]
         else:
             plan = allocate_fefo([_stock(lot) for lot in lots.values()], quantity, today,
@@ -411,7 +421,7 @@ def record_stocktake(uow: UnitOfWork, site_id: int, lines: Sequence[CountLine], 
     ledger does not know. A count below what is reserved is refused, and then nothing is written.
     """
     with uow:
-        uow.ensure_acts_for(site_id, what=f"site {site_id}")
+        uow.ensure_acts_for(site_id, what=Message("site %(id)s", id=site_id))
         site = uow.get(Site, site_id, what="site")
         stocktake = Stocktake(consortium_id=site.consortium_id, site_id=site_id, counted_by=uow.principal.label,
                               note=note, at=uow.now())
@@ -426,18 +436,20 @@ def record_stocktake(uow: UnitOfWork, site_id: int, lines: Sequence[CountLine], 
             lot = known.get(line.lot_id) if line.lot_id is not None else _found_lot(uow, site_id, line, index, problems)
             if lot is None:
                 if line.lot_id is not None:
-                    problems.append({"line": index, "reason": f"lot {line.lot_id} not found"})
+                    problems.append({"line": index, "reason": Message("lot %(lot)s not found", lot=line.lot_id)})
                 continue
             if lot.site_id != site_id:
-                problems.append({"line": index, "reason": f"lot {lot.id} is stock of another site"})
+                problems.append({"line": index, "reason": Message("lot %(lot)s is stock of another site",
+                                                                  lot=lot.id)})
                 continue
             if lot.id in seen:
-                problems.append({"line": index, "reason": f"lot {lot.id} is counted twice"})
+                problems.append({"line": index, "reason": Message("lot %(lot)s is counted twice", lot=lot.id)})
                 continue
             seen.add(lot.id)
             if line.counted < lot.reserved:
-                problems.append({"line": index, "reason": f"lot {lot.lot_number} counted {line.counted} but "
-                                                          f"{lot.reserved} are reserved; release them first"})
+                problems.append({"line": index, "reason": Message(
+                    "lot %(lot)s counted %(counted)s but %(reserved)s are reserved; release them first",
+                    lot=lot.lot_number, counted=line.counted, reserved=lot.reserved)})
                 continue
             difference = line.counted - lot.quantity
             if difference:
@@ -445,7 +457,8 @@ def record_stocktake(uow: UnitOfWork, site_id: int, lines: Sequence[CountLine], 
                       note=f"stocktake {stocktake.id}", cause=cause)
                 adjusted += 1
         if problems:
-            raise ValidationFailed(f"{len(problems)} count lines cannot be applied; nothing was recorded",
+            raise ValidationFailed(Message("%(count)s count lines cannot be applied; nothing was recorded",
+                                           count=len(problems)),
                                    problems)
         stocktake.lines_counted, stocktake.lines_adjusted = len(lines), adjusted
         uow.commit()
@@ -455,7 +468,7 @@ def record_stocktake(uow: UnitOfWork, site_id: int, lines: Sequence[CountLine], 
 def _found_lot(uow: UnitOfWork, site_id: int, line: CountLine, index: int,
                problems: list[dict[str, Any]]) -> Lot | None:
     if line.drug_id is None or not line.lot_number or line.expiry_date is None:
-        problems.append({"line": index, "reason": "name a lot_id, or drug_id, lot_number and expiry_date"})
+        problems.append({"line": index, "reason": Message("name a lot_id, or drug_id, lot_number and expiry_date")})
         return None
     drug = uow.get(Drug, line.drug_id, what="drug")
     lot = uow.session.scalars(select(Lot).where(Lot.site_id == site_id, Lot.drug_id == drug.id,

@@ -11,7 +11,7 @@ from typing import Any
 
 from pharmacy.catalog.domain import ControlledClass, SpecialStorage
 from pharmacy.consortium.domain import distance_km
-from pharmacy.errors import InvalidTransition, ValidationFailed
+from pharmacy.errors import InvalidTransition, Message, ValidationFailed
 
 
 class Status(StrEnum):
@@ -88,14 +88,18 @@ def next_status(current: Status, action: Action) -> Status:
     try:
         return TRANSITIONS[(current, action)]
     except KeyError:
-        allowed = sorted(a.value for (s, a) in TRANSITIONS if s is current)
-        detail = f"; from {current.value} it may: {', '.join(allowed)}" if allowed else " (a final state)"
+        allowed = [Message.word(a) for a in sorted(a.value for (s, a) in TRANSITIONS if s is current)]
+        status, doing = Message.word(current.value), Message.word(action.value.replace("_", " "))
         if action is Action.CANCEL and current not in BEFORE_DISPENSING:
-            raise InvalidTransition(
-                f"the prescription is {current.value}: dispensing has started, so it can no longer be cancelled",
-                {"status": current.value}) from None
-        raise InvalidTransition(f"cannot {action.value.replace('_', ' ')} a prescription that is {current.value}"
-                                + detail, {"status": current.value}) from None
+            raise InvalidTransition(Message(
+                "the prescription is %(status)s: dispensing has started, so it can no longer be cancelled",
+                status=status), {"status": current.value}) from None
+        if not allowed:
+            raise InvalidTransition(Message("cannot %(action)s a prescription that is %(status)s (a final state)",
+                                            action=doing, status=status), {"status": current.value}) from None
+        raise InvalidTransition(Message("cannot %(action)s a prescription that is %(status)s; from %(status)s it may: "
+                                        "%(allowed)s", action=doing, status=status, allowed=allowed),
+                                {"status": current.value}) from None
 
 
 REJECT_REASONS = frozenset({"dose", "interaction", "contraindication", "allergy", "incomplete", "duplicate",
@@ -108,18 +112,21 @@ def check_substitution(*, allowed: bool, reason: str, prescribed_code: str, pres
     """A drug may replace the prescribed one only where the prescriber allowed it, with a reason, and
     within the prescribed drug's equivalence group."""
     if not allowed:
-        raise ValidationFailed(f"the prescriber did not allow substitution of {prescribed_code}",
-                               {"substitute_drug_id": substitute_code})
+        raise ValidationFailed(Message("the prescriber did not allow substitution of %(drug)s",
+                                       drug=prescribed_code), {"substitute_drug_id": substitute_code})
     if not reason.strip():
-        raise ValidationFailed("a substitution needs a reason", {"substitution_reason": "required"})
+        raise ValidationFailed(Message("a substitution needs a reason"), {"substitution_reason": "required"})
     if not substitute_active or not prescribed_group or substitute_group != prescribed_group:
-        raise ValidationFailed(f"{substitute_code} is not in the equivalence group of {prescribed_code}",
+        raise ValidationFailed(Message("%(substitute)s is not in the equivalence group of %(drug)s",
+                                       substitute=substitute_code, drug=prescribed_code),
                                {"substitute_drug_id": substitute_code})
 
 
 def check_reason(reason_code: str, allowed: frozenset[str], what: str) -> None:
     if reason_code not in allowed:
-        raise ValidationFailed(f"unknown {what} reason {reason_code!r}; use one of: " + ", ".join(sorted(allowed)),
+        raise ValidationFailed(Message("unknown %(what)s reason %(code)r; use one of: %(allowed)s",
+                                       what=Message.word(what), code=reason_code,
+                                       allowed=[Message.word(r) for r in sorted(allowed)]),
                                {"reason_code": reason_code})
 
 

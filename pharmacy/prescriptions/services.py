@@ -18,7 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from pharmacy.catalog.models import Drug
 from pharmacy.catalog.services import find_drug_by_code, sites_that_may_dispense
 from pharmacy.consortium.models import Site
-from pharmacy.errors import Conflict, DomainError, NotFound, OutOfStock, ValidationFailed
+from pharmacy.errors import Conflict, DomainError, Message, NotFound, OutOfStock, ValidationFailed
 from pharmacy.inventory.domain import CauseType
 from pharmacy.inventory.models import Lot
 from pharmacy.inventory.services import Cause, LotChoice, dispense_stock, hold_stock, release_stock
@@ -254,10 +254,11 @@ def _route(uow: UnitOfWork, rx: Prescription, *, event: str, exclude: frozenset[
                                             .order_by(Site.id)) if s.id not in exclude]
     eligible = sites_that_may_dispense(uow.session, sites, [n.drug for n in needs])
     if not eligible:
-        codes = ", ".join(n.drug.code for n in needs)
-        more = " other than the ones it was returned from" if exclude else ""
-        raise NoEligiblePharmacy(f"no pharmacy{more} of the consortium may dispense {codes}",
-                                 {"items": codes})
+        codes = [n.drug.code for n in needs]
+        said = Message("no pharmacy other than the ones it was returned from of the consortium may dispense "
+                       "%(drugs)s", drugs=codes) if exclude else \
+            Message("no pharmacy of the consortium may dispense %(drugs)s", drugs=codes)
+        raise NoEligiblePharmacy(said, {"items": ", ".join(codes)})
     stock = _usable_stock(uow, needs, [s.id for s in sites])
     queues = _open_queues(uow, [s.id for s in eligible])
     candidates = []
@@ -390,13 +391,13 @@ def _load(uow: UnitOfWork, rx_id: int, *, for_update: bool = False) -> Prescript
     rx = uow.get(Prescription, rx_id, for_update=for_update, what="prescription")
     if not _visible(uow, rx):
         # Patient data is shown only to those who need it: another site's prescription does not exist here.
-        raise NotFound(f"prescription {rx_id} not found")
+        raise NotFound(Message("prescription %(id)s not found", id=rx_id))
     return rx
 
 
 def _load_for_pharmacy(uow: UnitOfWork, rx_id: int) -> Prescription:
     rx = _load(uow, rx_id, for_update=True)
-    uow.ensure_acts_for(rx.pharmacy_site_id, what=f"prescription {rx_id}")
+    uow.ensure_acts_for(rx.pharmacy_site_id, what=Message("prescription %(id)s", id=rx_id))
     return rx
 
 
@@ -575,12 +576,14 @@ def dispense(uow: UnitOfWork, rx_id: int, lines: Sequence[DispenseLine] = ()) ->
         for index, line in enumerate(todo):
             item = items.get(line.item_id)
             if item is None:
-                raise ValidationFailed(f"item {line.item_id} is not on prescription {rx.id}",
+                raise ValidationFailed(Message("item %(item)s is not on prescription %(id)s", item=line.item_id,
+                                               id=rx.id),
                                        {f"items[{index}]": "unknown"})
             left = item.quantity - given.get(item.id, 0)
             quantity = line.quantity if line.quantity is not None else left
             if quantity <= 0 or quantity > left:
-                raise ValidationFailed(f"item {item.id}: {left} left to dispense in this issue, not {quantity}",
+                raise ValidationFailed(Message("item %(item)s: %(left)s left to dispense in this issue, not "
+                                               "%(quantity)s", item=item.id, left=left, quantity=quantity),
                                        {f"items[{index}].quantity": quantity})
             drug_id, substituted, note = item.drug_id, False, line.lot_reason
             if line.substitute_drug_id is not None and line.substitute_drug_id != item.drug_id:
@@ -645,7 +648,7 @@ def cancel(uow: UnitOfWork, rx_id: int, note: str = "") -> PrescriptionView:
     with uow:
         rx = _load(uow, rx_id, for_update=True)
         if uow.principal.role is Role.PRESCRIBER and rx.prescriber_site_id != uow.principal.site_id:
-            raise NotFound(f"prescription {rx_id} not found")
+            raise NotFound(Message("prescription %(id)s not found", id=rx_id))
         _transition(uow, rx, Action.CANCEL, note=note)
         release_stock(uow, _cause(rx))
         uow.commit()

@@ -19,7 +19,7 @@ from urllib.parse import urlparse
 
 from sqlalchemy import select
 
-from pharmacy.errors import ValidationFailed
+from pharmacy.errors import Message, ValidationFailed
 from pharmacy.prescriptions.models import PrescriptionEvent, WebhookDelivery, WebhookSubscription
 from pharmacy.unit_of_work import UnitOfWork
 
@@ -60,7 +60,7 @@ def subscribe(uow: UnitOfWork, site_id: int, url: str) -> WebhookSubscription:
     if parsed.scheme not in ("http", "https") or not parsed.netloc:
         raise ValidationFailed("the webhook URL must be http(s)://host/...", {"url": url})
     with uow:
-        uow.ensure_acts_for(site_id, what=f"site {site_id}")
+        uow.ensure_acts_for(site_id, what=Message("site %(id)s", id=site_id))
         subscription = WebhookSubscription(consortium_id=uow.principal.consortium_id, site_id=site_id, url=url,
                                            secret=secrets.token_urlsafe(32), created_at=uow.now())
         uow.session.add(subscription)

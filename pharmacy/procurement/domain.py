@@ -8,11 +8,12 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
 from datetime import date
 from enum import StrEnum
+from functools import reduce
 from statistics import NormalDist
 from typing import Any
 
 from optimizer.plan import BudgetUse
-from pharmacy.errors import InvalidTransition, ValidationFailed
+from pharmacy.errors import InvalidTransition, Message, ValidationFailed
 
 # Forecasts --------------------------------------------------------------------------------------------
 
@@ -169,9 +170,11 @@ OPEN_PURCHASE_ORDER_STATUSES = frozenset({"open", "partially_received"})
 
 def check_transfer_action(status: str, action: str) -> None:
     if TransferStatus(status) not in TRANSFER_ACTIONS[action]:
-        allowed = " or ".join(sorted(s.value for s in TRANSFER_ACTIONS[action]))
-        raise InvalidTransition(f"the transfer order is {status}: only an order that is {allowed} can {action}",
-                                {"status": status})
+        allowed = reduce(lambda either, other: Message("%(either)s or %(other)s", either=either, other=other),
+                         [Message.word(s.value) for s in sorted(TRANSFER_ACTIONS[action])])
+        raise InvalidTransition(Message("the transfer order is %(status)s: only an order that is %(allowed)s can "
+                                        "%(action)s", status=Message.word(status), allowed=allowed,
+                                        action=Message.word(action)), {"status": status})
 
 
 def received_status(received: int, expected: int) -> str:
@@ -196,7 +199,8 @@ CANCELLABLE_PLAN_STATUSES = frozenset({PlanStatus.QUEUED, PlanStatus.RUNNING})
 def check_plan_cancellable(run_id: int, status: str) -> None:
     """Only a run that has not finished can be cancelled: a queued one never runs, a running one stops."""
     if PlanStatus(status) not in CANCELLABLE_PLAN_STATUSES:
-        raise InvalidTransition(f"plan run {run_id} is {status}: only a queued or running run can be cancelled",
+        raise InvalidTransition(Message("plan run %(id)s is %(status)s: only a queued or running run can be "
+                                        "cancelled", id=run_id, status=Message.word(status)),
                                 {"status": status})
 
 

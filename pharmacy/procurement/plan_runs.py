@@ -28,7 +28,7 @@ from pharmacy.clock import Clock
 from pharmacy.consortium.domain import distance_km
 from pharmacy.consortium.models import Site
 from pharmacy.db import Database
-from pharmacy.errors import Conflict, ValidationFailed
+from pharmacy.errors import Conflict, Message, ValidationFailed
 from pharmacy.inventory.models import Lot as StockLot
 from pharmacy.pagination import Page, PageRequest, fetch_page
 from pharmacy.principal import SYSTEM, system_for
@@ -80,7 +80,8 @@ def start_plan_run(uow: UnitOfWork, *, horizon_days: int, budget: float | None =
                    on_queued: Callable[[int], None] | None = None) -> PlanRun:
     """Queue a plan run; it runs in the background (``on_queued`` is told once the run is committed)."""
     if solver not in SOLVERS:
-        raise ValidationFailed(f"unknown solver {solver!r}; use one of: {', '.join(SOLVERS)}", {"solver": solver})
+        raise ValidationFailed(Message("unknown solver %(solver)r; use one of: %(solvers)s", solver=solver,
+                                       solvers=list(SOLVERS)), {"solver": solver})
     with uow:
         run = PlanRun(consortium_id=uow.principal.consortium_id, status=PlanStatus.QUEUED.value, trigger=trigger,
                       horizon_days=horizon_days, budget=budget, solver=solver, time_limit=time_limit, gap=gap,
@@ -106,7 +107,7 @@ def cancel_plan_run(uow: UnitOfWork, run_id: int, note: str) -> PlanRun:
     """Cancel a run that has not finished: a queued one ends at once and never runs; a running one ends at its
     next model solved (or drug of its baseline), and its plan is not kept."""
     if not note.strip():
-        raise ValidationFailed("say why the run is cancelled", {"note": note})
+        raise ValidationFailed(Message("say why the run is cancelled"), {"note": note})
     with uow:
         run = uow.get(PlanRun, run_id, for_update=True, what="plan run")
         check_plan_cancellable(run_id, run.status)
@@ -443,10 +444,12 @@ class PlanRunner:
 def _finished_run(uow: UnitOfWork, run_id: int, *, for_update: bool = False) -> PlanRun:
     run = uow.get(PlanRun, run_id, for_update=for_update, what="plan run")
     if run.status == PlanStatus.APPROVED.value:
-        raise Conflict(f"plan run {run_id} was approved already by {run.approved_by}", {"status": run.status})
+        raise Conflict(Message("plan run %(id)s was approved already by %(who)s", id=run_id, who=run.approved_by),
+                       {"status": run.status})
     if run.status != PlanStatus.SUCCEEDED.value or run.inputs is None or run.result is None:
-        raise Conflict(f"plan run {run_id} is {run.status}: only a finished, unapproved plan can be "
-                       "reproduced, edited or approved", {"status": run.status})
+        raise Conflict(Message("plan run %(id)s is %(status)s: only a finished, unapproved plan can be reproduced, "
+                               "edited or approved", id=run_id, status=Message.word(run.status)),
+                       {"status": run.status})
     return run
 
 
@@ -502,7 +505,7 @@ def edit_plan(uow: UnitOfWork, run_id: int, purchases: Sequence[PurchaseEdit] = 
         try:
             plan = evaluate_plan(problem, edited, solver=run.solver, time_limit=run.time_limit, baseline=baseline)
         except PlanningError as error:
-            raise ValidationFailed(f"the edited plan cannot be kept: {error}",
+            raise ValidationFailed(Message("the edited plan cannot be kept: %(error)s", error=str(error)),
                                    [str(v) for v in error.violations] or None) from None
         _store_plan(uow, run, plan, problem, inputs, frozenset(touched))
         run.edited = True
@@ -515,7 +518,8 @@ def edit_plan(uow: UnitOfWork, run_id: int, purchases: Sequence[PurchaseEdit] = 
 
 def _site_code(code_of_site: Mapping[int, str], site_id: int) -> str:
     if site_id not in code_of_site:
-        raise ValidationFailed(f"site {site_id} is not a dispensing site of this plan", {"site_id": site_id})
+        raise ValidationFailed(Message("site %(site)s is not a dispensing site of this plan", site=site_id),
+                               {"site_id": site_id})
     return code_of_site[site_id]
 
 

@@ -16,7 +16,7 @@ from pharmacy import audit
 from pharmacy.catalog.models import Drug
 from pharmacy.consortium.models import Site
 from pharmacy.csv_import import read_csv
-from pharmacy.errors import Conflict, NotFound, ValidationFailed
+from pharmacy.errors import Conflict, Message, NotFound, ValidationFailed
 from pharmacy.inventory.domain import CauseType, MovementKind
 from pharmacy.inventory.models import Lot, Movement, Reservation
 from pharmacy.inventory.services import Cause, receive_stock, release_stock, send_stock
@@ -318,7 +318,7 @@ def get_purchase_order(uow: UnitOfWork, order_id: int) -> tuple[PurchaseOrder, l
         if uow.principal.site_bound:  # a pharmacist sees the lines of the own site only
             lines = [line for line in lines if line.site_id == uow.principal.site_id]
             if not lines:
-                raise NotFound(f"purchase order {order_id} not found")
+                raise NotFound(Message("purchase order %(id)s not found", id=order_id))
         return order, lines
 
 
@@ -344,13 +344,14 @@ def receive_purchase_order(uow: UnitOfWork, order_id: int, site_id: int, lines: 
     movement. Deliveries may come in parts; more than ordered, or a drug the order does not bring to this
     site, is refused and nothing is received. Prescriptions waiting here for these drugs move on."""
     with uow:
-        uow.ensure_acts_for(site_id, what=f"site {site_id}")
+        uow.ensure_acts_for(site_id, what=Message("site %(id)s", id=site_id))
         order = uow.get(PurchaseOrder, order_id, for_update=True, what="purchase order")
         if order.status in ("received", "cancelled"):
-            raise Conflict(f"purchase order {order.number} is {order.status}: nothing more can be received",
+            raise Conflict(Message("purchase order %(order)s is %(status)s: nothing more can be received",
+                                   order=order.number, status=Message.word(order.status)),
                            {"status": order.status})
         if not lines:
-            raise ValidationFailed("a receipt lists at least one line", {"lines": "required"})
+            raise ValidationFailed(Message("a receipt lists at least one line"), {"lines": "required"})
         ordered = {line.drug_id: line for line in uow.session.scalars(
             select(PurchaseOrderLine).where(PurchaseOrderLine.order_id == order.id,
                                             PurchaseOrderLine.site_id == site_id))}
@@ -362,21 +363,24 @@ def receive_purchase_order(uow: UnitOfWork, order_id: int, site_id: int, lines: 
             target = ordered.get(receipt.drug_id)
             if not receipt.lot_number.strip() or receipt.quantity <= 0:
                 errors.append({"line": n, "field": "lot_number",
-                               "reason": "each line needs the lot number printed on the goods and a positive quantity"})
+                               "reason": Message("each line needs the lot number printed on the goods and a positive "
+                                                 "quantity")})
                 continue
             if target is None:
-                name = drug.code if drug else f"drug {receipt.drug_id}"
+                name = drug.code if drug else Message("drug %(id)s", id=receipt.drug_id)
                 errors.append({"line": n, "field": "drug_id",
-                               "reason": f"{name} is not on purchase order {order.number} for this site"})
+                               "reason": Message("%(drug)s is not on purchase order %(order)s for this site",
+                                                 drug=name, order=order.number)})
                 continue
             arriving[receipt.drug_id] += receipt.quantity * (target.pack_size if receipt.unit == "pack" else 1)
         for drug_id, units in arriving.items():
             target = ordered[drug_id]
             if target.received_units + units > target.units:
-                errors.append({"drug_id": drug_id, "reason": f"{units} units would exceed the order: "
-                               f"{target.units} ordered, {target.received_units} received already"})
+                errors.append({"drug_id": drug_id, "reason": Message(
+                    "%(units)s units would exceed the order: %(ordered)s ordered, %(received)s received already",
+                    units=units, ordered=target.units, received=target.received_units)})
         if errors:
-            raise ValidationFailed("the delivery does not match the order; nothing was received", errors)
+            raise ValidationFailed(Message("the delivery does not match the order; nothing was received"), errors)
         cause = Cause(CauseType.PURCHASE_ORDER, str(order.id))
         for receipt in lines:
             target = ordered[receipt.drug_id]
@@ -425,7 +429,7 @@ def _transfer_view(uow: UnitOfWork, order: TransferOrder) -> TransferView:
 def _load_transfer(uow: UnitOfWork, order_id: int, *, for_update: bool = False) -> TransferOrder:
     order = uow.get(TransferOrder, order_id, for_update=for_update, what="transfer order")
     if uow.principal.site_bound and uow.principal.site_id not in (order.from_site_id, order.to_site_id):
-        raise NotFound(f"transfer order {order_id} not found")
+        raise NotFound(Message("transfer order %(id)s not found", id=order_id))
     return order
 
 
@@ -520,7 +524,7 @@ def ship_transfer(uow: UnitOfWork, order_id: int) -> TransferView:
     among lots that last long enough (or from the lot the plan named). Short of stock, nothing ships."""
     with uow:
         order = _load_transfer(uow, order_id, for_update=True)
-        uow.ensure_acts_for(order.from_site_id, what=f"transfer order {order.number}")
+        uow.ensure_acts_for(order.from_site_id, what=Message("transfer order %(id)s", id=order.number))
         check_transfer_action(order.status, "ship")
         cause = Cause(CauseType.TRANSFER, str(order.id))
         for line in uow.session.scalars(select(TransferOrderLine).where(TransferOrderLine.order_id == order.id)
@@ -542,7 +546,7 @@ def receive_transfer(uow: UnitOfWork, order_id: int, received: Mapping[int, int]
     has arrived, a prescription waiting for this transfer is reserved its stock and moves on."""
     with uow:
         order = _load_transfer(uow, order_id, for_update=True)
-        uow.ensure_acts_for(order.to_site_id, what=f"transfer order {order.number}")
+        uow.ensure_acts_for(order.to_site_id, what=Message("transfer order %(id)s", id=order.number))
         check_transfer_action(order.status, "receive")
         parcels = {p.id: p for p in uow.session.scalars(select(TransferParcel).where(
             TransferParcel.order_id == order.id).order_by(TransferParcel.id))}
@@ -551,12 +555,15 @@ def receive_transfer(uow: UnitOfWork, order_id: int, received: Mapping[int, int]
         for parcel_id, units in sorted(wanted.items()):
             parcel = parcels.get(parcel_id)
             if parcel is None:
-                errors.append({"parcel_id": parcel_id, "reason": f"not a parcel of transfer {order.number}"})
+                errors.append({"parcel_id": parcel_id, "reason": Message("not a parcel of transfer %(order)s",
+                                                                         order=order.number)})
             elif units < 0 or parcel.received + units > parcel.shipped:
-                errors.append({"parcel_id": parcel_id, "reason": f"{units} units: {parcel.shipped} shipped, "
-                                                                 f"{parcel.received} received already"})
+                errors.append({"parcel_id": parcel_id, "reason": Message(
+                    "%(units)s units: %(shipped)s shipped, %(received)s received already", units=units,
+                    shipped=parcel.shipped, received=parcel.received)})
         if errors:
-            raise ValidationFailed("the arrival does not match what was shipped; nothing was received", errors)
+            raise ValidationFailed(Message("the arrival does not match what was shipped; nothing was received"),
+                                   errors)
         cause = Cause(CauseType.TRANSFER, str(order.id))
         for parcel_id, units in sorted(wanted.items()):
             if units == 0:

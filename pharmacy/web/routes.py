@@ -42,6 +42,7 @@ from pharmacy.procurement import services as procurement
 from pharmacy.procurement.domain import TRANSFER_ACTIONS
 from pharmacy.unit_of_work import UnitOfWork
 from pharmacy.web import LANGUAGES, csrf
+from pharmacy.web.words import MOST_REASONS_SHOWN, refusal, say
 
 web = Blueprint("web", __name__, template_folder="templates", static_folder="static",
                 static_url_path="/static/web")
@@ -104,7 +105,7 @@ def attempt(action: Callable[[], Any], success: str, default: str) -> ResponseRe
     try:
         action()
     except DomainError as error:
-        flash(error.message, "error")
+        flash(refusal(error), "error")
         return back(default)
     except ValueError:  # a quantity or a date the form could not read: nothing was done
         flash(_("Please enter whole numbers for quantities and dates as YYYY-MM-DD."), "error")
@@ -123,7 +124,7 @@ def _no_token(error: CSRFError) -> ResponseReturnValue:
 @web.errorhandler(Forbidden)
 def _not_here(error: DomainError) -> ResponseReturnValue:
     status = 404 if isinstance(error, NotFound) else 403
-    return render_template("error.html", message=error.message, status=status), status
+    return render_template("error.html", message=say(error.message), status=status), status
 
 
 @web.errorhandler(403)
@@ -333,8 +334,12 @@ def plans() -> ResponseReturnValue:
                 uow(), horizon_days=int(form.get("horizon_days") or 30), budget=budget,
                 history_days=int(form.get("history_days") or 90), solver=form.get("solver") or "highs",
                 on_queued=current_app.extensions["plan_runner"].submit)
-        except (DomainError, ValueError) as error:
-            flash(getattr(error, "message", str(error)), "error")
+        except DomainError as error:
+            flash(refusal(error), "error")
+            return redirect(url_for("web.plans"))
+        except ValueError:  # a horizon, history or budget the form could not read: nothing was queued
+            flash(_("Please enter whole numbers of days for the horizon and history, and a number for the budget."),
+                  "error")
             return redirect(url_for("web.plans"))
         return redirect(url_for("web.plan", run_id=run.id))
     runs = plan_runs.list_plan_runs(uow(), PageRequest(1, 50)).items
@@ -423,8 +428,8 @@ def suppliers() -> ResponseReturnValue:
             result = procurement.import_offers_csv(uow(), text)
         except DomainError as error:
             problems = error.errors if isinstance(error.errors, list) else []
-            flash(error.message + "".join(f" · {p.get('line')}/{p.get('column')}: {p.get('reason')}"
-                                          for p in problems[:10]), "error")
+            flash(say(error.message) + "".join(f" · {p.get('line')}/{p.get('column')}: {say(p.get('reason'))}"
+                                               for p in problems[:MOST_REASONS_SHOWN]), "error")
         else:
             flash(_("Offers imported: %(created)s new, %(updated)s changed", **result), "ok")
         return redirect(url_for("web.suppliers"))

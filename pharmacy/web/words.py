@@ -1,7 +1,14 @@
 """Domain words the pages show by their code (statuses, kinds, reasons, actions), listed so that the
-translation catalogs carry them. ``N_`` only marks a string for extraction."""
+translation catalogs carry them (``N_`` only marks a string for extraction); and the services' messages said in
+the page's language."""
 
 from __future__ import annotations
+
+from typing import Any
+
+from flask_babel import gettext
+
+from pharmacy.errors import DomainError, Message
 
 
 def N_(text: str) -> str:  # the conventional marker name of gettext tools
@@ -18,4 +25,36 @@ REASONS = (N_("dose"), N_("interaction"), N_("contraindication"), N_("allergy"),
            N_("policy"), N_("out_of_stock"), N_("closed"), N_("staff"), N_("cold_chain_unavailable"), N_("other"))
 PLAN_STATUSES = (N_("optimal"), N_("feasible_time_limit"))  # a solved plan's
 ACTIONS = (N_("accept"), N_("reject"), N_("return"), N_("prepare"), N_("dispense"), N_("hand-over"), N_("ship"),
-           N_("receive"))
+           N_("receive"), N_("cancel"))
+# A prescription's actions as its refusals name them: by code, and in words.
+PRESCRIPTION_ACTIONS = (N_("stock_arrived"), N_("dispense_part"), N_("dispense_all"), N_("hand_over"),
+                        N_("hand_over_last"), N_("issue_due"), N_("issue_awaits_stock"), N_("expire"),
+                        N_("stock arrived"), N_("dispense part"), N_("dispense all"), N_("hand over"),
+                        N_("hand over last"), N_("issue due"), N_("issue awaits stock"), N_("rejection"))
+# What a refusal says was not found, or may not be acted for.
+THINGS = (N_("API key"), N_("drug"), N_("lot"), N_("movement"), N_("offer"), N_("plan run"), N_("prescription"),
+          N_("purchase order"), N_("reservation"), N_("site"), N_("supplier"), N_("transfer order"),
+          N_("upper site"), N_("user"), N_("webhook"), N_("Drug"), N_("Lot"), N_("Site"), N_("Prescription"),
+          N_("PlanRun"), N_("PurchaseOrder"), N_("TransferOrder"), N_("Supplier"), N_("Offer"))
+ROLES = (N_("pharmacist"), N_("prescriber"), N_("procurement"), N_("admin"), N_("system"))
+MOST_REASONS_SHOWN = 10
+
+
+def say(message: Any) -> str:
+    """A service's message in the page's language: a :class:`Message` by its template, translated, and filled with
+    its facts said the same way (a list of them joined); any other message as it is."""
+    if isinstance(message, list | tuple):
+        return gettext(", ").join(say(part) for part in message)
+    if not isinstance(message, Message):
+        return str(message)
+    if not message.facts:
+        return gettext(message.template)
+    return gettext(message.template, **{name: say(fact) if isinstance(fact, Message | list | tuple) else fact
+                                        for name, fact in message.facts.items()})
+
+
+def refusal(error: DomainError) -> str:
+    """What a page flashes when a service refuses: its message, and each itemised reason, in the page's language."""
+    reasons = [item["reason"] for item in error.errors if isinstance(item, dict) and item.get("reason")] \
+        if isinstance(error.errors, list) else []
+    return " · ".join([say(error.message), *(say(reason) for reason in reasons[:MOST_REASONS_SHOWN])])

@@ -102,13 +102,22 @@ def test_each_role_sees_its_own_pages_and_the_language_switches(client, people) 
 def test_every_message_of_the_pages_has_a_chinese_translation() -> None:
     from pathlib import Path
 
+    from babel.messages.extract import DEFAULT_KEYWORDS, extract_from_dir
+    from babel.messages.frontend import parse_mapping_cfg
     from babel.messages.pofile import read_po
 
-    path = Path(__file__).resolve().parents[2] / "pharmacy/web/translations/zh/LC_MESSAGES/messages.po"
+    root = Path(__file__).resolve().parents[2]
+    path = root / "pharmacy/web/translations/zh/LC_MESSAGES/messages.po"
     with open(path, "rb") as f:
         catalog = read_po(f)
     untranslated = [m.id for m in catalog if m.id and not m.string]
     assert untranslated == []
+    # Every message of the source is in the catalog, the services' refusals (``Message``) too: none was left out
+    # of the last extraction.
+    with open(root / "babel.cfg") as f:
+        methods, options = parse_mapping_cfg(f)
+    said = {found[2] for found in extract_from_dir(root, methods, options, {**DEFAULT_KEYWORDS, "Message": None})}
+    assert sorted(m for m in said if isinstance(m, str) and m not in catalog) == []
     assert path.with_suffix(".mo").stat().st_mtime >= path.stat().st_mtime - 1  # compiled after the last edit
 
 
@@ -180,7 +189,8 @@ def test_an_officer_cancels_a_queued_run_from_its_page_and_the_page_says_so(clie
     assert "取消本次运行" in page and 'name="note" required' in page
     blank = client.post(f"/plans/{run_id}/cancel", data={"csrf_token": token(page), "note": " "},
                         follow_redirects=True).get_data(as_text=True)
-    assert "say why the run is cancelled" in blank and "取消本次运行" in blank  # refused: still queued
+    # Refused, in the page's language, and still queued.
+    assert "请说明取消本次运行的原因" in blank and "say why" not in blank and "取消本次运行" in blank
     done = client.post(f"/plans/{run_id}/cancel", data={"csrf_token": token(page), "note": "设错了期限"},
                        follow_redirects=True).get_data(as_text=True)
     assert "计划运行已取消" in done and "<strong>已取消</strong>" in done and "已由 user:wang 取消" in done
@@ -321,3 +331,44 @@ def test_how_a_plan_kept_within_its_budget_is_said_in_the_pages_language(client,
     assert '<span id="budget-use">budget planned in one model</span>' in english
     assert run["progress_note"].endswith("; budget planned in one model")
     client.get("/lang/zh?next=/plans")
+
+
+def flashed_error(page: str) -> str:
+    found = re.search(r'<div class="flash error" role="status">([^<]*)</div>', page)
+    assert found, "no refusal on the page"
+    return html.unescape(found.group(1))
+
+
+def test_a_refusal_is_said_in_the_pages_language_and_in_english_as_the_api_says_it(client, world, people) -> None:
+    aml = add_drug(client, world.a, "AML5", pack_size=28)
+    stock(client, world, "C1", aml, "L1", "2027-12-31", 100)
+
+    def lot() -> dict:
+        lots = client.get("/api/inventory/lots", headers=world.a.headers("pharmacist")).get_json()
+        return next(x for x in lots if x["lot_number"] == "L1")
+
+    created = send(client, world, rx("RX-R1", nominated_pharmacy=world.a.sites["C1"])).get_json()
+    sign_in(client, "li")
+    here = f"/prescriptions/{created['id']}"
+    assert "flash ok" in client.post(f"{here}/accept", data={"csrf_token": token(client.get(here).get_data(
+        as_text=True))}, follow_redirects=True).get_data(as_text=True)
+
+    def refused(path: str, data: dict) -> str:
+        page = client.get(here if path.startswith(here) else "/stocktake").get_data(as_text=True)
+        return flashed_error(client.post(path, data={"csrf_token": token(page), **data},
+                                         follow_redirects=True).get_data(as_text=True))
+
+    # A step the prescription's state does not allow, its state and the steps it allows in words.
+    assert refused(f"{here}/accept", {}) == \
+        "处方状态为“已审核”，不能审核通过；此状态下可以：取消、失效、调配、拒绝、退回"
+    # A stocktake below what is held for the prescription: the message and each line's reason.
+    assert refused("/stocktake", {f"count-{lot()['id']}": "0"}) == \
+        "1 行盘点无法登记；本次盘点未记录 · 批号 L1 盘点数为 0，但已预留 28；请先释放预留"
+    client.get("/lang/en")
+    api = client.post(f"/api/prescriptions/{created['id']}/accept", headers=world.a.headers("pharmacist"), json={})
+    assert api.status_code == 409
+    assert refused(f"{here}/accept", {}) == api.get_json()["message"]  # word for word
+    assert refused("/stocktake", {f"count-{lot()['id']}": "0"}) == \
+        "1 count lines cannot be applied; nothing was recorded · lot L1 counted 0 but 28 are reserved; release them " \
+        "first"
+    assert (lot()["quantity"], lot()["reserved"]) == (100, 28)  # nothing was written
