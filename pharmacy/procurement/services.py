@@ -16,10 +16,10 @@ from pharmacy import audit
 from pharmacy.catalog.models import Drug
 from pharmacy.consortium.models import Site
 from pharmacy.csv_import import read_csv
-from pharmacy.errors import Conflict, Message, NotFound, ValidationFailed
+from pharmacy.errors import Conflict, Message, NotFound, OutOfStock, ValidationFailed
 from pharmacy.inventory.domain import CauseType, MovementKind
 from pharmacy.inventory.models import Lot, Movement, Reservation
-from pharmacy.inventory.services import Cause, receive_stock, release_stock, send_stock
+from pharmacy.inventory.services import Cause, hold_stock, receive_stock, release_stock, send_stock
 from pharmacy.pagination import Page, PageRequest, fetch_page
 from pharmacy.prescriptions.domain import OPEN_STATUSES, Status
 from pharmacy.prescriptions.models import Prescription, PrescriptionItem
@@ -668,20 +668,36 @@ def list_alerts(uow: UnitOfWork, page: PageRequest, *, kind: str | None = None, 
 
 def release_expired_reservations(uow: UnitOfWork) -> int:
     """Release stock still held for prescriptions that no longer need it (closed, rejected, cancelled or
-    expired, e.g. if a job was down when they closed), and holds on lots that have expired meanwhile (such
-    stock can no longer be dispensed; the pharmacy sees the prescription short of it)."""
+    expired, e.g. if a job was down when they closed), and holds on lots that have expired meanwhile: such stock
+    can no longer be dispensed, so an open prescription's units of that drug are held again, first-expiry
+    first-out, from the site's other usable lots; if they cannot all be, none is, and the pharmacy sees the
+    prescription short of it. Returns the units released (those held again included)."""
+    open_statuses = [s.value for s in OPEN_STATUSES]
     with uow:
         today = uow.today()
         held = uow.session.execute(
-            select(Reservation.cause_type, Reservation.cause_id, Reservation.site_id, Reservation.drug_id)
+            select(Reservation.cause_type, Reservation.cause_id, Reservation.site_id, Reservation.drug_id,
+                   Prescription.status, func.max(Reservation.supply_until))
             .join(Lot, Lot.id == Reservation.lot_id)
             .outerjoin(Prescription, (Reservation.cause_type == CauseType.PRESCRIPTION.value)
                        & (cast(Reservation.cause_id, Integer) == Prescription.id))
             .where(Reservation.status == "held",
-                   (Lot.expiry_date <= today) | Prescription.status.not_in([s.value for s in OPEN_STATUSES]))
-            .distinct()).all()
+                   # Expired as dispensing sees it (``is_usable``): a lot is good through its expiry date.
+                   (Lot.expiry_date < today) | Prescription.status.not_in(open_statuses))
+            .group_by(Reservation.cause_type, Reservation.cause_id, Reservation.site_id, Reservation.drug_id,
+                      Prescription.status)).all()
         released = 0
-        for cause_type, cause_id, site_id, drug_id in held:
-            released += release_stock(uow, Cause(CauseType(cause_type), cause_id), site_id=site_id, drug_id=drug_id)
+        for cause_type, cause_id, site_id, drug_id, status, supply_until in held:
+            cause = Cause(CauseType(cause_type), cause_id)
+            units = release_stock(uow, cause, site_id=site_id, drug_id=drug_id)
+            released += units
+            if status in open_statuses and units:
+                savepoint = uow.session.begin_nested()
+                try:
+                    hold_stock(uow, site_id, drug_id, units, supply_until, cause)
+                except OutOfStock:
+                    savepoint.rollback()
+                else:
+                    savepoint.commit()
         uow.commit()
         return released

@@ -10,6 +10,7 @@ from pharmacy.inventory.services import check_ledger
 from pharmacy.prescriptions.services import expire_uncollected, prepare_due_installments
 from pharmacy.prescriptions.webhooks import Outcome, deliver_due, sign
 from pharmacy.principal import SYSTEM
+from pharmacy.procurement.services import release_expired_reservations
 from pharmacy.unit_of_work import UnitOfWork
 from tests.api.test_foundation import assert_problem
 from tests.factories import World, add_drug, receive
@@ -306,6 +307,44 @@ def test_uncollected_prescriptions_expire_and_release_their_stock(client, world,
     assert expire_uncollected(UnitOfWork(factory(client), SYSTEM, clock)) == 1
     body = client.get(f"/api/prescriptions/{rx_id}", headers=world.a.headers("prescriber")).get_json()
     assert body["status"] == "expired" and usable(client, world, "C1", drugs["AML5"])["reserved"] == 0
+
+
+def held_per_lot(client, world: World) -> dict[str, int]:
+    lots = client.get("/api/inventory/lots", headers=world.a.headers("pharmacist")).get_json()
+    return {lot["lot_number"]: lot["reserved"] for lot in lots}
+
+
+def two_days() -> dict:
+    """Valid until 2026-11-26, for two days' supply: stock expiring on 2026-11-25 may be held for it."""
+    return rx(items=[{"drug_code": "AML5", "quantity": 28, "supply_days": 2}], valid_until="2026-11-26")
+
+
+def test_stock_held_on_a_lot_that_expires_is_held_again_from_the_sites_next_lot(client, world, drugs, clock):
+    stock(client, world, "C1", drugs["AML5"], "SOON", "2026-11-25", 28)  # lasts the 2 days' supply, and no longer
+    stock(client, world, "C1", drugs["AML5"], "LATER", "2027-06-30", 100)
+    rx_id = send(client, world, two_days()).get_json()["id"]
+    assert held_per_lot(client, world) == {"SOON": 28, "LATER": 0}  # first-expiry first-out
+    clock.advance(days=2)  # 2026-11-25: the lot is still good today
+    assert release_expired_reservations(UnitOfWork(factory(client), SYSTEM, clock)) == 0
+    clock.advance(days=1)
+    assert release_expired_reservations(UnitOfWork(factory(client), SYSTEM, clock)) == 28
+    assert held_per_lot(client, world) == {"SOON": 0, "LATER": 28}
+    assert release_expired_reservations(UnitOfWork(factory(client), SYSTEM, clock)) == 0  # nothing moves again
+    body = client.get(f"/api/prescriptions/{rx_id}", headers=world.a.headers("pharmacist")).get_json()
+    assert body["status"] == "routed"
+    check_ledger(UnitOfWork(factory(client), SYSTEM, clock))
+
+
+def test_stock_held_on_a_lot_that_expires_is_released_when_the_site_cannot_hold_all_of_it_again(
+        client, world, drugs, clock):
+    stock(client, world, "C1", drugs["AML5"], "SOON", "2026-11-25", 28)
+    rx_id = send(client, world, two_days()).get_json()["id"]
+    stock(client, world, "C1", drugs["AML5"], "LATER", "2027-06-30", 20)  # came later, and too little
+    clock.advance(days=3)
+    assert release_expired_reservations(UnitOfWork(factory(client), SYSTEM, clock)) == 28
+    assert held_per_lot(client, world) == {"SOON": 0, "LATER": 0}  # the pharmacy sees it short
+    body = client.get(f"/api/prescriptions/{rx_id}", headers=world.a.headers("pharmacist")).get_json()
+    assert body["status"] == "routed"
 
 
 def test_long_prescription_installments_are_reserved_before_they_fall_due(client, world, drugs, clock):
