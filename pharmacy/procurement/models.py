@@ -222,13 +222,15 @@ class TransferParcel(ConsortiumOwned, Base):
 
 
 class Alert(ConsortiumOwned, Base):
-    """Something a pharmacist or officer should act on: stock near expiry, stock running low."""
+    """Something a pharmacist or officer should act on: stock near expiry, stock running low, or what an approved
+    plan leaves undone (a site short of a drug, a lot expected to expire unused)."""
 
     __tablename__ = "alerts"
     __table_args__ = (UniqueConstraint("consortium_id", "key", "raised_on", name="uq_alerts_key_day"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    kind: Mapped[str] = mapped_column(String(20), index=True)  # near_expiry | low_stock
+    # near_expiry | low_stock | planned_shortage | planned_waste
+    kind: Mapped[str] = mapped_column(String(20), index=True)
     key: Mapped[str] = mapped_column(String(80))  # one alert per thing per day
     site_id: Mapped[int] = mapped_column(ForeignKey("sites.id"), index=True)
     drug_id: Mapped[int] = mapped_column(ForeignKey("drugs.id"))

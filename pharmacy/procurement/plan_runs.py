@@ -49,7 +49,7 @@ from pharmacy.procurement.models import (
     TransferOrder,
 )
 from pharmacy.procurement.orders import order_number, request_transfer
-from pharmacy.procurement.services import cheapest_unit_prices, forecast_demand, valid_offers
+from pharmacy.procurement.services import cheapest_unit_prices, forecast_demand, raise_alert, valid_offers
 from pharmacy.unit_of_work import UnitOfWork
 
 log = logging.getLogger(__name__)
@@ -134,6 +134,39 @@ def list_plan_runs(uow: UnitOfWork, page: PageRequest, *, status: str | None = N
         if status:
             stmt = stmt.where(PlanRun.status == status)
         return fetch_page(uow.session, stmt, page)
+
+
+@dataclass(frozen=True)
+class Undone:
+    """What a plan leaves undone: a site short of a drug over the horizon (``kind`` shortage, ``cost`` its
+    penalty), or a lot expected to expire unused (waste, ``cost`` the value lost)."""
+
+    kind: str
+    drug: str  # codes, as the plan names them
+    site: str
+    units: int
+    cost: float
+    why: str
+    lot_id: int | None = None
+    lot_number: str | None = None
+
+
+def plan_undone(uow: UnitOfWork, run_id: int) -> list[Undone]:
+    """What a finished plan leaves undone, costliest first (nothing for a run without a plan)."""
+    with uow:
+        return _undone(uow, uow.get(PlanRun, run_id, what="plan run"))
+
+
+def _undone(uow: UnitOfWork, run: PlanRun) -> list[Undone]:
+    result = run.result or {}
+    wasted = [(w, _id(w["lot"])) for w in result.get("waste", [])]
+    lot_numbers = dict(uow.session.execute(select(StockLot.id, StockLot.lot_number).where(
+        StockLot.id.in_([lot_id for _, lot_id in wasted]))).all()) if wasted else {}
+    undone = [Undone("shortage", s["drug"], s["site"], units, s["penalty"], s["why"])
+              for s in result.get("shortages", []) if (units := math.floor(s["units"] + 1e-6)) > 0]
+    undone += [Undone("waste", w["drug"], w["site"], units, w["value"], w["why"], lot_id, lot_numbers[lot_id])
+               for w, lot_id in wasted if (units := math.floor(w["units"] + 1e-6)) > 0 and lot_id in lot_numbers]
+    return sorted(undone, key=lambda u: -u.cost)
 
 
 def plan_lines(uow: UnitOfWork, run_id: int, kind: str | None = None) -> list[PlanLine]:
@@ -540,12 +573,14 @@ class Approval:
     run: PlanRun
     purchase_orders: list[PurchaseOrder]
     transfer_orders: list[TransferOrder]
+    alerts: int = 0  # raised for what the plan leaves undone
 
 
 def approve_plan(uow: UnitOfWork, run_id: int) -> Approval:
     """Turn a finished plan into purchase orders (one per supplier, a line per site and drug) and transfer
-    orders (one per pair of sites, a line per lot). The run's row lock makes a second, concurrent approval
-    wait and then find the plan approved: orders are created once."""
+    orders (one per pair of sites, a line per lot), and what it leaves undone into alerts at the sites that will
+    meet it (see :func:`_undone_alerts`). The run's row lock makes a second, concurrent approval wait and then
+    find the plan approved: orders are created once."""
     with uow:
         run = _finished_run(uow, run_id, for_update=True)
         assert run.inputs is not None
@@ -590,8 +625,30 @@ def approve_plan(uow: UnitOfWork, run_id: int) -> Approval:
                 uow, run.consortium_id, from_site, to_site, [(line.drug_id, units, None) for line, units in pair_lines],
                 reason="near_expiry" if near else "redistribution", run_id=run.id,
                 note=f"plan run {run.id}", lots=[line.lot_id for line, _ in pair_lines]))
+        alerts = _undone_alerts(uow, run, today)
         run.status, run.approved_at, run.approved_by = PlanStatus.APPROVED.value, uow.now(), uow.principal.label
         audit.record(uow.session, "approve", "PlanRun", run.id,
-                     f"{len(purchase_orders)} purchase orders, {len(transfer_orders)} transfer orders")
+                     f"{len(purchase_orders)} purchase orders, {len(transfer_orders)} transfer orders, {alerts} alerts")
         uow.commit()
-        return Approval(run, purchase_orders, transfer_orders)
+        return Approval(run, purchase_orders, transfer_orders, alerts)
+
+
+def _undone_alerts(uow: UnitOfWork, run: PlanRun, today: date) -> int:
+    """Alerts for what an approved plan leaves undone, so that the sites meet it forewarned: each site left short
+    of a drug over the horizon (its pharmacy will have patients it cannot serve), and each lot the plan expects to
+    expire unused (its pharmacy may still return or use it). Returns how many were raised."""
+    assert run.inputs is not None
+    sites, drugs = run.inputs["sites"], run.inputs["drugs"]
+    raised = 0
+    for undone in _undone(uow, run):
+        if undone.kind == "shortage":
+            message = (f"plan run {run.id} leaves {undone.site} short of {undone.units} units of {undone.drug} over "
+                       f"the next {run.horizon_days} days: {undone.why}")
+            key = f"planned_shortage:{run.id}:{undone.site}:{undone.drug}"
+        else:
+            message = (f"plan run {run.id} expects {undone.units} units of {undone.drug} lot {undone.lot_number} at "
+                       f"{undone.site} to expire unused: {undone.why}")
+            key = f"planned_waste:{run.id}:{undone.lot_id}"
+        raised += raise_alert(uow, run.consortium_id, f"planned_{undone.kind}", key, sites[undone.site],
+                              drugs[undone.drug], undone.lot_id, message, today)
+    return raised

@@ -386,6 +386,8 @@ class ApprovalSchema(Schema):
     run = fields.Nested(PlanRunSchema)
     purchase_orders = fields.List(fields.Nested(PurchaseOrderSchema))
     transfer_orders = fields.List(fields.Nested(TransferOrderSchema))
+    alerts = fields.Integer(metadata={"description": "alerts raised for what the plan leaves undone: a site short of "
+                                                     "a drug over the horizon, a lot expected to expire unused"})
 
 
 class AlertSchema(Schema):
@@ -399,6 +401,6 @@ class AlertSchema(Schema):
 
 
 class AlertQuerySchema(Schema):
-    kind = fields.String(validate=validate.OneOf(["near_expiry", "low_stock"]))
+    kind = fields.String(validate=validate.OneOf(["near_expiry", "low_stock", "planned_shortage", "planned_waste"]))
     site_id = fields.Integer()
     since = fields.Date()

@@ -596,8 +596,9 @@ def cancel_transfer(uow: UnitOfWork, order_id: int, note: str) -> TransferView:
 
 # Alerts and reservations --------------------------------------------------------------------------------
 
-def _raise_alert(uow: UnitOfWork, consortium_id: int, kind: str, key: str, site_id: int, drug_id: int,
-                 lot_id: int | None, message: str, today: date) -> bool:
+def raise_alert(uow: UnitOfWork, consortium_id: int, kind: str, key: str, site_id: int, drug_id: int,
+                lot_id: int | None, message: str, today: date) -> bool:
+    """Raise an alert unless one with the same key was raised today; True if it was raised."""
     exists = uow.session.scalars(select(Alert.id).where(Alert.consortium_id == consortium_id, Alert.key == key,
                                                         Alert.raised_on == today)).first()
     if exists:
@@ -619,7 +620,7 @@ def raise_near_expiry_alerts(uow: UnitOfWork, days: int) -> int:
             left = (lot.expiry_date - today).days
             message = (f"{lot.quantity} units of {drug_code} lot {lot.lot_number} at {site_code} "
                        + (f"expire in {left} days" if left > 0 else "have expired: write them off"))
-            raised += _raise_alert(uow, lot.consortium_id, "near_expiry", f"near_expiry:lot:{lot.id}", lot.site_id,
+            raised += raise_alert(uow, lot.consortium_id, "near_expiry", f"near_expiry:lot:{lot.id}", lot.site_id,
                                    lot.drug_id, lot.id, message, today)
         uow.commit()
         return raised
@@ -645,7 +646,7 @@ def raise_low_stock_alerts(uow: UnitOfWork, cover_days: int, history_days: int =
             site = sites[site_id]
             message = (f"{names.get(drug_id, drug_id)} at {site.code}: {have} units available cover "
                        f"{have / daily:.1f} days of usage ({daily:.1f}/day); less than {cover_days} days")
-            raised += _raise_alert(uow, site.consortium_id, "low_stock", f"low_stock:{site_id}:{drug_id}", site_id,
+            raised += raise_alert(uow, site.consortium_id, "low_stock", f"low_stock:{site_id}:{drug_id}", site_id,
                                    drug_id, None, message, today)
         uow.commit()
         return raised

@@ -368,9 +368,13 @@ SORTS = {"drug": lambda line, names: names[line.drug_id].code, "site": lambda li
          "cost": lambda line, names: line.cost}
 
 
+UNDONE_SHOWN = 50  # of each kind, costliest first: a province plan may leave thousands
+
+
 def _plan_tables(run_id: int, run: Any) -> dict[str, Any]:
     if run.status not in ("succeeded", "approved"):
-        return {"purchases": [], "transfers": [], "drugs": {}, "sites": {}, "sort": "cost"}
+        return {"purchases": [], "transfers": [], "drugs": {}, "sites": {}, "sort": "cost", "shortages": [],
+                "waste": []}
     sort = request.args.get("sort", "cost")
     key = SORTS.get(sort.lstrip("-"), SORTS["cost"])
     lines = plan_runs.plan_lines(uow(), run_id)
@@ -379,9 +383,11 @@ def _plan_tables(run_id: int, run: Any) -> dict[str, Any]:
         sites = {s.id: s.code for s in work.session.scalars(select(Site))}
         suppliers = {s.id: s.name for s in work.session.scalars(select(procurement.Supplier))}
     ordered = sorted(lines, key=lambda line: key(line, drugs), reverse=sort.startswith("-") or sort == "cost")
+    undone = plan_runs.plan_undone(uow(), run_id)
     return {"purchases": [x for x in ordered if x.kind == "purchase"],
             "transfers": [x for x in ordered if x.kind == "transfer"], "drugs": drugs, "sites": sites,
-            "suppliers": suppliers, "sort": sort}
+            "suppliers": suppliers, "sort": sort, "shortages": [u for u in undone if u.kind == "shortage"],
+            "waste": [u for u in undone if u.kind == "waste"], "undone_shown": UNDONE_SHOWN}
 
 
 @web.route("/plans/<int:run_id>/lines")

@@ -12,9 +12,9 @@ from pharmacy.principal import Role, system_for
 from pharmacy.procurement.plan_runs import PlanSettings, execute_run
 from pharmacy.unit_of_work import UnitOfWork
 from tests.api.test_prescriptions import act, rx, send, stock
+from tests.api.test_procurement import leave_undone, run_plan
 from tests.api.test_procurement import market as market  # a fixture: the plan's drugs, history and offers
 from tests.api.test_procurement import queued_runs as queued_runs  # a fixture: plan runs wait in the queue
-from tests.api.test_procurement import run_plan
 from tests.factories import World, add_drug
 
 pytestmark = pytest.mark.usefixtures("clock")
@@ -372,3 +372,25 @@ def test_a_refusal_is_said_in_the_pages_language_and_in_english_as_the_api_says_
         "1 count lines cannot be applied; nothing was recorded · lot L1 counted 0 but 28 are reserved; release them " \
         "first"
     assert (lot()["quantity"], lot()["reserved"]) == (100, 28)  # nothing was written
+
+
+def test_the_plan_page_lists_what_the_plan_leaves_undone_costliest_first(client, world, people, market) -> None:
+    leave_undone(client, world)
+    run = run_plan(client, world, history_days=28)
+    sign_in(client, "wang")
+    page = client.get(f"/plans/{run['id']}").get_data(as_text=True)
+    assert "计划缺货" in page and "预计过期损耗" in page and "并向各机构提示" in page
+
+    def rows(table: str) -> list[list[str]]:
+        body = re.search(rf'<table id="{table}">.*?<tbody>(.*?)</tbody>', page, re.S).group(1)  # type: ignore[union-attr]
+        return [[html.unescape(c) for c in re.findall(r"<td[^>]*>([^<]*)</td>", row)]
+                for row in re.findall(r"<tr>(.*?)</tr>", body, re.S)]
+
+    short = next(s for s in run["result"]["shortages"] if s["drug"] == "DZP2.5")
+    assert ["DZP2.5", "A-C2", str(int(short["units"])), f"{short['penalty']:.2f}", short["why"]] in rows("shortages")
+    wasted = next(w for w in run["result"]["waste"] if w["drug"] == "DZP2.5")
+    assert ["DZP2.5", "D-NEAR", "A-LEAD", str(int(wasted["units"])), f"{wasted['value']:.2f}", wasted["why"]] \
+        in rows("waste")
+    for table in ("shortages", "waste"):
+        costs = [float(row[-2]) for row in rows(table)]
+        assert costs == sorted(costs, reverse=True)

@@ -474,3 +474,37 @@ def test_forecast_rejects_a_service_level_out_of_range(client, world) -> None:
     assert_problem(client.get("/api/forecasts?service_level=1.5", headers=world.a.headers("procurement")), 422,
                    "service_level")
 
+
+
+def leave_undone(client, world: World) -> dict:
+    """A drug the plan must leave short and partly wasted: no supplier offers diazepam, C2 uses a little of it,
+    and the lead hospital, which uses none, holds a lot of it about to expire."""
+    dzp = add_drug(client, world.a, "DZP2.5", pack_size=20)
+    stock(client, world, "C2", dzp, "D-C2", "2027-12-31", 28)
+    history(client, world, "C2", dzp, [1] * 28)  # all of it dispensed
+    stock(client, world, "LEAD", dzp, "D-NEAR", "2026-12-10", 500)
+    return dzp
+
+
+def test_approval_raises_alerts_at_the_sites_for_what_the_plan_leaves_undone(client, world, market) -> None:
+    dzp = leave_undone(client, world)
+    run = run_plan(client, world, history_days=28)
+    short = [s for s in run["result"]["shortages"] if s["drug"] == "DZP2.5"]
+    wasted = [w for w in run["result"]["waste"] if w["drug"] == "DZP2.5"]
+    assert [s["site"] for s in short] == ["A-C2"] and [w["site"] for w in wasted] == ["A-LEAD"]
+    officer = world.a.headers("procurement")
+    approved = client.post(f"/api/plan-runs/{run['id']}/approve", headers=officer).get_json()
+    alerts = client.get("/api/alerts", headers=officer).get_json()
+    planned = [a for a in alerts if a["kind"].startswith("planned_")]
+    assert approved["alerts"] == len(planned) == len(run["result"]["shortages"]) + len(run["result"]["waste"])
+    shortage = next(a for a in planned if a["kind"] == "planned_shortage" and a["drug_id"] == dzp["id"])
+    assert shortage["site_id"] == world.a.sites["C2"] and shortage["lot_id"] is None
+    assert shortage["message"].startswith(f"plan run {run['id']} leaves A-C2 short of {int(short[0]['units'])} units "
+                                          "of DZP2.5 over the next 30 days: ")
+    waste = next(a for a in planned if a["kind"] == "planned_waste" and a["drug_id"] == dzp["id"])
+    assert waste["site_id"] == world.a.sites["LEAD"] and waste["lot_id"] is not None
+    assert waste["message"].startswith(f"plan run {run['id']} expects {int(wasted[0]['units'])} units of DZP2.5 "
+                                       "lot D-NEAR at A-LEAD to expire unused: ")
+    # Each site's pharmacist sees the site's own, by kind.
+    mine = client.get("/api/alerts?kind=planned_shortage", headers=world.a.headers("pharmacist_c2")).get_json()
+    assert {a["site_id"] for a in mine} == {world.a.sites["C2"]} and shortage["id"] in {a["id"] for a in mine}
