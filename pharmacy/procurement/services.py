@@ -16,7 +16,7 @@ from pharmacy import audit
 from pharmacy.catalog.models import Drug
 from pharmacy.consortium.models import Site
 from pharmacy.csv_import import read_csv
-from pharmacy.errors import Conflict, Message, NotFound, OutOfStock, ValidationFailed
+from pharmacy.errors import Conflict, DomainError, Message, NotFound, ValidationFailed
 from pharmacy.inventory.domain import CauseType, MovementKind
 from pharmacy.inventory.models import Lot, Movement, Reservation
 from pharmacy.inventory.services import Cause, hold_stock, receive_stock, release_stock, send_stock
@@ -696,7 +696,7 @@ def release_expired_reservations(uow: UnitOfWork) -> int:
                 savepoint = uow.session.begin_nested()
                 try:
                     hold_stock(uow, site_id, drug_id, units, supply_until, cause)
-                except OutOfStock:
+                except DomainError:  # short of usable stock (or the drug retired since): it stays released
                     savepoint.rollback()
                 else:
                     savepoint.commit()

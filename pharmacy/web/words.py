@@ -30,7 +30,8 @@ ACTIONS = (N_("accept"), N_("reject"), N_("return"), N_("prepare"), N_("dispense
 PRESCRIPTION_ACTIONS = (N_("stock_arrived"), N_("dispense_part"), N_("dispense_all"), N_("hand_over"),
                         N_("hand_over_last"), N_("issue_due"), N_("issue_awaits_stock"), N_("expire"),
                         N_("stock arrived"), N_("dispense part"), N_("dispense all"), N_("hand over"),
-                        N_("hand over last"), N_("issue due"), N_("issue awaits stock"), N_("rejection"))
+                        N_("hand over last"), N_("issue due"), N_("issue awaits stock"))
+REASON_KINDS = (N_("rejection"),)  # whose reason codes a refusal lists ("return" is an action too)
 # What a refusal says was not found, or may not be acted for.
 THINGS = (N_("API key"), N_("drug"), N_("lot"), N_("movement"), N_("offer"), N_("plan run"), N_("prescription"),
           N_("purchase order"), N_("reservation"), N_("site"), N_("supplier"), N_("transfer order"),

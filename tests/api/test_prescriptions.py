@@ -347,6 +347,20 @@ def test_stock_held_on_a_lot_that_expires_is_released_when_the_site_cannot_hold_
     assert body["status"] == "routed"
 
 
+def test_stock_held_on_an_expired_lot_of_a_drug_retired_since_is_released_and_the_job_goes_on(
+        client, world, drugs, clock):
+    stock(client, world, "C1", drugs["AML5"], "SOON", "2026-11-25", 28)
+    stock(client, world, "C1", drugs["AML5"], "LATER", "2027-06-30", 100)
+    send(client, world, two_days())
+    admin = world.a.headers("admin")
+    etag = client.get(f"/api/drugs/{drugs['AML5']['id']}", headers=admin).headers["ETag"]
+    assert client.patch(f"/api/drugs/{drugs['AML5']['id']}", json={"active": False},
+                        headers={**admin, "If-Match": etag}).status_code == 200
+    clock.advance(days=3)
+    assert release_expired_reservations(UnitOfWork(factory(client), SYSTEM, clock)) == 28
+    assert held_per_lot(client, world) == {"SOON": 0, "LATER": 0}
+
+
 def test_long_prescription_installments_are_reserved_before_they_fall_due(client, world, drugs, clock):
     stock(client, world, "C1", drugs["AML5"], "L1", "2027-06-30", 200)
     body = rx(kind="long", items=[{"drug_code": "AML5", "quantity": 28, "supply_days": 28, "repeats": 2,
