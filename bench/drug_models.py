@@ -188,7 +188,7 @@ class SiteBlocks:
             ties.append("tier_prices_every_pack" in name or
                         (("lot_balance" in name or "only_surplus_moves" in name) and sites > 1))
         matrix = csr_matrix((coefs, (rows, cols)), shape=(len(prob.constraints), len(variables)))
-        self.row_low, self.row_high, tie = np.array(low), np.array(high), np.array(ties)
+        row_low, row_high, tie = np.array(low), np.array(high), np.array(ties)
         self.master_rows = matrix[tie]
         own = matrix[~tie]
         touching = own.T @ own
@@ -197,9 +197,9 @@ class SiteBlocks:
         for b in range(count):
             cols_b = np.flatnonzero(label == b)
             rows_b = np.flatnonzero(np.asarray(abs(own[:, cols_b]).sum(axis=1)).ravel() > 0)
-            self.blocks.append((cols_b, self._block(own[rows_b][:, cols_b], self.row_low[~tie][rows_b],
-                                                    self.row_high[~tie][rows_b], cols_b)))
-        self.tie_low, self.tie_high = self.row_low[tie], self.row_high[tie]
+            self.blocks.append((cols_b, self._block(own[rows_b][:, cols_b], row_low[~tie][rows_b],
+                                                    row_high[~tie][rows_b], cols_b)))
+        self.tie_low, self.tie_high = row_low[tie], row_high[tie]
 
     def _block(self, rows: csr_matrix, low: np.ndarray, high: np.ndarray, cols: np.ndarray) -> highspy.Highs:
         block = highspy.Highs()

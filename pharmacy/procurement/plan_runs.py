@@ -163,9 +163,9 @@ def _undone(uow: UnitOfWork, run: PlanRun) -> list[Undone]:
     lot_numbers = dict(uow.session.execute(select(StockLot.id, StockLot.lot_number).where(
         StockLot.id.in_([lot_id for _, lot_id in wasted]))).all()) if wasted else {}
     undone = [Undone("shortage", s["drug"], s["site"], units, s["penalty"], s["why"])
-              for s in result.get("shortages", []) if (units := math.floor(s["units"] + 1e-6)) > 0]
+              for s in result.get("shortages", []) if (units := _whole(s["units"])) > 0]
     undone += [Undone("waste", w["drug"], w["site"], units, w["value"], w["why"], lot_id, lot_numbers[lot_id])
-               for w, lot_id in wasted if (units := math.floor(w["units"] + 1e-6)) > 0 and lot_id in lot_numbers]
+               for w, lot_id in wasted if (units := _whole(w["units"])) > 0 and lot_id in lot_numbers]
     return sorted(undone, key=lambda u: -u.cost)
 
 
@@ -238,6 +238,11 @@ def assemble_problem(uow: UnitOfWork, run: PlanRun, settings: PlanSettings) -> d
 
 def _id(token: str) -> int:
     return int(token[1:])  # "O12" -> 12, "L7" -> 7
+
+
+def _whole(units: float) -> int:
+    """Units as a stored plan gives them, whole (they are; a run stored before plans were whole is floored)."""
+    return math.floor(units + 1e-6)
 
 
 # Executing runs -----------------------------------------------------------------------------------------
@@ -613,7 +618,7 @@ def approve_plan(uow: UnitOfWork, run_id: int) -> Approval:
             purchase_orders.append(order)
         by_pair: dict[tuple[int, int], list[tuple[PlanLine, int]]] = defaultdict(list)
         for line in lines:
-            units = math.floor(line.units + 1e-6)  # whole already; a run stored before plans were is floored
+            units = _whole(line.units)
             if line.kind == "transfer" and units > 0:
                 by_pair[(line.from_site_id, line.site_id)].append((line, units))  # type: ignore[index]
         lot_expiry = dict(uow.session.execute(select(StockLot.id, StockLot.expiry_date).where(StockLot.id.in_(

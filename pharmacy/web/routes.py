@@ -346,11 +346,18 @@ def plans() -> ResponseReturnValue:
     return render_template("plans.html", runs=runs)
 
 
+UNDONE_SHOWN = 50  # of each kind, costliest first: a province plan may leave thousands
+
+
 @web.route("/plans/<int:run_id>")
 @roles(*OFFICERS)
 def plan(run_id: int) -> ResponseReturnValue:
     run = plan_runs.get_plan_run(uow(), run_id)
-    return render_template("plan.html", run=run, **_plan_tables(run_id, run))
+    # What the plan leaves undone is shown once, below the lines; re-sorting the lines does not read it again.
+    undone = plan_runs.plan_undone(uow(), run_id) if run.status in ("succeeded", "approved") else []
+    return render_template("plan.html", run=run, **_plan_tables(run_id, run), undone_shown=UNDONE_SHOWN,
+                           shortages=[u for u in undone if u.kind == "shortage"],
+                           waste=[u for u in undone if u.kind == "waste"])
 
 
 @web.route("/plans/<int:run_id>/progress")
@@ -368,13 +375,9 @@ SORTS = {"drug": lambda line, names: names[line.drug_id].code, "site": lambda li
          "cost": lambda line, names: line.cost}
 
 
-UNDONE_SHOWN = 50  # of each kind, costliest first: a province plan may leave thousands
-
-
 def _plan_tables(run_id: int, run: Any) -> dict[str, Any]:
     if run.status not in ("succeeded", "approved"):
-        return {"purchases": [], "transfers": [], "drugs": {}, "sites": {}, "sort": "cost", "shortages": [],
-                "waste": []}
+        return {"purchases": [], "transfers": [], "drugs": {}, "sites": {}, "sort": "cost"}
     sort = request.args.get("sort", "cost")
     key = SORTS.get(sort.lstrip("-"), SORTS["cost"])
     lines = plan_runs.plan_lines(uow(), run_id)
@@ -383,11 +386,9 @@ def _plan_tables(run_id: int, run: Any) -> dict[str, Any]:
         sites = {s.id: s.code for s in work.session.scalars(select(Site))}
         suppliers = {s.id: s.name for s in work.session.scalars(select(procurement.Supplier))}
     ordered = sorted(lines, key=lambda line: key(line, drugs), reverse=sort.startswith("-") or sort == "cost")
-    undone = plan_runs.plan_undone(uow(), run_id)
     return {"purchases": [x for x in ordered if x.kind == "purchase"],
             "transfers": [x for x in ordered if x.kind == "transfer"], "drugs": drugs, "sites": sites,
-            "suppliers": suppliers, "sort": sort, "shortages": [u for u in undone if u.kind == "shortage"],
-            "waste": [u for u in undone if u.kind == "waste"], "undone_shown": UNDONE_SHOWN}
+            "suppliers": suppliers, "sort": sort}
 
 
 @web.route("/plans/<int:run_id>/lines")
