@@ -8,7 +8,7 @@ from typing import Any
 from flask import Flask
 from flask_smorest import Api
 
-from pharmacy import auth
+from pharmacy import auth, retries
 from pharmacy.config import load_config
 from pharmacy.db import Database
 from pharmacy.errors import register_error_handlers
@@ -45,6 +45,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     from pharmacy.web import init_web
 
     init_web(app)
+    retries.init_app(app)  # last: it wraps every view registered above
     if app.config.get("RUN_SCHEDULER"):
         from pharmacy.scheduler import start_scheduler_when_free
 
@@ -64,7 +65,7 @@ def _plan_runner(app: Flask, database: Database) -> None:
 def _import_models() -> None:
     # Every mapped class must be imported before the first query so relationships and the tenancy
     # filter see the whole schema.
-    from pharmacy import models  # noqa: F401
+    from pharmacy import idempotency, models  # noqa: F401
 
 
 def _register_blueprints(api: Api) -> None:

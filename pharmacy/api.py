@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from flask import current_app, request
+from flask import current_app, g, request
 from flask_smorest import Blueprint
 
 from pharmacy.auth import current_principal
@@ -23,9 +23,13 @@ def current_clock() -> Clock:
 
 
 def request_uow() -> UnitOfWork:
-    """A unit of work for the authenticated principal of this request."""
-    database = current_app.extensions["pharmacy_db"]
-    return UnitOfWork(database.session_factory, current_principal(), current_clock())
+    """The request's unit of work, for its authenticated principal: one per request, so that what wraps a view
+    (an idempotent claim) and the service the view calls share one transaction."""
+    uow = g.get("unit_of_work")
+    if uow is None:
+        database = current_app.extensions["pharmacy_db"]
+        uow = g.unit_of_work = UnitOfWork(database.session_factory, current_principal(), current_clock())
+    return uow
 
 
 def paginate(blp: Blueprint) -> Callable[[F], F]:

@@ -5,6 +5,7 @@ from pharmacy.audit import AuditEntry
 from pharmacy.catalog.models import Drug, FormularyEntry, LocalCode
 from pharmacy.consortium.models import Consortium, Site
 from pharmacy.db import Base
+from pharmacy.idempotency import IdempotentRequest
 from pharmacy.inventory.models import Lot, Movement, Reservation, Stocktake
 from pharmacy.prescriptions.models import (
     Dispense,
@@ -38,6 +39,7 @@ __all__ = [
     "Dispense",
     "Drug",
     "FormularyEntry",
+    "IdempotentRequest",
     "JobRun",
     "LocalCode",
     "Lot",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date
@@ -27,6 +29,49 @@ class CauseType(StrEnum):
     PURCHASE_ORDER = "purchase_order"
     COUNT = "count"
     MANUAL = "manual"
+
+
+# Causes that are rows of the service: their id is the row's id. A manual cause names its own reference.
+ROW_CAUSES = frozenset({CauseType.PRESCRIPTION, CauseType.TRANSFER, CauseType.PURCHASE_ORDER, CauseType.COUNT})
+# What stock may be held for: a routed prescription, a transfer promised to another site, or a pharmacist's own
+# hold (a ward's stock, a recall under investigation) under a reference of their choosing.
+HOLD_CAUSES = frozenset({CauseType.PRESCRIPTION, CauseType.TRANSFER, CauseType.MANUAL})
+
+
+@dataclass(frozen=True)
+class Cause:
+    """What caused a movement or a hold: a prescription, a transfer, a purchase order, a count (each by its row
+    id), or a manual cause with a reference of its own."""
+
+    type: CauseType
+    id: str
+
+    @property
+    def row_id(self) -> int | None:
+        """The id of the row that caused it; None for a manual cause (or an id that names no row)."""
+        if self.type in ROW_CAUSES and self.id.isascii() and self.id.isdigit() and len(self.id) <= 18:
+            return int(self.id)
+        return None
+
+    @property
+    def may_hold(self) -> bool:
+        """Whether stock may be held for it: a prescription or a transfer named by its row, or a manual hold."""
+        if self.type is CauseType.MANUAL:
+            return bool(self.id.strip())
+        return self.type in HOLD_CAUSES and self.row_id is not None
+
+
+_SPACES = re.compile(r"\s+")
+
+
+def normalise_lot_number(raw: str) -> str:
+    """The one spelling of a lot number, so that look-alikes are one lot: compatibility forms folded (full-width
+    digits and letters, NFKC), invisible format characters (zero-width spaces) dropped, every kind of dash a
+    hyphen-minus, runs of spaces one space, no space at either end, letters in upper case (printed lot numbers
+    do not distinguish case)."""
+    folded = unicodedata.normalize("NFKC", raw)
+    kept = "".join("-" if unicodedata.category(c) == "Pd" else c for c in folded if unicodedata.category(c) != "Cf")
+    return _SPACES.sub(" ", kept).strip().upper()
 
 
 # Which reason codes each kind of movement accepts, and the sign its quantity must have

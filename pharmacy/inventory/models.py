@@ -2,10 +2,22 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from sqlalchemy import CheckConstraint, Date, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    CheckConstraint,
+    ColumnElement,
+    Date,
+    Enum,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from pharmacy.db import Base, UTCDateTime, utcnow
+from pharmacy.inventory.domain import Cause, CauseType
 from pharmacy.tenancy import ConsortiumOwned
 
 
@@ -57,12 +69,23 @@ class Movement(ConsortiumOwned, Base):
 
 
 class Reservation(ConsortiumOwned, Base):
-    """Stock of one lot held for a cause (a prescription) until consumed, released or expired."""
+    """Stock of one lot held for a cause until consumed, released or expired.
+
+    The cause is typed: a prescription or a transfer order by its row (a foreign key, so a hold never names a
+    row that does not exist), or a pharmacist's manual hold by a reference of their own.
+    """
 
     __tablename__ = "reservations"
     __table_args__ = (
         CheckConstraint("quantity > 0", name="quantity_positive"),
-        Index("ix_reservations_cause", "cause_type", "cause_id"),
+        CheckConstraint(
+            "(cause_type = 'prescription' AND prescription_id IS NOT NULL AND transfer_order_id IS NULL "
+            "AND reference IS NULL) OR "
+            "(cause_type = 'transfer' AND transfer_order_id IS NOT NULL AND prescription_id IS NULL "
+            "AND reference IS NULL) OR "
+            "(cause_type = 'manual' AND reference IS NOT NULL AND prescription_id IS NULL "
+            "AND transfer_order_id IS NULL)", name="one_typed_cause"),
+        Index("ix_reservations_held_lot", "status", "lot_id"),
     )
     __acting_site__ = "site_id"
 
@@ -72,11 +95,42 @@ class Reservation(ConsortiumOwned, Base):
     drug_id: Mapped[int] = mapped_column(ForeignKey("drugs.id"))
     quantity: Mapped[int] = mapped_column(Integer)
     status: Mapped[str] = mapped_column(String(20), default="held")  # held | consumed | released
-    cause_type: Mapped[str] = mapped_column(String(30))
-    cause_id: Mapped[str] = mapped_column(String(60))
+    cause_type: Mapped[CauseType] = mapped_column(Enum(
+        CauseType, native_enum=False, length=30, values_callable=lambda kinds: [k.value for k in kinds],
+        validate_strings=True))
+    prescription_id: Mapped[int | None] = mapped_column(ForeignKey("prescriptions.id"), index=True)
+    transfer_order_id: Mapped[int | None] = mapped_column(ForeignKey("transfer_orders.id"), index=True)
+    reference: Mapped[str | None] = mapped_column(String(60))
     supply_until: Mapped[date] = mapped_column(Date)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    @staticmethod
+    def cause_columns(cause: Cause) -> dict[str, object]:
+        """The columns that name ``cause`` on a hold."""
+        return {"cause_type": cause.type, "prescription_id": cause.row_id if cause.type is CauseType.PRESCRIPTION
+                else None, "transfer_order_id": cause.row_id if cause.type is CauseType.TRANSFER else None,
+                "reference": cause.id if cause.type is CauseType.MANUAL else None}
+
+    @classmethod
+    def held_for(cls, cause: Cause) -> ColumnElement[bool]:
+        """The SQL twin of "this hold is for ``cause``"."""
+        if cause.type is CauseType.PRESCRIPTION:
+            return cls.prescription_id == cause.row_id
+        if cause.type is CauseType.TRANSFER:
+            return cls.transfer_order_id == cause.row_id
+        return (cls.cause_type == cause.type) & (cls.reference == cause.id)
+
+    @property
+    def cause(self) -> Cause:
+        ref = self.prescription_id if self.cause_type is CauseType.PRESCRIPTION else \
+            self.transfer_order_id if self.cause_type is CauseType.TRANSFER else self.reference
+        return Cause(self.cause_type, str(ref))
+
+    @property
+    def cause_id(self) -> str:
+        """The cause as the API names it: the row's id, or the manual hold's reference."""
+        return self.cause.id
 
 
 class Stocktake(ConsortiumOwned, Base):

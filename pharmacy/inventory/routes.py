@@ -8,6 +8,7 @@ from flask_smorest import Blueprint
 
 from pharmacy.api import page_items, page_request, paginate, request_uow
 from pharmacy.auth import requires
+from pharmacy.idempotency import KEY_PARAMETER, idempotent
 from pharmacy.inventory import services
 from pharmacy.inventory.domain import CauseType, MovementKind
 from pharmacy.inventory.schemas import (
@@ -45,6 +46,8 @@ def _cause(data: dict[str, Any]) -> services.Cause | None:
 @blp.route("/receipts")
 class ReceiptsView(MethodView):
     @requires(Role.PHARMACIST)
+    @idempotent("inventory.receipt", request_uow)
+    @blp.doc(parameters=[KEY_PARAMETER])
     @blp.arguments(ReceiptSchema)
     @blp.response(201, MovementSchema)
     def post(self, data: dict[str, Any]) -> Any:
@@ -77,6 +80,8 @@ class LotMovementsView(MethodView):
         return {"lot": lot, "movements": movements}
 
     @requires(Role.PHARMACIST)
+    @idempotent("inventory.movement", request_uow)
+    @blp.doc(parameters=[KEY_PARAMETER])
     @blp.arguments(MovementInputSchema)
     @blp.response(201, MovementSchema)
     def post(self, data: dict[str, Any], lot_id: int) -> Any:
@@ -88,6 +93,8 @@ class LotMovementsView(MethodView):
 @blp.route("/movements/<int:movement_id>/reverse")
 class ReverseView(MethodView):
     @requires(Role.PHARMACIST)
+    @idempotent("inventory.reversal", request_uow)
+    @blp.doc(parameters=[KEY_PARAMETER])
     @blp.arguments(ReversalSchema)
     @blp.response(201, MovementSchema)
     def post(self, data: dict[str, Any], movement_id: int) -> Any:
@@ -98,6 +105,8 @@ class ReverseView(MethodView):
 @blp.route("/reservations")
 class ReservationsView(MethodView):
     @requires(Role.PHARMACIST)
+    @idempotent("inventory.reservation", request_uow)
+    @blp.doc(parameters=[KEY_PARAMETER])
     @blp.arguments(ReservationInputSchema)
     @blp.response(201, ReservationSchema(many=True))
     def post(self, data: dict[str, Any]) -> Any:
@@ -119,6 +128,8 @@ class ReleaseView(MethodView):
 @blp.route("/dispenses")
 class DispensesView(MethodView):
     @requires(Role.PHARMACIST)
+    @idempotent("inventory.dispense", request_uow)
+    @blp.doc(parameters=[KEY_PARAMETER])
     @blp.arguments(DispenseInputSchema)
     @blp.response(201, MovementSchema(many=True))
     def post(self, data: dict[str, Any]) -> Any:
@@ -133,6 +144,8 @@ class DispensesView(MethodView):
 @blp.route("/stocktakes")
 class StocktakesView(MethodView):
     @requires(Role.PHARMACIST)
+    @idempotent("inventory.stocktake", request_uow)
+    @blp.doc(parameters=[KEY_PARAMETER])
     @blp.arguments(StocktakeInputSchema)
     @blp.response(201, StocktakeSchema)
     def post(self, data: dict[str, Any]) -> Any:

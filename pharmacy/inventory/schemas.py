@@ -86,8 +86,10 @@ class ReservationInputSchema(Schema):
     drug_id = fields.Integer(required=True)
     quantity = quantity_field(required=True)
     supply_until = fields.Date(required=True, metadata={"description": "lots must last until this day"})
-    cause_type = fields.String(required=True, validate=validate.OneOf(CAUSE_TYPES))
-    cause_id = fields.String(required=True, validate=validate.Length(1, 60))
+    cause_type = fields.String(required=True, validate=validate.OneOf([CauseType.MANUAL.value]), metadata={
+        "description": "stock is held here by hand; a prescription's is held by routing it, a transfer's by its order"})
+    cause_id = fields.String(required=True, validate=validate.Length(1, 60),
+                             metadata={"description": "your own reference for the hold (a ward, a recall)"})
 
 
 class ReservationSchema(Schema):

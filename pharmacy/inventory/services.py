@@ -1,8 +1,9 @@
 """Use cases of lot-level stock: receipts, movements, reversals, reservations, dispensing, counts.
 
 Every change of a lot goes through :func:`_move`, which writes the ledger movement and the lot's
-quantity together, under the lot's row lock. Locks are always taken in lot-id order, so two
-transactions touching the same lots cannot deadlock.
+quantity together, under the lot's row lock. Locks on lots are taken in lot-id order, and a use case that
+touches several drugs at a site locks all their lots in one statement first (:func:`lock_stock`), so two
+transactions touching the same lots in any order of drugs cannot deadlock.
 """
 
 from __future__ import annotations
@@ -13,18 +14,21 @@ from datetime import date, timedelta
 from typing import Any
 
 from sqlalchemy import and_, case, func, select
+from sqlalchemy.exc import IntegrityError
 
 from pharmacy.catalog.models import Drug
 from pharmacy.consortium.models import Site
 from pharmacy.errors import Conflict, Message, OutOfStock, ValidationFailed
 from pharmacy.inventory.domain import (
     Allocation,
+    Cause,
     CauseType,
     LotStock,
     MovementKind,
     allocate_fefo,
     check_movement,
     is_usable,
+    normalise_lot_number,
 )
 from pharmacy.inventory.models import Lot, Movement, Reservation, Stocktake
 from pharmacy.pagination import Page, PageRequest, fetch_page
@@ -32,13 +36,7 @@ from pharmacy.unit_of_work import UnitOfWork
 
 HELD, CONSUMED, RELEASED = "held", "consumed", "released"
 
-
-@dataclass(frozen=True)
-class Cause:
-    """What caused a movement or a reservation: a prescription, a transfer, a purchase order, a count."""
-
-    type: CauseType
-    id: str
+__all__ = ["Cause"]  # the cause of a movement or a hold, kept where its users have always imported it from
 
 
 def _move(uow: UnitOfWork, lot: Lot, kind: MovementKind, quantity: int, reason_code: str, *,
@@ -77,10 +75,26 @@ def _active_drug(uow: UnitOfWork, drug_id: int) -> Drug:
 
 
 def _lock_lots(uow: UnitOfWork, site_id: int, drug_id: int) -> list[Lot]:
-    return list(uow.session.scalars(
-        select(Lot).where(Lot.site_id == site_id, Lot.drug_id == drug_id).order_by(Lot.id).with_for_update()
-        # A lock is only worth its fresh values: refresh rows this session may have loaded before.
-        .execution_options(populate_existing=True)))
+    return lock_stock(uow, site_id, [drug_id]).get(drug_id, [])
+
+
+def lock_stock(uow: UnitOfWork, site_id: int, drug_ids: Sequence[int]) -> dict[int, list[Lot]]:
+    """Lock every lot of ``drug_ids`` at a site, in lot-id order, in one statement; the lots by drug.
+
+    A use case that will hold, dispense or move several drugs at a site calls this first: locking drug by drug
+    in the order a prescription lists them would let two prescriptions listing the same drugs in opposite
+    orders each wait for the other. Locking again rows a transaction holds costs nothing.
+    """
+    by_drug: dict[int, list[Lot]] = {drug_id: [] for drug_id in drug_ids}
+    if not drug_ids:
+        return by_drug
+    for lot in uow.session.scalars(
+            select(Lot).where(Lot.site_id == site_id, Lot.drug_id.in_(sorted(set(drug_ids)))).order_by(Lot.id)
+            .with_for_update()
+            # A lock is only worth its fresh values: refresh rows this session may have loaded before.
+            .execution_options(populate_existing=True)):
+        by_drug[lot.drug_id].append(lot)
+    return by_drug
 
 
 def _stock(lot: Lot) -> LotStock:
@@ -105,20 +119,44 @@ def receive_stock(uow: UnitOfWork, site_id: int, drug_id: int, lot_number: str, 
                                            day=expiry_date.isoformat()),
                                    {"expiry_date": expiry_date.isoformat()})
         units = quantity * drug.pack_size if unit == "pack" else quantity
-        lot = uow.session.scalars(select(Lot).where(
-            Lot.site_id == site_id, Lot.drug_id == drug_id, Lot.lot_number == lot_number).with_for_update()).first()
-        if lot is None:
-            lot = Lot(consortium_id=drug.consortium_id, site_id=site_id, drug_id=drug_id, lot_number=lot_number,
-                      expiry_date=expiry_date, quantity=0, reserved=0)
-            uow.session.add(lot)
-            uow.session.flush()
-        elif lot.expiry_date != expiry_date:
+        lot_number = normalise_lot_number(lot_number)
+        if not lot_number:
+            raise ValidationFailed(Message("the lot number printed on the goods is needed"), {"lot_number": "required"})
+        lot = _lot_to_receive(uow, drug, site_id, lot_number, expiry_date)
+        if lot.expiry_date != expiry_date:
             raise Conflict(Message("lot %(lot)s is known here with expiry %(known)s, not %(day)s", lot=lot_number,
                                    known=lot.expiry_date.isoformat(), day=expiry_date.isoformat()),
                            {"expiry_date": expiry_date.isoformat()})
         movement = _move(uow, lot, kind, units, reason_code, note=note, cause=cause)
         uow.commit()
         return movement
+
+
+def _lot_to_receive(uow: UnitOfWork, drug: Drug, site_id: int, lot_number: str, expiry_date: date) -> Lot:
+    """The site's lot of this number, locked; created if new. Two receipts creating the same new lot at once
+    both succeed: the second finds the first's row once it commits (the unique key makes it wait for it)."""
+    def locked() -> Lot | None:
+        return uow.session.scalars(select(Lot).where(
+            Lot.site_id == site_id, Lot.drug_id == drug.id, Lot.lot_number == lot_number).with_for_update()
+            .execution_options(populate_existing=True)).first()
+
+    lot = locked()
+    if lot is not None:
+        return lot
+    savepoint = uow.session.begin_nested()
+    lot = Lot(consortium_id=drug.consortium_id, site_id=site_id, drug_id=drug.id, lot_number=lot_number,
+              expiry_date=expiry_date, quantity=0, reserved=0)
+    uow.session.add(lot)
+    try:
+        uow.session.flush()
+    except IntegrityError:
+        savepoint.rollback()
+        found = locked()
+        if found is None:
+            raise
+        return found
+    savepoint.commit()
+    return lot
 
 
 MANUAL_KINDS = {MovementKind.EXPIRY_WRITE_OFF, MovementKind.RETURN, MovementKind.COUNT_ADJUSTMENT,
@@ -157,6 +195,15 @@ def reverse_movement(uow: UnitOfWork, movement_id: int, note: str) -> Movement:
 
 # Reservations and dispensing -------------------------------------------------------------------
 
+@dataclass(frozen=True)
+class StockNeed:
+    """Units of a drug wanted in lots that last until ``supply_until``."""
+
+    drug_id: int
+    quantity: int
+    supply_until: date
+
+
 def hold_stock(uow: UnitOfWork, site_id: int, drug_id: int, quantity: int, supply_until: date,
                cause: Cause) -> list[Reservation]:
     """Reserve ``quantity`` units first-expiry first-out for ``cause``.
@@ -164,29 +211,45 @@ def hold_stock(uow: UnitOfWork, site_id: int, drug_id: int, quantity: int, suppl
     No site check here: routing reserves at the pharmacy it chose on the prescriber's behalf. Entry
     points that act for a site (:func:`reserve_stock`) check it.
     """
+    return hold_all(uow, site_id, [StockNeed(drug_id, quantity, supply_until)], cause)
+
+
+def hold_all(uow: UnitOfWork, site_id: int, needs: Sequence[StockNeed], cause: Cause) -> list[Reservation]:
+    """Reserve every need at a site for ``cause``, first-expiry first-out, all or none (:class:`OutOfStock`
+    names the first drug short). The lots of all the needs' drugs are locked together first."""
+    if not cause.may_hold:
+        raise ValidationFailed(Message("stock is held for a prescription or a transfer (by its id) or by hand (with a "
+                                       "reference), not for %(type)s %(id)s", type=Message.word(cause.type.value),
+                                       id=cause.id), {"cause_type": cause.type.value, "cause_id": cause.id})
     with uow:
-        drug = _active_drug(uow, drug_id)
-        lots = _lock_lots(uow, site_id, drug_id)
-        by_id = {lot.id: lot for lot in lots}
-        allocations = allocate_fefo([_stock(lot) for lot in lots], quantity, uow.today(), supply_until,
-                                    drug=drug.code)
+        drugs = [_active_drug(uow, need.drug_id) for need in needs]
+        locked = lock_stock(uow, site_id, [need.drug_id for need in needs])
         reservations = []
-        for allocation in allocations:
-            lot = by_id[allocation.lot_id]
-            lot.reserved += allocation.quantity
-            reservation = Reservation(
-                consortium_id=lot.consortium_id, lot_id=lot.id, site_id=site_id, drug_id=drug_id,
-                quantity=allocation.quantity, status=HELD, cause_type=cause.type.value, cause_id=cause.id,
-                supply_until=supply_until, created_at=uow.now())
-            uow.session.add(reservation)
-            reservations.append(reservation)
+        for need, drug in zip(needs, drugs, strict=True):
+            lots = locked[need.drug_id]
+            by_id = {lot.id: lot for lot in lots}
+            for allocation in allocate_fefo([_stock(lot) for lot in lots], need.quantity, uow.today(),
+                                            need.supply_until, drug=drug.code):
+                lot = by_id[allocation.lot_id]
+                lot.reserved += allocation.quantity
+                reservation = Reservation(
+                    consortium_id=lot.consortium_id, lot_id=lot.id, site_id=site_id, drug_id=need.drug_id,
+                    quantity=allocation.quantity, status=HELD, supply_until=need.supply_until, created_at=uow.now(),
+                    **Reservation.cause_columns(cause))
+                uow.session.add(reservation)
+                reservations.append(reservation)
         uow.commit()
         return reservations
 
 
 def reserve_stock(uow: UnitOfWork, site_id: int, drug_id: int, quantity: int, supply_until: date,
                   cause: Cause) -> list[Reservation]:
-    """Reserve stock at the caller's own site."""
+    """A pharmacist's own hold at their site (a ward's stock, a recall being looked into), under a reference of
+    their own: a prescription's stock is held by routing it, a transfer's by its order."""
+    if cause.type is not CauseType.MANUAL:
+        raise ValidationFailed(Message("stock is held by hand with a manual cause and a reference of your own; a "
+                                       "prescription's stock is held by routing it, a transfer's by its order"),
+                               {"cause_type": cause.type.value})
     with uow:
         uow.ensure_acts_for(site_id, what=Message("site %(id)s", id=site_id))
         uow.get(Site, site_id, what="site")
@@ -196,8 +259,9 @@ def reserve_stock(uow: UnitOfWork, site_id: int, drug_id: int, quantity: int, su
 
 
 def _held(uow: UnitOfWork, cause: Cause, site_id: int | None = None, drug_id: int | None = None) -> list[Reservation]:
-    stmt = select(Reservation).where(Reservation.cause_type == cause.type.value, Reservation.cause_id == cause.id,
-                                     Reservation.status == HELD)
+    if not cause.may_hold:
+        return []  # nothing can be held for it
+    stmt = select(Reservation).where(Reservation.held_for(cause), Reservation.status == HELD)
     if site_id is not None:
         stmt = stmt.where(Reservation.site_id == site_id)
     if drug_id is not None:
@@ -364,9 +428,8 @@ def _consume(uow: UnitOfWork, held: list[Reservation], quantity: int) -> int:
             reservation.quantity -= take
             uow.session.add(Reservation(
                 consortium_id=reservation.consortium_id, lot_id=reservation.lot_id, site_id=reservation.site_id,
-                drug_id=reservation.drug_id, quantity=take, status=CONSUMED, cause_type=reservation.cause_type,
-                cause_id=reservation.cause_id, supply_until=reservation.supply_until, created_at=uow.now(),
-                closed_at=uow.now()))
+                drug_id=reservation.drug_id, quantity=take, status=CONSUMED, supply_until=reservation.supply_until,
+                created_at=uow.now(), closed_at=uow.now(), **Reservation.cause_columns(reservation.cause)))
         consumed += take
     return consumed
 
@@ -467,18 +530,11 @@ def record_stocktake(uow: UnitOfWork, site_id: int, lines: Sequence[CountLine], 
 
 def _found_lot(uow: UnitOfWork, site_id: int, line: CountLine, index: int,
                problems: list[dict[str, Any]]) -> Lot | None:
-    if line.drug_id is None or not line.lot_number or line.expiry_date is None:
+    lot_number = normalise_lot_number(line.lot_number or "")
+    if line.drug_id is None or not lot_number or line.expiry_date is None:
         problems.append({"line": index, "reason": Message("name a lot_id, or drug_id, lot_number and expiry_date")})
         return None
-    drug = uow.get(Drug, line.drug_id, what="drug")
-    lot = uow.session.scalars(select(Lot).where(Lot.site_id == site_id, Lot.drug_id == drug.id,
-                                                Lot.lot_number == line.lot_number).with_for_update()).first()
-    if lot is None:
-        lot = Lot(consortium_id=drug.consortium_id, site_id=site_id, drug_id=drug.id, lot_number=line.lot_number,
-                  expiry_date=line.expiry_date, quantity=0, reserved=0)
-        uow.session.add(lot)
-        uow.session.flush()
-    return lot
+    return _lot_to_receive(uow, uow.get(Drug, line.drug_id, what="drug"), site_id, lot_number, line.expiry_date)
 
 
 # Reads ---------------------------------------------------------------------------------------------

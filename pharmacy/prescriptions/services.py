@@ -21,7 +21,15 @@ from pharmacy.consortium.models import Site
 from pharmacy.errors import Conflict, DomainError, Message, NotFound, OutOfStock, ValidationFailed
 from pharmacy.inventory.domain import CauseType
 from pharmacy.inventory.models import Lot
-from pharmacy.inventory.services import Cause, LotChoice, dispense_stock, hold_stock, release_stock
+from pharmacy.inventory.services import (
+    Cause,
+    LotChoice,
+    StockNeed,
+    dispense_stock,
+    hold_all,
+    lock_stock,
+    release_stock,
+)
 from pharmacy.pagination import Page, PageRequest, fetch_page
 from pharmacy.prescriptions.domain import (
     BEFORE_DISPENSING,
@@ -278,9 +286,7 @@ def _route(uow: UnitOfWork, rx: Prescription, *, event: str, exclude: frozenset[
             break
         savepoint = uow.session.begin_nested()
         try:
-            for need in needs:
-                hold_stock(uow, choice.candidate.site_id, need.item.drug_id, need.item.quantity, need.supply_until,
-                           _cause(rx))
+            _hold_needs(uow, rx, choice.candidate.site_id, needs)
         except OutOfStock:
             savepoint.rollback()  # taken meanwhile by another prescription: try the next pharmacy
             continue
@@ -513,9 +519,12 @@ def stock_arrived(uow: UnitOfWork, rx_id: int) -> PrescriptionView:
 
 def _reserve_issue(uow: UnitOfWork, rx: Prescription) -> None:
     """Hold every item of the current issue at the prescription's pharmacy (OutOfStock if one is short)."""
-    for need in _needs(uow, rx, _items(uow, rx)):
-        hold_stock(uow, rx.pharmacy_site_id, need.item.drug_id, need.item.quantity,  # type: ignore[arg-type]
-                   need.supply_until, _cause(rx))
+    _hold_needs(uow, rx, rx.pharmacy_site_id, _needs(uow, rx, _items(uow, rx)))  # type: ignore[arg-type]
+
+
+def _hold_needs(uow: UnitOfWork, rx: Prescription, site_id: int, needs: Sequence[_Need]) -> None:
+    """Hold every need at a site for the prescription, all or none (all its drugs' lots locked at once)."""
+    hold_all(uow, site_id, [StockNeed(n.item.drug_id, n.item.quantity, n.supply_until) for n in needs], _cause(rx))
 
 
 def resume_awaiting(uow: UnitOfWork, site_id: int, drug_ids: Sequence[int]) -> list[int]:
@@ -573,6 +582,11 @@ def dispense(uow: UnitOfWork, rx_id: int, lines: Sequence[DispenseLine] = ()) ->
         todo = list(lines) or [DispenseLine(item_id) for item_id in items if given.get(item_id, 0) <
                                items[item_id].quantity]
         needs = {n.item.id: n for n in _needs(uow, rx, list(items.values()))}
+        # Every drug this dispense may take, substitutes included, locked at once (see lock_stock).
+        lock_stock(uow, rx.pharmacy_site_id, sorted({items[line.item_id].drug_id for line in todo  # type: ignore[arg-type]
+                                                      if line.item_id in items}
+                                                     | {line.substitute_drug_id for line in todo
+                                                        if line.substitute_drug_id is not None}))
         for index, line in enumerate(todo):
             item = items.get(line.item_id)
             if item is None:
@@ -686,9 +700,7 @@ def prepare_due_installments(uow: UnitOfWork, notice_days: int, limits: Limits |
             needs = _needs(uow, rx, items)
             savepoint = uow.session.begin_nested()
             try:
-                for need in needs:
-                    hold_stock(uow, rx.pharmacy_site_id, need.item.drug_id, need.item.quantity,  # type: ignore[arg-type]
-                               need.supply_until, _cause(rx))
+                _hold_needs(uow, rx, rx.pharmacy_site_id, needs)  # type: ignore[arg-type]
             except OutOfStock:
                 savepoint.rollback()
                 sites = list(uow.session.scalars(select(Site.id).where(Site.dispenses.is_(True))))

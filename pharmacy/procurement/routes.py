@@ -10,6 +10,7 @@ from flask_smorest import Blueprint
 from pharmacy.api import CSV_BODY, page_items, page_request, paginate, request_uow, uploaded_csv
 from pharmacy.auth import requires
 from pharmacy.catalog.schemas import ImportResultSchema
+from pharmacy.idempotency import KEY_PARAMETER, idempotent
 from pharmacy.pagination import PageRequest
 from pharmacy.principal import Role
 from pharmacy.procurement import plan_runs, services
@@ -249,6 +250,8 @@ class PurchaseOrderView(MethodView):
 @blp.route("/purchase-orders/<int:order_id>/receipts")
 class PurchaseReceiptView(MethodView):
     @requires(Role.PHARMACIST)
+    @idempotent("procurement.purchase_receipt", request_uow)
+    @blp.doc(parameters=[KEY_PARAMETER])
     @blp.arguments(PurchaseReceiptSchema)
     @blp.response(201, PurchaseOrderDetailSchema)
     def post(self, data: dict[str, Any], order_id: int) -> Any:
@@ -311,6 +314,8 @@ class TransferShipView(MethodView):
 @blp.route("/transfer-orders/<int:order_id>/receive")
 class TransferReceiveView(MethodView):
     @requires(Role.PHARMACIST)
+    @idempotent("procurement.transfer_receipt", request_uow)
+    @blp.doc(parameters=[KEY_PARAMETER])
     @blp.arguments(TransferReceiptSchema)
     @blp.response(200, TransferOrderDetailSchema)
     def post(self, data: dict[str, Any], order_id: int) -> Any:

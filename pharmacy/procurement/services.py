@@ -3,6 +3,7 @@ and alerts. Plan runs are in :mod:`pharmacy.procurement.plan_runs`."""
 
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -10,7 +11,7 @@ from datetime import date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Integer, cast, func, select
+from sqlalchemy import case, func, select
 
 from pharmacy import audit
 from pharmacy.catalog.models import Drug
@@ -47,6 +48,7 @@ from pharmacy.procurement.models import (
 from pharmacy.procurement.orders import request_transfer
 from pharmacy.unit_of_work import UnitOfWork
 
+log = logging.getLogger(__name__)
 LOCAL = ZoneInfo("Asia/Shanghai")
 
 # Suppliers and offers -----------------------------------------------------------------------------------
@@ -668,37 +670,54 @@ def list_alerts(uow: UnitOfWork, page: PageRequest, *, kind: str | None = None, 
 
 
 def release_expired_reservations(uow: UnitOfWork) -> int:
-    """Release stock still held for prescriptions that no longer need it (closed, rejected, cancelled or
-    expired, e.g. if a job was down when they closed), and holds on lots that have expired meanwhile: such stock
-    can no longer be dispensed, so an open prescription's units of that drug are held again, first-expiry
-    first-out, from the site's other usable lots; if they cannot all be, none is, and the pharmacy sees the
-    prescription short of it. Returns the units released (those held again included)."""
-    open_statuses = [s.value for s in OPEN_STATUSES]
+    """Release stock held for a cause that no longer needs it, and holds on lots that have expired meanwhile.
+
+    A hold's cause is typed, so each kind is judged by its own row: a prescription's hold lives while the
+    prescription is open, a transfer's while the order waits to ship, a manual hold until it is released by
+    hand. Stock on a lot expired (as dispensing sees it: the day after its expiry date) can no longer be
+    used, so an open prescription's units of that drug are held again, first-expiry first-out, from the
+    site's other usable lots; if they cannot all be, none is, and the pharmacy sees the prescription short of
+    it. Each cause is released in its own savepoint: a row that cannot be released is logged and skipped,
+    never the whole job. Returns the units released (those held again included)."""
+    open_prescription = Prescription.status.in_([s.value for s in OPEN_STATUSES])
+    requested_transfer = TransferOrder.status == "requested"
     with uow:
         today = uow.today()
+        live = case((Reservation.cause_type == CauseType.PRESCRIPTION, open_prescription),
+                    (Reservation.cause_type == CauseType.TRANSFER, requested_transfer), else_=True)
         held = uow.session.execute(
-            select(Reservation.cause_type, Reservation.cause_id, Reservation.site_id, Reservation.drug_id,
-                   Prescription.status, func.max(Reservation.supply_until))
+            select(Reservation.cause_type, Reservation.prescription_id, Reservation.transfer_order_id,
+                   Reservation.reference, Reservation.site_id, Reservation.drug_id, live.label("live"),
+                   func.max(Reservation.supply_until))
             .join(Lot, Lot.id == Reservation.lot_id)
-            .outerjoin(Prescription, (Reservation.cause_type == CauseType.PRESCRIPTION.value)
-                       & (cast(Reservation.cause_id, Integer) == Prescription.id))
-            .where(Reservation.status == "held",
-                   # Expired as dispensing sees it (``is_usable``): a lot is good through its expiry date.
-                   (Lot.expiry_date < today) | Prescription.status.not_in(open_statuses))
-            .group_by(Reservation.cause_type, Reservation.cause_id, Reservation.site_id, Reservation.drug_id,
-                      Prescription.status)).all()
+            .outerjoin(Prescription, Prescription.id == Reservation.prescription_id)
+            .outerjoin(TransferOrder, TransferOrder.id == Reservation.transfer_order_id)
+            .where(Reservation.status == "held", (Lot.expiry_date < today) | ~live)
+            .group_by(Reservation.cause_type, Reservation.prescription_id, Reservation.transfer_order_id,
+                      Reservation.reference, Reservation.site_id, Reservation.drug_id, live)
+            .order_by(Reservation.site_id, Reservation.drug_id)).all()
         released = 0
-        for cause_type, cause_id, site_id, drug_id, status, supply_until in held:
-            cause = Cause(CauseType(cause_type), cause_id)
-            units = release_stock(uow, cause, site_id=site_id, drug_id=drug_id)
+        for cause_type, prescription_id, transfer_id, reference, site_id, drug_id, alive, supply_until in held:
+            ref = prescription_id if cause_type is CauseType.PRESCRIPTION else \
+                transfer_id if cause_type is CauseType.TRANSFER else reference
+            cause = Cause(cause_type, str(ref))
+            savepoint = uow.session.begin_nested()
+            try:
+                units = release_stock(uow, cause, site_id=site_id, drug_id=drug_id)
+            except Exception:  # one bad row never stops the job: it is logged and tried again next hour
+                savepoint.rollback()
+                log.exception("could not release stock held for %s %s at site %s", cause.type.value, cause.id,
+                              site_id)
+                continue
+            savepoint.commit()
             released += units
-            if status in open_statuses and units:
-                savepoint = uow.session.begin_nested()
+            if alive and cause_type is CauseType.PRESCRIPTION and units:
+                again = uow.session.begin_nested()
                 try:
                     hold_stock(uow, site_id, drug_id, units, supply_until, cause)
                 except DomainError:  # short of usable stock (or the drug retired since): it stays released
-                    savepoint.rollback()
+                    again.rollback()
                 else:
-                    savepoint.commit()
+                    again.commit()
         uow.commit()
         return released

@@ -97,7 +97,7 @@ def test_reservations_hold_stock_and_dispensing_uses_them_first(client, world: W
     receive(client, world.a, "C1", amx["id"], "EARLY", "2027-03-31", 30)
     headers = world.a.headers("pharmacist")
     request = {"site_id": world.a.sites["C1"], "drug_id": amx["id"], "supply_until": "2026-12-21",
-               "cause_type": "prescription", "cause_id": "RX-1"}
+               "cause_type": "manual", "cause_id": "RX-1"}
     held = client.post("/api/inventory/reservations", json={**request, "quantity": 40}, headers=headers).get_json()
     assert [(r["quantity"], r["status"]) for r in held] == [(30, "held"), (10, "held")]
     level = stock(client, world, amx["id"])
@@ -115,7 +115,7 @@ def test_dispensing_beyond_usable_stock_says_how_much_there_is(client, world: Wo
     receive(client, world.a, "C1", amx["id"], "OK", "2027-06-01", 8)
     response = client.post("/api/inventory/dispenses", headers=world.a.headers("pharmacist"), json={
         "site_id": world.a.sites["C1"], "drug_id": amx["id"], "quantity": 20, "supply_until": "2026-12-21",
-        "cause_type": "prescription", "cause_id": "RX-2"})
+        "cause_type": "manual", "cause_id": "RX-2"})
     assert_problem(response, 409, "20 wanted, 8 usable")
     assert stock(client, world, amx["id"])["on_hand"] == 508
 
@@ -125,7 +125,7 @@ def test_another_lot_than_fefo_needs_a_reason_and_must_last(client, world: World
     late = receive(client, world.a, "C1", amx["id"], "LATE", "2027-12-31", 30).get_json()["lot_id"]
     headers = world.a.headers("pharmacist")
     body = {"site_id": world.a.sites["C1"], "drug_id": amx["id"], "quantity": 10, "supply_until": "2026-12-21",
-            "cause_type": "prescription", "cause_id": "RX-3", "lots": [{"lot_id": late, "quantity": 10}]}
+            "cause_type": "manual", "cause_id": "RX-3", "lots": [{"lot_id": late, "quantity": 10}]}
     assert_problem(client.post("/api/inventory/dispenses", json=body, headers=headers), 422, "needs a reason")
     done = client.post("/api/inventory/dispenses", json={**body, "lot_reason": "patient asked for one box"},
                        headers=headers)
@@ -157,7 +157,7 @@ def test_a_count_below_reserved_stock_is_refused_whole(client, world: World, amx
     headers = world.a.headers("pharmacist")
     client.post("/api/inventory/reservations", headers=headers, json={
         "site_id": world.a.sites["C1"], "drug_id": amx["id"], "quantity": 25, "supply_until": "2026-12-21",
-        "cause_type": "prescription", "cause_id": "RX-4"})
+        "cause_type": "manual", "cause_id": "RX-4"})
     response = client.post("/api/inventory/stocktakes", headers=headers, json={
         "site_id": world.a.sites["C1"], "lines": [{"lot_id": lot_b, "counted": 19}, {"lot_id": lot_a, "counted": 10}]})
     assert_problem(response, 422, "25 are reserved")
@@ -169,7 +169,7 @@ def test_write_offs_cannot_take_reserved_or_missing_stock(client, world: World, 
     headers = world.a.headers("pharmacist")
     client.post("/api/inventory/reservations", headers=headers, json={
         "site_id": world.a.sites["C1"], "drug_id": amx["id"], "quantity": 6, "supply_until": "2026-12-21",
-        "cause_type": "prescription", "cause_id": "RX-5"})
+        "cause_type": "manual", "cause_id": "RX-5"})
     body = {"kind": "expiry_write_off", "quantity": -5, "reason_code": "damaged"}
     assert_problem(client.post(f"/api/inventory/lots/{lot}/movements", json=body, headers=headers), 409, "reserved")
     body = {"kind": "receipt", "quantity": 5, "reason_code": "purchase"}
@@ -192,7 +192,7 @@ def test_released_reservation_frees_the_stock(client, world: World, amx):
     headers = world.a.headers("pharmacist")
     held = client.post("/api/inventory/reservations", headers=headers, json={
         "site_id": world.a.sites["C1"], "drug_id": amx["id"], "quantity": 10, "supply_until": "2026-12-21",
-        "cause_type": "prescription", "cause_id": "RX-6"}).get_json()
+        "cause_type": "manual", "cause_id": "RX-6"}).get_json()
     released = client.post(f"/api/inventory/reservations/{held[0]['id']}/release", headers=headers)
     assert released.get_json()["status"] == "released"
     assert_problem(client.post(f"/api/inventory/reservations/{held[0]['id']}/release", headers=headers), 409)

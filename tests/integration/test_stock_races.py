@@ -63,7 +63,7 @@ def test_concurrent_reserve_and_dispense_never_gives_a_unit_twice(committed_app)
     principal = _pharmacist(consortium_id, site)
 
     def reserve_then_dispense(index: int) -> int:
-        cause = Cause(CauseType.PRESCRIPTION, f"RX-{index}")
+        cause = Cause(CauseType.MANUAL, f"RX-{index}")
         if index % 3 == 2:  # a third dispense straight away, racing the reservations
             moved = dispense_stock(UnitOfWork(factory, principal), site, drug, EACH, SUPPLY_UNTIL, cause)
             return -sum(m.quantity for m in moved)
@@ -95,7 +95,7 @@ def test_concurrent_reservations_never_hold_more_than_the_lot(committed_app):
 
     def reserve(index: int) -> int:
         held = hold_stock(UnitOfWork(factory, principal), site, drug, 2, SUPPLY_UNTIL,
-                          Cause(CauseType.PRESCRIPTION, f"RX-{index}"))
+                          Cause(CauseType.MANUAL, f"RX-{index}"))
         return sum(r.quantity for r in held)
 
     results = _run_together(reserve, WORKERS)
