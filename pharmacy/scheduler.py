@@ -25,6 +25,7 @@ from sqlalchemy import select, text
 from pharmacy.clock import Clock, system_clock
 from pharmacy.db import Database
 from pharmacy.principal import SYSTEM, system_for
+from pharmacy.retries import retried
 from pharmacy.unit_of_work import UnitOfWork
 
 log = logging.getLogger(__name__)
@@ -43,22 +44,62 @@ class JobDefinition:
     description: str = ""
 
 
-def _expire_uncollected(database: Database) -> Any:
+def each_consortium(database: Database, clock: Clock, work: Callable[[UnitOfWork], Any], *, nothing: Any = 0,
+                    retry: bool = True) -> Any:
+    """Run a job's service once per consortium, each in a unit of work confined to it (the tenancy filter on, so
+    no consortium's run reads or writes another's rows). A transient failure is retried (unless ``retry`` is off:
+    for work that commits as it goes); a consortium whose run still fails is logged and the others run all the
+    same, and the job then fails naming it. Returns the sum of the results (numbers, or counts by name), starting
+    from ``nothing``."""
+    from pharmacy.consortium.models import Consortium
+
+    with UnitOfWork(database.session_factory, SYSTEM, clock) as uow:
+        consortia = list(uow.session.scalars(select(Consortium.id).order_by(Consortium.id)))
+    total: Any = nothing
+    failed: list[str] = []
+    for consortium_id in consortia:
+        def once(cid: int = consortium_id) -> Any:
+            return work(UnitOfWork(database.session_factory, system_for(cid), clock))
+
+        try:
+            result = retried(once) if retry else once()
+        except Exception as error:
+            log.exception("scheduled job failed for consortium %s", consortium_id)
+            failed.append(f"consortium {consortium_id}: {type(error).__name__}: {error}")
+            continue
+        total = _add(total, result)
+    if failed:
+        raise JobFailed("; ".join(failed) + f" (the other {len(consortia) - len(failed)} consortia ran)")
+    return total
+
+
+class JobFailed(Exception):
+    """A job ran for every consortium, but not successfully for all."""
+
+
+def _add(total: Any, result: Any) -> Any:
+    if isinstance(result, dict):
+        return {key: total.get(key, 0) + value for key, value in result.items()}
+    return total + result
+
+
+def _expire_uncollected(database: Database, config: Mapping[str, Any]) -> Any:
     from pharmacy.prescriptions.services import expire_uncollected
 
-    return expire_uncollected(UnitOfWork(database.session_factory, SYSTEM))
+    return each_consortium(database, _clock(config), expire_uncollected)
 
 
-def _prepare_due_installments(database: Database, notice_days: int) -> Any:
+def _prepare_due_installments(database: Database, config: Mapping[str, Any], notice_days: int) -> Any:
     from pharmacy.prescriptions.services import prepare_due_installments
 
-    return prepare_due_installments(UnitOfWork(database.session_factory, SYSTEM), notice_days)
+    return each_consortium(database, _clock(config), lambda uow: prepare_due_installments(uow, notice_days))
 
 
-def _deliver_webhooks(database: Database) -> Any:
+def _deliver_webhooks(database: Database, config: Mapping[str, Any]) -> Any:
     from pharmacy.prescriptions.webhooks import deliver_due
 
-    return deliver_due(UnitOfWork(database.session_factory, SYSTEM))
+    return each_consortium(database, _clock(config), deliver_due,
+                           nothing={"delivered": 0, "retrying": 0, "failed": 0})
 
 
 def _plan_settings(config: Mapping[str, Any]) -> Any:
@@ -75,38 +116,38 @@ def _run_queued_plans(database: Database, config: Mapping[str, Any]) -> Any:
 
 def _nightly_plans(database: Database, config: Mapping[str, Any]) -> Any:
     """A draft plan for every consortium, ready for the officers in the morning."""
-    from pharmacy.consortium.models import Consortium
     from pharmacy.procurement.plan_runs import execute_run, start_plan_run
 
     clock = _clock(config)
-    with UnitOfWork(database.session_factory, SYSTEM, clock) as uow:
-        consortia = list(uow.session.scalars(select(Consortium.id).order_by(Consortium.id)))
-    runs = [start_plan_run(UnitOfWork(database.session_factory, system_for(cid), clock),
-                           horizon_days=int(config.get("PLAN_HORIZON_DAYS", 30)),
-                           service_level=float(config.get("SERVICE_LEVEL", 0.95)),
-                           history_days=int(config.get("FORECAST_HISTORY_DAYS", 90)), trigger="nightly",
-                           note="nightly draft") for cid in consortia]
-    return [execute_run(database, run.id, clock, _plan_settings(config)) for run in runs].count("succeeded")
+
+    def plan(uow: UnitOfWork) -> int:
+        run = start_plan_run(uow, horizon_days=int(config.get("PLAN_HORIZON_DAYS", 30)),
+                             service_level=float(config.get("SERVICE_LEVEL", 0.95)),
+                             history_days=int(config.get("FORECAST_HISTORY_DAYS", 90)), trigger="nightly",
+                             note="nightly draft")
+        return int(execute_run(database, run.id, clock, _plan_settings(config)) == "succeeded")
+
+    return each_consortium(database, clock, plan, retry=False)
 
 
 def _near_expiry_alerts(database: Database, config: Mapping[str, Any]) -> Any:
     from pharmacy.procurement.services import raise_near_expiry_alerts
 
-    return raise_near_expiry_alerts(UnitOfWork(database.session_factory, SYSTEM, _clock(config)),
-                                    int(config.get("NEAR_EXPIRY_DAYS", 90)))
+    days = int(config.get("NEAR_EXPIRY_DAYS", 90))
+    return each_consortium(database, _clock(config), lambda uow: raise_near_expiry_alerts(uow, days))
 
 
 def _low_stock_alerts(database: Database, config: Mapping[str, Any]) -> Any:
     from pharmacy.procurement.services import raise_low_stock_alerts
 
-    return raise_low_stock_alerts(UnitOfWork(database.session_factory, SYSTEM, _clock(config)),
-                                  int(config.get("LOW_STOCK_DAYS", 7)))
+    days = int(config.get("LOW_STOCK_DAYS", 7))
+    return each_consortium(database, _clock(config), lambda uow: raise_low_stock_alerts(uow, days))
 
 
 def _release_expired_reservations(database: Database, config: Mapping[str, Any]) -> Any:
     from pharmacy.procurement.services import release_expired_reservations
 
-    return release_expired_reservations(UnitOfWork(database.session_factory, SYSTEM, _clock(config)))
+    return each_consortium(database, _clock(config), release_expired_reservations)
 
 
 def _heartbeat(database: Database) -> Any:
@@ -122,12 +163,15 @@ def job_definitions(config: Mapping[str, Any]) -> list[JobDefinition]:
     notice = int(config.get("INSTALLMENT_NOTICE_DAYS", 3))
     local = {"timezone": "Asia/Shanghai"}
     return [
-        JobDefinition("prescriptions.expire_uncollected", _expire_uncollected, "interval", {"minutes": 10},
+        JobDefinition("prescriptions.expire_uncollected", lambda database: _expire_uncollected(database, config),
+                      "interval", {"minutes": 10},
                       description="expire prescriptions past their validity and release their stock"),
         JobDefinition("prescriptions.prepare_due_installments",
-                      lambda database: _prepare_due_installments(database, notice), "interval", {"hours": 1},
+                      lambda database: _prepare_due_installments(database, config, notice), "interval",
+                      {"hours": 1},
                       description=f"reserve long-prescription issues due within {notice} days"),
-        JobDefinition("prescriptions.deliver_webhooks", _deliver_webhooks, "interval", {"seconds": 30},
+        JobDefinition("prescriptions.deliver_webhooks", lambda database: _deliver_webhooks(database, config),
+                      "interval", {"seconds": 30},
                       description="deliver and retry webhooks to prescribing systems"),
         JobDefinition("procurement.run_queued_plans", lambda database: _run_queued_plans(database, config),
                       "interval", {"seconds": 30},

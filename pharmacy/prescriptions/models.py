@@ -128,7 +128,8 @@ class WebhookSubscription(ConsortiumOwned, Base):
 
 
 class WebhookDelivery(ConsortiumOwned, Base):
-    """One event to one subscription, retried with backoff until delivered or given up."""
+    """One event to one subscription, retried with backoff until delivered or given up (and sent again if
+    asked)."""
 
     __tablename__ = "webhook_deliveries"
     __table_args__ = (Index("ix_webhook_deliveries_pending", "status", "next_attempt_at"),)
@@ -141,6 +142,8 @@ class WebhookDelivery(ConsortiumOwned, Base):
     next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_error: Mapped[str] = mapped_column(Text, default="")
     delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Since when it has been tried (its event's time before it was first sent again): given up two days on.
+    retrying_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class Shortage(ConsortiumOwned, Base):

@@ -24,8 +24,12 @@ from pharmacy.prescriptions.schemas import (
     PrescriptionOutSchema,
     PrescriptionQuerySchema,
     PrescriptionSummarySchema,
+    RedeliveredSchema,
+    RedeliverSchema,
     RejectSchema,
     ReturnSchema,
+    WebhookDeliveryQuerySchema,
+    WebhookDeliverySchema,
     WebhookInSchema,
     WebhookSchema,
     present,
@@ -238,3 +242,26 @@ class WebhookDeactivateView(MethodView):
     def post(self, subscription_id: int) -> Any:
         """Stop sending events to a URL"""
         return webhooks.unsubscribe(request_uow(), subscription_id)
+
+
+@blp.route("/webhooks/<int:subscription_id>/deliveries")
+class WebhookDeliveriesView(MethodView):
+    @requires(Role.PRESCRIBER, Role.ADMIN)
+    @blp.arguments(WebhookDeliveryQuerySchema, location="query")
+    @blp.response(200, WebhookDeliverySchema(many=True))
+    def get(self, query: dict[str, Any], subscription_id: int) -> Any:
+        """A subscription's latest deliveries (100, newest first): what was sent, what failed and why"""
+        return [{"delivery": d, "event": e, "id": d.id}
+                for d, e in webhooks.list_deliveries(request_uow(), subscription_id, query.get("status"))]
+
+
+@blp.route("/webhooks/<int:subscription_id>/redeliver")
+class WebhookRedeliverView(MethodView):
+    @requires(Role.PRESCRIBER, Role.ADMIN)
+    @blp.arguments(RedeliverSchema)
+    @blp.response(200, RedeliveredSchema)
+    def post(self, data: dict[str, Any], subscription_id: int) -> Any:
+        """Send again the deliveries that were given up (all, since a time, or the ones named), with two days of
+        retries anew"""
+        return {"redelivered": webhooks.redeliver(request_uow(), subscription_id, since=data.get("since"),
+                                                  delivery_ids=data["delivery_ids"])}

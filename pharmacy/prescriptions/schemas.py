@@ -253,3 +253,30 @@ class WebhookSchema(Schema):
 
 class NewWebhookSchema(WebhookSchema):
     secret = fields.String(metadata={"description": "to check X-Signature with; shown once"})
+
+
+class WebhookDeliveryQuerySchema(Schema):
+    status = fields.String(validate=validate.OneOf(["pending", "delivered", "failed"]))
+
+
+class WebhookDeliverySchema(Schema):
+    id = fields.Integer()
+    event_id = fields.String(attribute="event.event_id", metadata={"description": "the event's X-Event-Id"})
+    event_type = fields.String(attribute="event.type")
+    prescription_id = fields.Integer(attribute="event.prescription_id")
+    status = fields.String(attribute="delivery.status", metadata={"description": "pending, delivered or failed"})
+    attempts = fields.Integer(attribute="delivery.attempts")
+    next_attempt_at = fields.DateTime(attribute="delivery.next_attempt_at")
+    last_error = fields.String(attribute="delivery.last_error")
+    delivered_at = fields.DateTime(attribute="delivery.delivered_at", allow_none=True)
+
+
+class RedeliverSchema(Schema):
+    since = fields.AwareDateTime(metadata={"description": "only deliveries of events at or after this time"})
+    delivery_ids = fields.List(fields.Integer(strict=True, validate=validate.Range(1, 2**31 - 1)),
+                               validate=validate.Length(max=1000), load_default=list,
+                               metadata={"description": "only these deliveries"})
+
+
+class RedeliveredSchema(Schema):
+    redelivered = fields.Integer(metadata={"description": "deliveries given up that are due again now"})

@@ -370,7 +370,7 @@ def record_event(uow: UnitOfWork, rx: Prescription, event_type: str, previous: s
         uow.session.flush()  # the deliveries need the event's id
     for subscription_id in subscriptions:
         uow.session.add(WebhookDelivery(consortium_id=rx.consortium_id, subscription_id=subscription_id,
-                                        event_id=event.id, next_attempt_at=uow.now()))
+                                        event_id=event.id, next_attempt_at=uow.now(), retrying_since=uow.now()))
 
 
 def _subscriptions(uow: UnitOfWork, site_id: int) -> list[int]:

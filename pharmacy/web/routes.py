@@ -35,6 +35,7 @@ from pharmacy.inventory.domain import CauseType
 from pharmacy.inventory.services import Cause, CountLine, LotChoice, held_for, list_lots, record_stocktake
 from pharmacy.pagination import PageRequest
 from pharmacy.prescriptions import services as rx_services
+from pharmacy.prescriptions import webhooks
 from pharmacy.prescriptions.domain import REJECT_REASONS, RETURN_REASONS, Status
 from pharmacy.principal import Principal, Role
 from pharmacy.procurement import plan_runs
@@ -445,6 +446,26 @@ def suppliers() -> ResponseReturnValue:
     return render_template("suppliers.html", suppliers=listed, offers=offers,
                            drugs=_drug_names(o.drug_id for o in offers),
                            names={s.id: s.name for s in listed})
+
+
+# Webhooks to prescribing systems ------------------------------------------------------------------------
+
+@web.route("/webhooks")
+@roles(Role.ADMIN)
+def webhook_subscriptions() -> ResponseReturnValue:
+    return render_template("webhooks.html", rows=webhooks.subscription_health(uow()))
+
+
+@web.route("/webhooks/<int:subscription_id>/redeliver", methods=["POST"])
+@roles(Role.ADMIN)
+def webhook_redeliver(subscription_id: int) -> ResponseReturnValue:
+    try:
+        count = webhooks.redeliver(uow(), subscription_id)
+    except DomainError as error:
+        flash(refusal(error), "error")
+    else:
+        flash(_("%(count)s deliveries will be sent again now", count=count), "ok")
+    return redirect(url_for("web.webhook_subscriptions"))
 
 
 # Dashboard ----------------------------------------------------------------------------------------------

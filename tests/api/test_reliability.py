@@ -163,3 +163,40 @@ def test_keys_belong_to_the_account_that_sent_them(client, world, drugs):
     c2 = client.post("/api/inventory/receipts", headers=world.a.headers("pharmacist_c2") | key,
                      json={**receipt(world, drugs["AML5"]), "site_id": world.a.sites["C2"]})
     assert c1.status_code == c2.status_code == 201 and "Idempotent-Replayed" not in c2.headers
+
+
+# Scheduled jobs run consortium by consortium ----------------------------------------------------------
+
+def test_jobs_run_once_per_consortium_each_seeing_only_its_own_rows(client, world, drugs, clock):
+    from pharmacy.consortium.models import Site
+    from pharmacy.scheduler import each_consortium
+
+    database = client.application.extensions["pharmacy_db"]
+    seen: list[tuple[int | None, set[int]]] = []
+
+    def census(uow: UnitOfWork) -> int:
+        with uow:
+            consortia = {site.consortium_id for site in uow.session.scalars(select(Site))}
+        seen.append((uow.principal.consortium_id, consortia))
+        return len(consortia)
+
+    assert each_consortium(database, clock, census) == 2
+    assert (world.a.consortium_id, {world.a.consortium_id}) in seen
+    assert (world.b.consortium_id, {world.b.consortium_id}) in seen
+
+
+def test_a_job_failing_for_one_consortium_still_runs_for_the_others_and_says_which(client, world, clock):
+    from pharmacy.scheduler import JobFailed, each_consortium
+
+    database = client.application.extensions["pharmacy_db"]
+    ran: list[int | None] = []
+
+    def work(uow: UnitOfWork) -> int:
+        if uow.principal.consortium_id == world.a.consortium_id:
+            raise RuntimeError("a row this job cannot read")
+        ran.append(uow.principal.consortium_id)
+        return 1
+
+    with pytest.raises(JobFailed, match=f"consortium {world.a.consortium_id}: RuntimeError: a row this job"):
+        each_consortium(database, clock, work)
+    assert ran == [world.b.consortium_id]

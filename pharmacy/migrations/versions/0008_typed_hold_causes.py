@@ -1,5 +1,5 @@
 """a hold's cause is typed: a prescription or a transfer order by foreign key, a manual hold by its reference;
-requests that change stock remember their Idempotency-Key
+requests that change stock remember their Idempotency-Key; a webhook delivery sent again is retried anew
 
 Holds stored before named their cause as text. Those naming a prescription or transfer order that exists are
 linked to it; the rest (a manual hold, or a cause no row matches) become manual holds under their old reference,
@@ -85,8 +85,13 @@ def upgrade() -> None:
     with op.batch_alter_table('idempotent_requests') as batch:
         batch.create_index(batch.f('ix_idempotent_requests_consortium_id'), ['consortium_id'], unique=False)
 
+    with op.batch_alter_table('webhook_deliveries') as batch:
+        batch.add_column(sa.Column('retrying_since', pharmacy.db.UTCDateTime(timezone=True), nullable=True))
+
 
 def downgrade() -> None:
+    with op.batch_alter_table('webhook_deliveries') as batch:
+        batch.drop_column('retrying_since')
     op.drop_table('idempotent_requests')
     with op.batch_alter_table('reservations') as batch:
         batch.add_column(sa.Column('cause_id', sa.String(length=60), nullable=True))
