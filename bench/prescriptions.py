@@ -176,9 +176,9 @@ def run_bare_sql(url: str, drug: int, sites: list[int], count: int, clients: int
                                             "FOR UPDATE"), {"s": site, "d": drug}).scalar_one()
                     conn.execute(text("UPDATE lots SET reserved = reserved + 28 WHERE id = :l"), {"l": lot})
                     conn.execute(text("INSERT INTO reservations (consortium_id, lot_id, site_id, drug_id, quantity, "
-                                      "status, cause_type, cause_id, supply_until, created_at) VALUES (1, :l, :s, "
-                                      ":d, 28, 'held', 'prescription', :rx, :t, now())"),
-                                 {"l": lot, "s": site, "d": drug, "rx": str(rx_id), "t": today})
+                                      "status, cause_type, prescription_id, supply_until, created_at) VALUES (1, :l, "
+                                      ":s, :d, 28, 'held', 'prescription', :rx, :t, now())"),
+                                 {"l": lot, "s": site, "d": drug, "rx": rx_id, "t": today})
                     conn.execute(text("UPDATE prescriptions SET pharmacy_site_id = :s WHERE id = :rx"),
                                  {"s": site, "rx": rx_id})
                     event(conn, rx_id, site, "routed")
@@ -193,8 +193,8 @@ def run_bare_sql(url: str, drug: int, sites: list[int], count: int, clients: int
                     conn.execute(text("SELECT id FROM lots WHERE id = :l FOR UPDATE"), {"l": lot})
                     conn.execute(text("UPDATE lots SET quantity = quantity - 28, reserved = reserved - 28 "
                                       "WHERE id = :l"), {"l": lot})
-                    conn.execute(text("UPDATE reservations SET status = 'consumed' WHERE cause_id = :rx"),
-                                 {"rx": str(rx_id)})
+                    conn.execute(text("UPDATE reservations SET status = 'consumed' WHERE prescription_id = :rx"),
+                                 {"rx": rx_id})
                     movement = conn.execute(text(
                         "INSERT INTO movements (consortium_id, lot_id, site_id, drug_id, kind, quantity, "
                         "reason_code, note, actor, cause_type, cause_id, at) VALUES (1, :l, :s, :d, 'dispense', -28, "
