@@ -64,8 +64,8 @@ def _plan_runner(app: Flask, database: Database) -> None:
 
 def _import_models() -> None:
     # Every mapped class must be imported before the first query so relationships and the tenancy
-    # filter see the whole schema.
-    from pharmacy import idempotency, models  # noqa: F401
+    # filter see the whole schema; every event handler, so that the unit of work finds it.
+    from pharmacy import handlers, idempotency, models  # noqa: F401
 
 
 def _register_blueprints(api: Api) -> None:

@@ -4,6 +4,9 @@ A unit of work opens one session for one principal. Nothing is written unless th
 :meth:`UnitOfWork.commit`; leaving the block otherwise rolls back. A service called from inside another
 service's unit of work shares it: entering again only counts depth, and only the outermost commit
 commits (cosmicpython's unit of work; one transaction boundary, as in Superset's ``transaction``).
+
+Events published on it (:meth:`UnitOfWork.publish`) are handled just before the outermost commit, in the same
+transaction (see :mod:`pharmacy.events`).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from typing import Any, TypeVar
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from pharmacy import events
 from pharmacy.clock import Clock, system_clock
 from pharmacy.errors import Forbidden, Message, NotFound
 from pharmacy.principal import Principal
@@ -34,6 +38,7 @@ class UnitOfWork:
         self._session: Session | None = None
         self._depth = 0
         self._after_commit: list[Callable[[], None]] = []
+        self._events: list[events.Event] = []
 
     @property
     def session(self) -> Session:
@@ -60,6 +65,7 @@ class UnitOfWork:
             # them, so a service can return what it loaded for the view to dump.
             self._session.close()
             self._session = None
+            self._events.clear()  # what was published and not committed happened to nobody
 
     def now(self) -> datetime:
         return self.clock.now()
@@ -68,11 +74,18 @@ class UnitOfWork:
         """Today's date where the consortium is (not UTC: a day ends at local midnight)."""
         return self.clock.today()
 
+    def publish(self, event: events.Event) -> None:
+        """Publish a domain event: its handlers run before the outermost commit, in this transaction."""
+        self._events.append(event)
+
     def commit(self) -> None:
-        """Commit, unless a service further out owns the transaction (then only flush)."""
+        """Commit, unless a service further out owns the transaction (then only flush); the events published are
+        handled first (their handlers may publish more)."""
         if self._depth > 1:
             self.session.flush()
             return
+        while self._events:
+            events.handle(self, self._events.pop(0))
         self.session.commit()
         callbacks, self._after_commit = self._after_commit, []
         for callback in callbacks:

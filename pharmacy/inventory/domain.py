@@ -21,6 +21,7 @@ class MovementKind(StrEnum):
     EXPIRY_WRITE_OFF = "expiry_write_off"
     RETURN = "return"
     REVERSAL = "reversal"
+    TRANSIT_LOSS = "transit_loss"  # units shipped by another member that did not arrive whole
 
 
 class CauseType(StrEnum):
@@ -74,6 +75,10 @@ def normalise_lot_number(raw: str) -> str:
     return _SPACES.sub(" ", kept).strip().upper()
 
 
+# Why units shipped by another member did not arrive whole: broken or spoiled on the way, not in the parcel, or
+# another item than the one shipped.
+TRANSIT_LOSS_REASONS = ("damaged", "missing", "wrong_item")
+
 # Which reason codes each kind of movement accepts, and the sign its quantity must have
 # (+1 adds stock, -1 removes it, 0 either way).
 REASONS: dict[MovementKind, tuple[int, frozenset[str]]] = {
@@ -85,6 +90,7 @@ REASONS: dict[MovementKind, tuple[int, frozenset[str]]] = {
     MovementKind.EXPIRY_WRITE_OFF: (-1, frozenset({"expired", "recalled", "damaged"})),
     MovementKind.RETURN: (0, frozenset({"patient_return", "return_to_supplier"})),
     MovementKind.REVERSAL: (0, frozenset({"entry_error"})),
+    MovementKind.TRANSIT_LOSS: (-1, frozenset(TRANSIT_LOSS_REASONS)),
 }
 # Patients return stock to the shelf; stock goes back to suppliers off it.
 RETURN_SIGN = {"patient_return": +1, "return_to_supplier": -1}

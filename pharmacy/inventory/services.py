@@ -177,6 +177,17 @@ def record_movement(uow: UnitOfWork, lot_id: int, kind: MovementKind, quantity: 
         return movement
 
 
+def book_transit_loss(uow: UnitOfWork, lot_id: int, units: int, reason_code: str, *, note: str,
+                      cause: Cause) -> Movement:
+    """Units that arrived at a lot with a transfer but not whole (damaged, missing, the wrong item) leave it
+    again as a transit loss, with why; the transfer's receipt books them (joins its transaction)."""
+    with uow:
+        lot = uow.get_acting(Lot, lot_id, for_update=True, what="lot")
+        movement = _move(uow, lot, MovementKind.TRANSIT_LOSS, -units, reason_code, note=note, cause=cause)
+        uow.commit()
+        return movement
+
+
 def reverse_movement(uow: UnitOfWork, movement_id: int, note: str) -> Movement:
     """Undo a mistaken movement with an equal and opposite one; the original stays on the ledger."""
     with uow:
@@ -197,11 +208,13 @@ def reverse_movement(uow: UnitOfWork, movement_id: int, note: str) -> Movement:
 
 @dataclass(frozen=True)
 class StockNeed:
-    """Units of a drug wanted in lots that last until ``supply_until``."""
+    """Units of a drug wanted in lots that last until ``supply_until``: first-expiry first-out, or from one
+    named lot."""
 
     drug_id: int
     quantity: int
     supply_until: date
+    lot_id: int | None = None
 
 
 def hold_stock(uow: UnitOfWork, site_id: int, drug_id: int, quantity: int, supply_until: date,
@@ -228,8 +241,12 @@ def hold_all(uow: UnitOfWork, site_id: int, needs: Sequence[StockNeed], cause: C
         for need, drug in zip(needs, drugs, strict=True):
             lots = locked[need.drug_id]
             by_id = {lot.id: lot for lot in lots}
-            for allocation in allocate_fefo([_stock(lot) for lot in lots], need.quantity, uow.today(),
-                                            need.supply_until, drug=drug.code):
+            if need.lot_id is None:
+                allocations = allocate_fefo([_stock(lot) for lot in lots], need.quantity, uow.today(),
+                                            need.supply_until, drug=drug.code)
+            else:
+                allocations = [_from_named_lot(by_id, need, uow.today(), drug.code)]
+            for allocation in allocations:
                 lot = by_id[allocation.lot_id]
                 lot.reserved += allocation.quantity
                 reservation = Reservation(
@@ -240,6 +257,24 @@ def hold_all(uow: UnitOfWork, site_id: int, needs: Sequence[StockNeed], cause: C
                 reservations.append(reservation)
         uow.commit()
         return reservations
+
+
+def _from_named_lot(lots: dict[int, Lot], need: StockNeed, today: date, drug_code: str) -> Allocation:
+    """The allocation of a need from the lot it names: a lot of this drug here, usable, with enough unheld."""
+    assert need.lot_id is not None
+    lot = lots.get(need.lot_id)
+    if lot is None:
+        raise ValidationFailed(Message("lot %(lot)s is not stock of %(drug)s at this site", lot=need.lot_id,
+                                       drug=drug_code), {"lot_id": need.lot_id})
+    stock = _stock(lot)
+    if not is_usable(stock, today, need.supply_until):
+        raise ValidationFailed(Message("lot %(lot)s expires on %(day)s, before %(until)s", lot=lot.lot_number,
+                                       day=lot.expiry_date.isoformat(), until=need.supply_until.isoformat()),
+                               {"lot_id": need.lot_id})
+    if stock.available < need.quantity:
+        raise OutOfStock(Message("lot %(lot)s has %(available)s available, not %(quantity)s", lot=lot.lot_number,
+                                 available=stock.available, quantity=need.quantity), {"lot_id": need.lot_id})
+    return Allocation(lot.id, lot.lot_number, lot.expiry_date, need.quantity)
 
 
 def reserve_stock(uow: UnitOfWork, site_id: int, drug_id: int, quantity: int, supply_until: date,
@@ -436,32 +471,26 @@ def _consume(uow: UnitOfWork, held: list[Reservation], quantity: int) -> int:
 
 def send_stock(uow: UnitOfWork, site_id: int, drug_id: int, quantity: int, reason_code: str, cause: Cause, *,
                lot_id: int | None = None, usable_until: date | None = None) -> list[tuple[Lot, Movement]]:
-    """Take ``quantity`` units of a drug off a site's shelf to send to another member: from the named lot,
-    or first-expiry first-out among lots that last until ``usable_until``. Reserved stock never leaves."""
+    """Take ``quantity`` units of a drug off a site's shelf to send to another member: the stock held for the
+    cause (a transfer holds its lots from the moment it is asked for) goes first, then, if a hold was lost, the
+    named lot or first-expiry first-out among lots that last until ``usable_until``. Stock held for anything else
+    never leaves."""
     with uow:
         uow.ensure_acts_for(site_id, what=Message("site %(id)s", id=site_id))
         drug = uow.get(Drug, drug_id, what="drug")
-        lots = {lot.id: lot for lot in _lock_lots(uow, site_id, drug_id)}
-        today = uow.today()
-        if lot_id is not None:
-            lot = lots.get(lot_id)
-            if lot is None:
-                raise ValidationFailed(Message("lot %(lot)s is not stock of %(drug)s at site %(site)s", lot=lot_id,
-                                               drug=drug.code, site=site_id),
-                                       {"lot_id": lot_id})
-            if lot.expiry_date <= today:
-                raise ValidationFailed(Message("lot %(lot)s expired on %(day)s: it cannot be sent",
-                                               lot=lot.lot_number, day=lot.expiry_date.isoformat()),
-                                       {"lot_id": lot_id})
-            plan = [Allocation(lot.id, lot.lot_number, lot.expiry_date, quantity)]
-        else:
-            plan = allocate_fefo([_stock(lot) for lot in lots.values()], quantity, today,
-                                 usable_until or today, drug=drug.code)
+        all_lots = {lot.id: lot for lot in _lock_lots(uow, site_id, drug_id)}
+        held = [r for r in _held(uow, cause, site_id, drug_id) if lot_id is None or r.lot_id == lot_id]
+        chosen = [LotChoice(lot_id, quantity)] if lot_id is not None else None
+        plan = _choose_lots(all_lots, held, quantity, uow.today(), usable_until or uow.today(), chosen, drug.code)
+        held_by_lot: dict[int, list[Reservation]] = {}
+        for reservation in held:
+            held_by_lot.setdefault(reservation.lot_id, []).append(reservation)
         sent = []
         for allocation in plan:
-            lot = lots[allocation.lot_id]
+            lot = all_lots[allocation.lot_id]
+            consumed = _consume(uow, held_by_lot.get(lot.id, []), allocation.quantity)
             sent.append((lot, _move(uow, lot, MovementKind.TRANSFER_OUT, -allocation.quantity, reason_code,
-                                    cause=cause)))
+                                    cause=cause, releases_reserved=consumed)))
         uow.commit()
         return sent
 

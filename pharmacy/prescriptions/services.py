@@ -19,6 +19,7 @@ from pharmacy.catalog.models import Drug
 from pharmacy.catalog.services import find_drug_by_code, sites_that_may_dispense
 from pharmacy.consortium.models import Site
 from pharmacy.errors import Conflict, DomainError, Message, NotFound, OutOfStock, ValidationFailed
+from pharmacy.events import StockRequested
 from pharmacy.inventory.domain import CauseType
 from pharmacy.inventory.models import Lot
 from pharmacy.inventory.services import (
@@ -62,7 +63,6 @@ from pharmacy.prescriptions.models import (
     WebhookSubscription,
 )
 from pharmacy.principal import Role
-from pharmacy.procurement.orders import request_transfer
 from pharmacy.unit_of_work import UnitOfWork
 
 
@@ -327,8 +327,8 @@ def _request_stock(uow: UnitOfWork, rx: Prescription, site_id: int, needs: Seque
                          if item_id == need.item.id and sid != site_id), reverse=True)
         if donors and donors[0][0] >= missing:
             donor = donors[0][1]
-            request_transfer(uow, rx.consortium_id, donor, site_id, [(need.item.drug_id, missing, need.supply_until)],
-                             prescription_id=rx.id)
+            uow.publish(StockRequested(rx.consortium_id, rx.id, donor, site_id, need.item.drug_id, missing,
+                                       need.supply_until))
             transfers.append(StockRequest(need.drug.code, missing, codes.get(donor, str(donor))))
         else:
             uow.session.add(Shortage(consortium_id=rx.consortium_id, site_id=site_id, drug_id=need.item.drug_id,
@@ -527,16 +527,18 @@ def _hold_needs(uow: UnitOfWork, rx: Prescription, site_id: int, needs: Sequence
     hold_all(uow, site_id, [StockNeed(n.item.drug_id, n.item.quantity, n.supply_until) for n in needs], _cause(rx))
 
 
-def resume_awaiting(uow: UnitOfWork, site_id: int, drug_ids: Sequence[int]) -> list[int]:
+def resume_awaiting(uow: UnitOfWork, site_id: int, drug_ids: Sequence[int], first: int | None = None) -> list[int]:
     """Stock of ``drug_ids`` came to ``site_id`` (a transfer or a delivery): every prescription waiting there
-    that can now be filled whole gets its stock reserved and goes back to the worklist. Joins the caller's
-    transaction; returns the prescriptions moved on."""
-    waiting = uow.session.scalars(
+    that can now be filled whole gets its stock reserved and goes back to the worklist, the one the stock was
+    asked for (``first``) before the others, then oldest first. Joins the caller's transaction; returns the
+    prescriptions moved on."""
+    waiting = sorted(uow.session.scalars(
         select(Prescription).where(
             Prescription.status == Status.AWAITING_STOCK.value, Prescription.pharmacy_site_id == site_id,
             Prescription.id.in_(select(PrescriptionItem.prescription_id)
                                 .where(PrescriptionItem.drug_id.in_(list(drug_ids)))))
-        .order_by(Prescription.id).with_for_update().execution_options(populate_existing=True)).all()
+        .order_by(Prescription.id).with_for_update().execution_options(populate_existing=True)).all(),
+        key=lambda rx: rx.id != first)
     moved = []
     for rx in waiting:
         savepoint = uow.session.begin_nested()

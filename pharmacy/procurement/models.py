@@ -205,10 +205,11 @@ class TransferOrderLine(ConsortiumOwned, Base):
 
 
 class TransferParcel(ConsortiumOwned, Base):
-    """Units of one lot shipped for a transfer line, and how many of them arrived."""
+    """Units of one lot shipped for a transfer line: how many arrived, and how many did not arrive whole."""
 
     __tablename__ = "transfer_parcels"
-    __table_args__ = (CheckConstraint("received <= shipped", name="received_within_shipped"),)
+    __table_args__ = (CheckConstraint("received <= shipped", name="received_within_shipped"),
+                      CheckConstraint("received + lost <= shipped", name="accounted_within_shipped"))
 
     id: Mapped[int] = mapped_column(primary_key=True)
     order_id: Mapped[int] = mapped_column(ForeignKey("transfer_orders.id"), index=True)
@@ -219,6 +220,7 @@ class TransferParcel(ConsortiumOwned, Base):
     expiry_date: Mapped[date] = mapped_column(Date)
     shipped: Mapped[int] = mapped_column(Integer)
     received: Mapped[int] = mapped_column(Integer, default=0)
+    lost: Mapped[int] = mapped_column(Integer, default=0)  # declared on receipt as a transit loss
 
 
 class Alert(ConsortiumOwned, Base):

@@ -1,4 +1,4 @@
-"""Creating orders: numbering, and transfer orders (planned, or asked for by routing)."""
+"""Creating orders: numbering, and transfer orders (planned, asked for by an officer or by routing)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ import secrets
 from collections.abc import Sequence
 from datetime import date
 
+from pharmacy.inventory.domain import Cause, CauseType
+from pharmacy.inventory.services import StockNeed, hold_all
 from pharmacy.procurement.models import TransferOrder, TransferOrderLine
 from pharmacy.unit_of_work import UnitOfWork
 
@@ -20,15 +22,25 @@ def request_transfer(uow: UnitOfWork, consortium_id: int, from_site_id: int, to_
                      prescription_id: int | None = None, run_id: int | None = None, note: str = "",
                      lots: Sequence[int | None] | None = None) -> TransferOrder:
     """Ask ``from_site`` to send stock to ``to_site``: lines of (drug, units, date the stock must last until),
-    each from a named lot (``lots``) or first-expiry first-out when shipped. Joins the caller's transaction."""
+    each from a named lot (``lots``) or first-expiry first-out. The units are held at the sending site from now
+    until the order ships or is cancelled, so that neither a prescription nor the next plan counts them there
+    (:class:`OutOfStock` if it cannot hold them all). Joins the caller's transaction."""
     order = TransferOrder(consortium_id=consortium_id, number=order_number("TO", uow.today()), run_id=run_id,
                           prescription_id=prescription_id, from_site_id=from_site_id, to_site_id=to_site_id,
                           reason=reason, status="requested", note=note, created_by=uow.principal.label,
                           created_at=uow.now())
     uow.session.add(order)
     uow.session.flush()
+    needs = []
     for n, (drug_id, quantity, usable_until) in enumerate(lines):
+        lot_id = lots[n] if lots else None
         uow.session.add(TransferOrderLine(consortium_id=consortium_id, order_id=order.id, drug_id=drug_id,
-                                          lot_id=lots[n] if lots else None, quantity=quantity,
-                                          usable_until=usable_until))
+                                          lot_id=lot_id, quantity=quantity, usable_until=usable_until))
+        needs.append(StockNeed(drug_id, quantity, usable_until or uow.today(), lot_id))
+    hold_all(uow, from_site_id, needs, transfer_cause(order.id))
     return order
+
+
+def transfer_cause(order_id: int) -> Cause:
+    """A transfer order as the cause of its holds and movements."""
+    return Cause(CauseType.TRANSFER, str(order_id))

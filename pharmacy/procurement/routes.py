@@ -321,7 +321,8 @@ class TransferReceiveView(MethodView):
     def post(self, data: dict[str, Any], order_id: int) -> Any:
         """Receive a shipped transfer at the pharmacist's site (partial allowed); a prescription waiting for
         it moves on"""
-        return services.receive_transfer(request_uow(), order_id, data["parcels"])
+        return services.receive_transfer(request_uow(), order_id, data["parcels"],
+                                         [services.TransitLoss(**loss) for loss in data["losses"]])
 
 
 @blp.route("/transfer-orders/<int:order_id>/cancel")

@@ -5,6 +5,7 @@ from typing import Any
 from marshmallow import Schema, ValidationError, fields, post_load, validate, validates, validates_schema
 
 from pharmacy.catalog.schemas import CODE
+from pharmacy.inventory.domain import TRANSIT_LOSS_REASONS
 from pharmacy.inventory.schemas import quantity_field
 from pharmacy.procurement.domain import PlanStatus, check_tiers, parse_site_costs, parse_tiers
 
@@ -334,6 +335,7 @@ class TransferParcelSchema(Schema):
     expiry_date = fields.Date()
     shipped = fields.Integer()
     received = fields.Integer()
+    lost = fields.Integer(metadata={"description": "declared on receipt as not arrived whole"})
 
 
 class TransferOrderSchema(Schema):
@@ -368,9 +370,20 @@ class ParcelReceiptSchema(Schema):
     quantity = fields.Integer(required=True, strict=True, validate=validate.Range(min=0, max=10_000_000))
 
 
+class TransitLossSchema(Schema):
+    parcel_id = fields.Integer(required=True)
+    units = fields.Integer(required=True, strict=True, validate=validate.Range(min=1, max=10_000_000))
+    reason = fields.String(required=True, validate=validate.OneOf(TRANSIT_LOSS_REASONS),
+                           metadata={"description": "why they did not arrive whole"})
+    note = fields.String(load_default="", validate=validate.Length(max=500))
+
+
 class TransferReceiptSchema(Schema):
     parcels = fields.List(fields.Nested(ParcelReceiptSchema), load_default=list,
-                          metadata={"description": "units per parcel; empty: everything still outstanding"})
+                          metadata={"description": "units per parcel; empty: everything still outstanding that is "
+                                                   "not declared lost"})
+    losses = fields.List(fields.Nested(TransitLossSchema), load_default=list,
+                         metadata={"description": "units of a parcel that did not arrive whole, and why"})
 
     @post_load
     def _as_mapping(self, data: dict[str, Any], **kwargs: object) -> dict[str, Any]:
@@ -379,7 +392,7 @@ class TransferReceiptSchema(Schema):
             if parcel["parcel_id"] in seen:
                 raise ValidationError(f"parcel {parcel['parcel_id']} is listed twice", "parcels")
             seen[parcel["parcel_id"]] = parcel["quantity"]
-        return {"parcels": seen}
+        return {"parcels": seen, "losses": data["losses"]}
 
 
 class ApprovalSchema(Schema):

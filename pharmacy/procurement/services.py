@@ -18,13 +18,21 @@ from pharmacy.catalog.models import Drug
 from pharmacy.consortium.models import Site
 from pharmacy.csv_import import read_csv
 from pharmacy.errors import Conflict, DomainError, Message, NotFound, ValidationFailed
-from pharmacy.inventory.domain import CauseType, MovementKind
+from pharmacy.events import StockArrived
+from pharmacy.inventory.domain import TRANSIT_LOSS_REASONS, CauseType, MovementKind
 from pharmacy.inventory.models import Lot, Movement, Reservation
-from pharmacy.inventory.services import Cause, hold_stock, receive_stock, release_stock, send_stock
+from pharmacy.inventory.services import (
+    Cause,
+    book_transit_loss,
+    hold_stock,
+    lock_stock,
+    receive_stock,
+    release_stock,
+    send_stock,
+)
 from pharmacy.pagination import Page, PageRequest, fetch_page
 from pharmacy.prescriptions.domain import OPEN_STATUSES, Status
 from pharmacy.prescriptions.models import Prescription, PrescriptionItem
-from pharmacy.prescriptions.services import resume_awaiting
 from pharmacy.procurement.domain import (
     OPEN_PURCHASE_ORDER_STATUSES,
     OPEN_TRANSFER_STATUSES,
@@ -45,7 +53,7 @@ from pharmacy.procurement.models import (
     TransferOrderLine,
     TransferParcel,
 )
-from pharmacy.procurement.orders import request_transfer
+from pharmacy.procurement.orders import request_transfer, transfer_cause
 from pharmacy.unit_of_work import UnitOfWork
 
 log = logging.getLogger(__name__)
@@ -393,7 +401,7 @@ def receive_purchase_order(uow: UnitOfWork, order_id: int, site_id: int, lines: 
         all_lines = list(uow.session.scalars(select(PurchaseOrderLine).where(PurchaseOrderLine.order_id == order.id)))
         order.status = received_status(sum(line.received_units for line in all_lines),
                                        sum(line.units for line in all_lines))
-        resume_awaiting(uow, site_id, list(arriving))
+        uow.publish(StockArrived(site_id, tuple(sorted(arriving))))
         uow.commit()
         return order, [line for line in all_lines if line.site_id == site_id]
 
@@ -522,65 +530,102 @@ def list_transfer_orders(uow: UnitOfWork, page: PageRequest, *, status: str | No
 
 
 def ship_transfer(uow: UnitOfWork, order_id: int) -> TransferView:
-    """The sending site ships a requested transfer: a transfer-out movement per lot, first-expiry first-out
-    among lots that last long enough (or from the lot the plan named). Short of stock, nothing ships."""
+    """The sending site ships a requested transfer: its held stock leaves as a transfer-out movement per lot (the
+    lot the plan named, or the lots held first-expiry first-out when the order was made; a hold lost meanwhile is
+    taken again from usable stock). Short of stock, nothing ships."""
     with uow:
         order = _load_transfer(uow, order_id, for_update=True)
         uow.ensure_acts_for(order.from_site_id, what=Message("transfer order %(id)s", id=order.number))
         check_transfer_action(order.status, "ship")
-        cause = Cause(CauseType.TRANSFER, str(order.id))
-        for line in uow.session.scalars(select(TransferOrderLine).where(TransferOrderLine.order_id == order.id)
-                                        .order_by(TransferOrderLine.id)):
+        cause = transfer_cause(order.id)
+        lines = list(uow.session.scalars(select(TransferOrderLine).where(TransferOrderLine.order_id == order.id)
+                                         .order_by(TransferOrderLine.id)))
+        lock_stock(uow, order.from_site_id, sorted({line.drug_id for line in lines}))
+        # Lines naming their lot first: a first-expiry first-out line of the same drug takes what is held after.
+        for line in sorted(lines, key=lambda line: line.lot_id is None):
             for lot, movement in send_stock(uow, order.from_site_id, line.drug_id, line.quantity, order.reason,
                                             cause, lot_id=line.lot_id, usable_until=line.usable_until):
                 uow.session.add(TransferParcel(
                     consortium_id=order.consortium_id, order_id=order.id, line_id=line.id, drug_id=line.drug_id,
                     from_lot_id=lot.id, lot_number=lot.lot_number, expiry_date=lot.expiry_date,
-                    shipped=-movement.quantity, received=0))
+                    shipped=-movement.quantity, received=0, lost=0))
+        release_stock(uow, cause)  # nothing stays held for an order that has left
         order.status, order.shipped_at = "shipped", uow.now()
         uow.commit()
         return _transfer_view(uow, order)
 
 
-def receive_transfer(uow: UnitOfWork, order_id: int, received: Mapping[int, int] | None = None) -> TransferView:
+@dataclass(frozen=True)
+class TransitLoss:
+    """Units of a parcel that did not arrive whole, and why (damaged, missing, wrong_item)."""
+
+    parcel_id: int
+    units: int
+    reason: str
+    note: str = ""
+
+
+def receive_transfer(uow: UnitOfWork, order_id: int, received: Mapping[int, int] | None = None,
+                     losses: Sequence[TransitLoss] = ()) -> TransferView:
     """The receiving site takes in what arrived: ``received`` maps parcel ids to units (default: everything
-    still outstanding). Each parcel lands as the same lot number and expiry at this site. Once everything
-    has arrived, a prescription waiting for this transfer is reserved its stock and moves on."""
+    still outstanding that is not declared lost). Each parcel lands as the same lot number and expiry at this
+    site. Units that did not arrive whole are declared with why (``losses``): they arrive and leave again as a
+    transit loss, so the sender's transfer-out always equals the receiver's transfer-in. Prescriptions waiting
+    here for these drugs move on, the one the transfer was asked for first."""
     with uow:
         order = _load_transfer(uow, order_id, for_update=True)
         uow.ensure_acts_for(order.to_site_id, what=Message("transfer order %(id)s", id=order.number))
         check_transfer_action(order.status, "receive")
         parcels = {p.id: p for p in uow.session.scalars(select(TransferParcel).where(
             TransferParcel.order_id == order.id).order_by(TransferParcel.id))}
-        wanted = dict(received) if received else {p.id: p.shipped - p.received for p in parcels.values()}
+        lost: dict[int, TransitLoss] = {}
         errors = []
-        for parcel_id, units in sorted(wanted.items()):
+        for declared in losses:
+            if declared.parcel_id in lost:
+                errors.append({"parcel_id": declared.parcel_id,
+                               "reason": Message("a parcel's loss is declared once")})
+            elif declared.reason not in TRANSIT_LOSS_REASONS:
+                errors.append({"parcel_id": declared.parcel_id, "reason": Message(
+                    "say why units did not arrive: one of %(reasons)s",
+                    reasons=[Message.word(r) for r in TRANSIT_LOSS_REASONS])})
+            lost[declared.parcel_id] = declared
+        wanted = dict(received) if received else {
+            p.id: p.shipped - p.received - p.lost - (lost[p.id].units if p.id in lost else 0) for p in parcels.values()}
+        for parcel_id in sorted(set(wanted) | set(lost)):
             parcel = parcels.get(parcel_id)
+            units, gone = wanted.get(parcel_id, 0), lost[parcel_id].units if parcel_id in lost else 0
             if parcel is None:
                 errors.append({"parcel_id": parcel_id, "reason": Message("not a parcel of transfer %(order)s",
                                                                          order=order.number)})
-            elif units < 0 or parcel.received + units > parcel.shipped:
+            elif units < 0 or gone < 0 or parcel.received + parcel.lost + units + gone > parcel.shipped:
                 errors.append({"parcel_id": parcel_id, "reason": Message(
-                    "%(units)s units: %(shipped)s shipped, %(received)s received already", units=units,
-                    shipped=parcel.shipped, received=parcel.received)})
+                    "%(units)s units: %(shipped)s shipped, %(received)s received already", units=units + gone,
+                    shipped=parcel.shipped, received=parcel.received + parcel.lost)})
         if errors:
             raise ValidationFailed(Message("the arrival does not match what was shipped; nothing was received"),
                                    errors)
-        cause = Cause(CauseType.TRANSFER, str(order.id))
-        for parcel_id, units in sorted(wanted.items()):
-            if units == 0:
-                continue
+        cause = transfer_cause(order.id)
+        for parcel_id in sorted(set(wanted) | set(lost)):
             parcel = parcels[parcel_id]
-            receive_stock(uow, order.to_site_id, parcel.drug_id, parcel.lot_number, parcel.expiry_date, units,
-                          reason_code=order.reason, note=f"transfer {order.number}", cause=cause,
-                          kind=MovementKind.TRANSFER_IN)
+            units, loss = wanted.get(parcel_id, 0), lost.get(parcel_id)
+            arriving = units + (loss.units if loss else 0)
+            if arriving == 0:
+                continue
+            movement = receive_stock(uow, order.to_site_id, parcel.drug_id, parcel.lot_number, parcel.expiry_date,
+                                     arriving, reason_code=order.reason, note=f"transfer {order.number}", cause=cause,
+                                     kind=MovementKind.TRANSFER_IN)
+            if loss and loss.units:
+                book_transit_loss(uow, movement.lot_id, loss.units, loss.reason,
+                                  note=loss.note or f"transfer {order.number}", cause=cause)
+                parcel.lost += loss.units
             parcel.received += units
-        status = received_status(sum(p.received for p in parcels.values()), sum(p.shipped for p in parcels.values()))
+        shipped = sum(p.shipped for p in parcels.values())
+        status = received_status(sum(p.received + p.lost for p in parcels.values()), shipped)
         order.status = "shipped" if status == "open" else status
         if order.status == "received":
             order.received_at = uow.now()
-            if order.prescription_id is not None:
-                resume_awaiting(uow, order.to_site_id, sorted({p.drug_id for p in parcels.values()}))
+        uow.publish(StockArrived(order.to_site_id, tuple(sorted({p.drug_id for p in parcels.values()})),
+                                 order.prescription_id))
         uow.commit()
         return _transfer_view(uow, order)
 
@@ -590,6 +635,7 @@ def cancel_transfer(uow: UnitOfWork, order_id: int, note: str) -> TransferView:
     with uow:
         order = _load_transfer(uow, order_id, for_update=True)
         check_transfer_action(order.status, "cancel")
+        release_stock(uow, transfer_cause(order.id))  # the sender's stock is free again
         order.status, order.cancelled_at = "cancelled", uow.now()
         audit.record(uow.session, "cancel", "TransferOrder", order.id, note)
         uow.commit()

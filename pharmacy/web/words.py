@@ -37,6 +37,8 @@ THINGS = (N_("API key"), N_("drug"), N_("lot"), N_("movement"), N_("offer"), N_(
           N_("purchase order"), N_("reservation"), N_("site"), N_("supplier"), N_("transfer order"),
           N_("upper site"), N_("user"), N_("webhook"), N_("Drug"), N_("Lot"), N_("Site"), N_("Prescription"),
           N_("PlanRun"), N_("PurchaseOrder"), N_("TransferOrder"), N_("Supplier"), N_("Offer"))
+# Why units shipped did not arrive whole (a transit loss).
+LOSS_REASONS = (N_("damaged"), N_("missing"), N_("wrong_item"))
 # What stock is held or moved for (a prescription is among THINGS).
 CAUSES = (N_("manual"), N_("transfer"), N_("purchase_order"), N_("count"))
 ROLES = (N_("pharmacist"), N_("prescriber"), N_("procurement"), N_("admin"), N_("system"))

@@ -447,6 +447,81 @@ def test_a_transfer_asked_for_by_routing_moves_its_prescription_on_when_received
     assert sum(lot["reserved"] for lot in lots.get_json()) == 500
 
 
+def lot_at(client, world: World, site: str, number: str) -> dict:
+    lots = client.get(f"/api/inventory/lots?site_id={world.a.sites[site]}&include_empty=true",
+                      headers=world.a.headers("procurement")).get_json()
+    return next(lot for lot in lots if lot["lot_number"] == number)
+
+
+def test_a_transfer_holds_its_stock_at_the_sender_from_the_moment_it_is_asked_for(client, world, market) -> None:
+    headers = world.a.headers("procurement")
+    near = lot_at(client, world, "C2", "A-NEAR")
+    assert (near["quantity"], near["reserved"]) == (300, 0)
+    created = client.post("/api/transfer-orders", headers=headers, json={
+        "from_site_id": world.a.sites["C2"], "to_site_id": world.a.sites["C1"],
+        "lines": [{"drug_id": market["aml"]["id"], "quantity": 268, "lot_id": near["id"]}]}).get_json()
+    assert lot_at(client, world, "C2", "A-NEAR")["reserved"] == 268  # promised: no longer available at C2
+    # Asking for more than the sender has free is refused, and holds nothing.
+    refused = client.post("/api/transfer-orders", headers=headers, json={
+        "from_site_id": world.a.sites["C2"], "to_site_id": world.a.sites["LEAD"],
+        "lines": [{"drug_id": market["aml"]["id"], "quantity": 33, "lot_id": near["id"]}]})
+    assert_problem(refused, 409, "32 available")
+    assert lot_at(client, world, "C2", "A-NEAR")["reserved"] == 268
+    cancelled = client.post(f"/api/transfer-orders/{created['order']['id']}/cancel", headers=headers,
+                            json={"note": "C1 was supplied directly"})
+    assert cancelled.status_code == 200
+    assert lot_at(client, world, "C2", "A-NEAR")["reserved"] == 0
+    # Shipping turns the hold into the transfer-out: the sender keeps no hold, and the units have left.
+    again = client.post("/api/transfer-orders", headers=headers, json={
+        "from_site_id": world.a.sites["C2"], "to_site_id": world.a.sites["C1"],
+        "lines": [{"drug_id": market["aml"]["id"], "quantity": 100, "lot_id": near["id"]}]}).get_json()
+    client.post(f"/api/transfer-orders/{again['order']['id']}/ship", headers=world.a.headers("pharmacist_c2"))
+    assert {k: lot_at(client, world, "C2", "A-NEAR")[k] for k in ("quantity", "reserved")} == {
+        "quantity": 200, "reserved": 0}
+
+
+def test_a_prescription_cannot_take_units_promised_to_another_site(client, world, market) -> None:
+    from tests.api.test_prescriptions import rx, send
+
+    headers = world.a.headers("procurement")
+    # C2 holds 430 of AML5 (500 received, 70 dispensed); 400 are promised to the lead hospital.
+    promised = client.post("/api/transfer-orders", headers=headers, json={
+        "from_site_id": world.a.sites["C2"], "to_site_id": world.a.sites["LEAD"],
+        "lines": [{"drug_id": market["aml"]["id"], "quantity": 400}]})
+    assert promised.status_code == 201, promised.get_json()
+    sent = send(client, world, rx("RX-PROMISED", items=[{"drug_code": "AML5", "quantity": 60, "supply_days": 7}],
+                                  nominated_pharmacy=world.a.sites["C2"], valid_until="2026-11-23")).get_json()
+    assert (sent["status"], sent["pharmacy_site_id"]) == ("routed", world.a.sites["C1"])  # C2 has 30 free
+
+
+def test_units_that_did_not_arrive_whole_are_booked_as_a_transit_loss_and_both_ledgers_add_up(
+        client, world, market) -> None:
+    headers = world.a.headers("procurement")
+    order = client.post("/api/transfer-orders", headers=headers, json={
+        "from_site_id": world.a.sites["C2"], "to_site_id": world.a.sites["C1"],
+        "lines": [{"drug_id": market["aml"]["id"], "quantity": 250}]}).get_json()["order"]
+    parcel = client.post(f"/api/transfer-orders/{order['id']}/ship",
+                         headers=world.a.headers("pharmacist_c2")).get_json()["parcels"][0]
+    pharmacist = world.a.headers("pharmacist")
+    unexplained = client.post(f"/api/transfer-orders/{order['id']}/receive", headers=pharmacist, json={
+        "losses": [{"parcel_id": parcel["id"], "units": 12, "reason": "lost somehow"}]})
+    assert unexplained.status_code == 422
+    received = client.post(f"/api/transfer-orders/{order['id']}/receive", headers=pharmacist, json={
+        "losses": [{"parcel_id": parcel["id"], "units": 12, "reason": "damaged", "note": "crushed box"}]}).get_json()
+    assert received["order"]["status"] == "received"
+    assert (received["parcels"][0]["received"], received["parcels"][0]["lost"]) == (238, 12)
+    arrived = lot_at(client, world, "C1", "A-NEAR")
+    assert arrived["quantity"] == 238
+    card = client.get(f"/api/inventory/lots/{arrived['id']}/movements", headers=pharmacist).get_json()["movements"]
+    assert [(m["kind"], m["quantity"], m["reason_code"]) for m in card] == [
+        ("transfer_in", 250, "redistribution"), ("transit_loss", -12, "damaged")]
+    sent = client.get(f"/api/inventory/lots/{parcel['from_lot_id']}/movements",
+                      headers=world.a.headers("pharmacist_c2")).get_json()["movements"]
+    assert sum(-m["quantity"] for m in sent if m["kind"] == "transfer_out") == 250  # out at C2 = in at C1
+    factory = client.application.extensions["pharmacy_db"].session_factory
+    assert check_ledger(UnitOfWork(factory, system_for(world.a.consortium_id))) == []
+
+
 # Alerts and jobs ----------------------------------------------------------------------------------------
 
 def test_alerts_name_near_expiry_lots_and_low_stock_once_a_day(client, world, market, clock) -> None:

@@ -24,6 +24,7 @@ from pharmacy.prescriptions.services import (
     submit_prescription,
 )
 from pharmacy.principal import SYSTEM, Principal, Role, system_for
+from pharmacy.procurement.models import TransferOrderLine
 from pharmacy.unit_of_work import UnitOfWork
 from tests.factories import drug_data, site_data
 from tests.integration.test_stock_races import _run_together
@@ -72,9 +73,15 @@ def test_concurrent_intake_and_dispensing_never_reserve_or_give_a_unit_twice(com
         dispensed_units = session.scalar(select(func.sum(Dispense.quantity)))
         moved_out = -session.scalar(select(func.sum(Movement.quantity)).where(Movement.kind == "dispense"))
         on_hand = session.scalar(select(func.sum(Lot.quantity)))
-        held = session.scalar(select(func.count()).select_from(Reservation).where(Reservation.status == "held"))
+        held_for_prescriptions = session.scalar(select(func.count()).select_from(Reservation).where(
+            Reservation.status == "held", Reservation.prescription_id.is_not(None)))
+        # What the prescriptions left waiting asked other members for stays held there for its transfer.
+        held_for_transfers = session.scalar(select(func.coalesce(func.sum(Reservation.quantity), 0)).where(
+            Reservation.status == "held", Reservation.transfer_order_id.is_not(None)))
+        requested = session.scalar(select(func.coalesce(func.sum(TransferOrderLine.quantity), 0)))
         negative = session.scalar(select(func.count()).select_from(Lot).where(Lot.quantity < 0))
     assert dispensed_units == moved_out == fillable * EACH
     assert on_hand == len(pharmacies) * PER_SITE - fillable * EACH
-    assert held == 0 and negative == 0
+    assert held_for_prescriptions == 0 and negative == 0
+    assert held_for_transfers == requested
     assert check_ledger(UnitOfWork(factory, system_for(consortium.id))) == []
