@@ -136,9 +136,21 @@ class Allocation:
     quantity: int
 
 
+def usable_on(expiry_date: date, day: date) -> bool:
+    """The one rule of "usable on day D": a lot is good through its expiry date, and expired from the day after.
+    Its SQL twin is :meth:`pharmacy.inventory.models.Lot.usable_on`."""
+    return expiry_date >= day
+
+
+def days_usable(expiry_date: date, today: date) -> int:
+    """How many days a lot can still be used, today included (0 once it has expired): a lot expiring today has
+    one day left."""
+    return max(0, (expiry_date - today).days + 1)
+
+
 def is_usable(lot: LotStock, today: date, supply_until: date) -> bool:
-    """A lot is usable if it is not expired and lasts until the patient's supply ends."""
-    return lot.expiry_date >= today and lot.expiry_date >= supply_until
+    """A lot is usable for a supply if it is usable today and still on the day the patient's supply ends."""
+    return usable_on(lot.expiry_date, max(today, supply_until))
 
 
 def usable_quantity(lots: Iterable[LotStock], today: date, supply_until: date) -> int:

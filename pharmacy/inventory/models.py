@@ -42,6 +42,11 @@ class Lot(ConsortiumOwned, Base):
     reserved: Mapped[int] = mapped_column(Integer, default=0)  # held by open reservations
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
+    @classmethod
+    def usable_on(cls, day: date) -> ColumnElement[bool]:
+        """The SQL twin of :func:`pharmacy.inventory.domain.usable_on`: the lot is good on ``day``."""
+        return cls.expiry_date >= day
+
 
 class Movement(ConsortiumOwned, Base):
     """One signed change of a lot's quantity: append-only, undone only by a reversing movement."""

@@ -29,6 +29,7 @@ from pharmacy.inventory.domain import (
     check_movement,
     is_usable,
     normalise_lot_number,
+    usable_on,
 )
 from pharmacy.inventory.models import Lot, Movement, Reservation, Stocktake
 from pharmacy.pagination import Page, PageRequest, fetch_page
@@ -114,7 +115,7 @@ def receive_stock(uow: UnitOfWork, site_id: int, drug_id: int, lot_number: str, 
         uow.ensure_acts_for(site_id, what=Message("site %(id)s", id=site_id))
         uow.get(Site, site_id, what="site")
         drug = _active_drug(uow, drug_id)
-        if expiry_date <= uow.today():
+        if not usable_on(expiry_date, uow.today()):
             raise ValidationFailed(Message("lot %(lot)s expired on %(day)s: it cannot be received", lot=lot_number,
                                            day=expiry_date.isoformat()),
                                    {"expiry_date": expiry_date.isoformat()})
@@ -586,7 +587,7 @@ def stock_levels(uow: UnitOfWork, page: PageRequest, *, site_id: int | None = No
     with uow:
         today = uow.today()
         horizon = today + timedelta(days=near_expiry_days)
-        unexpired = Lot.expiry_date >= today
+        unexpired = Lot.usable_on(today)
         stmt = select(
             Lot.site_id, Lot.drug_id, func.sum(Lot.quantity), func.sum(Lot.reserved),
             func.sum(case((unexpired, Lot.quantity - Lot.reserved), else_=0)),
@@ -615,7 +616,7 @@ def near_expiry_lots(uow: UnitOfWork, page: PageRequest, days: int, *, site_id: 
     """Lots with stock that expire within ``days`` (and have not expired), soonest first."""
     with uow:
         today = uow.today()
-        stmt = select(Lot).where(Lot.quantity > 0, Lot.expiry_date >= today,
+        stmt = select(Lot).where(Lot.quantity > 0, Lot.usable_on(today),
                                  Lot.expiry_date <= today + timedelta(days=days))
         if site_id is not None:
             stmt = stmt.where(Lot.site_id == site_id)

@@ -236,7 +236,7 @@ def _usable_stock(uow: UnitOfWork, needs: Sequence[_Need], site_ids: Sequence[in
         rows = uow.session.execute(
             select(Lot.site_id, func.sum(Lot.quantity - Lot.reserved))
             .where(Lot.drug_id == need.item.drug_id, Lot.site_id.in_(site_ids),
-                   Lot.expiry_date >= need.supply_until, Lot.expiry_date >= uow.today())
+                   Lot.usable_on(max(need.supply_until, uow.today())))
             .group_by(Lot.site_id))
         for site_id, units in rows:
             stock.usable[(site_id, need.item.id)] = int(units or 0)

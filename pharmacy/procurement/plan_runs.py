@@ -29,6 +29,7 @@ from pharmacy.consortium.domain import distance_km
 from pharmacy.consortium.models import Site
 from pharmacy.db import Database
 from pharmacy.errors import Conflict, Message, ValidationFailed
+from pharmacy.inventory.domain import days_usable
 from pharmacy.inventory.models import Lot as StockLot
 from pharmacy.pagination import Page, PageRequest, fetch_page
 from pharmacy.principal import SYSTEM, system_for
@@ -199,7 +200,7 @@ def assemble_problem(uow: UnitOfWork, run: PlanRun, settings: PlanSettings) -> d
                 usage = max(f.forecast.daily_usage, f.forecast.known / run.horizon_days)
                 demands.append(Demand(sites[f.site_id].code, drugs[f.drug_id].code, f.forecast.units, round(usage, 6)))
         lots = [Lot(f"L{lot.id}", sites[lot.site_id].code, drugs[lot.drug_id].code, lot.quantity - lot.reserved,
-                    (lot.expiry_date - today).days, round(unit_price.get(lot.drug_id, 0.0), 6))
+                    days_usable(lot.expiry_date, today), round(unit_price.get(lot.drug_id, 0.0), 6))
                 for lot in uow.session.scalars(select(StockLot).where(
                     StockLot.drug_id.in_(sorted(drugs)), StockLot.site_id.in_(sorted(sites)),
                     StockLot.quantity > StockLot.reserved).order_by(StockLot.id))]

@@ -19,7 +19,7 @@ from pharmacy.consortium.models import Site
 from pharmacy.csv_import import read_csv
 from pharmacy.errors import Conflict, DomainError, Message, NotFound, ValidationFailed
 from pharmacy.events import StockArrived
-from pharmacy.inventory.domain import TRANSIT_LOSS_REASONS, CauseType, MovementKind
+from pharmacy.inventory.domain import TRANSIT_LOSS_REASONS, CauseType, MovementKind, usable_on
 from pharmacy.inventory.models import Lot, Movement, Reservation
 from pharmacy.inventory.services import (
     Cause,
@@ -667,7 +667,8 @@ def raise_near_expiry_alerts(uow: UnitOfWork, days: int) -> int:
         for lot, drug_code, site_code in rows:
             left = (lot.expiry_date - today).days
             message = (f"{lot.quantity} units of {drug_code} lot {lot.lot_number} at {site_code} "
-                       + (f"expire in {left} days" if left > 0 else "have expired: write them off"))
+                       + (f"expire in {left} days" if usable_on(lot.expiry_date, today)
+                          else "have expired: write them off"))
             raised += raise_alert(uow, lot.consortium_id, "near_expiry", f"near_expiry:lot:{lot.id}", lot.site_id,
                                    lot.drug_id, lot.id, message, today)
         uow.commit()
@@ -682,7 +683,7 @@ def raise_low_stock_alerts(uow: UnitOfWork, cover_days: int, history_days: int =
         usage = dispensed_by_day(uow, today - timedelta(days=history_days), today)
         available = dict(((s, d), int(q)) for s, d, q in uow.session.execute(
             select(Lot.site_id, Lot.drug_id, func.sum(Lot.quantity - Lot.reserved))
-            .where(Lot.expiry_date > today).group_by(Lot.site_id, Lot.drug_id)))
+            .where(Lot.usable_on(today)).group_by(Lot.site_id, Lot.drug_id)))
         names = dict(uow.session.execute(select(Drug.id, Drug.code)).all())
         sites = {s.id: s for s in uow.session.scalars(select(Site))}
         raised = 0
@@ -738,7 +739,7 @@ def release_expired_reservations(uow: UnitOfWork) -> int:
             .join(Lot, Lot.id == Reservation.lot_id)
             .outerjoin(Prescription, Prescription.id == Reservation.prescription_id)
             .outerjoin(TransferOrder, TransferOrder.id == Reservation.transfer_order_id)
-            .where(Reservation.status == "held", (Lot.expiry_date < today) | ~live)
+            .where(Reservation.status == "held", ~Lot.usable_on(today) | ~live)
             .group_by(Reservation.cause_type, Reservation.prescription_id, Reservation.transfer_order_id,
                       Reservation.reference, Reservation.site_id, Reservation.drug_id, live)
             .order_by(Reservation.site_id, Reservation.drug_id)).all()

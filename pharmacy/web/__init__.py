@@ -29,6 +29,9 @@ def init_web(app: Flask) -> None:
     from pharmacy.web.routes import web
 
     app.register_blueprint(web)
+    from pharmacy.inventory.domain import usable_on
+
+    app.jinja_env.globals["usable_on"] = usable_on  # pages say "expired" by the same rule as dispensing
 
     @app.context_processor
     def _language() -> dict[str, object]:
