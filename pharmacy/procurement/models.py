@@ -165,6 +165,8 @@ class PurchaseOrderLine(ConsortiumOwned, Base):
     price_per_pack: Mapped[float] = mapped_column(Numeric(14, 4, asdecimal=False))
     cost: Mapped[float] = mapped_column(Numeric(14, 2, asdecimal=False))
     received_units: Mapped[int] = mapped_column(Integer, default=0)
+    # When the goods are expected: the order's day plus the offer's lead time, or the day the supplier promised.
+    expected_on: Mapped[date | None] = mapped_column(Date)
 
 
 class TransferOrder(ConsortiumOwned, Base):

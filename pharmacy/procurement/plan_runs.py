@@ -613,7 +613,8 @@ def approve_plan(uow: UnitOfWork, run_id: int) -> Approval:
                 uow.session.add(PurchaseOrderLine(
                     consortium_id=run.consortium_id, order_id=order.id, site_id=line.site_id, drug_id=line.drug_id,
                     offer_id=offer.id, packs=packs, pack_size=offer.pack_size, units=packs * offer.pack_size,
-                    price_per_pack=line.price_per_pack or 0.0, cost=round(line.cost, 2), received_units=0))
+                    price_per_pack=line.price_per_pack or 0.0, cost=round(line.cost, 2), received_units=0,
+                    expected_on=today + timedelta(days=offer.lead_time_days)))
                 total += line.cost + float(offer.order_cost)
             order.total = round(total, 2)
             purchase_orders.append(order)

@@ -32,6 +32,9 @@ from pharmacy.procurement.schemas import (
     PlanRunListItemSchema,
     PlanRunQuerySchema,
     PlanRunSchema,
+    PositionQuerySchema,
+    PositionSchema,
+    PromiseSchema,
     PurchaseOrderDetailSchema,
     PurchaseOrderSchema,
     PurchaseReceiptSchema,
@@ -245,6 +248,30 @@ class PurchaseOrderView(MethodView):
     def get(self, order_id: int) -> Any:
         """A purchase order and its lines"""
         return _order_detail(*services.get_purchase_order(request_uow(), order_id))
+
+
+@blp.route("/purchase-orders/<int:order_id>/promise")
+class PurchasePromiseView(MethodView):
+    @requires(Role.PROCUREMENT)
+    @blp.arguments(PromiseSchema)
+    @blp.response(200, PurchaseOrderDetailSchema)
+    def post(self, data: dict[str, Any], order_id: int) -> Any:
+        """Record the day the supplier promised for what is still to come: plans and alerts count it from then"""
+        return _order_detail(*services.promise_delivery(request_uow(), order_id, data["expected_on"],
+                                                        data.get("site_id")))
+
+
+@blp.route("/inventory/position")
+class PositionView(MethodView):
+    @requires(*STAFF)
+    @blp.arguments(PositionQuerySchema, location="query")
+    @blp.response(200, PositionSchema(many=True))
+    @paginate(blp)
+    def get(self, filters: dict[str, Any], pagination_parameters: Any) -> Any:
+        """What each site can count on per drug: on hand, held (for prescriptions, for transfers, by hand),
+        available, on order and in transit (a pharmacist sees the own site's)"""
+        page = services.inventory_position(request_uow(), page_request(pagination_parameters), **filters)
+        return page_items(page, pagination_parameters)
 
 
 @blp.route("/purchase-orders/<int:order_id>/receipts")

@@ -264,6 +264,7 @@ class PurchaseOrderLineSchema(Schema):
     price_per_pack = fields.Float()
     cost = fields.Float()
     received_units = fields.Integer()
+    expected_on = fields.Date(allow_none=True, metadata={"description": "when the goods still to come are expected"})
 
 
 class PurchaseOrderSchema(Schema):
@@ -417,3 +418,40 @@ class AlertQuerySchema(Schema):
     kind = fields.String(validate=validate.OneOf(["near_expiry", "low_stock", "planned_shortage", "planned_waste"]))
     site_id = fields.Integer()
     since = fields.Date()
+
+
+class PromiseSchema(Schema):
+    expected_on = fields.Date(required=True, metadata={"description": "the day the supplier promised"})
+    site_id = fields.Integer(metadata={"description": "only the lines to this site; default: all still open"})
+
+
+class IncomingSchema(Schema):
+    kind = fields.String(metadata={"description": "purchase_order, in_transit (shipped) or transfer_requested "
+                                                  "(held for it at the sender)"})
+    order_id = fields.Integer()
+    order_number = fields.String()
+    units = fields.Integer()
+    expected_on = fields.Date()
+    from_site_id = fields.Integer(allow_none=True)
+    expiry_date = fields.Date(allow_none=True)
+
+
+class PositionSchema(Schema):
+    site_id = fields.Integer()
+    drug_id = fields.Integer()
+    on_hand = fields.Integer()
+    expired = fields.Integer(metadata={"description": "of on hand, in lots no longer usable today"})
+    held = fields.Integer()
+    held_for_prescriptions = fields.Integer()
+    held_for_transfers = fields.Integer(metadata={"description": "promised to other sites"})
+    held_by_hand = fields.Integer()
+    available = fields.Integer(metadata={"description": "usable today and not held"})
+    on_order = fields.Integer()
+    in_transit = fields.Integer()
+    position = fields.Integer(metadata={"description": "available + on order + in transit"})
+    incoming = fields.List(fields.Nested(IncomingSchema))
+
+
+class PositionQuerySchema(Schema):
+    site_id = fields.Integer()
+    drug_id = fields.Integer()

@@ -54,6 +54,7 @@ from pharmacy.procurement.models import (
     TransferParcel,
 )
 from pharmacy.procurement.orders import request_transfer, transfer_cause
+from pharmacy.procurement.position import Position, positions
 from pharmacy.unit_of_work import UnitOfWork
 
 log = logging.getLogger(__name__)
@@ -406,6 +407,28 @@ def receive_purchase_order(uow: UnitOfWork, order_id: int, site_id: int, lines: 
         return order, [line for line in all_lines if line.site_id == site_id]
 
 
+def promise_delivery(uow: UnitOfWork, order_id: int, expected_on: date, site_id: int | None = None,
+                     ) -> tuple[PurchaseOrder, list[PurchaseOrderLine]]:
+    """The supplier promised a day for the goods still to come (to one site, or all): plans and alerts count them
+    from then on."""
+    with uow:
+        order = uow.get(PurchaseOrder, order_id, for_update=True, what="purchase order")
+        if order.status not in OPEN_PURCHASE_ORDER_STATUSES:
+            raise Conflict(Message("purchase order %(order)s is %(status)s: nothing more is expected",
+                                   order=order.number, status=Message.word(order.status)), {"status": order.status})
+        if expected_on < uow.today():
+            raise ValidationFailed(Message("a promised day cannot be in the past"), {"expected_on": str(expected_on)})
+        lines = list(uow.session.scalars(select(PurchaseOrderLine).where(PurchaseOrderLine.order_id == order.id)
+                                         .order_by(PurchaseOrderLine.site_id, PurchaseOrderLine.drug_id)))
+        for line in lines:
+            if (site_id is None or line.site_id == site_id) and line.received_units < line.units:
+                line.expected_on = expected_on
+        audit.record(uow.session, "promise", "PurchaseOrder", order.id,
+                     f"delivery promised for {expected_on.isoformat()}" + (f" to site {site_id}" if site_id else ""))
+        uow.commit()
+        return order, lines
+
+
 def cancel_purchase_order(uow: UnitOfWork, order_id: int, note: str) -> PurchaseOrder:
     """Cancel an order nothing of which has arrived."""
     with uow:
@@ -676,25 +699,29 @@ def raise_near_expiry_alerts(uow: UnitOfWork, days: int) -> int:
 
 
 def raise_low_stock_alerts(uow: UnitOfWork, cover_days: int, history_days: int = 30) -> int:
-    """One alert a day for every site and drug whose available stock covers less than ``cover_days`` days of
-    its recent usage."""
+    """One alert a day for every site and drug whose position over the next ``cover_days`` days (what is available
+    now, and what is on order or in transit and expected by then) covers less than that many days of its recent
+    usage."""
     with uow:
         today = uow.today()
         usage = dispensed_by_day(uow, today - timedelta(days=history_days), today)
-        available = dict(((s, d), int(q)) for s, d, q in uow.session.execute(
-            select(Lot.site_id, Lot.drug_id, func.sum(Lot.quantity - Lot.reserved))
-            .where(Lot.usable_on(today)).group_by(Lot.site_id, Lot.drug_id)))
+        where = positions(uow, site_ids=sorted({site for site, _ in usage}), drug_ids=sorted({d for _, d in usage}))
         names = dict(uow.session.execute(select(Drug.id, Drug.code)).all())
         sites = {s.id: s for s in uow.session.scalars(select(Site))}
+        by = today + timedelta(days=cover_days)
         raised = 0
         for (site_id, drug_id), by_day in sorted(usage.items()):
             daily = sum(by_day.values()) / history_days
-            have = available.get((site_id, drug_id), 0)
-            if daily <= 0 or have >= daily * cover_days:
+            position = where.get((site_id, drug_id))
+            have = position.available if position else 0
+            coming = position.arriving_by(by) if position else 0
+            if daily <= 0 or have + coming >= daily * cover_days:
                 continue
             site = sites[site_id]
-            message = (f"{names.get(drug_id, drug_id)} at {site.code}: {have} units available cover "
-                       f"{have / daily:.1f} days of usage ({daily:.1f}/day); less than {cover_days} days")
+            message = (f"{names.get(drug_id, drug_id)} at {site.code}: {have} units available"
+                       + (f" and {coming} on the way" if coming else "")
+                       + f" cover {(have + coming) / daily:.1f} days of usage ({daily:.1f}/day); less than "
+                       f"{cover_days} days")
             raised += raise_alert(uow, site.consortium_id, "low_stock", f"low_stock:{site_id}:{drug_id}", site_id,
                                    drug_id, None, message, today)
         uow.commit()
@@ -768,3 +795,16 @@ def release_expired_reservations(uow: UnitOfWork) -> int:
                     again.commit()
         uow.commit()
         return released
+
+
+def inventory_position(uow: UnitOfWork, page: PageRequest, *, site_id: int | None = None,
+                       drug_id: int | None = None) -> Page[Position]:
+    """The inventory position per site and drug (see :mod:`pharmacy.procurement.position`); a pharmacist's own
+    site's."""
+    with uow:
+        if uow.principal.site_bound:
+            site_id = uow.principal.site_id
+        found = list(positions(uow, site_ids=[site_id] if site_id is not None else None,
+                               drug_ids=[drug_id] if drug_id is not None else None).values())
+        start = (page.page - 1) * page.page_size
+        return Page(found[start:start + page.page_size], len(found))

@@ -9,6 +9,7 @@ from pharmacy.procurement.services import raise_low_stock_alerts
 from pharmacy.unit_of_work import UnitOfWork
 from tests.api.test_prescriptions import factory, stock
 from tests.api.test_procurement import history
+from tests.api.test_procurement import market as market  # a fixture: the plan's drugs, history and offers
 from tests.factories import World, add_drug, receive
 
 pytestmark = pytest.mark.usefixtures("clock")  # 2026-11-23, noon in Hangzhou
@@ -56,3 +57,61 @@ def test_the_stock_page_shows_a_lot_expired_only_from_the_day_after_its_expiry_d
     assert 'class="expired"' not in client.get("/stock").get_data(as_text=True)
     clock.advance(days=1)
     assert 'class="expired"' in client.get("/stock").get_data(as_text=True)
+
+
+# Inventory position: on hand - held + on order + in transit, in one place ---------------------------------
+
+def position_of(client, world: World, site: str, drug: dict) -> dict:
+    rows = client.get(f"/api/inventory/position?site_id={world.a.sites[site]}&drug_id={drug['id']}",
+                      headers=world.a.headers("procurement")).get_json()
+    return rows[0] if rows else {}
+
+
+def test_the_position_counts_stock_held_promised_on_order_and_in_transit_once(client, world, market) -> None:
+    from tests.api.test_procurement import run_plan
+
+    aml = market["aml"]
+    before = position_of(client, world, "C2", aml)
+    assert (before["on_hand"], before["available"], before["held"], before["on_order"]) == (430, 430, 0, 0)
+    # Promised to the lead hospital: held at C2, on its way to LEAD.
+    order = client.post("/api/transfer-orders", headers=world.a.headers("procurement"), json={
+        "from_site_id": world.a.sites["C2"], "to_site_id": world.a.sites["LEAD"],
+        "lines": [{"drug_id": aml["id"], "quantity": 100}]}).get_json()["order"]
+    c2 = position_of(client, world, "C2", aml)
+    assert (c2["on_hand"], c2["held_for_transfers"], c2["available"], c2["position"]) == (430, 100, 330, 330)
+    lead = position_of(client, world, "LEAD", aml)
+    assert (lead["available"], lead["in_transit"], lead["position"]) == (0, 100, 100)
+    assert [(i["kind"], i["units"], i["order_number"]) for i in lead["incoming"]] == [
+        ("transfer_requested", 100, order["number"])]
+    client.post(f"/api/transfer-orders/{order['id']}/ship", headers=world.a.headers("pharmacist_c2"))
+    c2 = position_of(client, world, "C2", aml)
+    assert (c2["on_hand"], c2["held"], c2["available"]) == (330, 0, 330)
+    lead = position_of(client, world, "LEAD", aml)
+    assert [(i["kind"], i["units"]) for i in lead["incoming"]] == [("in_transit", 100)]
+    # An approved plan's purchases are on order at the sites they go to, from their expected day.
+    run = run_plan(client, world, history_days=28)
+    approved = client.post(f"/api/plan-runs/{run['id']}/approve", headers=world.a.headers("procurement")).get_json()
+    ordered: dict[int, int] = {}
+    for po in approved["purchase_orders"]:
+        for line in client.get(f"/api/purchase-orders/{po['id']}", headers=world.a.headers("procurement")
+                               ).get_json()["lines"]:
+            if line["drug_id"] == aml["id"] and line["site_id"] == world.a.sites["C1"]:
+                ordered[line["id"]] = line["units"]
+                assert line["expected_on"] in ("2026-11-23", "2026-11-25")  # lead times of 0 and 2 days
+    c1 = position_of(client, world, "C1", aml)
+    assert c1["on_order"] == sum(ordered.values()) > 0
+    assert c1["position"] == c1["available"] + c1["on_order"] + c1["in_transit"]
+
+
+def test_a_supplier_promised_day_moves_what_is_expected(client, world, market) -> None:
+    from tests.api.test_procurement import run_plan
+
+    run = run_plan(client, world, history_days=28)
+    po = client.post(f"/api/plan-runs/{run['id']}/approve", headers=world.a.headers("procurement")
+                     ).get_json()["purchase_orders"][0]
+    promised = client.post(f"/api/purchase-orders/{po['id']}/promise", headers=world.a.headers("procurement"),
+                           json={"expected_on": "2026-12-01"})
+    assert promised.status_code == 200, promised.get_json()
+    assert {line["expected_on"] for line in promised.get_json()["lines"]} == {"2026-12-01"}
+    assert client.post(f"/api/purchase-orders/{po['id']}/promise", headers=world.a.headers("procurement"),
+                       json={"expected_on": "2026-11-01"}).status_code == 422

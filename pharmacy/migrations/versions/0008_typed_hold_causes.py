@@ -1,6 +1,6 @@
 """a hold's cause is typed: a prescription or a transfer order by foreign key, a manual hold by its reference;
 requests that change stock remember their Idempotency-Key; a webhook delivery sent again is retried anew; a
-transfer's parcel records the units that did not arrive whole
+transfer's parcel records the units that did not arrive whole; a purchase order's line, the day it is expected
 
 Holds stored before named their cause as text. Those naming a prescription or transfer order that exists are
 linked to it; the rest (a manual hold, or a cause no row matches) become manual holds under their old reference,
@@ -89,6 +89,9 @@ def upgrade() -> None:
     with op.batch_alter_table('webhook_deliveries') as batch:
         batch.add_column(sa.Column('retrying_since', pharmacy.db.UTCDateTime(timezone=True), nullable=True))
 
+    with op.batch_alter_table('purchase_order_lines') as batch:
+        batch.add_column(sa.Column('expected_on', sa.Date(), nullable=True))
+
     with op.batch_alter_table('transfer_parcels') as batch:
         batch.add_column(sa.Column('lost', sa.Integer(), nullable=False, server_default='0'))
         batch.create_check_constraint(batch.f('ck_transfer_parcels_accounted_within_shipped'),
@@ -96,6 +99,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    with op.batch_alter_table('purchase_order_lines') as batch:
+        batch.drop_column('expected_on')
     with op.batch_alter_table('transfer_parcels') as batch:
         batch.drop_constraint(batch.f('ck_transfer_parcels_accounted_within_shipped'), type_='check')
         batch.drop_column('lost')
