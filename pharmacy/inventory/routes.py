@@ -151,7 +151,8 @@ class StocktakesView(MethodView):
     def post(self, data: dict[str, Any]) -> Any:
         """Record a count; differences become count-adjustment movements (all lines or none)"""
         lines = [services.CountLine(**line) for line in data["lines"]]
-        return services.record_stocktake(request_uow(), data["site_id"], lines, data["note"])
+        return services.record_stocktake(request_uow(), data["site_id"], lines, data["note"],
+                                         release_excess=data["release_excess"])
 
 
 @blp.route("/stock")

@@ -120,11 +120,17 @@ class CountLineSchema(Schema):
     lot_number = fields.String(validate=validate.Length(1, 60))
     expiry_date = fields.Date()
     counted = fields.Integer(required=True, strict=True, validate=validate.Range(min=0, max=10_000_000))
+    book = fields.Integer(strict=True, validate=validate.Range(min=0, max=10_000_000), metadata={
+        "description": "the quantity on record when the count sheet was made: the adjustment is counted - book, "
+                       "so what moved since is kept (default: the quantity on record now)"})
 
 
 class StocktakeInputSchema(Schema):
     site_id = fields.Integer(required=True)
     note = fields.String(load_default="", validate=validate.Length(max=1000))
+    release_excess = fields.Boolean(load_default=False, metadata={
+        "description": "where a count is below what is held, release the holds it cannot cover (and hold them again "
+                       "from other lots where possible) instead of refusing the count"})
     lines = fields.List(fields.Nested(CountLineSchema), required=True, validate=validate.Length(min=1, max=20000))
 
 

@@ -18,7 +18,7 @@ from sqlalchemy.exc import IntegrityError
 
 from pharmacy.catalog.models import Drug
 from pharmacy.consortium.models import Site
-from pharmacy.errors import Conflict, Message, OutOfStock, ValidationFailed
+from pharmacy.errors import Conflict, DomainError, Message, OutOfStock, ValidationFailed
 from pharmacy.inventory.domain import (
     Allocation,
     Cause,
@@ -335,6 +335,36 @@ def release_stock(uow: UnitOfWork, cause: Cause, *, site_id: int | None = None, 
         return released
 
 
+def keep_held(uow: UnitOfWork, cause: Cause, site_id: int, drug_id: int, units: int) -> int:
+    """Release what ``cause`` holds of a drug at a site beyond ``units`` (after a partial dispense from other lots,
+    what remains to give is what stays held), the latest-expiring lots first so that what stays is still held
+    first-expiry first-out. Returns the units released."""
+    with uow:
+        held = _held(uow, cause, site_id, drug_id)
+        lots = _lock(uow, [r.lot_id for r in held])
+        held = sorted((r for r in _held(uow, cause, site_id, drug_id) if r.lot_id in lots),
+                      key=lambda r: (lots[r.lot_id].expiry_date, r.lot_id), reverse=True)
+        excess = sum(r.quantity for r in held) - max(units, 0)
+        released = 0
+        for reservation in held:
+            if released >= excess:
+                break
+            take = min(reservation.quantity, excess - released)
+            lots[reservation.lot_id].reserved -= take
+            if take == reservation.quantity:
+                reservation.status, reservation.closed_at = RELEASED, uow.now()
+            else:  # the rest stays held; the part given back is kept as a released record
+                reservation.quantity -= take
+                uow.session.add(Reservation(
+                    consortium_id=reservation.consortium_id, lot_id=reservation.lot_id, site_id=reservation.site_id,
+                    drug_id=reservation.drug_id, quantity=take, status=RELEASED,
+                    supply_until=reservation.supply_until, created_at=uow.now(), closed_at=uow.now(),
+                    **Reservation.cause_columns(reservation.cause)))
+            released += take
+        uow.commit()
+        return released
+
+
 def release_reservation(uow: UnitOfWork, reservation_id: int) -> Reservation:
     """Release one reservation of the caller's site."""
     with uow:
@@ -500,18 +530,33 @@ def send_stock(uow: UnitOfWork, site_id: int, drug_id: int, quantity: int, reaso
 
 @dataclass(frozen=True)
 class CountLine:
+    """A lot counted: ``counted`` units against a ``book`` quantity (what the ledger said when the count sheet was
+    made; without it, what it says now)."""
+
     counted: int
     lot_id: int | None = None
     drug_id: int | None = None
     lot_number: str | None = None
     expiry_date: date | None = None
+    book: int | None = None
 
 
-def record_stocktake(uow: UnitOfWork, site_id: int, lines: Sequence[CountLine], note: str = "") -> Stocktake:
+# Which holds a count below them gives back first: a pharmacist's own, then transfers not yet shipped, then
+# prescriptions (the newest first), each held again from the site's other lots where it can be.
+RELEASE_ORDER = {CauseType.MANUAL: 0, CauseType.TRANSFER: 1, CauseType.PRESCRIPTION: 2}
+
+
+def record_stocktake(uow: UnitOfWork, site_id: int, lines: Sequence[CountLine], note: str = "", *,
+                     release_excess: bool = False) -> Stocktake:
     """Record counted quantities at a site; every difference becomes a count-adjustment movement.
 
-    A line names a known lot, or a drug, lot number and expiry for a lot found on the shelf that the
-    ledger does not know. A count below what is reserved is refused, and then nothing is written.
+    The difference is the count less the book quantity it was counted against, applied to the lot as it is now:
+    what moved between the count and its recording (a dispense while the sheet was out) is kept, never undone.
+    A line names a known lot, or a drug, lot number and expiry for a lot found on the shelf that the ledger does
+    not know. A count below what is held for prescriptions, transfers or by hand is refused, saying which holds
+    would have to give back how much; with ``release_excess`` they are released (by hand first, then transfers,
+    then the newest prescriptions), and each is held again from the site's other lots where that is possible.
+    A refused count writes nothing.
     """
     with uow:
         uow.ensure_acts_for(site_id, what=Message("site %(id)s", id=site_id))
@@ -536,19 +581,30 @@ def record_stocktake(uow: UnitOfWork, site_id: int, lines: Sequence[CountLine], 
                                                                   lot=lot.id)})
                 continue
             if lot.id in seen:
-                problems.append({"line": index, "reason": Message("lot %(lot)s is counted twice", lot=lot.id)})
+                problems.append({"line": index, "reason": Message("lot %(lot)s is counted twice",
+                                                                  lot=lot.lot_number)})
                 continue
             seen.add(lot.id)
-            if line.counted < lot.reserved:
+            difference = line.counted - (lot.quantity if line.book is None else line.book)
+            after = lot.quantity + difference
+            if after < 0:
                 problems.append({"line": index, "reason": Message(
-                    "lot %(lot)s counted %(counted)s but %(reserved)s are reserved; release them first",
-                    lot=lot.lot_number, counted=line.counted, reserved=lot.reserved)})
+                    "lot %(lot)s counted %(counted)s against a book of %(book)s, but %(moved)s units left it since: "
+                    "count it again", lot=lot.lot_number, counted=line.counted, book=line.book,
+                    moved=(line.book or 0) - lot.quantity)})
                 continue
-            difference = line.counted - lot.quantity
+            given_back: list[tuple[Cause, int, date]] = []
+            if after < lot.reserved:
+                if not release_excess:
+                    problems.append({"line": index, "lot_id": lot.id, "release": lot.reserved - after,
+                                     "reason": _release_proposal(uow, lot, after)})
+                    continue
+                given_back = _give_back_holds(uow, lot, lot.reserved - after)
             if difference:
                 _move(uow, lot, MovementKind.COUNT_ADJUSTMENT, difference, "count_difference",
                       note=f"stocktake {stocktake.id}", cause=cause)
                 adjusted += 1
+            _hold_again(uow, lot, given_back)  # once the lot holds what was counted: from the other lots
         if problems:
             raise ValidationFailed(Message("%(count)s count lines cannot be applied; nothing was recorded",
                                            count=len(problems)),
@@ -556,6 +612,63 @@ def record_stocktake(uow: UnitOfWork, site_id: int, lines: Sequence[CountLine], 
         stocktake.lines_counted, stocktake.lines_adjusted = len(lines), adjusted
         uow.commit()
         return stocktake
+
+
+def _holds_on(uow: UnitOfWork, lot: Lot) -> list[Reservation]:
+    """A lot's holds in the order a count below them gives them back."""
+    held = uow.session.scalars(select(Reservation).where(Reservation.lot_id == lot.id, Reservation.status == HELD)
+                               .execution_options(populate_existing=True))
+    return sorted(held, key=lambda r: (RELEASE_ORDER[r.cause_type], -r.id))
+
+
+def _release_proposal(uow: UnitOfWork, lot: Lot, counted: int) -> Message:
+    """What a count below a lot's holds would have to give back, hold by hold."""
+    excess, gives = lot.reserved - counted, []
+    for reservation in _holds_on(uow, lot):
+        if excess <= 0:
+            break
+        take = min(excess, reservation.quantity)
+        gives.append(Message("%(units)s held for %(cause)s %(ref)s", units=take,
+                             cause=Message.word(reservation.cause_type.value), ref=reservation.cause_id))
+        excess -= take
+    return Message("lot %(lot)s counted %(counted)s but %(reserved)s are held; recording it releases %(release)s: "
+                   "%(holds)s", lot=lot.lot_number, counted=counted, reserved=lot.reserved,
+                   release=lot.reserved - counted, holds=gives)
+
+
+def _give_back_holds(uow: UnitOfWork, lot: Lot, units: int) -> list[tuple[Cause, int, date]]:
+    """Release ``units`` of a lot's holds that the shelf does not have; what each cause gave back."""
+    given: list[tuple[Cause, int, date]] = []
+    for reservation in _holds_on(uow, lot):
+        if units <= 0:
+            break
+        take = min(units, reservation.quantity)
+        lot.reserved -= take
+        if take == reservation.quantity:
+            reservation.status, reservation.closed_at = RELEASED, uow.now()
+        else:
+            reservation.quantity -= take
+            uow.session.add(Reservation(
+                consortium_id=reservation.consortium_id, lot_id=lot.id, site_id=lot.site_id, drug_id=lot.drug_id,
+                quantity=take, status=RELEASED, supply_until=reservation.supply_until, created_at=uow.now(),
+                closed_at=uow.now(), **Reservation.cause_columns(reservation.cause)))
+        given.append((reservation.cause, take, reservation.supply_until))
+        units -= take
+    return given
+
+
+def _hold_again(uow: UnitOfWork, lot: Lot, given: Sequence[tuple[Cause, int, date]]) -> None:
+    """Hold again from the site's other lots what each cause gave back; what cannot be stays released (the
+    pharmacy sees the prescription short)."""
+    uow.session.flush()
+    for held_for, quantity, supply_until in given:
+        savepoint = uow.session.begin_nested()
+        try:
+            hold_all(uow, lot.site_id, [StockNeed(lot.drug_id, quantity, supply_until)], held_for)
+        except DomainError:
+            savepoint.rollback()
+        else:
+            savepoint.commit()
 
 
 def _found_lot(uow: UnitOfWork, site_id: int, line: CountLine, index: int,

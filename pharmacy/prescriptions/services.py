@@ -28,6 +28,7 @@ from pharmacy.inventory.services import (
     StockNeed,
     dispense_stock,
     hold_all,
+    keep_held,
     lock_stock,
     release_stock,
 )
@@ -581,8 +582,11 @@ def dispense(uow: UnitOfWork, rx_id: int, lines: Sequence[DispenseLine] = ()) ->
             next_status(current, Action.DISPENSE_PART)
         items = {i.id: i for i in _items(uow, rx)}
         given = _given(uow, rx)
-        todo = list(lines) or [DispenseLine(item_id) for item_id in items if given.get(item_id, 0) <
-                               items[item_id].quantity]
+        if lines and all(line.quantity == 0 for line in lines):
+            raise ValidationFailed(Message("nothing to dispense: every quantity is 0"), {"items": "all zero"})
+        # A line of 0 units leaves its item for later; no line at all dispenses everything left.
+        todo = [line for line in lines if line.quantity != 0] or [
+            DispenseLine(item_id) for item_id in items if given.get(item_id, 0) < items[item_id].quantity]
         needs = {n.item.id: n for n in _needs(uow, rx, list(items.values()))}
         # Every drug this dispense may take, substitutes included, locked at once (see lock_stock).
         lock_stock(uow, rx.pharmacy_site_id, sorted({items[line.item_id].drug_id for line in todo  # type: ignore[arg-type]
@@ -618,6 +622,10 @@ def dispense(uow: UnitOfWork, rx_id: int, lines: Sequence[DispenseLine] = ()) ->
                     expiry_date=lot.expiry_date, quantity=-movement.quantity, substituted=substituted, note=note,
                     movement_id=movement.id, actor=uow.principal.label, at=uow.now()))
             given[item.id] = given.get(item.id, 0) + quantity
+            # What stays held for the item is what is left to give (units taken from other lots than the held
+            # ones would otherwise stay held as well).
+            keep_held(uow, _cause(rx), rx.pharmacy_site_id, item.drug_id,  # type: ignore[arg-type]
+                      item.quantity - given[item.id])
         complete = all(given.get(i.id, 0) >= i.quantity for i in items.values())
         _transition(uow, rx, Action.DISPENSE_ALL if complete else Action.DISPENSE_PART)
         uow.session.flush()

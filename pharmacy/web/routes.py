@@ -236,7 +236,8 @@ def _dispense_lines(rx_id: int) -> list[rx_services.DispenseLine]:
         chosen = tuple(LotChoice(int(k.split("-")[2]), int(v)) for k, v in form.items()
                        if k.startswith(f"lot-{item_id}-") and v.strip() and int(v) > 0)
         changed = form.get(f"changed-{item_id}") == "1"
-        lines.append(rx_services.DispenseLine(item_id, quantity=sum(c.quantity for c in chosen) or None,
+        # Every lot left at 0 means none of this item now (never "all of it").
+        lines.append(rx_services.DispenseLine(item_id, quantity=sum(c.quantity for c in chosen),
                                               lots=chosen if changed else (),
                                               lot_reason=form.get(f"reason-{item_id}", "")))
     return lines
@@ -299,16 +300,38 @@ def stock() -> ResponseReturnValue:
 @web.route("/stocktake", methods=["GET", "POST"])
 @roles(Role.PHARMACIST)
 def stocktake() -> ResponseReturnValue:
+    """The count sheet: each lot with the quantity on record as it was when the sheet was opened (hidden in a blind
+    count), so that what moves while it is out is kept. A refused count comes back as it was typed."""
+    form = request.form
+    blind = (form.get("blind") or request.args.get("blind")) == "1"
+    refused = releasable = False
     if request.method == "POST":
-        def lines() -> list[CountLine]:
-            return [CountLine(int(v), lot_id=int(k.split("-")[1])) for k, v in request.form.items()
-                    if k.startswith("count-") and v.strip()]
-
-        return attempt(lambda: record_stocktake(uow(), me().site_id, lines(),  # type: ignore[arg-type]
-                                                request.form.get("note", "")),
-                       _("Stocktake recorded"), url_for("web.stock"))
+        try:
+            lines = [_count_line(form, key) for key, value in form.items()
+                     if key.startswith("count-") and value.strip()]
+            record_stocktake(uow(), me().site_id, lines, form.get("note", ""),  # type: ignore[arg-type]
+                             release_excess=form.get("release_excess") == "1")
+        except DomainError as error:
+            refused = True
+            releasable = isinstance(error.errors, list) and any(
+                isinstance(problem, dict) and problem.get("release") for problem in error.errors)
+            flash(refusal(error), "error")
+        except ValueError:
+            refused = True
+            flash(_("Please enter whole numbers for quantities and dates as YYYY-MM-DD."), "error")
+        else:
+            flash(_("Stocktake recorded"), "ok")
+            return redirect(url_for("web.stock"))
     lots = list_lots(uow(), ALL, site_id=me().site_id).items
-    return render_template("stocktake.html", lots=lots, drugs=_drug_names(lot.drug_id for lot in lots))
+    return render_template("stocktake.html", lots=lots, drugs=_drug_names(lot.drug_id for lot in lots), blind=blind,
+                           typed=form if refused else {}, releasable=releasable), 422 if refused else 200
+
+
+def _count_line(form: Any, key: str) -> CountLine:
+    """A counted lot of the count sheet, against the book quantity the sheet was made with (if it carries one)."""
+    lot_id = key.split("-")[1]
+    book = form.get(f"book-{lot_id}", "").strip()
+    return CountLine(int(form[key]), lot_id=int(lot_id), book=int(book) if book else None)
 
 
 def _drug_names(ids: Iterable[int]) -> dict[int, Drug]:

@@ -160,7 +160,7 @@ def test_a_count_below_reserved_stock_is_refused_whole(client, world: World, amx
         "cause_type": "manual", "cause_id": "RX-4"})
     response = client.post("/api/inventory/stocktakes", headers=headers, json={
         "site_id": world.a.sites["C1"], "lines": [{"lot_id": lot_b, "counted": 19}, {"lot_id": lot_a, "counted": 10}]})
-    assert_problem(response, 422, "25 are reserved")
+    assert_problem(response, 422, "25 are held", "releases 15: 15 held for manual RX-4")
     assert stock(client, world, amx["id"])["on_hand"] == 50
 
 

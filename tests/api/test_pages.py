@@ -363,14 +363,15 @@ def test_a_refusal_is_said_in_the_pages_language_and_in_english_as_the_api_says_
         "处方状态为“已审核”，不能审核通过；此状态下可以：取消、失效、调配、拒绝、退回"
     # A stocktake below what is held for the prescription: the message and each line's reason.
     assert refused("/stocktake", {f"count-{lot()['id']}": "0"}) == \
-        "1 行盘点无法登记；本次盘点未记录 · 批号 L1 盘点数为 0，但已预留 28；请先释放预留"
+        f"1 行盘点无法登记；本次盘点未记录 · 批号 L1 盘得 0，但已预留 28；登记将释放 28：28 个预留给处方 " \
+        f"{created['id']}"
     client.get("/lang/en")
     api = client.post(f"/api/prescriptions/{created['id']}/accept", headers=world.a.headers("pharmacist"), json={})
     assert api.status_code == 409
     assert refused(f"{here}/accept", {}) == api.get_json()["message"]  # word for word
     assert refused("/stocktake", {f"count-{lot()['id']}": "0"}) == \
-        "1 count lines cannot be applied; nothing was recorded · lot L1 counted 0 but 28 are reserved; release them " \
-        "first"
+        "1 count lines cannot be applied; nothing was recorded · lot L1 counted 0 but 28 are held; recording it " \
+        f"releases 28: 28 held for prescription {created['id']}"
     assert (lot()["quantity"], lot()["reserved"]) == (100, 28)  # nothing was written
 
 

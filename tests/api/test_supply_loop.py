@@ -115,3 +115,159 @@ def test_a_supplier_promised_day_moves_what_is_expected(client, world, market) -
     assert {line["expected_on"] for line in promised.get_json()["lines"]} == {"2026-12-01"}
     assert client.post(f"/api/purchase-orders/{po['id']}/promise", headers=world.a.headers("procurement"),
                        json={"expected_on": "2026-11-01"}).status_code == 422
+
+
+# Dispensing from the page: nothing is not everything, and what stays held is what is left -----------------
+
+@pytest.fixture
+def li(client, world: World) -> str:
+    from pharmacy.accounts.services import create_user
+    from pharmacy.principal import Role, system_for
+    from tests.api.test_pages import PASSWORD
+
+    create_user(UnitOfWork(factory(client), system_for(world.a.consortium_id)), world.a.consortium_id, "li",
+                PASSWORD, Role.PHARMACIST, world.a.sites["C1"])
+    return "li"
+
+
+def prepared(client, world: World, quantity: int) -> dict:
+    from tests.api.test_prescriptions import act, rx, send
+
+    body = send(client, world, rx("RX-D1", items=[{"drug_code": "AML5", "quantity": quantity, "supply_days": 7}],
+                                  nominated_pharmacy=world.a.sites["C1"])).get_json()
+    assert body["status"] == "routed", body
+    act(client, world, body["id"], "accept")
+    return act(client, world, body["id"], "prepare").get_json()
+
+
+def dispense_form(client, rx_id: int) -> tuple[str, dict[str, str]]:
+    """The dispense form as the page fills it: its token and each lot's pre-filled quantity."""
+    import re
+
+    from tests.api.test_pages import token
+
+    page = client.get(f"/prescriptions/{rx_id}").get_data(as_text=True)
+    return token(page), dict(re.findall(r'name="(lot-\d+-\d+)" value="(\d+)"', page))
+
+
+def test_a_dispense_form_with_every_lot_at_zero_dispenses_nothing(client, world, aml, li) -> None:
+    from tests.api.test_pages import sign_in
+
+    stock(client, world, "C1", aml, "A1", "2027-06-30", 100)
+    stock(client, world, "C1", aml, "A2", "2027-09-30", 100)
+    rx = prepared(client, world, 116)
+    sign_in(client, li)
+    csrf, lots = dispense_form(client, rx["id"])
+    assert sorted(int(v) for v in lots.values()) == [16, 100]
+    zeros = {name: "0" for name in lots} | {f"changed-{rx['items'][0]['id']}": "1"}
+    answer = client.post(f"/prescriptions/{rx['id']}/dispense", data={"csrf_token": csrf, **zeros},
+                         follow_redirects=True).get_data(as_text=True)
+    assert "没有可发的药品" in answer
+    after = client.get(f"/api/prescriptions/{rx['id']}", headers=world.a.headers("pharmacist")).get_json()
+    assert after["status"] == "prepared" and after["dispenses"] == []
+    assert sum(lot["quantity"] for lot in client.get("/api/inventory/lots", headers=world.a.headers(
+        "pharmacist")).get_json()) == 200
+
+
+def test_after_a_partial_dispense_from_another_lot_what_stays_held_is_what_is_left(client, world, aml, li) -> None:
+    from tests.api.test_pages import sign_in
+
+    held_lot = receive(client, world.a, "C1", aml["id"], "EARLY", "2027-03-31", 100).get_json()["lot_id"]
+    other = receive(client, world.a, "C1", aml["id"], "LATE", "2027-12-31", 100).get_json()["lot_id"]
+    rx = prepared(client, world, 100)
+    item = rx["items"][0]["id"]
+    sign_in(client, li)
+    csrf, lots = dispense_form(client, rx["id"])
+    assert lots == {f"lot-{item}-{held_lot}": "100", f"lot-{item}-{other}": "0"}
+    # The patient wants half now, from the later lot, with a reason.
+    client.post(f"/prescriptions/{rx['id']}/dispense", data={
+        "csrf_token": csrf, f"lot-{item}-{held_lot}": "0", f"lot-{item}-{other}": "50", f"changed-{item}": "1",
+        f"reason-{item}": "patient asked for one box of the other lot"})
+    listed = {lot["lot_number"]: lot for lot in client.get("/api/inventory/lots", headers=world.a.headers(
+        "pharmacist")).get_json()}
+    assert (listed["EARLY"]["reserved"], listed["LATE"]["quantity"]) == (50, 50)
+    # The next dispense works from the form as the page fills it.
+    csrf, lots = dispense_form(client, rx["id"])
+    assert lots == {f"lot-{item}-{held_lot}": "50", f"lot-{item}-{other}": "0"}
+    client.post(f"/prescriptions/{rx['id']}/dispense", data={"csrf_token": csrf, **lots, f"changed-{item}": "0"})
+    after = client.get(f"/api/prescriptions/{rx['id']}", headers=world.a.headers("pharmacist")).get_json()
+    assert after["status"] == "dispensed"
+    assert [(d["lot_number"], d["quantity"]) for d in after["dispenses"]] == [("LATE", 50), ("EARLY", 50)]
+    assert sum(lot["reserved"] for lot in client.get("/api/inventory/lots", headers=world.a.headers(
+        "pharmacist")).get_json()) == 0
+
+
+# Stocktakes: a count is applied against the book it was made from -----------------------------------------
+
+def count_sheet(client, blind: bool = False) -> tuple[str, dict[str, str]]:
+    import re
+
+    from tests.api.test_pages import token
+
+    page = client.get("/stocktake" + ("?blind=1" if blind else "")).get_data(as_text=True)
+    return token(page), dict(re.findall(r'name="((?:book|count)-\d+)" value="(\d*)"', page))
+
+
+def test_a_count_sheet_opened_before_a_dispense_and_sent_unchanged_loses_no_dispense(client, world, aml, li) -> None:
+    from tests.api.test_pages import sign_in
+    from tests.api.test_prescriptions import act, rx, send
+
+    lot = receive(client, world.a, "C1", aml["id"], "L150", "2027-06-30", 150).get_json()["lot_id"]
+    sign_in(client, li)
+    csrf, sheet = count_sheet(client)
+    assert sheet == {f"book-{lot}": "150", f"count-{lot}": "150"}
+    # While the sheet is out, 7 tablets are dispensed.
+    rx_id = send(client, world, rx("RX-S", items=[{"drug_code": "AML5", "quantity": 7, "supply_days": 7}],
+                                   nominated_pharmacy=world.a.sites["C1"])).get_json()["id"]
+    for step in ("accept", "prepare", "dispense"):
+        assert act(client, world, rx_id, step).status_code == 200
+    client.post("/stocktake", data={"csrf_token": csrf, **sheet})
+    listed = client.get("/api/inventory/lots", headers=world.a.headers("pharmacist")).get_json()
+    assert [lot["quantity"] for lot in listed] == [143]  # not set back to 150
+    # A count that differs moves the lot by the difference from its book.
+    csrf, sheet = count_sheet(client)
+    client.post("/stocktake", data={"csrf_token": csrf, **sheet, f"count-{lot}": "140"})
+    listed = client.get("/api/inventory/lots", headers=world.a.headers("pharmacist")).get_json()
+    assert [lot["quantity"] for lot in listed] == [140]
+
+
+def test_a_blind_count_hides_the_book_and_still_counts_against_it(client, world, aml, li) -> None:
+    from tests.api.test_pages import sign_in
+
+    lot = receive(client, world.a, "C1", aml["id"], "L150", "2027-06-30", 150).get_json()["lot_id"]
+    sign_in(client, li)
+    page = client.get("/stocktake?blind=1").get_data(as_text=True)
+    assert ">150<" not in page  # no quantity on record shown
+    csrf, sheet = count_sheet(client, blind=True)
+    assert sheet[f"count-{lot}"] == ""
+    client.post("/stocktake", data={"csrf_token": csrf, "blind": "1", **sheet, f"count-{lot}": "149"})
+    assert [x["quantity"] for x in client.get("/api/inventory/lots", headers=world.a.headers(
+        "pharmacist")).get_json()] == [149]
+
+
+def test_a_count_below_what_is_held_says_what_it_releases_and_holds_it_again_elsewhere(client, world, aml, li):
+    from tests.api.test_pages import sign_in
+    from tests.api.test_prescriptions import rx, send
+
+    early = receive(client, world.a, "C1", aml["id"], "EARLY", "2027-03-31", 30).get_json()["lot_id"]
+    receive(client, world.a, "C1", aml["id"], "LATE", "2027-12-31", 50)
+    rx_id = send(client, world, rx("RX-H", items=[{"drug_code": "AML5", "quantity": 28, "supply_days": 7}],
+                                   nominated_pharmacy=world.a.sites["C1"])).get_json()["id"]
+    sign_in(client, li)
+    csrf, sheet = count_sheet(client)
+    typed = {**sheet, f"count-{early}": "10", "note": "shelf check"}
+    refused = client.post("/stocktake", data={"csrf_token": csrf, **typed})
+    text = refused.get_data(as_text=True)
+    assert refused.status_code == 422 and "18" in text and "RX-H" not in text
+    assert f'name="count-{early}" value="10"' in text and 'value="shelf check"' in text  # kept as typed
+    assert "release_excess" in text
+    client.post("/stocktake", data={"csrf_token": csrf, **typed, "release_excess": "1"})
+    lots = {lot["lot_number"]: lot for lot in client.get("/api/inventory/lots", headers=world.a.headers(
+        "pharmacist")).get_json()}
+    assert (lots["EARLY"]["quantity"], lots["EARLY"]["reserved"]) == (10, 10)
+    assert lots["LATE"]["reserved"] == 18  # the 18 the shelf did not have, held again from the next lot
+    held = client.get(f"/api/prescriptions/{rx_id}", headers=world.a.headers("pharmacist")).get_json()
+    assert held["status"] == "routed"
+    from pharmacy.inventory.services import check_ledger
+
+    assert check_ledger(UnitOfWork(factory(client), SYSTEM)) == []

@@ -122,3 +122,32 @@ def test_retries_racing_under_one_key_book_once(committed_app):
     with factory() as session:
         assert session.execute(select(Lot.quantity)).scalars().all() == [10]
     assert check_ledger(UnitOfWork(factory, system_for(consortium_id))) == []
+
+
+def test_a_stocktake_recorded_while_dispensing_runs_on_the_lot_keeps_both(committed_app):
+    """Counts against a book quantity read before the dispenses: every dispense and every counted difference
+    stays on the lot, whatever the order the transactions commit in."""
+    from pharmacy.inventory.domain import CauseType
+    from pharmacy.inventory.services import Cause, CountLine, dispense_stock, record_stocktake
+    from pharmacy.principal import Principal
+
+    factory = committed_app.extensions["pharmacy_db"].session_factory
+    _, consortium_id, site, drug = _receiving_site(factory)
+    lot = receive_stock(UnitOfWork(factory, system_for(consortium_id)), site, drug, "COUNTED", date(2030, 1, 1),
+                        1000).lot_id
+    pharmacist = Principal("api_key", 1, "pharmacy", Role.PHARMACIST, consortium_id, site)
+    today = UnitOfWork(factory, SYSTEM).today()
+
+    def work(index: int) -> int:
+        if index % 2 == 0:  # a dispense of 7
+            dispense_stock(UnitOfWork(factory, pharmacist), site, drug, 7, today, Cause(CauseType.MANUAL, f"w{index}"))
+            return -7
+        # A count sheet made when the lot held 1000, which found 3 units fewer than that.
+        record_stocktake(UnitOfWork(factory, pharmacist), site, [CountLine(997, lot_id=lot, book=1000)])
+        return -3
+
+    changes = _run_together(work, 12)
+    assert all(isinstance(c, int) for c in changes), changes
+    with factory() as session:
+        assert session.scalar(select(Lot.quantity).where(Lot.id == lot)) == 1000 + sum(changes) == 1000 - 6 * 7 - 6 * 3
+    assert check_ledger(UnitOfWork(factory, system_for(consortium_id))) == []
