@@ -112,6 +112,12 @@ def parse_site_costs(text: str) -> dict[str, float]:
     return costs
 
 
+def tier_price(tiers: Sequence[dict[str, float | int]], packs: int) -> float:
+    """The price per pack of an all-units offer for ``packs``: the highest tier whose minimum they reach."""
+    reached = [t for t in tiers if packs >= t["min_packs"]] or [tiers[0]]
+    return float(reached[-1]["price_per_pack"])
+
+
 def base_unit_price(tiers: Sequence[dict[str, float | int]], pack_size: int) -> float:
     return float(tiers[0]["price_per_pack"]) / pack_size
 

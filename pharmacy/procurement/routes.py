@@ -36,6 +36,7 @@ from pharmacy.procurement.schemas import (
     PositionSchema,
     PromiseSchema,
     PurchaseOrderDetailSchema,
+    PurchaseOrderInputSchema,
     PurchaseOrderSchema,
     PurchaseReceiptSchema,
     SupplierSchema,
@@ -234,6 +235,15 @@ class PurchaseOrdersView(MethodView):
         """List purchase orders (a pharmacist sees those delivering to the own site)"""
         page = services.list_purchase_orders(request_uow(), page_request(pagination_parameters), **filters)
         return page_items(page, pagination_parameters)
+
+    @requires(Role.PROCUREMENT)
+    @blp.arguments(PurchaseOrderInputSchema)
+    @blp.response(201, PurchaseOrderDetailSchema)
+    def post(self, data: dict[str, Any]) -> Any:
+        """Order from a supplier outside a plan: each line priced at the tier the order's volume reaches, expected
+        after the offer's lead time"""
+        lines = [services.OrderLine(**line) for line in data["lines"]]
+        return _order_detail(*services.place_purchase_order(request_uow(), data["supplier_id"], lines, data["note"]))
 
 
 def _order_detail(order: Any, lines: Any) -> SimpleNamespace:

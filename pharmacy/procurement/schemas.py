@@ -455,3 +455,15 @@ class PositionSchema(Schema):
 class PositionQuerySchema(Schema):
     site_id = fields.Integer()
     drug_id = fields.Integer()
+
+
+class OrderLineInputSchema(Schema):
+    site_id = fields.Integer(required=True, metadata={"description": "the site the goods go to"})
+    offer_id = fields.Integer(required=True)
+    packs = fields.Integer(required=True, strict=True, validate=validate.Range(min=1, max=1_000_000))
+
+
+class PurchaseOrderInputSchema(Schema):
+    supplier_id = fields.Integer(required=True)
+    lines = fields.List(fields.Nested(OrderLineInputSchema), required=True, validate=validate.Length(1, 500))
+    note = fields.String(load_default="", validate=validate.Length(max=1000))

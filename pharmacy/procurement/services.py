@@ -42,6 +42,7 @@ from pharmacy.procurement.domain import (
     forecast,
     installments_due,
     received_status,
+    tier_price,
 )
 from pharmacy.procurement.models import (
     Alert,
@@ -53,7 +54,7 @@ from pharmacy.procurement.models import (
     TransferOrderLine,
     TransferParcel,
 )
-from pharmacy.procurement.orders import request_transfer, transfer_cause
+from pharmacy.procurement.orders import order_number, request_transfer, transfer_cause
 from pharmacy.procurement.position import Position, positions
 from pharmacy.unit_of_work import UnitOfWork
 
@@ -405,6 +406,73 @@ def receive_purchase_order(uow: UnitOfWork, order_id: int, site_id: int, lines: 
         uow.publish(StockArrived(site_id, tuple(sorted(arriving))))
         uow.commit()
         return order, [line for line in all_lines if line.site_id == site_id]
+
+
+@dataclass(frozen=True)
+class OrderLine:
+    """Packs of an offer for a site, on an order placed outside a plan."""
+
+    site_id: int
+    offer_id: int
+    packs: int
+
+
+def place_purchase_order(uow: UnitOfWork, supplier_id: int, lines: Sequence[OrderLine], note: str = "",
+                         ) -> tuple[PurchaseOrder, list[PurchaseOrderLine]]:
+    """An officer orders from one supplier outside a plan: each line's packs priced at the tier the order's own
+    volume of that offer reaches, its total with the delivery per pack and the offer's cost per order, and each
+    line expected after the offer's lead time. Plans count it as on order from then on."""
+    with uow:
+        supplier = uow.get(Supplier, supplier_id, what="supplier")
+        if not lines:
+            raise ValidationFailed(Message("an order lists at least one line"), {"lines": "required"})
+        today = uow.today()
+        offers = {o.id: o for o in uow.session.scalars(select(Offer).where(Offer.id.in_([x.offer_id for x in lines])))}
+        volume: dict[int, int] = defaultdict(int)
+        errors = []
+        for n, line in enumerate(lines):
+            offer = offers.get(line.offer_id)
+            uow.get(Site, line.site_id, what="site")
+            if offer is None or offer.supplier_id != supplier.id:
+                errors.append({"line": n, "reason": Message("offer %(offer)s is not an offer of %(supplier)s",
+                                                            offer=line.offer_id, supplier=supplier.code)})
+            elif not offer.valid_from <= today <= offer.valid_until:
+                errors.append({"line": n, "reason": Message("offer %(offer)s is not valid today", offer=offer.id)})
+            elif line.packs <= 0:
+                errors.append({"line": n, "reason": Message("order at least one pack")})
+            else:
+                volume[offer.id] += line.packs
+        for offer_id, packs in volume.items():
+            offer = offers[offer_id]
+            if packs < offer.tiers[0]["min_packs"]:
+                errors.append({"offer_id": offer_id, "reason": Message(
+                    "offer %(offer)s is sold from %(minimum)s packs, not %(packs)s", offer=offer_id,
+                    minimum=offer.tiers[0]["min_packs"], packs=packs)})
+        if errors:
+            raise ValidationFailed(Message("the order cannot be placed; nothing was ordered"), errors)
+        order = PurchaseOrder(consortium_id=supplier.consortium_id, number=order_number("PO", today), run_id=None,
+                              supplier_id=supplier.id, status="open", created_by=uow.principal.label,
+                              created_at=uow.now())
+        uow.session.add(order)
+        uow.session.flush()
+        made, total, delivered_to = [], 0.0, set()
+        for line in lines:
+            offer = offers[line.offer_id]
+            price = float(tier_price(offer.tiers, volume[offer.id]))
+            delivery = offer.delivery_costs.get(str(line.site_id), offer.default_delivery_cost) or 0.0
+            cost = round(line.packs * (price + float(delivery)), 2)
+            made.append(PurchaseOrderLine(
+                consortium_id=order.consortium_id, order_id=order.id, site_id=line.site_id, drug_id=offer.drug_id,
+                offer_id=offer.id, packs=line.packs, pack_size=offer.pack_size, units=line.packs * offer.pack_size,
+                price_per_pack=price, cost=cost, received_units=0,
+                expected_on=today + timedelta(days=offer.lead_time_days)))
+            total += cost + (float(offer.order_cost) if (offer.id, line.site_id) not in delivered_to else 0.0)
+            delivered_to.add((offer.id, line.site_id))
+        uow.session.add_all(made)
+        order.total = round(total, 2)
+        audit.record(uow.session, "place", "PurchaseOrder", order.id, note or f"{len(made)} lines, {order.total:.2f}")
+        uow.commit()
+        return order, made
 
 
 def promise_delivery(uow: UnitOfWork, order_id: int, expected_on: date, site_id: int | None = None,
