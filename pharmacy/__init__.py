@@ -38,6 +38,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
 
     _import_models()
     api = Api(app)
+    _serve_swagger_ui_assets(app)
     register_error_handlers(app)
     auth.init_app(app)
     _register_blueprints(api)
@@ -50,6 +51,15 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
 
         start_scheduler_when_free(app)
     return app
+
+
+def _serve_swagger_ui_assets(app: Flask) -> None:
+    from flask import send_from_directory
+    from swagger_ui_bundle import swagger_ui_path
+
+    # The endpoint's name starts as flask-smorest's own docs endpoints do: it is the docs, not the API.
+    app.add_url_rule("/docs/assets/<path:filename>", "api-docs-assets",
+                     lambda filename: send_from_directory(str(swagger_ui_path), filename))
 
 
 def _plan_runner(app: Flask, database: Database) -> None:

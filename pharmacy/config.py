@@ -74,7 +74,7 @@ def load_config(instance_path: str) -> dict[str, Any]:
         "OPENAPI_URL_PREFIX": "/",
         "OPENAPI_JSON_PATH": "openapi.json",
         "OPENAPI_SWAGGER_UI_PATH": "/docs",
-        "OPENAPI_SWAGGER_UI_URL": "https://cdn.jsdelivr.net/npm/swagger-ui-dist/",
-        "OPENAPI_REDOC_PATH": "/redoc",
-        "OPENAPI_REDOC_URL": "https://cdn.jsdelivr.net/npm/redoc@2/bundles/redoc.standalone.js",
+        # Swagger UI's assets come from the swagger-ui-bundle package, served by the app itself: hospital
+        # networks are often closed to the internet.
+        "OPENAPI_SWAGGER_UI_URL": "/docs/assets/",
     }
