@@ -8,7 +8,7 @@ from typing import Any
 from flask import Flask
 from flask_smorest import Api
 
-from pharmacy import auth
+from pharmacy import auth, hygiene
 from pharmacy.config import load_config
 from pharmacy.db import Database
 from pharmacy.errors import register_error_handlers
@@ -37,10 +37,13 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.extensions["pharmacy_db"] = database
 
     _import_models()
+    app.url_map.converters["id"] = hygiene.IdConverter
     api = Api(app)
+    api.register_converter(hygiene.IdConverter, lambda converter: hygiene.ID_PARAMETER_SCHEMA)
     _serve_swagger_ui_assets(app)
     register_error_handlers(app)
     auth.init_app(app)
+    hygiene.init_app(app)
     _register_blueprints(api)
     _plan_runner(app, database)
     from pharmacy.web import init_web

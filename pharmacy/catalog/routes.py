@@ -4,9 +4,8 @@ from typing import Any
 
 from flask import Response, request
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
-from pharmacy.api import CSV_BODY, page_items, page_request, paginate, request_uow, uploaded_csv
+from pharmacy.api import CSV_BODY, Blueprint, page_items, page_request, paginate, request_uow, uploaded_csv
 from pharmacy.auth import requires
 from pharmacy.catalog import services
 from pharmacy.catalog.models import Drug, LocalCode
@@ -63,7 +62,7 @@ class DrugsView(MethodView):
         return drug, 201, etag(drug)
 
 
-@blp.route("/drugs/<int:drug_id>")
+@blp.route("/drugs/<id:drug_id>")
 class DrugView(MethodView):
     @requires(*ANY_ROLE)
     @blp.response(200, DrugSchema)
@@ -135,7 +134,7 @@ class LocalCodesView(MethodView):
         return services.map_local_code(request_uow(), data["site_id"], data["local_code"], data["drug_id"])
 
 
-@blp.route("/sites/<int:site_id>/formulary")
+@blp.route("/sites/<id:site_id>/formulary")
 class FormularyView(MethodView):
     @requires(*ANY_ROLE)
     @blp.response(200, FormularyDrugSchema(many=True))
@@ -146,7 +145,7 @@ class FormularyView(MethodView):
         return [{"drug": d, "extended": e} for d, e in page_items(page, pagination_parameters)]
 
 
-@blp.route("/sites/<int:site_id>/formulary/<int:drug_id>")
+@blp.route("/sites/<id:site_id>/formulary/<id:drug_id>")
 class FormularyEntryView(MethodView):
     @requires(Role.ADMIN)
     @blp.arguments(FormularyEntrySchema)

@@ -5,6 +5,9 @@ from decimal import Decimal
 from marshmallow import Schema, ValidationError, fields, validate
 
 from pharmacy.catalog.domain import ControlledClass, InsuranceClass, SpecialStorage
+from pharmacy.catalog.models import Drug
+from pharmacy.consortium.models import Site
+from pharmacy.fields import Reference, WholeNumber
 
 CODE = validate.Regexp(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,39}$",
                        error="use 1-40 letters, digits, '_', '-' or '.', starting with a letter or digit")
@@ -34,7 +37,7 @@ class DrugFieldsSchema(Schema):
     strength_amount = fields.Decimal(required=True, places=4, as_string=True, validate=_positive)
     strength_unit = fields.String(required=True, validate=validate.Length(1, 20))
     dispensing_unit = fields.String(required=True, validate=validate.Length(1, 20))
-    pack_size = fields.Integer(required=True, strict=False, validate=validate.Range(min=1, max=100000),
+    pack_size = WholeNumber(required=True, minimum=1, maximum=100000,
                                metadata={"description": "dispensing units per pack"})
     essential = fields.Boolean(load_default=False, metadata={"description": "on the essential-medicines list"})
     insurance_class = fields.String(load_default="none", validate=_choices(InsuranceClass))
@@ -62,24 +65,25 @@ class DrugQuerySchema(Schema):
                       metadata={"description": "code, national code, name or pinyin initials (e.g. amxl)"})
     active = fields.Boolean()
     essential = fields.Boolean()
-    equivalence_group = fields.String()
+    equivalence_group = fields.String(validate=validate.Length(max=60))
 
 
 class ResolveQuerySchema(Schema):
     code = fields.String(required=True, validate=validate.Length(1, 60))
-    site_id = fields.Integer(metadata={"description": "whose local codes to try; the caller's site by default"})
+    site_id = Reference(Site, "site", metadata={"description": "whose local codes to try; the caller's site by "
+                                                                  "default"})
 
 
 class LocalCodeSchema(Schema):
     id = fields.Integer(dump_only=True)
-    site_id = fields.Integer(required=True)
+    site_id = Reference(Site, "site", required=True)
     local_code = fields.String(required=True, validate=validate.Length(1, 60))
-    drug_id = fields.Integer(required=True)
+    drug_id = Reference(Drug, "drug", required=True)
 
 
 class LocalCodeQuerySchema(Schema):
-    site_id = fields.Integer()
-    drug_id = fields.Integer()
+    site_id = Reference(Site, "site")
+    drug_id = Reference(Drug, "drug")
 
 
 class FormularyDrugSchema(Schema):

@@ -18,11 +18,13 @@ from pharmacy.catalog.models import Drug
 from pharmacy.consortium.models import Site
 from pharmacy.errors import Conflict, Message, OutOfStock, ValidationFailed
 from pharmacy.inventory.domain import (
+    MANUAL_KINDS,
     Allocation,
     CauseType,
     LotStock,
     MovementKind,
     allocate_fefo,
+    check_lot_total,
     check_movement,
     is_usable,
 )
@@ -46,6 +48,7 @@ def _move(uow: UnitOfWork, lot: Lot, kind: MovementKind, quantity: int, reason_c
           releases_reserved: int = 0) -> Movement:
     """Write one movement and apply it to its (locked) lot; the only place stock changes."""
     check_movement(kind, reason_code, quantity)
+    check_lot_total(lot.lot_number, lot.quantity, quantity)
     new_quantity = lot.quantity + quantity
     new_reserved = lot.reserved - releases_reserved
     if new_quantity < 0:
@@ -119,10 +122,6 @@ def receive_stock(uow: UnitOfWork, site_id: int, drug_id: int, lot_number: str, 
         movement = _move(uow, lot, kind, units, reason_code, note=note, cause=cause)
         uow.commit()
         return movement
-
-
-MANUAL_KINDS = {MovementKind.EXPIRY_WRITE_OFF, MovementKind.RETURN, MovementKind.COUNT_ADJUSTMENT,
-                MovementKind.TRANSFER_OUT, MovementKind.TRANSFER_IN}
 
 
 def record_movement(uow: UnitOfWork, lot_id: int, kind: MovementKind, quantity: int, reason_code: str, *,

@@ -220,6 +220,12 @@ _SAID: dict[str, Callable[[StatusReason], str]] = {
 
 # Policy -------------------------------------------------------------------------------------------
 
+# How much a prescription may say, whichever way it comes in (the JSON API's schemas and FHIR alike).
+LONGEST = {"number": 60, "patient": 80, "prescriber": 120, "district": 100, "drug_code": 60, "dosage": 500}
+MOST_UNITS_PER_ISSUE = 100_000
+MOST_SUPPLY_DAYS = 366
+MOST_REPEATS = 12
+
 class Kind(StrEnum):
     ORDINARY = "ordinary"
     EMERGENCY = "emergency"

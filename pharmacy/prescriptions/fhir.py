@@ -17,7 +17,7 @@ from pydantic import ValidationError as PydanticValidationError
 
 from pharmacy.catalog.models import Drug
 from pharmacy.errors import ValidationFailed
-from pharmacy.prescriptions.domain import Kind, Status
+from pharmacy.prescriptions.domain import LONGEST, MOST_REPEATS, MOST_SUPPLY_DAYS, MOST_UNITS_PER_ISSUE, Kind, Status
 from pharmacy.prescriptions.models import Dispense, PrescriptionItem
 from pharmacy.prescriptions.services import ItemInput, PrescriptionInput, PrescriptionView
 
@@ -54,9 +54,15 @@ def _days(duration: Any, where: str) -> int | None:
     if unit not in UCUM_DAYS:
         raise ValidationFailed(f"{where}: unit {unit!r} is not understood; use days (d) or weeks (wk)")
     days = Decimal(str(duration.value)) * UCUM_DAYS[unit]
-    if days != days.to_integral_value() or days <= 0:
-        raise ValidationFailed(f"{where}: must be a whole, positive number of days")
+    if days != days.to_integral_value() or not 0 < days <= MOST_SUPPLY_DAYS:
+        raise ValidationFailed(f"{where}: must be a whole number of days, 1 to {MOST_SUPPLY_DAYS}",
+                               [{"field": where, "reason": f"{days} days"}])
     return int(days)
+
+
+def _at(count: int, index: int, path: str) -> str:
+    """Where in the request a MedicationRequest's ``path`` is: itself, or an entry of a transaction Bundle."""
+    return path if count == 1 else f"entry[{index}].resource.{path}"
 
 
 def _medication_codes(mr: Any) -> list[str]:
@@ -140,6 +146,20 @@ def read_medication_requests(resources: list[dict[str, Any]], today: date, resol
     if not number:
         raise ValidationFailed("the prescription needs an identifier (or groupIdentifier) to be told apart",
                                [{"field": "identifier", "reason": "missing"}])
+    too_long: list[dict[str, str]] = []
+
+    def within(value: Any, longest: int, expression: str) -> None:
+        if value is not None and len(str(value)) > longest:
+            too_long.append({"field": expression, "reason": f"at most {longest} characters ({len(str(value))} sent)"})
+
+    within(number, LONGEST["number"], "groupIdentifier.value" if first.groupIdentifier else "identifier[0].value")
+    within(first.requester.display if first.requester else None, LONGEST["prescriber"], "requester.display")
+    within(next(iter(patients)), LONGEST["patient"], "subject")
+    for index, mr in enumerate(requests):
+        within("; ".join(d.text for d in (mr.dosageInstruction or []) if d.text), LONGEST["dosage"],
+               _at(len(requests), index, "dosageInstruction"))
+    if too_long:
+        raise ValidationFailed(f"the prescription says more than it may: {len(too_long)} field(s) too long", too_long)
     request = first.dispenseRequest
     issued_on = _as_date(first.authoredOn) or today
     validity = request.validityPeriod if request else None
@@ -152,20 +172,25 @@ def read_medication_requests(resources: list[dict[str, Any]], today: date, resol
             raise ValidationFailed("dispenseRequest.quantity is required",
                                    [{"field": f"entry[{index}].dispenseRequest.quantity", "reason": "missing"}])
         quantity = Decimal(str(dr.quantity.value))
-        if quantity != quantity.to_integral_value() or quantity <= 0:
-            raise ValidationFailed("quantity is a whole, positive number of dispensing units",
-                                   [{"field": f"entry[{index}].dispenseRequest.quantity", "reason": str(quantity)}])
-        supply = _days(dr.expectedSupplyDuration, "expectedSupplyDuration")
+        if quantity != quantity.to_integral_value() or not 0 < quantity <= MOST_UNITS_PER_ISSUE:
+            raise ValidationFailed(f"quantity is a whole number of dispensing units, 1 to {MOST_UNITS_PER_ISSUE}",
+                                   [{"field": _at(len(requests), index, "dispenseRequest.quantity.value"),
+                                     "reason": f"{quantity} is not 1 to {MOST_UNITS_PER_ISSUE}"}])
+        supply = _days(dr.expectedSupplyDuration, _at(len(requests), index, "dispenseRequest.expectedSupplyDuration"))
         if supply is None:
             raise ValidationFailed("dispenseRequest.expectedSupplyDuration is required",
-                                   [{"field": f"entry[{index}].dispenseRequest.expectedSupplyDuration",
+                                   [{"field": _at(len(requests), index, "dispenseRequest.expectedSupplyDuration"),
                                      "reason": "missing"}])
         repeats = int(dr.numberOfRepeatsAllowed or 0)
+        if repeats > MOST_REPEATS:
+            raise ValidationFailed(f"a long prescription has at most {MOST_REPEATS} repeats",
+                                   [{"field": _at(len(requests), index, "dispenseRequest.numberOfRepeatsAllowed"),
+                                     "reason": f"{repeats} asked"}])
         repeats_seen = max(repeats_seen, repeats)
         dosage = "; ".join(d.text for d in (mr.dosageInstruction or []) if d.text)
         items.append(ItemInput(
             code=resolver.pick(_medication_codes(mr)), quantity=int(quantity), supply_days=supply, repeats=repeats,
-            interval_days=_days(dr.dispenseInterval, "dispenseInterval"),
+            interval_days=_days(dr.dispenseInterval, _at(len(requests), index, "dispenseRequest.dispenseInterval")),
             substitution_allowed=mr.substitution.allowedBoolean
             if mr.substitution is not None and mr.substitution.allowedBoolean is not None else True,
             dosage=dosage[:500], external_id=mr.id))

@@ -8,14 +8,14 @@ from typing import Any
 
 from flask import Response, request
 from flask.views import MethodView
-from flask_smorest import Blueprint
 from sqlalchemy import select
 
-from pharmacy.api import current_clock, request_uow
+from pharmacy.api import Blueprint, current_clock, request_uow
 from pharmacy.auth import requires
 from pharmacy.catalog.services import find_drug_by_code
 from pharmacy.consortium.models import Site
 from pharmacy.errors import NotFound, ValidationFailed
+from pharmacy.hygiene import db_id
 from pharmacy.prescriptions import fhir, services
 from pharmacy.prescriptions.routes import idempotency_key, limits
 from pharmacy.principal import Role
@@ -103,10 +103,11 @@ class MedicationRequestView(MethodView):
     @blp.doc(responses={"200": {"description": "the MedicationRequest, its status mapped from ours"}})
     def get(self, request_id: str) -> Response:
         """Read a MedicationRequest (one item of a prescription) with its current status"""
-        rx_id, _, item_id = request_id.partition("-")
-        if not rx_id.isdigit() or not item_id.isdigit():
+        rx_text, _, item_text = request_id.partition("-")
+        rx_id, item_id = db_id(rx_text), db_id(item_text)
+        if rx_id is None or item_id is None:
             raise NotFound(f"MedicationRequest/{request_id} not found")
-        view = services.get_prescription(request_uow(), int(rx_id))
+        view = services.get_prescription(request_uow(), rx_id)
         resource = next((r for r in _requests(view) if r["id"] == request_id), None)
         if resource is None:
             raise NotFound(f"MedicationRequest/{request_id} not found")
@@ -121,9 +122,13 @@ class MedicationDispensesView(MethodView):
     def get(self) -> Response:
         """What was dispensed for a prescription: lot, quantity, substitution"""
         raw = (request.args.get("prescription") or "").removeprefix("MedicationRequest/").split("-")[0]
-        if not raw.isdigit():
-            raise ValidationFailed("search by ?prescription=<id>", [{"field": "prescription", "reason": raw}])
-        view = services.get_prescription(request_uow(), int(raw))
+        if not raw.isascii() or not raw.isdigit():
+            raise ValidationFailed("search by ?prescription=<id>: the prescription id, or a MedicationRequest id",
+                                   {"prescription": ["not a prescription id" if raw else "required"]})
+        rx_id = db_id(raw)
+        if rx_id is None:
+            raise NotFound(f"prescription {raw} not found")
+        view = services.get_prescription(request_uow(), rx_id)
         codes = _site_codes(request_uow())
         return fhir_response(fhir.searchset([fhir.medication_dispense(view, d, codes.get(d.site_id, str(d.site_id)))
                                              for d in view.dispenses]))

@@ -6,9 +6,8 @@ from typing import Any
 
 from flask import current_app, request
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
-from pharmacy.api import page_items, page_request, paginate, request_uow
+from pharmacy.api import Blueprint, page_items, page_request, paginate, request_uow
 from pharmacy.auth import current_principal, requires
 from pharmacy.errors import ValidationFailed
 from pharmacy.inventory.services import LotChoice
@@ -107,7 +106,7 @@ class CountsView(MethodView):
         return services.worklist_counts(request_uow())
 
 
-@blp.route("/prescriptions/<int:rx_id>")
+@blp.route("/prescriptions/<id:rx_id>")
 class PrescriptionView(MethodView):
     @requires(*ANY_ROLE)
     @blp.response(200, PrescriptionOutSchema)
@@ -120,7 +119,7 @@ def _action(rx_id: int, run: Any) -> Any:
     return present(run(request_uow(), rx_id))
 
 
-@blp.route("/prescriptions/<int:rx_id>/accept")
+@blp.route("/prescriptions/<id:rx_id>/accept")
 class AcceptView(MethodView):
     @requires(Role.PHARMACIST)
     @blp.response(200, PrescriptionOutSchema)
@@ -129,7 +128,7 @@ class AcceptView(MethodView):
         return _action(rx_id, services.accept)
 
 
-@blp.route("/prescriptions/<int:rx_id>/reject")
+@blp.route("/prescriptions/<id:rx_id>/reject")
 class RejectView(MethodView):
     @requires(Role.PHARMACIST)
     @blp.arguments(RejectSchema)
@@ -139,7 +138,7 @@ class RejectView(MethodView):
         return _action(rx_id, lambda uow, i: services.reject(uow, i, data["reason_code"], data["note"]))
 
 
-@blp.route("/prescriptions/<int:rx_id>/return")
+@blp.route("/prescriptions/<id:rx_id>/return")
 class ReturnView(MethodView):
     @requires(Role.PHARMACIST)
     @blp.arguments(ReturnSchema)
@@ -149,7 +148,7 @@ class ReturnView(MethodView):
         return present(services.return_prescription(request_uow(), rx_id, data["reason_code"], data["note"]))
 
 
-@blp.route("/prescriptions/<int:rx_id>/stock-arrived")
+@blp.route("/prescriptions/<id:rx_id>/stock-arrived")
 class StockArrivedView(MethodView):
     @requires(Role.PHARMACIST)
     @blp.response(200, PrescriptionOutSchema)
@@ -158,7 +157,7 @@ class StockArrivedView(MethodView):
         return _action(rx_id, services.stock_arrived)
 
 
-@blp.route("/prescriptions/<int:rx_id>/prepare")
+@blp.route("/prescriptions/<id:rx_id>/prepare")
 class PrepareView(MethodView):
     @requires(Role.PHARMACIST)
     @blp.response(200, PrescriptionOutSchema)
@@ -167,7 +166,7 @@ class PrepareView(MethodView):
         return _action(rx_id, services.prepare)
 
 
-@blp.route("/prescriptions/<int:rx_id>/dispense")
+@blp.route("/prescriptions/<id:rx_id>/dispense")
 class DispenseView(MethodView):
     @requires(Role.PHARMACIST)
     @blp.arguments(DispenseInSchema)
@@ -182,7 +181,7 @@ class DispenseView(MethodView):
         return present(services.dispense(request_uow(), rx_id, lines))
 
 
-@blp.route("/prescriptions/<int:rx_id>/hand-over")
+@blp.route("/prescriptions/<id:rx_id>/hand-over")
 class HandOverView(MethodView):
     @requires(Role.PHARMACIST)
     @blp.response(200, PrescriptionOutSchema)
@@ -191,7 +190,7 @@ class HandOverView(MethodView):
         return _action(rx_id, services.hand_over)
 
 
-@blp.route("/prescriptions/<int:rx_id>/cancel")
+@blp.route("/prescriptions/<id:rx_id>/cancel")
 class CancelView(MethodView):
     @requires(Role.PRESCRIBER, Role.ADMIN)
     @blp.arguments(CancelSchema)
@@ -231,7 +230,7 @@ class WebhooksView(MethodView):
         return webhooks.subscribe(request_uow(), site_id, data["url"])
 
 
-@blp.route("/webhooks/<int:subscription_id>/deactivate")
+@blp.route("/webhooks/<id:subscription_id>/deactivate")
 class WebhookDeactivateView(MethodView):
     @requires(Role.PRESCRIBER, Role.ADMIN)
     @blp.response(200, WebhookSchema)

@@ -6,11 +6,10 @@ from typing import Any
 
 from flask import current_app
 from flask.views import MethodView
-from flask_smorest import Blueprint
 from marshmallow import Schema, fields
 from sqlalchemy import text
 
-from pharmacy.api import page_items, page_request, paginate, request_uow
+from pharmacy.api import Blueprint, page_items, page_request, paginate, request_uow
 from pharmacy.audit import AuditEntry, read_audit_trail
 from pharmacy.auth import requires
 from pharmacy.errors import problem

@@ -124,7 +124,8 @@ def test_another_consortiums_site_is_not_found_and_never_shown(client, world: Wo
 def test_a_site_cannot_be_hung_under_another_consortiums_site(client, world: World):
     response = client.post("/api/sites", headers=world.a.headers("admin"), json={
         "code": "X", "name": "x", "kind": "community_health_centre", "parent_id": world.b.sites["LEAD"]})
-    assert_problem(response, 404, "upper site")
+    problem = assert_problem(response, 422, "upper site", "not found")
+    assert problem["errors"] == {"parent_id": [f"upper site {world.b.sites['LEAD']} not found"]}
 
 
 def test_keys_and_users_of_another_consortium_are_invisible(client, world: World):

@@ -125,8 +125,9 @@ def test_offers_import_from_csv_all_or_nothing_and_a_second_import_changes_nothi
         "S4,,AML5,0,0:1,,,,,,2026-11-01,2027-01-01\n"
     refused = client.post("/api/offers/import", data=bad, headers=headers)
     assert refused.status_code == 422
-    errors = refused.get_json()["errors"]
-    assert {(e["line"], e["column"]) for e in errors} >= {(2, "tiers"), (4, "pack_size")}
+    lines = refused.get_json()["errors"]["lines"]
+    assert {(int(line), column) for line, columns in lines.items() for column in columns} >= \
+        {(2, "tiers"), (4, "pack_size")}
     suppliers = client.get("/api/suppliers", headers=world.a.headers("procurement")).get_json()
     assert "S4" not in {s["code"] for s in suppliers}  # nothing of the bad file was written
 
