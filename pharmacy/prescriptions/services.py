@@ -359,7 +359,7 @@ def record_event(uow: UnitOfWork, rx: Prescription, event_type: str, previous: s
                  "issue": rx.current_issue + 1, "issues_total": rx.issues_total},
     )
     uow.session.add(event)
-    subscriptions = _subscriptions(uow, rx.prescriber_site_id)
+    subscriptions = _subscriptions(uow, rx.consortium_id, rx.prescriber_site_id)
     if subscriptions:
         uow.session.flush()  # the deliveries need the event's id
     for subscription_id in subscriptions:
@@ -367,12 +367,14 @@ def record_event(uow: UnitOfWork, rx: Prescription, event_type: str, previous: s
                                         event_id=event.id, next_attempt_at=uow.now()))
 
 
-def _subscriptions(uow: UnitOfWork, site_id: int) -> list[int]:
-    # Asked once per unit of work: one request may change a prescription several times.
+def _subscriptions(uow: UnitOfWork, consortium_id: int, site_id: int) -> list[int]:
+    # Asked once per unit of work: one request may change a prescription several times. The consortium is named
+    # even where the session is not confined to one (jobs): a subscription never hears another consortium.
     cache: dict[int, list[int]] = uow.session.info.setdefault("webhook_subscriptions", {})
     if site_id not in cache:
         cache[site_id] = list(uow.session.scalars(select(WebhookSubscription.id).where(
-            WebhookSubscription.site_id == site_id, WebhookSubscription.active.is_(True))))
+            WebhookSubscription.consortium_id == consortium_id, WebhookSubscription.site_id == site_id,
+            WebhookSubscription.active.is_(True))))
     return cache[site_id]
 
 
