@@ -11,7 +11,11 @@ from flask_smorest import Api
 from pharmacy import auth, hygiene
 from pharmacy.config import load_config
 from pharmacy.db import Database
-from pharmacy.errors import register_error_handlers
+from pharmacy.errors import ErrorSchema, register_error_handlers
+
+
+class _Api(Api):
+    ERROR_SCHEMA = ErrorSchema  # the one error shape, documented once as the component "Error"
 
 
 def create_app(config: dict[str, Any] | None = None) -> Flask:
@@ -38,7 +42,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
 
     _import_models()
     app.url_map.converters["id"] = hygiene.IdConverter
-    api = Api(app)
+    api = _Api(app)
     api.register_converter(hygiene.IdConverter, lambda converter: hygiene.ID_PARAMETER_SCHEMA)
     _serve_swagger_ui_assets(app)
     register_error_handlers(app)

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, validate
 
@@ -17,10 +18,23 @@ def _choices(enum: type) -> validate.OneOf:
     return validate.OneOf([member.value for member in enum])  # type: ignore[attr-defined]
 
 
+STRONGEST = Decimal("9999999999.9999")  # the strength column's NUMERIC(14, 4)
+
+
 def _positive(value: Decimal) -> None:
     # A function, not validate.Range: Range's Decimal bound would reach the OpenAPI document as a string.
     if value <= 0:
         raise ValidationError("must be greater than 0")
+    if value > STRONGEST:
+        raise ValidationError(f"must be at most {STRONGEST}")
+
+
+class _Strength(fields.Decimal):
+    """Kept exact (Decimal, 4 places), sent as the number the document promises."""
+
+    def _serialize(self, value: Any, attr: str | None, obj: Any, **kwargs: Any) -> float | None:  # type: ignore[override]
+        number = super()._serialize(value, attr, obj, **kwargs)
+        return None if number is None else float(number)
 
 
 class DrugFieldsSchema(Schema):
@@ -34,7 +48,9 @@ class DrugFieldsSchema(Schema):
     brand_name = fields.String(allow_none=True, validate=validate.Length(max=200))
     manufacturer = fields.String(allow_none=True, validate=validate.Length(max=200))
     dosage_form = fields.String(required=True, validate=validate.Length(1, 60))
-    strength_amount = fields.Decimal(required=True, places=4, as_string=True, validate=_positive)
+    strength_amount = _Strength(required=True, places=4, validate=_positive,
+                                metadata={"minimum": 0, "exclusiveMinimum": True, "maximum": float(STRONGEST),
+                                          "description": "greater than 0"})
     strength_unit = fields.String(required=True, validate=validate.Length(1, 20))
     dispensing_unit = fields.String(required=True, validate=validate.Length(1, 20))
     pack_size = WholeNumber(required=True, minimum=1, maximum=100000,

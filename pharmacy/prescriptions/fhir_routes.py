@@ -21,8 +21,29 @@ from pharmacy.prescriptions.routes import idempotency_key, limits
 from pharmacy.principal import Role
 from pharmacy.unit_of_work import UnitOfWork
 
-blp = Blueprint("fhir", __name__, url_prefix="/fhir",
-                description="FHIR R4: MedicationRequest in; MedicationRequest and MedicationDispense out")
+
+def _fhir(description: str, resource: str) -> dict[str, Any]:
+    return {"description": description, "content": {fhir.FHIR_JSON: {"schema": {
+        "type": "object", "required": ["resourceType"],
+        "properties": {"resourceType": {"type": "string", "enum": [resource]}}}}}}
+
+
+OPERATION_OUTCOME = _fhir("an OperationOutcome: what is wrong, one issue per detail, each with its expression",
+                          "OperationOutcome")
+
+
+class FhirBlueprint(Blueprint):
+    """Errors under /fhir are OperationOutcomes (see pharmacy.errors), and documented as such."""
+
+    @staticmethod
+    def _prepare_response_doc(doc: Any, doc_info: Any, *, api: Any, spec: Any, **kwargs: Any) -> Any:
+        doc = Blueprint._prepare_response_doc(doc, doc_info, api=api, spec=spec, **kwargs)
+        doc.setdefault("responses", {})["default"] = OPERATION_OUTCOME
+        return doc
+
+
+blp = FhirBlueprint("fhir", __name__, url_prefix="/fhir",
+                    description="FHIR R4: MedicationRequest in; MedicationRequest and MedicationDispense out")
 
 ANY_ROLE = (Role.ADMIN, Role.PRESCRIBER, Role.PHARMACIST, Role.PROCUREMENT)
 FHIR_BODY = {"required": True, "content": {fhir.FHIR_JSON: {"schema": {"type": "object"}}}}
@@ -66,8 +87,8 @@ def _requests(view: services.PrescriptionView) -> list[dict[str, Any]]:
 
 @blp.route("/metadata")
 class MetadataView(MethodView):
-    @blp.doc(responses={"200": {"description": "CapabilityStatement",
-                                "content": {fhir.FHIR_JSON: {"schema": {"type": "object"}}}}})
+    @blp.doc(security=[], responses={"200": _fhir("the CapabilityStatement (no credentials needed)",
+                                                  "CapabilityStatement")})
     def get(self) -> Response:
         """The server's CapabilityStatement"""
         return fhir_response(fhir.capability_statement(current_clock().today()))
@@ -76,7 +97,7 @@ class MetadataView(MethodView):
 @blp.route("")
 class TransactionView(MethodView):
     @requires(Role.PRESCRIBER)
-    @blp.doc(requestBody=FHIR_BODY, responses={"200": {"description": "transaction-response Bundle"}})
+    @blp.doc(requestBody=FHIR_BODY, responses={"200": _fhir("transaction-response Bundle", "Bundle")})
     def post(self) -> Response:
         """A transaction Bundle of MedicationRequests sharing a groupIdentifier: one prescription"""
         body, digest = _body()
@@ -87,7 +108,9 @@ class TransactionView(MethodView):
 @blp.route("/MedicationRequest")
 class MedicationRequestsView(MethodView):
     @requires(Role.PRESCRIBER)
-    @blp.doc(requestBody=FHIR_BODY, responses={"201": {"description": "the MedicationRequest as taken in"}})
+    @blp.doc(requestBody=FHIR_BODY, responses={"201": _fhir("the MedicationRequest as taken in", "MedicationRequest"),
+                                                "200": _fhir("a retry: the MedicationRequest taken in before",
+                                                             "MedicationRequest")})
     def post(self) -> Response:
         """Send a one-item prescription as a MedicationRequest"""
         body, digest = _body()
@@ -100,7 +123,7 @@ class MedicationRequestsView(MethodView):
 @blp.route("/MedicationRequest/<string:request_id>")
 class MedicationRequestView(MethodView):
     @requires(*ANY_ROLE)
-    @blp.doc(responses={"200": {"description": "the MedicationRequest, its status mapped from ours"}})
+    @blp.doc(responses={"200": _fhir("the MedicationRequest, its status mapped from ours", "MedicationRequest")})
     def get(self, request_id: str) -> Response:
         """Read a MedicationRequest (one item of a prescription) with its current status"""
         rx_text, _, item_text = request_id.partition("-")
@@ -118,7 +141,7 @@ class MedicationRequestView(MethodView):
 class MedicationDispensesView(MethodView):
     @requires(*ANY_ROLE)
     @blp.doc(parameters=[{"in": "query", "name": "prescription", "required": True, "schema": {"type": "string"}}],
-             responses={"200": {"description": "searchset Bundle of MedicationDispense"}})
+             responses={"200": _fhir("searchset Bundle of MedicationDispense", "Bundle")})
     def get(self) -> Response:
         """What was dispensed for a prescription: lot, quantity, substitution"""
         raw = (request.args.get("prescription") or "").removeprefix("MedicationRequest/").split("-")[0]

@@ -31,6 +31,7 @@ class HealthSchema(Schema):
 class HealthView(MethodView):
     @health_blp.response(200, HealthSchema)
     @health_blp.alt_response(503, description="the database does not answer")
+    @health_blp.doc(security=[])
     def get(self) -> Any:
         """Is the service up and its database reachable?"""
         database = current_app.extensions["pharmacy_db"]
