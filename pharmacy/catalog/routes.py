@@ -28,6 +28,9 @@ blp = Blueprint("catalog", __name__, url_prefix="/api", description="The consort
 ANY_ROLE = (Role.ADMIN, Role.PRESCRIBER, Role.PHARMACIST, Role.PROCUREMENT)
 IF_MATCH = {"in": "header", "name": "If-Match", "required": True, "schema": {"type": "string"},
             "description": "the ETag of the drug as you last read it"}
+ETAG_HEADER = {"description": "the drug's version, to send back as If-Match", "schema": {"type": "string"}}
+
+
 def etag(drug: Drug) -> dict[str, str]:
     return {"ETag": f'"{drug.version}"'}
 
@@ -55,7 +58,7 @@ class DrugsView(MethodView):
 
     @requires(Role.ADMIN)
     @blp.arguments(DrugSchema)
-    @blp.response(201, DrugSchema)
+    @blp.response(201, DrugSchema, headers={"ETag": ETAG_HEADER})
     def post(self, data: dict[str, Any]) -> Any:
         """Add a drug to the catalog"""
         drug = services.create_drug(request_uow(), data)
@@ -65,7 +68,7 @@ class DrugsView(MethodView):
 @blp.route("/drugs/<id:drug_id>")
 class DrugView(MethodView):
     @requires(*ANY_ROLE)
-    @blp.response(200, DrugSchema)
+    @blp.response(200, DrugSchema, headers={"ETag": ETAG_HEADER})
     def get(self, drug_id: int) -> Any:
         """One drug, with its ETag"""
         drug = services.get_drug(request_uow(), drug_id)
@@ -73,7 +76,7 @@ class DrugView(MethodView):
 
     @requires(Role.ADMIN)
     @blp.arguments(DrugUpdateSchema(partial=True))
-    @blp.response(200, DrugSchema)
+    @blp.response(200, DrugSchema, headers={"ETag": ETAG_HEADER})
     @blp.alt_response(412, description="the drug changed since you read it")
     @blp.alt_response(428, description="If-Match is missing")
     @blp.doc(parameters=[IF_MATCH])

@@ -157,6 +157,36 @@ class StockRequest:
 
 
 @dataclass(frozen=True)
+class PassedOver:
+    """The prescriber nominated a pharmacy that cannot take the prescription, so it went elsewhere: one short of
+    ``short_items`` (usable stock), or, with none, one that may not dispense the drugs at all."""
+
+    pharmacy: str  # the nominated pharmacy's code
+    short_items: tuple[str, ...] = ()
+
+    def text(self) -> str:
+        if self.short_items:
+            return (f"the nominated pharmacy {self.pharmacy} cannot fill {', '.join(self.short_items)} from usable "
+                    "stock")
+        return f"the nominated pharmacy {self.pharmacy} may not dispense these drugs"
+
+    def facts(self) -> dict[str, Any]:
+        return {"pharmacy": self.pharmacy, "short_items": list(self.short_items)}
+
+
+def passed_over_nomination(ranked: Sequence[RankedCandidate], chosen_site_id: int, nominated_site_id: int | None,
+                           nominated_code: str | None) -> PassedOver | None:
+    """Why the nominated pharmacy did not get the prescription that went to ``chosen_site_id``, or None when it
+    did (or none was nominated)."""
+    if nominated_site_id is None or nominated_site_id == chosen_site_id or nominated_code is None:
+        return None
+    nominated = next((r for r in ranked if r.candidate.site_id == nominated_site_id), None)
+    if nominated is None:
+        return PassedOver(nominated_code)
+    return PassedOver(nominated_code, nominated.candidate.short_items)
+
+
+@dataclass(frozen=True)
 class StatusReason:
     """Why a prescription came to its status: what happened (``what``: an action's name, or ``routed`` /
     ``awaiting_stock`` for routing) and its facts. Prescribing systems read it in English (``text``, the API's
@@ -172,9 +202,12 @@ class StatusReason:
     issue: int | None = None  # a long prescription's issue (1-based), of ``issues_total``
     issues_total: int | None = None
     on: date | None = None  # an issue's due day, or the day validity ended
+    passed_over: PassedOver | None = None  # routed elsewhere than the prescriber nominated
 
     def text(self) -> str:
         said = _SAID[self.what](self)
+        if self.passed_over is not None:
+            said = f"{self.passed_over.text()}; {said}"
         if self.returned is None:
             return said
         note = f": {self.returned.note}" if self.returned.note else ""
@@ -186,6 +219,8 @@ class StatusReason:
         if self.returned is not None:
             facts["returned"] = {"site": self.returned.site, "reason_code": self.returned.reason_code,
                                  "note": self.returned.note}
+        if self.passed_over is not None:
+            facts["passed_over"] = self.passed_over.facts()
         if self.requests:
             facts["requests"] = [{"drug": r.drug, "quantity": r.quantity, "donor": r.donor} for r in self.requests]
         for name in ("pharmacy", "reason_code", "note", "issue", "issues_total"):

@@ -146,12 +146,13 @@ class MedicationDispensesView(MethodView):
         """What was dispensed for a prescription: lot, quantity, substitution"""
         raw = (request.args.get("prescription") or "").removeprefix("MedicationRequest/").split("-")[0]
         if not raw.isascii() or not raw.isdigit():
+            said = "not a prescription id" if raw else "a prescription id is required"
             raise ValidationFailed("search by ?prescription=<id>: the prescription id, or a MedicationRequest id",
-                                   {"prescription": ["not a prescription id" if raw else "required"]})
+                                   {"prescription": [said]})
         rx_id = db_id(raw)
         if rx_id is None:
             raise NotFound(f"prescription {raw} not found")
         view = services.get_prescription(request_uow(), rx_id)
         codes = _site_codes(request_uow())
         return fhir_response(fhir.searchset([fhir.medication_dispense(view, d, codes.get(d.site_id, str(d.site_id)))
-                                             for d in view.dispenses]))
+                                             for d in view.dispenses], request.url_root + "fhir"))

@@ -85,7 +85,10 @@ class PrescriptionsView(MethodView):
 
     @requires(Role.PRESCRIBER)
     @blp.arguments(PrescriptionInSchema)
-    @blp.response(201, PrescriptionOutSchema)
+    @blp.response(201, PrescriptionOutSchema, headers={
+        "Location": {"description": "the prescription's URL", "schema": {"type": "string"}},
+        "Idempotent-Replayed": {"description": "true: a retry, answered with the first result",
+                                "schema": {"type": "string", "enum": ["true"]}}})
     @blp.doc(parameters=[IDEMPOTENCY_KEY])
     def post(self, data: dict[str, Any]) -> Any:
         """Send a prescription: it is checked, routed to a pharmacy and its stock reserved"""

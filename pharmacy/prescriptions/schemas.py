@@ -83,6 +83,12 @@ class DispenseOutSchema(Schema):
     handed_over_at = fields.DateTime(allow_none=True)
 
 
+class PassedOverSchema(Schema):
+    pharmacy = fields.String(metadata={"description": "the code of the pharmacy the prescriber nominated"})
+    short_items = fields.List(fields.String(), metadata={
+        "description": "drug codes it cannot fill from usable stock; empty: it may not dispense them"})
+
+
 class RoutingFactsSchema(Schema):
     pharmacy = fields.String()
     nominated = fields.Boolean(metadata={"description": "the prescriber nominated this pharmacy"})
@@ -91,6 +97,8 @@ class RoutingFactsSchema(Schema):
     district = fields.String(allow_none=True, metadata={"description": "the patient's district, if it is in it"})
     distance_km = fields.Float(allow_none=True, metadata={"description": "from the patient, if both are located"})
     open_queue = fields.Integer(metadata={"description": "prescriptions open at this pharmacy"})
+    passed_over = fields.Nested(PassedOverSchema, metadata={
+        "description": "present when the pharmacy the prescriber nominated did not get it, and why"})
 
 
 class RoutingSchema(Schema):
@@ -127,6 +135,7 @@ class StatusFactsSchema(Schema):
     issue = fields.Integer(metadata={"description": "a long prescription's issue (1 = first)"})
     issues_total = fields.Integer()
     on = fields.String(metadata={"format": "date", "description": "the issue's due day, or the day validity ended"})
+    passed_over = fields.Nested(PassedOverSchema, metadata={"description": "routed elsewhere than nominated: why"})
 
 
 class PrescriptionOutSchema(Schema):

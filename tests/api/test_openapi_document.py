@@ -32,9 +32,12 @@ def test_enforced_constraints_are_documented(spec):
     assert kinds and not kinds & {"receipt", "dispense", "reversal"}  # those are always refused there
 
 
-def test_paging_is_documented_as_the_text_header_it_is(spec):
+def test_paging_and_other_headers_sent_are_documented_as_they_are(spec):
     header = spec["paths"]["/api/sites"]["get"]["responses"]["200"]["headers"]["X-Pagination"]
     assert header["schema"]["type"] == "string"
+    assert "ETag" in spec["paths"]["/api/drugs/{drug_id}"]["get"]["responses"]["200"]["headers"]
+    assert {"Location", "Idempotent-Replayed"} <= set(spec["paths"]["/api/prescriptions"]["post"]["responses"]["201"]
+                                                      ["headers"])
 
 
 def test_fhir_answers_and_errors_are_documented_as_fhir_json(spec):

@@ -106,6 +106,24 @@ def _snapshot(connection, consortium_id: int) -> dict[str, list[Any]]:
     return rows
 
 
+def _cross_references(connection) -> list[str]:
+    """Rows that name a row of another consortium (a subscription to its site, a lot of its drug, ...)."""
+    found = []
+    for table in Base.metadata.sorted_tables:
+        if "consortium_id" not in table.c:
+            continue
+        for key in table.foreign_keys:
+            target = key.column.table
+            if key.parent.name == "consortium_id" or "consortium_id" not in target.c:
+                continue
+            count = connection.execute(text(
+                f"SELECT count(*) FROM {table.name} t JOIN {target.name} r ON t.{key.parent.name} = r.{key.column.name}"
+                " WHERE t.consortium_id <> r.consortium_id")).scalar_one()
+            if count:
+                found.append(f"{table.name}.{key.parent.name}: {count}")
+    return found
+
+
 def test_no_route_reads_or_writes_another_consortiums_data(client, world: World, other, connection):
     spec = client.get("/openapi.json").get_json()
     before = _snapshot(connection, world.b.consortium_id)
@@ -144,6 +162,7 @@ def test_no_route_reads_or_writes_another_consortiums_data(client, world: World,
                     leaked = [marker for marker in B_MARKERS if marker in said and marker not in sent]
                     assert not leaked, (method, target, args, role, leaked)
                     assert _snapshot(connection, world.b.consortium_id) == before, (method, target, role)
+                    assert not _cross_references(connection), (method, target, role, _cross_references(connection))
     print(f"cross-tenant walk: {routes} routes, {attempts} attempts with the other consortium's ids")
     assert routes == sum(1 for ops in spec["paths"].values() for m in ops if m != "parameters")
     assert routes >= 70 and attempts >= routes * len(ROLES)
