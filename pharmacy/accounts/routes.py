@@ -6,7 +6,7 @@ from flask.views import MethodView
 
 from pharmacy.accounts import services
 from pharmacy.accounts.models import ApiKey, User
-from pharmacy.accounts.schemas import ApiKeySchema, NewApiKeySchema, UserSchema, UserUpdateSchema
+from pharmacy.accounts.schemas import ApiKeySchema, NewApiKeySchema, NewUserSchema, UserSchema, UserUpdateSchema
 from pharmacy.api import Blueprint, page_items, page_request, paginate, request_uow
 from pharmacy.auth import current_principal, requires
 from pharmacy.principal import Role
@@ -56,7 +56,7 @@ class UsersView(MethodView):
                           pagination_parameters)
 
     @requires(Role.ADMIN)
-    @blp.arguments(UserSchema)
+    @blp.arguments(NewUserSchema)
     @blp.response(201, UserSchema)
     def post(self, data: dict[str, Any]) -> User:
         """Create a user account"""

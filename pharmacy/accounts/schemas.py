@@ -28,13 +28,19 @@ PASSWORD = validate.Length(MIN_PASSWORD_LENGTH, MAX_PASSWORD_LENGTH)
 
 class UserSchema(Schema):
     id = fields.Integer(dump_only=True)
-    username = fields.String(required=True, validate=validate.Regexp(USERNAME_PATTERN))
+    # As it is kept: accounts made before the username rule was checked may not follow it.
+    username = fields.String(required=True)
     display_name = fields.String(load_default="", validate=validate.Length(max=120))
     role = fields.String(required=True, validate=validate.OneOf(ACCOUNT_ROLES))
     site_id = Reference(Site, "site", allow_none=True)
     password = fields.String(required=True, load_only=True, validate=PASSWORD)
     active = fields.Boolean(dump_only=True)
     created_at = fields.DateTime(dump_only=True)
+
+
+class NewUserSchema(UserSchema):
+    username = fields.String(required=True, validate=validate.Regexp(USERNAME_PATTERN), metadata={
+        "description": "2 to 80 ASCII letters, digits, '.', '_', '@' or '-'"})
 
 
 class UserUpdateSchema(Schema):

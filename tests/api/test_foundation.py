@@ -263,3 +263,14 @@ def test_nothing_is_written_when_a_request_is_refused(client, world: World):
     assert after == before
     codes = [s["code"] for s in client.get("/api/sites", headers=headers).get_json()]
     assert "L2" not in codes and "Q" not in codes
+
+
+def test_a_username_outside_the_documented_rule_is_refused_whoever_creates_it(client, world: World, session_factory):
+    from pharmacy.errors import ValidationFailed
+
+    with pytest.raises(ValidationFailed, match="username"):  # the command line comes through the same service
+        create_user(UnitOfWork(session_factory, system_for(world.a.consortium_id)), world.a.consortium_id,
+                    "张 三", "a long enough password", Role.ADMIN)
+    assert_problem(client.post("/api/users", headers=world.a.headers("admin"),
+                               json={"username": "张 三", "password": "long enough pw", "role": "admin"}), 422,
+                   "username")
