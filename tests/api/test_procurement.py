@@ -335,6 +335,10 @@ def test_editing_a_line_recosts_the_plan_and_a_broken_rule_is_refused(client, wo
     refused = client.patch(f"/api/plan-runs/{run['id']}/lines", headers=headers, json={"purchases": [
         {"offer_id": s2["id"], "site_id": world.a.sites["C1"], "packs": 3}]})
     assert_problem(refused, 422, "minimum order")
+    # More than one delivery's units (or a cost past what an order line holds) is no line of an order.
+    huge = client.patch(f"/api/plan-runs/{run['id']}/lines", headers=headers, json={"purchases": [
+        {"offer_id": s2["id"], "site_id": world.a.sites["C1"], "packs": 9_999_999}]})
+    assert assert_problem(huge, 422, "more than one order line")["errors"]["purchases"]["0"]["packs"]
     half = client.patch(f"/api/plan-runs/{run['id']}/lines", headers=headers, json={"transfers": [
         {"lot_id": 1, "site_id": world.a.sites["C1"], "units": 2.5}]})
     assert_problem(half, 422, "transfers", "units", "Not a valid integer")  # stock moves in whole units
