@@ -122,10 +122,6 @@ class OutOfStock(DomainError):
     status = 409
 
 
-FHIR_ISSUE_CODES = {400: "invalid", 401: "login", 403: "forbidden", 404: "not-found", 405: "not-supported",
-                    409: "conflict", 412: "conflict", 422: "processing", 428: "required"}
-
-
 class ErrorSchema(Schema):
     """The one shape of every error the JSON API sends."""
 

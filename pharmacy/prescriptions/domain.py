@@ -158,20 +158,28 @@ class StockRequest:
 
 @dataclass(frozen=True)
 class PassedOver:
-    """The prescriber nominated a pharmacy that cannot take the prescription, so it went elsewhere: one short of
-    ``short_items`` (usable stock), or, with none, one that may not dispense the drugs at all."""
+    """The prescriber nominated a pharmacy that cannot take the prescription, so it went elsewhere. ``reason``:
+    ``cannot_fill`` (short of ``short_items`` in usable stock), ``may_not_dispense`` (the drugs are not on its
+    formulary, or it does not dispense) or ``stock_taken`` (another prescription took its stock meanwhile)."""
 
     pharmacy: str  # the nominated pharmacy's code
+    reason: str
     short_items: tuple[str, ...] = ()
 
     def text(self) -> str:
-        if self.short_items:
-            return (f"the nominated pharmacy {self.pharmacy} cannot fill {', '.join(self.short_items)} from usable "
-                    "stock")
-        return f"the nominated pharmacy {self.pharmacy} may not dispense these drugs"
+        return _PASSED_OVER[self.reason](self)
 
     def facts(self) -> dict[str, Any]:
-        return {"pharmacy": self.pharmacy, "short_items": list(self.short_items)}
+        return {"pharmacy": self.pharmacy, "reason": self.reason, "short_items": list(self.short_items)}
+
+
+_PASSED_OVER: dict[str, Callable[[PassedOver], str]] = {
+    "cannot_fill": lambda p: f"the nominated pharmacy {p.pharmacy} cannot fill {', '.join(p.short_items)} from "
+                             "usable stock",
+    "may_not_dispense": lambda p: f"the nominated pharmacy {p.pharmacy} may not dispense these drugs",
+    "stock_taken": lambda p: f"the nominated pharmacy {p.pharmacy} could not hold the stock: another prescription "
+                             "took it meanwhile",
+}
 
 
 def passed_over_nomination(ranked: Sequence[RankedCandidate], chosen_site_id: int, nominated_site_id: int | None,
@@ -182,8 +190,10 @@ def passed_over_nomination(ranked: Sequence[RankedCandidate], chosen_site_id: in
         return None
     nominated = next((r for r in ranked if r.candidate.site_id == nominated_site_id), None)
     if nominated is None:
-        return PassedOver(nominated_code)
-    return PassedOver(nominated_code, nominated.candidate.short_items)
+        return PassedOver(nominated_code, "may_not_dispense")
+    if nominated.candidate.short_items:
+        return PassedOver(nominated_code, "cannot_fill", nominated.candidate.short_items)
+    return PassedOver(nominated_code, "stock_taken")
 
 
 @dataclass(frozen=True)

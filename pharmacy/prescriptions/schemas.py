@@ -85,8 +85,10 @@ class DispenseOutSchema(Schema):
 
 class PassedOverSchema(Schema):
     pharmacy = fields.String(metadata={"description": "the code of the pharmacy the prescriber nominated"})
-    short_items = fields.List(fields.String(), metadata={
-        "description": "drug codes it cannot fill from usable stock; empty: it may not dispense them"})
+    reason = fields.String(metadata={"enum": ["cannot_fill", "may_not_dispense", "stock_taken"], "description":
+                                     "short of usable stock; the drugs are not for it to dispense; another "
+                                     "prescription took its stock meanwhile"})
+    short_items = fields.List(fields.String(), metadata={"description": "cannot_fill: the drug codes it is short of"})
 
 
 class RoutingFactsSchema(Schema):

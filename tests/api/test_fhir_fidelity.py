@@ -124,14 +124,15 @@ def test_a_passed_over_nomination_is_said_in_the_routing_and_to_the_prescriber(c
     routed = send(client, world, body).get_json()
     assert routed["pharmacy_site_id"] == world.a.sites["C1"]
     said = "the nominated pharmacy A-C2 cannot fill AML5 from usable stock"
+    why = {"pharmacy": "A-C2", "reason": "cannot_fill", "short_items": ["AML5"]}
     assert routed["routing"]["reason"].startswith(said + "; routed to A-C1")
-    assert routed["routing"]["facts"]["passed_over"] == {"pharmacy": "A-C2", "short_items": ["AML5"]}
+    assert routed["routing"]["facts"]["passed_over"] == why
     assert routed["status_reason"].startswith(said)
-    assert routed["status_facts"]["passed_over"] == {"pharmacy": "A-C2", "short_items": ["AML5"]}
+    assert routed["status_facts"]["passed_over"] == why
     events = client.get("/api/prescription-events", headers=world.a.headers("prescriber")).get_json()["events"]
     event = next(e for e in events if e["prescription_id"] == routed["id"])
     assert event["payload"]["reason"].startswith(said)
-    assert event["payload"]["nomination_passed_over"] == {"pharmacy": "A-C2", "short_items": ["AML5"]}
+    assert event["payload"]["nomination_passed_over"] == why
 
 
 def test_a_nomination_that_is_followed_says_nothing_was_passed_over(client, world, drugs):  # noqa: F811
