@@ -8,10 +8,14 @@ from typing import Any
 from flask import Flask
 from flask_smorest import Api
 
-from pharmacy import auth, retries
+from pharmacy import auth, hygiene, retries
 from pharmacy.config import load_config
 from pharmacy.db import Database
-from pharmacy.errors import register_error_handlers
+from pharmacy.errors import ErrorSchema, register_error_handlers
+
+
+class _Api(Api):
+    ERROR_SCHEMA = ErrorSchema  # the one error shape, documented once as the component "Error"
 
 
 def create_app(config: dict[str, Any] | None = None) -> Flask:
@@ -37,9 +41,13 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.extensions["pharmacy_db"] = database
 
     _import_models()
-    api = Api(app)
+    app.url_map.converters["id"] = hygiene.IdConverter
+    api = _Api(app)
+    api.register_converter(hygiene.IdConverter, lambda converter: hygiene.ID_PARAMETER_SCHEMA)
+    _serve_swagger_ui_assets(app)
     register_error_handlers(app)
     auth.init_app(app)
+    hygiene.init_app(app)
     _register_blueprints(api)
     _plan_runner(app, database)
     from pharmacy.web import init_web
@@ -51,6 +59,15 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
 
         start_scheduler_when_free(app)
     return app
+
+
+def _serve_swagger_ui_assets(app: Flask) -> None:
+    from flask import send_from_directory
+    from swagger_ui_bundle import swagger_ui_path
+
+    # The endpoint's name starts as flask-smorest's own docs endpoints do: it is the docs, not the API.
+    app.add_url_rule("/docs/assets/<path:filename>", "api-docs-assets",
+                     lambda filename: send_from_directory(str(swagger_ui_path), filename))
 
 
 def _plan_runner(app: Flask, database: Database) -> None:

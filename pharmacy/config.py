@@ -67,6 +67,8 @@ def load_config(instance_path: str) -> dict[str, Any]:
         "RUN_SCHEDULER": os.environ.get("PHARMACY_RUN_SCHEDULER") == "1",
         "HEARTBEAT_SECONDS": _int("PHARMACY_HEARTBEAT_SECONDS", 60),
         "MAX_CONTENT_LENGTH": _int("PHARMACY_MAX_UPLOAD_BYTES", 32 * 1024 * 1024),
+        # A JSON body is much smaller than a CSV upload: a 20,000-line stocktake is about 1.5 MB.
+        "MAX_JSON_BYTES": _int("PHARMACY_MAX_JSON_BYTES", 4 * 1024 * 1024),
         # flask-smorest / OpenAPI
         "API_TITLE": "Consortium shared pharmacy",
         "API_VERSION": "1.0",
@@ -74,7 +76,7 @@ def load_config(instance_path: str) -> dict[str, Any]:
         "OPENAPI_URL_PREFIX": "/",
         "OPENAPI_JSON_PATH": "openapi.json",
         "OPENAPI_SWAGGER_UI_PATH": "/docs",
-        "OPENAPI_SWAGGER_UI_URL": "https://cdn.jsdelivr.net/npm/swagger-ui-dist/",
-        "OPENAPI_REDOC_PATH": "/redoc",
-        "OPENAPI_REDOC_URL": "https://cdn.jsdelivr.net/npm/redoc@2/bundles/redoc.standalone.js",
+        # Swagger UI's assets come from the swagger-ui-bundle package, served by the app itself: hospital
+        # networks are often closed to the internet.
+        "OPENAPI_SWAGGER_UI_URL": "/docs/assets/",
     }

@@ -1,12 +1,16 @@
 """Domain exceptions and their mapping to HTTP, in one place.
 
-Every error leaves the service in one JSON shape::
+Every error leaves the service in one JSON shape (:class:`ErrorSchema`, documented once in the OpenAPI document)::
 
-    {"code": 404, "status": "Not Found", "message": "...", "errors": {...}}
+    {"code": 422, "status": "Unprocessable Entity", "message": "...",
+     "errors": {"items": {"0": {"quantity": ["Missing data for required field."]}}}}
 
-except under ``/fhir``, where errors are FHIR OperationOutcome resources.
+except under ``/fhir``, where errors are FHIR OperationOutcome resources with the same details as issues.
 
-``errors`` is present when there are details: per-field messages, itemised policy failures, bad CSV rows.
+``errors`` is present when there are details, always an object that says where (its keys, nested as the request
+is: a body's fields, ``query`` for the query string, ``lines`` for a CSV's lines by number) and what (a list of
+messages, or the facts of a refusal). Services may itemise problems as a list of ``{"field", "reason"}`` or
+``{"line", "column", "reason"}``; :func:`where_what` turns them into that object, here and nowhere else.
 
 A message may be a :class:`Message`: the English the API returns, with the facts it was made from, so that the
 pages can say it in their own language.
@@ -15,10 +19,12 @@ pages can say it in their own language.
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from flask import Flask, Response, has_request_context, jsonify, request
 from flask.typing import ResponseReturnValue
+from marshmallow import Schema, fields
 from werkzeug.exceptions import HTTPException, InternalServerError
 from werkzeug.http import HTTP_STATUS_CODES
 
@@ -116,23 +122,86 @@ class OutOfStock(DomainError):
     status = 409
 
 
+class ErrorSchema(Schema):
+    """The one shape of every error the JSON API sends."""
+
+    code = fields.Integer(required=True, metadata={"description": "the HTTP status"})
+    status = fields.String(required=True, metadata={"description": "the HTTP status in words"})
+    message = fields.String(required=True, metadata={"description": "what is wrong, in English"})
+    errors = fields.Dict(keys=fields.String(), metadata={
+        "description": "where and what: keys nested as the request is (a body's fields, 'query' for the query "
+                       "string, 'lines' for a CSV's lines by number), each ending in a list of messages or the "
+                       "facts of the refusal"})
+
+
+def _keys(where: Any) -> list[str]:
+    """``items[0].supply_days`` -> ``["items", "0", "supply_days"]``."""
+    return [key for key in re.split(r"[.\[\]]+", str(where)) if key] or ["request"]
+
+
+def _put(errors: dict[str, Any], keys: list[str], message: Any) -> None:
+    for key in keys[:-1]:
+        child = errors.setdefault(key, {})
+        if not isinstance(child, dict):
+            child = errors[key] = {"request": child}
+        errors = child
+    leaf = errors.setdefault(keys[-1], [])
+    if isinstance(leaf, dict):
+        leaf = leaf.setdefault("request", [])
+    leaf.append(message)
+
+
+def where_what(errors: Any) -> dict[str, Any]:
+    """Any of the details a refusal carries as the one ``errors`` object (see the module's docstring)."""
+    if not errors:
+        return {}
+    if isinstance(errors, dict):
+        return errors
+    shaped: dict[str, Any] = {}
+    for item in errors if isinstance(errors, list | tuple) else [errors]:
+        if not isinstance(item, dict):
+            _put(shaped, ["request"], str(item))
+        elif "line" in item:
+            keys = ["lines", str(item["line"])] + ([str(item["column"])] if item.get("column") else [])
+            _put(shaped, keys, item.get("reason", ""))
+        else:
+            where = item.get("field") or item.get("expression") or "request"
+            _put(shaped, _keys(where), item.get("reason") or item.get("diagnostics") or "")
+    return shaped
+
+
 FHIR_ISSUE_CODES = {400: "invalid", 401: "login", 403: "forbidden", 404: "not-found", 405: "not-supported",
-                    409: "conflict", 412: "conflict", 422: "processing", 428: "required"}
+                    409: "conflict", 412: "conflict", 413: "too-costly", 422: "processing", 428: "required"}
+
+
+def _leaves(errors: dict[str, Any], path: tuple[str, ...] = ()) -> list[tuple[str, Any]]:
+    found: list[tuple[str, Any]] = []
+    for key, value in errors.items():
+        if isinstance(value, dict) and value:
+            found.extend(_leaves(value, (*path, str(key))))
+        else:
+            found.append((".".join((*path, str(key))), value))
+    return found
+
+
+def _words(value: Any) -> str:
+    if isinstance(value, list | tuple):
+        return "; ".join(_words(v) for v in value if _words(v))
+    return "" if value is None else str(value)
 
 
 def operation_outcome(status: int, message: str, errors: Any) -> dict[str, Any]:
-    """The FHIR shape of an error: one issue for the message, one per itemised detail."""
+    """The FHIR shape of an error: one issue for the message, one per detail, each said in words and located by
+    a FHIRPath-like ``expression``."""
     code = FHIR_ISSUE_CODES.get(status, "exception")
     issues: list[dict[str, Any]] = [{"severity": "error", "code": code, "diagnostics": message}]
-    details = errors if isinstance(errors, list) else [{"field": k, "reason": v} for k, v in (errors or {}).items()]
-    for detail in details:
-        if isinstance(detail, dict):
-            where = detail.get("expression") or detail.get("field")
-            issue: dict[str, Any] = {"severity": "error", "code": code,
-                     "diagnostics": str(detail.get("diagnostics") or detail.get("reason") or detail)}
-            if where:
-                issue["expression"] = [str(where)]
-            issues.append(issue)
+    for where, what in _leaves(where_what(errors)):
+        said = _words(what)
+        issue: dict[str, Any] = {"severity": "error", "code": code,
+                                 "diagnostics": f"{where}: {said}" if said else f"{where}: {message}"}
+        if where != "request":
+            issue["expression"] = [where]
+        issues.append(issue)
     return {"resourceType": "OperationOutcome", "issue": issues}
 
 
@@ -146,8 +215,9 @@ def problem(status: int, message: str, errors: Any = None) -> tuple[Response, in
         "status": HTTP_STATUS_CODES.get(status, "Error"),
         "message": message,
     }
-    if errors:
-        body["errors"] = errors
+    shaped = where_what(errors)
+    if shaped:
+        body["errors"] = shaped
     return jsonify(body), status
 
 
@@ -169,6 +239,7 @@ def register_error_handlers(app: Flask) -> None:
             message = "The request has invalid fields: " + ", ".join(sorted(_paths(errors)))
         elif isinstance(errors, list) and errors and status == 400:
             message = "; ".join(str(e) for e in errors)
+            errors = {"body": errors}
         response, code = problem(status, message, errors)
         allow = error.get_response().headers.get("Allow") if status == 405 else None
         if allow:

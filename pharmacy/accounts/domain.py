@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from pharmacy.errors import ValidationFailed
 from pharmacy.principal import SITE_BOUND_ROLES, Role
 
@@ -20,3 +22,22 @@ def check_binding(role: Role, site_id: int | None, site_dispenses: bool | None, 
     elif site_id is not None:
         raise ValidationFailed(f"a {role.value} account acts for the whole consortium, not one site",
                                {"site_id": "must be empty"})
+
+
+# A username is what people type at the sign-in: ASCII letters, digits and . _ @ -, 2 to 80 of them (a surname
+# alone, li or wu, is a username).
+USERNAME_PATTERN = r"^[A-Za-z0-9_.@\-]{2,80}$"
+MIN_PASSWORD_LENGTH = 10
+MAX_PASSWORD_LENGTH = 200
+
+
+def check_username(username: str) -> None:
+    if not re.fullmatch(USERNAME_PATTERN, username):
+        raise ValidationFailed("a username is 2 to 80 letters, digits, '.', '_', '@' or '-'",
+                               {"username": username})
+
+
+def check_password(password: str) -> None:
+    if not MIN_PASSWORD_LENGTH <= len(password) <= MAX_PASSWORD_LENGTH:
+        raise ValidationFailed(f"a password has {MIN_PASSWORD_LENGTH} to {MAX_PASSWORD_LENGTH} characters",
+                               {"password": "too short" if len(password) < MIN_PASSWORD_LENGTH else "too long"})

@@ -3,12 +3,11 @@ from __future__ import annotations
 from typing import Any
 
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
 from pharmacy.accounts import services
 from pharmacy.accounts.models import ApiKey, User
-from pharmacy.accounts.schemas import ApiKeySchema, NewApiKeySchema, UserSchema, UserUpdateSchema
-from pharmacy.api import page_items, page_request, paginate, request_uow
+from pharmacy.accounts.schemas import ApiKeySchema, NewApiKeySchema, NewUserSchema, UserSchema, UserUpdateSchema
+from pharmacy.api import Blueprint, page_items, page_request, paginate, request_uow
 from pharmacy.auth import current_principal, requires
 from pharmacy.principal import Role
 
@@ -37,7 +36,7 @@ class ApiKeysView(MethodView):
         return {**{name: getattr(key, name) for name in fields}, "key": plain}
 
 
-@blp.route("/api-keys/<int:key_id>/revoke")
+@blp.route("/api-keys/<id:key_id>/revoke")
 class ApiKeyRevokeView(MethodView):
     @requires(Role.ADMIN)
     @blp.response(200, ApiKeySchema)
@@ -57,7 +56,7 @@ class UsersView(MethodView):
                           pagination_parameters)
 
     @requires(Role.ADMIN)
-    @blp.arguments(UserSchema)
+    @blp.arguments(NewUserSchema)
     @blp.response(201, UserSchema)
     def post(self, data: dict[str, Any]) -> User:
         """Create a user account"""
@@ -67,7 +66,7 @@ class UsersView(MethodView):
                                     data.get("display_name", ""))
 
 
-@blp.route("/users/<int:user_id>")
+@blp.route("/users/<id:user_id>")
 class UserView(MethodView):
     @requires(Role.ADMIN)
     @blp.arguments(UserUpdateSchema)

@@ -7,16 +7,14 @@ from typing import Any
 
 from sqlalchemy import select
 
-from pharmacy.accounts.domain import check_binding
+from pharmacy.accounts.domain import check_binding, check_password, check_username
 from pharmacy.accounts.models import ApiKey, User
 from pharmacy.auth import hash_api_key, hash_password, new_api_key
 from pharmacy.consortium.models import Site
-from pharmacy.errors import Conflict, ValidationFailed
+from pharmacy.errors import Conflict
 from pharmacy.pagination import Page, PageRequest, fetch_page
 from pharmacy.principal import Role
 from pharmacy.unit_of_work import UnitOfWork
-
-MIN_PASSWORD_LENGTH = 10
 
 
 def _check_binding(uow: UnitOfWork, role: Role, site_id: int | None) -> None:
@@ -51,18 +49,13 @@ def revoke_api_key(uow: UnitOfWork, key_id: int) -> ApiKey:
         return key
 
 
-def _check_password(password: str) -> None:
-    if len(password) < MIN_PASSWORD_LENGTH:
-        raise ValidationFailed(f"a password has at least {MIN_PASSWORD_LENGTH} characters",
-                               {"password": "too short"})
-
-
 def create_user(uow: UnitOfWork, consortium_id: int, username: str, password: str, role: Role,
                 site_id: int | None = None, display_name: str = "") -> User:
     """Create a person's account; the password is stored only as a salted hash."""
     with uow:
         _check_binding(uow, role, site_id)
-        _check_password(password)
+        check_username(username)
+        check_password(password)
         taken = uow.session.scalars(
             select(User).where(User.username == username).execution_options(all_consortia=True)
         ).first()
@@ -90,7 +83,7 @@ def update_user(uow: UnitOfWork, user_id: int, changes: Mapping[str, Any]) -> Us
         _check_binding(uow, role, site_id)
         if "password" in values:
             password = values.pop("password")
-            _check_password(password)
+            check_password(password)
             user.password_hash = hash_password(password)
         values["role"] = role.value
         for key, value in values.items():

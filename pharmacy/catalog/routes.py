@@ -4,9 +4,8 @@ from typing import Any
 
 from flask import Response, request
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
-from pharmacy.api import CSV_BODY, page_items, page_request, paginate, request_uow, uploaded_csv
+from pharmacy.api import CSV_BODY, Blueprint, page_items, page_request, paginate, request_uow, uploaded_csv
 from pharmacy.auth import requires
 from pharmacy.catalog import services
 from pharmacy.catalog.models import Drug, LocalCode
@@ -29,6 +28,9 @@ blp = Blueprint("catalog", __name__, url_prefix="/api", description="The consort
 ANY_ROLE = (Role.ADMIN, Role.PRESCRIBER, Role.PHARMACIST, Role.PROCUREMENT)
 IF_MATCH = {"in": "header", "name": "If-Match", "required": True, "schema": {"type": "string"},
             "description": "the ETag of the drug as you last read it"}
+ETAG_HEADER = {"description": "the drug's version, to send back as If-Match", "schema": {"type": "string"}}
+
+
 def etag(drug: Drug) -> dict[str, str]:
     return {"ETag": f'"{drug.version}"'}
 
@@ -56,17 +58,17 @@ class DrugsView(MethodView):
 
     @requires(Role.ADMIN)
     @blp.arguments(DrugSchema)
-    @blp.response(201, DrugSchema)
+    @blp.response(201, DrugSchema, headers={"ETag": ETAG_HEADER})
     def post(self, data: dict[str, Any]) -> Any:
         """Add a drug to the catalog"""
         drug = services.create_drug(request_uow(), data)
         return drug, 201, etag(drug)
 
 
-@blp.route("/drugs/<int:drug_id>")
+@blp.route("/drugs/<id:drug_id>")
 class DrugView(MethodView):
     @requires(*ANY_ROLE)
-    @blp.response(200, DrugSchema)
+    @blp.response(200, DrugSchema, headers={"ETag": ETAG_HEADER})
     def get(self, drug_id: int) -> Any:
         """One drug, with its ETag"""
         drug = services.get_drug(request_uow(), drug_id)
@@ -74,7 +76,7 @@ class DrugView(MethodView):
 
     @requires(Role.ADMIN)
     @blp.arguments(DrugUpdateSchema(partial=True))
-    @blp.response(200, DrugSchema)
+    @blp.response(200, DrugSchema, headers={"ETag": ETAG_HEADER})
     @blp.alt_response(412, description="the drug changed since you read it")
     @blp.alt_response(428, description="If-Match is missing")
     @blp.doc(parameters=[IF_MATCH])
@@ -135,7 +137,7 @@ class LocalCodesView(MethodView):
         return services.map_local_code(request_uow(), data["site_id"], data["local_code"], data["drug_id"])
 
 
-@blp.route("/sites/<int:site_id>/formulary")
+@blp.route("/sites/<id:site_id>/formulary")
 class FormularyView(MethodView):
     @requires(*ANY_ROLE)
     @blp.response(200, FormularyDrugSchema(many=True))
@@ -146,7 +148,7 @@ class FormularyView(MethodView):
         return [{"drug": d, "extended": e} for d, e in page_items(page, pagination_parameters)]
 
 
-@blp.route("/sites/<int:site_id>/formulary/<int:drug_id>")
+@blp.route("/sites/<id:site_id>/formulary/<id:drug_id>")
 class FormularyEntryView(MethodView):
     @requires(Role.ADMIN)
     @blp.arguments(FormularyEntrySchema)

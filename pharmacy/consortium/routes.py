@@ -3,9 +3,8 @@ from __future__ import annotations
 from typing import Any
 
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
-from pharmacy.api import page_items, page_request, paginate, request_uow
+from pharmacy.api import Blueprint, page_items, page_request, paginate, request_uow
 from pharmacy.auth import current_principal, requires
 from pharmacy.consortium import services
 from pharmacy.consortium.models import Consortium, Site
@@ -61,7 +60,7 @@ class SitesView(MethodView):
         return services.create_site(request_uow(), principal.consortium_id, data)  # type: ignore[arg-type]
 
 
-@blp.route("/sites/<int:site_id>")
+@blp.route("/sites/<id:site_id>")
 class SiteView(MethodView):
     @requires(*ANY_ROLE)
     @blp.response(200, SiteSchema)

@@ -3,6 +3,8 @@ from __future__ import annotations
 from marshmallow import Schema, fields, validate
 
 from pharmacy.consortium.domain import SiteKind
+from pharmacy.consortium.models import Site
+from pharmacy.fields import Reference, WholeNumber
 
 SITE_KINDS = [kind.value for kind in SiteKind]
 
@@ -29,9 +31,10 @@ class SiteSchema(Schema):
     code = fields.String(required=True, validate=CODE)
     name = fields.String(required=True, validate=validate.Length(1, 200))
     kind = fields.String(required=True, validate=validate.OneOf(SITE_KINDS))
-    level = fields.Integer(validate=validate.Range(1, 9),
+    level = WholeNumber(minimum=1, maximum=9,
                            metadata={"description": "1 = lead hospital; larger = lower in the tree; default by kind"})
-    parent_id = fields.Integer(allow_none=True, metadata={"description": "the upper site; none for the lead"})
+    parent_id = Reference(Site, "upper site", allow_none=True, metadata={"description": "the upper site; none for the "
+                                                                                   "lead"})
     district = fields.String(allow_none=True, validate=validate.Length(max=100))
     latitude = fields.Float(allow_none=True, validate=validate.Range(-90, 90))
     longitude = fields.Float(allow_none=True, validate=validate.Range(-180, 180))
@@ -44,8 +47,8 @@ class SiteUpdateSchema(Schema):
     code = fields.String(validate=CODE)
     name = fields.String(validate=validate.Length(1, 200))
     kind = fields.String(validate=validate.OneOf(SITE_KINDS))
-    level = fields.Integer(validate=validate.Range(1, 9))
-    parent_id = fields.Integer(allow_none=True)
+    level = WholeNumber(minimum=1, maximum=9)
+    parent_id = Reference(Site, "upper site", allow_none=True)
     district = fields.String(allow_none=True, validate=validate.Length(max=100))
     latitude = fields.Float(allow_none=True, validate=validate.Range(-90, 90))
     longitude = fields.Float(allow_none=True, validate=validate.Range(-180, 180))
@@ -55,7 +58,7 @@ class SiteUpdateSchema(Schema):
 
 class SiteQuerySchema(Schema):
     kind = fields.String(validate=validate.OneOf(SITE_KINDS))
-    district = fields.String()
+    district = fields.String(validate=validate.Length(max=100))
     dispenses = fields.Boolean()
     active = fields.Boolean()
-    parent_id = fields.Integer()
+    parent_id = Reference(Site, "upper site")

@@ -79,6 +79,17 @@ def normalise_lot_number(raw: str) -> str:
 # another item than the one shipped.
 TRANSIT_LOSS_REASONS = ("damaged", "missing", "wrong_item")
 
+
+# Kinds a pharmacist records by hand on a lot; receipts, dispenses and reversals come through their own use cases.
+MANUAL_KINDS = frozenset({MovementKind.EXPIRY_WRITE_OFF, MovementKind.RETURN, MovementKind.COUNT_ADJUSTMENT,
+                          MovementKind.TRANSFER_OUT, MovementKind.TRANSFER_IN})
+
+# No delivery, dispense or count moves more than ten million units at once (a province's year of a common drug
+# is less), and no lot holds more than its quantity column can: beyond, a number is a typing slip or an attack.
+MOST_UNITS_PER_MOVEMENT = 10_000_000
+MOST_UNITS_PER_LOT = 2**31 - 1
+
+
 # Which reason codes each kind of movement accepts, and the sign its quantity must have
 # (+1 adds stock, -1 removes it, 0 either way).
 REASONS: dict[MovementKind, tuple[int, frozenset[str]]] = {
@@ -105,6 +116,9 @@ def check_movement(kind: MovementKind, reason_code: str, quantity: int) -> None:
             + ", ".join(sorted(reasons)), {"reason_code": reason_code})
     if quantity == 0:
         raise ValidationFailed("a movement changes the quantity: it cannot be zero", {"quantity": 0})
+    if abs(quantity) > MOST_UNITS_PER_MOVEMENT:
+        raise ValidationFailed(Message("a movement moves at most %(most)s units, not %(units)s",
+                                       most=MOST_UNITS_PER_MOVEMENT, units=abs(quantity)), {"quantity": quantity})
     if kind is MovementKind.RETURN:
         sign = RETURN_SIGN[reason_code]
     if sign and (quantity > 0) != (sign > 0):
@@ -183,3 +197,11 @@ def allocate_fefo(lots: Sequence[LotStock], quantity: int, today: date, supply_u
         if remaining == 0:
             break
     return allocations
+
+
+def check_lot_total(lot_number: str, on_hand: int, quantity: int) -> None:
+    """Refuse a movement that would take a lot past what it can hold."""
+    if on_hand + quantity > MOST_UNITS_PER_LOT:
+        raise ValidationFailed(Message("lot %(lot)s holds %(on_hand)s: it can hold at most %(most)s units",
+                                       lot=lot_number, on_hand=on_hand, most=MOST_UNITS_PER_LOT),
+                               {"quantity": quantity})

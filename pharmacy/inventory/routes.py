@@ -4,9 +4,8 @@ from typing import Any
 
 from flask import current_app
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
-from pharmacy.api import page_items, page_request, paginate, request_uow
+from pharmacy.api import Blueprint, page_items, page_request, paginate, request_uow
 from pharmacy.auth import requires
 from pharmacy.idempotency import KEY_PARAMETER, idempotent
 from pharmacy.inventory import services
@@ -70,7 +69,7 @@ class LotsView(MethodView):
         return page_items(page, pagination_parameters)
 
 
-@blp.route("/lots/<int:lot_id>/movements")
+@blp.route("/lots/<id:lot_id>/movements")
 class LotMovementsView(MethodView):
     @requires(*ANY_ROLE)
     @blp.response(200, StockCardSchema)
@@ -90,7 +89,7 @@ class LotMovementsView(MethodView):
                                         data["reason_code"], note=data["note"], cause=_cause(data))
 
 
-@blp.route("/movements/<int:movement_id>/reverse")
+@blp.route("/movements/<id:movement_id>/reverse")
 class ReverseView(MethodView):
     @requires(Role.PHARMACIST)
     @idempotent("inventory.reversal", request_uow)
@@ -116,7 +115,7 @@ class ReservationsView(MethodView):
                                                                            data["cause_id"]))
 
 
-@blp.route("/reservations/<int:reservation_id>/release")
+@blp.route("/reservations/<id:reservation_id>/release")
 class ReleaseView(MethodView):
     @requires(Role.PHARMACIST)
     @blp.response(200, ReservationSchema)

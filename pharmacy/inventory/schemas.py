@@ -2,12 +2,19 @@ from __future__ import annotations
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
-from pharmacy.inventory.domain import CauseType, MovementKind
+from pharmacy.catalog.models import Drug
+from pharmacy.consortium.models import Site
+from pharmacy.fields import Reference, WholeNumber
+from pharmacy.inventory.domain import MANUAL_KINDS, MOST_UNITS_PER_LOT, MOST_UNITS_PER_MOVEMENT, CauseType
+from pharmacy.inventory.models import Lot
 
 
 def quantity_field(**kwargs: object) -> fields.Integer:
     """A whole, positive number of dispensing units: fractions and strings are refused."""
-    return fields.Integer(strict=True, validate=validate.Range(min=1, max=10_000_000), **kwargs)  # type: ignore[arg-type]
+    return fields.Integer(strict=True, validate=validate.Range(min=1, max=MOST_UNITS_PER_MOVEMENT),
+                          **kwargs)  # type: ignore[arg-type]
+
+
 CAUSE_TYPES = [c.value for c in CauseType]
 
 
@@ -22,8 +29,8 @@ class CauseFields(Schema):
 
 
 class ReceiptSchema(CauseFields):
-    site_id = fields.Integer(required=True)
-    drug_id = fields.Integer(required=True)
+    site_id = Reference(Site, "site", required=True)
+    drug_id = Reference(Drug, "drug", required=True)
     lot_number = fields.String(required=True, validate=validate.Length(1, 60))
     expiry_date = fields.Date(required=True)
     quantity = quantity_field(required=True)
@@ -34,8 +41,10 @@ class ReceiptSchema(CauseFields):
 
 
 class MovementInputSchema(CauseFields):
-    kind = fields.String(required=True, validate=validate.OneOf([k.value for k in MovementKind]))
-    quantity = fields.Integer(required=True, strict=True, validate=validate.Range(min=-10_000_000, max=10_000_000),
+    kind = fields.String(required=True, validate=validate.OneOf(sorted(k.value for k in MANUAL_KINDS)),
+                         metadata={"description": "receipts, dispenses and reversals have their own routes"})
+    quantity = fields.Integer(required=True, strict=True,
+                              validate=validate.Range(min=-MOST_UNITS_PER_MOVEMENT, max=MOST_UNITS_PER_MOVEMENT),
                               metadata={"description": "signed: negative removes stock"})
     reason_code = fields.String(required=True, validate=validate.Length(1, 40))
     note = fields.String(load_default="", validate=validate.Length(max=1000))
@@ -82,8 +91,8 @@ class StockCardSchema(Schema):
 
 
 class ReservationInputSchema(Schema):
-    site_id = fields.Integer(required=True)
-    drug_id = fields.Integer(required=True)
+    site_id = Reference(Site, "site", required=True)
+    drug_id = Reference(Drug, "drug", required=True)
     quantity = quantity_field(required=True)
     supply_until = fields.Date(required=True, metadata={"description": "lots must last until this day"})
     cause_type = fields.String(required=True, validate=validate.OneOf([CauseType.MANUAL.value]), metadata={
@@ -105,7 +114,7 @@ class ReservationSchema(Schema):
 
 
 class LotChoiceSchema(Schema):
-    lot_id = fields.Integer(required=True)
+    lot_id = Reference(Lot, "lot", required=True)
     quantity = quantity_field(required=True)
 
 
@@ -115,18 +124,18 @@ class DispenseInputSchema(ReservationInputSchema):
 
 
 class CountLineSchema(Schema):
-    lot_id = fields.Integer()
-    drug_id = fields.Integer()
+    lot_id = Reference(Lot, "lot")
+    drug_id = Reference(Drug, "drug")
     lot_number = fields.String(validate=validate.Length(1, 60))
     expiry_date = fields.Date()
-    counted = fields.Integer(required=True, strict=True, validate=validate.Range(min=0, max=10_000_000))
-    book = fields.Integer(strict=True, validate=validate.Range(min=0, max=10_000_000), metadata={
+    counted = WholeNumber(maximum=MOST_UNITS_PER_LOT, required=True)
+    book = WholeNumber(maximum=MOST_UNITS_PER_LOT, metadata={
         "description": "the quantity on record when the count sheet was made: the adjustment is counted - book, "
                        "so what moved since is kept (default: the quantity on record now)"})
 
 
 class StocktakeInputSchema(Schema):
-    site_id = fields.Integer(required=True)
+    site_id = Reference(Site, "site", required=True)
     note = fields.String(load_default="", validate=validate.Length(max=1000))
     release_excess = fields.Boolean(load_default=False, metadata={
         "description": "where a count is below what is held, release the holds it cannot cover (and hold them again "
@@ -156,20 +165,20 @@ class StockLevelSchema(Schema):
 
 
 class StockQuerySchema(Schema):
-    site_id = fields.Integer()
-    drug_id = fields.Integer()
+    site_id = Reference(Site, "site")
+    drug_id = Reference(Drug, "drug")
     near_expiry_days = fields.Integer(validate=validate.Range(1, 3650))
 
 
 class LotQuerySchema(Schema):
-    site_id = fields.Integer()
-    drug_id = fields.Integer()
+    site_id = Reference(Site, "site")
+    drug_id = Reference(Drug, "drug")
     include_empty = fields.Boolean(load_default=False)
 
 
 class NearExpiryQuerySchema(Schema):
     days = fields.Integer(load_default=90, validate=validate.Range(1, 3650))
-    site_id = fields.Integer()
+    site_id = Reference(Site, "site")
 
 
 class LedgerMismatchSchema(Schema):

@@ -20,12 +20,14 @@ from pharmacy.catalog.models import Drug
 from pharmacy.consortium.models import Site
 from pharmacy.errors import Conflict, DomainError, Message, OutOfStock, ValidationFailed
 from pharmacy.inventory.domain import (
+    MANUAL_KINDS,
     Allocation,
     Cause,
     CauseType,
     LotStock,
     MovementKind,
     allocate_fefo,
+    check_lot_total,
     check_movement,
     is_usable,
     normalise_lot_number,
@@ -45,6 +47,7 @@ def _move(uow: UnitOfWork, lot: Lot, kind: MovementKind, quantity: int, reason_c
           releases_reserved: int = 0) -> Movement:
     """Write one movement and apply it to its (locked) lot; the only place stock changes."""
     check_movement(kind, reason_code, quantity)
+    check_lot_total(lot.lot_number, lot.quantity, quantity)
     new_quantity = lot.quantity + quantity
     new_reserved = lot.reserved - releases_reserved
     if new_quantity < 0:
@@ -158,10 +161,6 @@ def _lot_to_receive(uow: UnitOfWork, drug: Drug, site_id: int, lot_number: str, 
         return found
     savepoint.commit()
     return lot
-
-
-MANUAL_KINDS = {MovementKind.EXPIRY_WRITE_OFF, MovementKind.RETURN, MovementKind.COUNT_ADJUSTMENT,
-                MovementKind.TRANSFER_OUT, MovementKind.TRANSFER_IN}
 
 
 def record_movement(uow: UnitOfWork, lot_id: int, kind: MovementKind, quantity: int, reason_code: str, *,

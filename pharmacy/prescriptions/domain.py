@@ -157,6 +157,46 @@ class StockRequest:
 
 
 @dataclass(frozen=True)
+class PassedOver:
+    """The prescriber nominated a pharmacy that cannot take the prescription, so it went elsewhere. ``reason``:
+    ``cannot_fill`` (short of ``short_items`` in usable stock), ``may_not_dispense`` (the drugs are not on its
+    formulary, or it does not dispense) or ``stock_taken`` (another prescription took its stock meanwhile)."""
+
+    pharmacy: str  # the nominated pharmacy's code
+    reason: str
+    short_items: tuple[str, ...] = ()
+
+    def text(self) -> str:
+        return _PASSED_OVER[self.reason](self)
+
+    def facts(self) -> dict[str, Any]:
+        return {"pharmacy": self.pharmacy, "reason": self.reason, "short_items": list(self.short_items)}
+
+
+_PASSED_OVER: dict[str, Callable[[PassedOver], str]] = {
+    "cannot_fill": lambda p: f"the nominated pharmacy {p.pharmacy} cannot fill {', '.join(p.short_items)} from "
+                             "usable stock",
+    "may_not_dispense": lambda p: f"the nominated pharmacy {p.pharmacy} may not dispense these drugs",
+    "stock_taken": lambda p: f"the nominated pharmacy {p.pharmacy} could not hold the stock: another prescription "
+                             "took it meanwhile",
+}
+
+
+def passed_over_nomination(ranked: Sequence[RankedCandidate], chosen_site_id: int, nominated_site_id: int | None,
+                           nominated_code: str | None) -> PassedOver | None:
+    """Why the nominated pharmacy did not get the prescription that went to ``chosen_site_id``, or None when it
+    did (or none was nominated)."""
+    if nominated_site_id is None or nominated_site_id == chosen_site_id or nominated_code is None:
+        return None
+    nominated = next((r for r in ranked if r.candidate.site_id == nominated_site_id), None)
+    if nominated is None:
+        return PassedOver(nominated_code, "may_not_dispense")
+    if nominated.candidate.short_items:
+        return PassedOver(nominated_code, "cannot_fill", nominated.candidate.short_items)
+    return PassedOver(nominated_code, "stock_taken")
+
+
+@dataclass(frozen=True)
 class StatusReason:
     """Why a prescription came to its status: what happened (``what``: an action's name, or ``routed`` /
     ``awaiting_stock`` for routing) and its facts. Prescribing systems read it in English (``text``, the API's
@@ -172,9 +212,12 @@ class StatusReason:
     issue: int | None = None  # a long prescription's issue (1-based), of ``issues_total``
     issues_total: int | None = None
     on: date | None = None  # an issue's due day, or the day validity ended
+    passed_over: PassedOver | None = None  # routed elsewhere than the prescriber nominated
 
     def text(self) -> str:
         said = _SAID[self.what](self)
+        if self.passed_over is not None:
+            said = f"{self.passed_over.text()}; {said}"
         if self.returned is None:
             return said
         note = f": {self.returned.note}" if self.returned.note else ""
@@ -186,6 +229,8 @@ class StatusReason:
         if self.returned is not None:
             facts["returned"] = {"site": self.returned.site, "reason_code": self.returned.reason_code,
                                  "note": self.returned.note}
+        if self.passed_over is not None:
+            facts["passed_over"] = self.passed_over.facts()
         if self.requests:
             facts["requests"] = [{"drug": r.drug, "quantity": r.quantity, "donor": r.donor} for r in self.requests]
         for name in ("pharmacy", "reason_code", "note", "issue", "issues_total"):
@@ -219,6 +264,12 @@ _SAID: dict[str, Callable[[StatusReason], str]] = {
 
 
 # Policy -------------------------------------------------------------------------------------------
+
+# How much a prescription may say, whichever way it comes in (the JSON API's schemas and FHIR alike).
+LONGEST = {"number": 60, "patient": 80, "prescriber": 120, "district": 100, "drug_code": 60, "dosage": 500}
+MOST_UNITS_PER_ISSUE = 100_000
+MOST_SUPPLY_DAYS = 366
+MOST_REPEATS = 12
 
 class Kind(StrEnum):
     ORDINARY = "ordinary"

@@ -6,6 +6,8 @@ read; output is built as plain JSON and validated by the same library in the tes
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 from datetime import date, datetime
 from decimal import Decimal
@@ -17,7 +19,8 @@ from pydantic import ValidationError as PydanticValidationError
 
 from pharmacy.catalog.models import Drug
 from pharmacy.errors import ValidationFailed
-from pharmacy.prescriptions.domain import Kind, Status
+from pharmacy.prescriptions.domain import LONGEST, MOST_REPEATS, MOST_SUPPLY_DAYS, MOST_UNITS_PER_ISSUE, Kind, Status
+from pharmacy.prescriptions.dosage import dosage_instructions_zh
 from pharmacy.prescriptions.models import Dispense, PrescriptionItem
 from pharmacy.prescriptions.services import ItemInput, PrescriptionInput, PrescriptionView
 
@@ -25,6 +28,16 @@ FHIR_JSON = "application/fhir+json"
 DRUG_SYSTEM = "urn:consortium-pharmacy:drug"
 PRESCRIPTION_SYSTEM = "urn:consortium-pharmacy:prescription"
 DISTRICT_EXTENSION = "urn:consortium-pharmacy:patient-district"
+PATIENT_SYSTEM = "urn:consortium-pharmacy:patient"
+FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
+# R4's substitution.allowedCodeableConcept takes the v3 ActSubstanceAdminSubstitutionCode value set (its codes live
+# in v3-ActCode; older senders name v3-substanceAdminSubstitution). Every code allows a substitution but N (none);
+# ours is always within an equivalence group (same ingredient, form and strength), which each of them allows.
+SUBSTITUTION_SYSTEMS = {None, "http://terminology.hl7.org/CodeSystem/v3-ActCode",
+                        "http://terminology.hl7.org/CodeSystem/v3-substanceAdminSubstitution"}
+SUBSTITUTION_CODES = {"E": True, "EC": True, "BC": True, "G": True, "TE": True, "TB": True, "TG": True, "F": True,
+                      "N": False}
+LONGEST_DOSAGE_JSON = 5000
 UCUM_DAYS = {"d": 1, "day": 1, "days": 1, "wk": 7, "week": 7, "weeks": 7, "mo": 30, "month": 30}
 ACCEPTED_INTENTS = {"order", "original-order", "instance-order"}
 URGENT = {"urgent", "asap", "stat"}
@@ -54,9 +67,15 @@ def _days(duration: Any, where: str) -> int | None:
     if unit not in UCUM_DAYS:
         raise ValidationFailed(f"{where}: unit {unit!r} is not understood; use days (d) or weeks (wk)")
     days = Decimal(str(duration.value)) * UCUM_DAYS[unit]
-    if days != days.to_integral_value() or days <= 0:
-        raise ValidationFailed(f"{where}: must be a whole, positive number of days")
+    if days != days.to_integral_value() or not 0 < days <= MOST_SUPPLY_DAYS:
+        raise ValidationFailed(f"{where}: must be a whole number of days, 1 to {MOST_SUPPLY_DAYS}",
+                               [{"field": where, "reason": f"{days} days"}])
     return int(days)
+
+
+def _at(count: int, index: int, path: str) -> str:
+    """Where in the request a MedicationRequest's ``path`` is: itself, or an entry of a transaction Bundle."""
+    return path if count == 1 else f"entry[{index}].resource.{path}"
 
 
 def _medication_codes(mr: Any) -> list[str]:
@@ -79,12 +98,14 @@ def _medication_codes(mr: Any) -> list[str]:
 
 
 def _patient(mr: Any) -> str:
+    """The pseudonymous patient id: the subject's identifier if sent (it is the business id: the reference may be
+    one made from it, see :func:`patient_id`), else the id of its Patient reference."""
     subject = mr.subject
     ref = subject.reference or "" if subject else ""
-    if ref.startswith("Patient/") and len(ref) > len("Patient/"):
-        return str(ref.removeprefix("Patient/"))
     if subject is not None and subject.identifier is not None and subject.identifier.value:
         return str(subject.identifier.value)
+    if ref.startswith("Patient/") and len(ref) > len("Patient/"):
+        return str(ref.removeprefix("Patient/"))
     raise ValidationFailed("subject must reference the patient (Patient/<pseudonymous id>)",
                            [{"field": "subject", "reason": ref or "missing"}])
 
@@ -97,6 +118,24 @@ def _performer_code(mr: Any) -> str | None:
         return str(performer.identifier.value)
     match = re.fullmatch(r"Organization/(.+)", performer.reference or "")
     return match.group(1) if match else None
+
+
+def _substitution(mr: Any, raw: dict[str, Any], where: str) -> tuple[bool, dict[str, Any] | None]:
+    """Whether the prescriber allows a substitution, and the concept to keep when it was said as one."""
+    substitution = mr.substitution
+    if substitution is None:
+        return True, None
+    if substitution.allowedBoolean is not None:
+        return bool(substitution.allowedBoolean), None
+    concept = substitution.allowedCodeableConcept
+    if concept is None:
+        return True, None
+    codes = [c.code for c in concept.coding or [] if c.system in SUBSTITUTION_SYSTEMS and c.code in SUBSTITUTION_CODES]
+    if not codes:
+        raise ValidationFailed("substitution.allowedCodeableConcept is not a v3 substanceAdminSubstitution code",
+                               [{"field": f"{where}.allowedCodeableConcept",
+                                 "reason": "use one of " + ", ".join(sorted(SUBSTITUTION_CODES))}])
+    return SUBSTITUTION_CODES[codes[0]], raw["substitution"]["allowedCodeableConcept"]
 
 
 def _as_date(value: Any) -> date | None:
@@ -140,6 +179,22 @@ def read_medication_requests(resources: list[dict[str, Any]], today: date, resol
     if not number:
         raise ValidationFailed("the prescription needs an identifier (or groupIdentifier) to be told apart",
                                [{"field": "identifier", "reason": "missing"}])
+    too_long: list[dict[str, str]] = []
+
+    def within(value: Any, longest: int, expression: str) -> None:
+        if value is not None and len(str(value)) > longest:
+            too_long.append({"field": expression, "reason": f"at most {longest} characters ({len(str(value))} sent)"})
+
+    within(number, LONGEST["number"], "groupIdentifier.value" if first.groupIdentifier else "identifier[0].value")
+    within(first.requester.display if first.requester else None, LONGEST["prescriber"], "requester.display")
+    within(next(iter(patients)), LONGEST["patient"], "subject")
+    for index, resource in enumerate(resources):
+        dosages = resource.get("dosageInstruction") or []
+        within(dosage_instructions_zh(dosages), LONGEST["dosage"], _at(len(requests), index, "dosageInstruction"))
+        within(json.dumps(dosages, ensure_ascii=False), LONGEST_DOSAGE_JSON,
+               _at(len(requests), index, "dosageInstruction"))
+    if too_long:
+        raise ValidationFailed(f"the prescription says more than it may: {len(too_long)} field(s) too long", too_long)
     request = first.dispenseRequest
     issued_on = _as_date(first.authoredOn) or today
     validity = request.validityPeriod if request else None
@@ -152,23 +207,28 @@ def read_medication_requests(resources: list[dict[str, Any]], today: date, resol
             raise ValidationFailed("dispenseRequest.quantity is required",
                                    [{"field": f"entry[{index}].dispenseRequest.quantity", "reason": "missing"}])
         quantity = Decimal(str(dr.quantity.value))
-        if quantity != quantity.to_integral_value() or quantity <= 0:
-            raise ValidationFailed("quantity is a whole, positive number of dispensing units",
-                                   [{"field": f"entry[{index}].dispenseRequest.quantity", "reason": str(quantity)}])
-        supply = _days(dr.expectedSupplyDuration, "expectedSupplyDuration")
+        if quantity != quantity.to_integral_value() or not 0 < quantity <= MOST_UNITS_PER_ISSUE:
+            raise ValidationFailed(f"quantity is a whole number of dispensing units, 1 to {MOST_UNITS_PER_ISSUE}",
+                                   [{"field": _at(len(requests), index, "dispenseRequest.quantity.value"),
+                                     "reason": f"{quantity} is not 1 to {MOST_UNITS_PER_ISSUE}"}])
+        supply = _days(dr.expectedSupplyDuration, _at(len(requests), index, "dispenseRequest.expectedSupplyDuration"))
         if supply is None:
             raise ValidationFailed("dispenseRequest.expectedSupplyDuration is required",
-                                   [{"field": f"entry[{index}].dispenseRequest.expectedSupplyDuration",
+                                   [{"field": _at(len(requests), index, "dispenseRequest.expectedSupplyDuration"),
                                      "reason": "missing"}])
         repeats = int(dr.numberOfRepeatsAllowed or 0)
+        if repeats > MOST_REPEATS:
+            raise ValidationFailed(f"a long prescription has at most {MOST_REPEATS} repeats",
+                                   [{"field": _at(len(requests), index, "dispenseRequest.numberOfRepeatsAllowed"),
+                                     "reason": f"{repeats} asked"}])
         repeats_seen = max(repeats_seen, repeats)
-        dosage = "; ".join(d.text for d in (mr.dosageInstruction or []) if d.text)
+        allowed, concept = _substitution(mr, resources[index], _at(len(requests), index, "substitution"))
+        structured = resources[index].get("dosageInstruction") or None
         items.append(ItemInput(
             code=resolver.pick(_medication_codes(mr)), quantity=int(quantity), supply_days=supply, repeats=repeats,
-            interval_days=_days(dr.dispenseInterval, "dispenseInterval"),
-            substitution_allowed=mr.substitution.allowedBoolean
-            if mr.substitution is not None and mr.substitution.allowedBoolean is not None else True,
-            dosage=dosage[:500], external_id=mr.id))
+            interval_days=_days(dr.dispenseInterval, _at(len(requests), index, "dispenseRequest.dispenseInterval")),
+            substitution_allowed=allowed, substitution_concept=concept,
+            dosage=dosage_instructions_zh(structured or []), dosage_structured=structured, external_id=mr.id))
     continuous = any(c.code == "continuous" for c in (first.courseOfTherapyType.coding or [])) \
         if first.courseOfTherapyType else False
     kind = Kind.LONG if repeats_seen or continuous else Kind.EMERGENCY if first.priority in URGENT else Kind.ORDINARY
@@ -212,6 +272,23 @@ def medication_request_id(rx_id: int, item_id: int) -> str:
     return f"{rx_id}-{item_id}"
 
 
+def patient_id(patient_ref: str) -> str:
+    """A valid FHIR id for a pseudonymous patient id: itself if it is one, else one made from it that stays
+    apart from every other (its valid characters, then a digest of the whole)."""
+    if FHIR_ID.fullmatch(patient_ref):
+        return patient_ref
+    kept = re.sub(r"[^A-Za-z0-9\-.]", "-", patient_ref)[:40]
+    return f"{kept}-{hashlib.sha256(patient_ref.encode()).hexdigest()[:16]}"
+
+
+def subject(patient_ref: str) -> dict[str, Any]:
+    """The patient as a Reference: a valid id, and the pseudonymous id itself as an identifier when they differ."""
+    said: dict[str, Any] = {"reference": f"Patient/{patient_id(patient_ref)}"}
+    if patient_id(patient_ref) != patient_ref:
+        said["identifier"] = {"system": PATIENT_SYSTEM, "value": patient_ref}
+    return said
+
+
 def medication_request(view: PrescriptionView, item: PrescriptionItem, pharmacy_code: str | None) -> dict[str, Any]:
     """One item of a prescription as a FHIR R4 MedicationRequest, its status mapped from ours."""
     rx = view.prescription
@@ -225,7 +302,7 @@ def medication_request(view: PrescriptionView, item: PrescriptionItem, pharmacy_
         "statusReason": {"coding": [{"system": "urn:consortium-pharmacy:status", "code": rx.status}],
                          "text": rx.status_reason or rx.status},
         "intent": "order", "medicationCodeableConcept": _drug_concept(drug),
-        "subject": {"reference": f"Patient/{rx.patient_ref}"}, "authoredOn": rx.issued_on.isoformat(),
+        "subject": subject(rx.patient_ref), "authoredOn": rx.issued_on.isoformat(),
         "dispenseRequest": {
             "validityPeriod": {"start": rx.issued_on.isoformat(), "end": rx.valid_until.isoformat()},
             "numberOfRepeatsAllowed": rx.issues_total - 1,
@@ -233,14 +310,17 @@ def medication_request(view: PrescriptionView, item: PrescriptionItem, pharmacy_
             "expectedSupplyDuration": {"value": item.supply_days, "unit": "days",
                                        "system": "http://unitsofmeasure.org", "code": "d"},
         },
-        "substitution": {"allowedBoolean": item.substitution_allowed},
+        "substitution": {"allowedCodeableConcept": item.substitution_concept} if item.substitution_concept
+        else {"allowedBoolean": item.substitution_allowed},
     }
     if rx.interval_days:
         resource["dispenseRequest"]["dispenseInterval"] = {
             "value": rx.interval_days, "unit": "days", "system": "http://unitsofmeasure.org", "code": "d"}
     if pharmacy_code:
         resource["dispenseRequest"]["performer"] = {"reference": f"Organization/{pharmacy_code}"}
-    if item.dosage:
+    if item.dosage_structured:
+        resource["dosageInstruction"] = item.dosage_structured
+    elif item.dosage:
         resource["dosageInstruction"] = [{"text": item.dosage}]
     return resource
 
@@ -256,7 +336,7 @@ def medication_dispense(view: PrescriptionView, dispense: Dispense, site_code: s
                                  "expirationDate": dispense.expiry_date.isoformat()}}],
         "status": "completed" if dispense.handed_over_at else "in-progress",
         "medicationReference": {"reference": "#dispensed"},
-        "subject": {"reference": f"Patient/{rx.patient_ref}"},
+        "subject": subject(rx.patient_ref),
         "performer": [{"actor": {"reference": f"Organization/{site_code}"}}],
         "authorizingPrescription": [{"reference": f"MedicationRequest/"
                                                   f"{medication_request_id(rx.id, dispense.item_id)}"}],
@@ -271,9 +351,11 @@ def medication_dispense(view: PrescriptionView, dispense: Dispense, site_code: s
     return resource
 
 
-def searchset(resources: list[dict[str, Any]]) -> dict[str, Any]:
+def searchset(resources: list[dict[str, Any]], base: str) -> dict[str, Any]:
+    """A searchset Bundle; each entry's ``fullUrl`` is absolute, under ``base`` (the server's FHIR base URL)."""
+    base = base.rstrip("/")
     return {"resourceType": "Bundle", "type": "searchset", "total": len(resources),
-            "entry": [{"fullUrl": f"{r['resourceType']}/{r['id']}", "resource": r, "search": {"mode": "match"}}
+            "entry": [{"fullUrl": f"{base}/{r['resourceType']}/{r['id']}", "resource": r, "search": {"mode": "match"}}
                       for r in resources]}
 
 

@@ -8,21 +8,42 @@ from typing import Any
 
 from flask import Response, request
 from flask.views import MethodView
-from flask_smorest import Blueprint
 from sqlalchemy import select
 
-from pharmacy.api import current_clock, request_uow
+from pharmacy.api import Blueprint, current_clock, request_uow
 from pharmacy.auth import requires
 from pharmacy.catalog.services import find_drug_by_code
 from pharmacy.consortium.models import Site
 from pharmacy.errors import NotFound, ValidationFailed
+from pharmacy.hygiene import db_id
 from pharmacy.prescriptions import fhir, services
 from pharmacy.prescriptions.routes import idempotency_key, limits
 from pharmacy.principal import Role
 from pharmacy.unit_of_work import UnitOfWork
 
-blp = Blueprint("fhir", __name__, url_prefix="/fhir",
-                description="FHIR R4: MedicationRequest in; MedicationRequest and MedicationDispense out")
+
+def _fhir(description: str, resource: str) -> dict[str, Any]:
+    return {"description": description, "content": {fhir.FHIR_JSON: {"schema": {
+        "type": "object", "required": ["resourceType"],
+        "properties": {"resourceType": {"type": "string", "enum": [resource]}}}}}}
+
+
+OPERATION_OUTCOME = _fhir("an OperationOutcome: what is wrong, one issue per detail, each with its expression",
+                          "OperationOutcome")
+
+
+class FhirBlueprint(Blueprint):
+    """Errors under /fhir are OperationOutcomes (see pharmacy.errors), and documented as such."""
+
+    @staticmethod
+    def _prepare_response_doc(doc: Any, doc_info: Any, *, api: Any, spec: Any, **kwargs: Any) -> Any:
+        doc = Blueprint._prepare_response_doc(doc, doc_info, api=api, spec=spec, **kwargs)
+        doc.setdefault("responses", {})["default"] = OPERATION_OUTCOME
+        return doc
+
+
+blp = FhirBlueprint("fhir", __name__, url_prefix="/fhir",
+                    description="FHIR R4: MedicationRequest in; MedicationRequest and MedicationDispense out")
 
 ANY_ROLE = (Role.ADMIN, Role.PRESCRIBER, Role.PHARMACIST, Role.PROCUREMENT)
 FHIR_BODY = {"required": True, "content": {fhir.FHIR_JSON: {"schema": {"type": "object"}}}}
@@ -66,8 +87,8 @@ def _requests(view: services.PrescriptionView) -> list[dict[str, Any]]:
 
 @blp.route("/metadata")
 class MetadataView(MethodView):
-    @blp.doc(responses={"200": {"description": "CapabilityStatement",
-                                "content": {fhir.FHIR_JSON: {"schema": {"type": "object"}}}}})
+    @blp.doc(security=[], responses={"200": _fhir("the CapabilityStatement (no credentials needed)",
+                                                  "CapabilityStatement")})
     def get(self) -> Response:
         """The server's CapabilityStatement"""
         return fhir_response(fhir.capability_statement(current_clock().today()))
@@ -76,7 +97,7 @@ class MetadataView(MethodView):
 @blp.route("")
 class TransactionView(MethodView):
     @requires(Role.PRESCRIBER)
-    @blp.doc(requestBody=FHIR_BODY, responses={"200": {"description": "transaction-response Bundle"}})
+    @blp.doc(requestBody=FHIR_BODY, responses={"200": _fhir("transaction-response Bundle", "Bundle")})
     def post(self) -> Response:
         """A transaction Bundle of MedicationRequests sharing a groupIdentifier: one prescription"""
         body, digest = _body()
@@ -87,7 +108,9 @@ class TransactionView(MethodView):
 @blp.route("/MedicationRequest")
 class MedicationRequestsView(MethodView):
     @requires(Role.PRESCRIBER)
-    @blp.doc(requestBody=FHIR_BODY, responses={"201": {"description": "the MedicationRequest as taken in"}})
+    @blp.doc(requestBody=FHIR_BODY, responses={"201": _fhir("the MedicationRequest as taken in", "MedicationRequest"),
+                                                "200": _fhir("a retry: the MedicationRequest taken in before",
+                                                             "MedicationRequest")})
     def post(self) -> Response:
         """Send a one-item prescription as a MedicationRequest"""
         body, digest = _body()
@@ -100,13 +123,14 @@ class MedicationRequestsView(MethodView):
 @blp.route("/MedicationRequest/<string:request_id>")
 class MedicationRequestView(MethodView):
     @requires(*ANY_ROLE)
-    @blp.doc(responses={"200": {"description": "the MedicationRequest, its status mapped from ours"}})
+    @blp.doc(responses={"200": _fhir("the MedicationRequest, its status mapped from ours", "MedicationRequest")})
     def get(self, request_id: str) -> Response:
         """Read a MedicationRequest (one item of a prescription) with its current status"""
-        rx_id, _, item_id = request_id.partition("-")
-        if not rx_id.isdigit() or not item_id.isdigit():
+        rx_text, _, item_text = request_id.partition("-")
+        rx_id, item_id = db_id(rx_text), db_id(item_text)
+        if rx_id is None or item_id is None:
             raise NotFound(f"MedicationRequest/{request_id} not found")
-        view = services.get_prescription(request_uow(), int(rx_id))
+        view = services.get_prescription(request_uow(), rx_id)
         resource = next((r for r in _requests(view) if r["id"] == request_id), None)
         if resource is None:
             raise NotFound(f"MedicationRequest/{request_id} not found")
@@ -117,13 +141,18 @@ class MedicationRequestView(MethodView):
 class MedicationDispensesView(MethodView):
     @requires(*ANY_ROLE)
     @blp.doc(parameters=[{"in": "query", "name": "prescription", "required": True, "schema": {"type": "string"}}],
-             responses={"200": {"description": "searchset Bundle of MedicationDispense"}})
+             responses={"200": _fhir("searchset Bundle of MedicationDispense", "Bundle")})
     def get(self) -> Response:
         """What was dispensed for a prescription: lot, quantity, substitution"""
         raw = (request.args.get("prescription") or "").removeprefix("MedicationRequest/").split("-")[0]
-        if not raw.isdigit():
-            raise ValidationFailed("search by ?prescription=<id>", [{"field": "prescription", "reason": raw}])
-        view = services.get_prescription(request_uow(), int(raw))
+        if not raw.isascii() or not raw.isdigit():
+            said = "not a prescription id" if raw else "a prescription id is required"
+            raise ValidationFailed("search by ?prescription=<id>: the prescription id, or a MedicationRequest id",
+                                   {"prescription": [said]})
+        rx_id = db_id(raw)
+        if rx_id is None:
+            raise NotFound(f"prescription {raw} not found")
+        view = services.get_prescription(request_uow(), rx_id)
         codes = _site_codes(request_uow())
         return fhir_response(fhir.searchset([fhir.medication_dispense(view, d, codes.get(d.site_id, str(d.site_id)))
-                                             for d in view.dispenses]))
+                                             for d in view.dispenses], request.url_root + "fhir"))

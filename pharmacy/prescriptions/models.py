@@ -68,8 +68,12 @@ class PrescriptionItem(ConsortiumOwned, Base):
     quantity: Mapped[int] = mapped_column(Integer)
     supply_days: Mapped[int] = mapped_column(Integer)
     substitution_allowed: Mapped[bool] = mapped_column(Boolean, default=True)
-    dosage: Mapped[str] = mapped_column(Text, default="")
+    dosage: Mapped[str] = mapped_column(Text, default="")  # the words the pharmacist reads (and the label)
     external_id: Mapped[str | None] = mapped_column(String(120))  # the sender's MedicationRequest id
+    # What a FHIR sender said as it said it, echoed back: substitution.allowedCodeableConcept (whether substitution
+    # is allowed is ``substitution_allowed``, read from it) and the structured dosageInstruction.
+    substitution_concept: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    dosage_structured: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
 
 
 class Dispense(ConsortiumOwned, Base):

@@ -6,9 +6,8 @@ from typing import Any
 
 from flask import current_app, request
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
-from pharmacy.api import page_items, page_request, paginate, request_uow
+from pharmacy.api import Blueprint, page_items, page_request, paginate, request_uow
 from pharmacy.auth import current_principal, requires
 from pharmacy.errors import ValidationFailed
 from pharmacy.inventory.services import LotChoice
@@ -90,7 +89,10 @@ class PrescriptionsView(MethodView):
 
     @requires(Role.PRESCRIBER)
     @blp.arguments(PrescriptionInSchema)
-    @blp.response(201, PrescriptionOutSchema)
+    @blp.response(201, PrescriptionOutSchema, headers={
+        "Location": {"description": "the prescription's URL", "schema": {"type": "string"}},
+        "Idempotent-Replayed": {"description": "true: a retry, answered with the first result",
+                                "schema": {"type": "string", "enum": ["true"]}}})
     @blp.doc(parameters=[IDEMPOTENCY_KEY])
     def post(self, data: dict[str, Any]) -> Any:
         """Send a prescription: it is checked, routed to a pharmacy and its stock reserved"""
@@ -111,7 +113,7 @@ class CountsView(MethodView):
         return services.worklist_counts(request_uow())
 
 
-@blp.route("/prescriptions/<int:rx_id>")
+@blp.route("/prescriptions/<id:rx_id>")
 class PrescriptionView(MethodView):
     @requires(*ANY_ROLE)
     @blp.response(200, PrescriptionOutSchema)
@@ -124,7 +126,7 @@ def _action(rx_id: int, run: Any) -> Any:
     return present(run(request_uow(), rx_id))
 
 
-@blp.route("/prescriptions/<int:rx_id>/accept")
+@blp.route("/prescriptions/<id:rx_id>/accept")
 class AcceptView(MethodView):
     @requires(Role.PHARMACIST)
     @blp.response(200, PrescriptionOutSchema)
@@ -133,7 +135,7 @@ class AcceptView(MethodView):
         return _action(rx_id, services.accept)
 
 
-@blp.route("/prescriptions/<int:rx_id>/reject")
+@blp.route("/prescriptions/<id:rx_id>/reject")
 class RejectView(MethodView):
     @requires(Role.PHARMACIST)
     @blp.arguments(RejectSchema)
@@ -143,7 +145,7 @@ class RejectView(MethodView):
         return _action(rx_id, lambda uow, i: services.reject(uow, i, data["reason_code"], data["note"]))
 
 
-@blp.route("/prescriptions/<int:rx_id>/return")
+@blp.route("/prescriptions/<id:rx_id>/return")
 class ReturnView(MethodView):
     @requires(Role.PHARMACIST)
     @blp.arguments(ReturnSchema)
@@ -153,7 +155,7 @@ class ReturnView(MethodView):
         return present(services.return_prescription(request_uow(), rx_id, data["reason_code"], data["note"]))
 
 
-@blp.route("/prescriptions/<int:rx_id>/stock-arrived")
+@blp.route("/prescriptions/<id:rx_id>/stock-arrived")
 class StockArrivedView(MethodView):
     @requires(Role.PHARMACIST)
     @blp.response(200, PrescriptionOutSchema)
@@ -162,7 +164,7 @@ class StockArrivedView(MethodView):
         return _action(rx_id, services.stock_arrived)
 
 
-@blp.route("/prescriptions/<int:rx_id>/prepare")
+@blp.route("/prescriptions/<id:rx_id>/prepare")
 class PrepareView(MethodView):
     @requires(Role.PHARMACIST)
     @blp.response(200, PrescriptionOutSchema)
@@ -171,7 +173,7 @@ class PrepareView(MethodView):
         return _action(rx_id, services.prepare)
 
 
-@blp.route("/prescriptions/<int:rx_id>/dispense")
+@blp.route("/prescriptions/<id:rx_id>/dispense")
 class DispenseView(MethodView):
     @requires(Role.PHARMACIST)
     @blp.arguments(DispenseInSchema)
@@ -186,7 +188,7 @@ class DispenseView(MethodView):
         return present(services.dispense(request_uow(), rx_id, lines))
 
 
-@blp.route("/prescriptions/<int:rx_id>/hand-over")
+@blp.route("/prescriptions/<id:rx_id>/hand-over")
 class HandOverView(MethodView):
     @requires(Role.PHARMACIST)
     @blp.response(200, PrescriptionOutSchema)
@@ -195,7 +197,7 @@ class HandOverView(MethodView):
         return _action(rx_id, services.hand_over)
 
 
-@blp.route("/prescriptions/<int:rx_id>/cancel")
+@blp.route("/prescriptions/<id:rx_id>/cancel")
 class CancelView(MethodView):
     @requires(Role.PRESCRIBER, Role.ADMIN)
     @blp.arguments(CancelSchema)
@@ -235,7 +237,7 @@ class WebhooksView(MethodView):
         return webhooks.subscribe(request_uow(), site_id, data["url"])
 
 
-@blp.route("/webhooks/<int:subscription_id>/deactivate")
+@blp.route("/webhooks/<id:subscription_id>/deactivate")
 class WebhookDeactivateView(MethodView):
     @requires(Role.PRESCRIBER, Role.ADMIN)
     @blp.response(200, WebhookSchema)
@@ -244,7 +246,7 @@ class WebhookDeactivateView(MethodView):
         return webhooks.unsubscribe(request_uow(), subscription_id)
 
 
-@blp.route("/webhooks/<int:subscription_id>/deliveries")
+@blp.route("/webhooks/<id:subscription_id>/deliveries")
 class WebhookDeliveriesView(MethodView):
     @requires(Role.PRESCRIBER, Role.ADMIN)
     @blp.arguments(WebhookDeliveryQuerySchema, location="query")
@@ -255,7 +257,7 @@ class WebhookDeliveriesView(MethodView):
                 for d, e in webhooks.list_deliveries(request_uow(), subscription_id, query.get("status"))]
 
 
-@blp.route("/webhooks/<int:subscription_id>/redeliver")
+@blp.route("/webhooks/<id:subscription_id>/redeliver")
 class WebhookRedeliverView(MethodView):
     @requires(Role.PRESCRIBER, Role.ADMIN)
     @blp.arguments(RedeliverSchema)

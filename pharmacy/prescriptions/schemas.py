@@ -4,40 +4,55 @@ from typing import Any
 
 from marshmallow import Schema, fields, validate
 
-from pharmacy.prescriptions.domain import REJECT_REASONS, RETURN_REASONS, Kind, Status
+from pharmacy.catalog.models import Drug
+from pharmacy.consortium.models import Site
+from pharmacy.fields import Reference, WholeNumber
+from pharmacy.inventory.models import Lot
+from pharmacy.prescriptions.domain import (
+    LONGEST,
+    MOST_REPEATS,
+    MOST_SUPPLY_DAYS,
+    MOST_UNITS_PER_ISSUE,
+    REJECT_REASONS,
+    RETURN_REASONS,
+    Kind,
+    Status,
+)
+from pharmacy.prescriptions.models import PrescriptionItem
 from pharmacy.prescriptions.services import PrescriptionView
 
 
 class PatientSchema(Schema):
-    ref = fields.String(required=True, validate=validate.Length(1, 80),
+    ref = fields.String(required=True, validate=validate.Length(1, LONGEST["patient"]),
                         metadata={"description": "pseudonymous patient id; no names or ID numbers"})
-    district = fields.String(allow_none=True, validate=validate.Length(max=100))
+    district = fields.String(allow_none=True, validate=validate.Length(max=LONGEST["district"]))
     latitude = fields.Float(allow_none=True, validate=validate.Range(-90, 90))
     longitude = fields.Float(allow_none=True, validate=validate.Range(-180, 180))
 
 
 class ItemInSchema(Schema):
-    drug_code = fields.String(required=True, validate=validate.Length(1, 60),
+    drug_code = fields.String(required=True, validate=validate.Length(1, LONGEST["drug_code"]),
                               metadata={"description": "consortium, national or your own local code"})
-    quantity = fields.Integer(required=True, strict=True, validate=validate.Range(1, 100_000),
+    quantity = fields.Integer(required=True, strict=True, validate=validate.Range(1, MOST_UNITS_PER_ISSUE),
                               metadata={"description": "dispensing units per issue"})
-    supply_days = fields.Integer(required=True, strict=True, validate=validate.Range(1, 366))
-    repeats = fields.Integer(load_default=0, strict=True, validate=validate.Range(0, 12),
+    supply_days = fields.Integer(required=True, strict=True, validate=validate.Range(1, MOST_SUPPLY_DAYS))
+    repeats = fields.Integer(load_default=0, strict=True, validate=validate.Range(0, MOST_REPEATS),
                              metadata={"description": "issues after the first (long prescriptions)"})
-    interval_days = fields.Integer(strict=True, validate=validate.Range(1, 366))
+    interval_days = fields.Integer(strict=True, validate=validate.Range(1, MOST_SUPPLY_DAYS))
     substitution_allowed = fields.Boolean(load_default=True)
-    dosage = fields.String(load_default="", validate=validate.Length(max=500))
+    dosage = fields.String(load_default="", validate=validate.Length(max=LONGEST["dosage"]))
 
 
 class PrescriptionInSchema(Schema):
-    number = fields.String(required=True, validate=validate.Length(1, 60),
+    number = fields.String(required=True, validate=validate.Length(1, LONGEST["number"]),
                            metadata={"description": "the hospital's prescription number"})
     patient = fields.Nested(PatientSchema, required=True)
-    prescriber = fields.String(load_default="", validate=validate.Length(max=120))
+    prescriber = fields.String(load_default="", validate=validate.Length(max=LONGEST["prescriber"]))
     kind = fields.String(load_default=Kind.ORDINARY.value, validate=validate.OneOf([k.value for k in Kind]))
     issued_on = fields.Date(required=True)
     valid_until = fields.Date(metadata={"description": "default: the day of issue"})
-    nominated_pharmacy = fields.Integer(metadata={"description": "site id of the pharmacy the patient chose"})
+    nominated_pharmacy = Reference(Site, "site", metadata={"description": "site id of the pharmacy the patient "
+                                                                          "chose"})
     items = fields.List(fields.Nested(ItemInSchema), required=True, validate=validate.Length(1, 20))
 
 
@@ -68,6 +83,14 @@ class DispenseOutSchema(Schema):
     handed_over_at = fields.DateTime(allow_none=True)
 
 
+class PassedOverSchema(Schema):
+    pharmacy = fields.String(metadata={"description": "the code of the pharmacy the prescriber nominated"})
+    reason = fields.String(metadata={"enum": ["cannot_fill", "may_not_dispense", "stock_taken"], "description":
+                                     "short of usable stock; the drugs are not for it to dispense; another "
+                                     "prescription took its stock meanwhile"})
+    short_items = fields.List(fields.String(), metadata={"description": "cannot_fill: the drug codes it is short of"})
+
+
 class RoutingFactsSchema(Schema):
     pharmacy = fields.String()
     nominated = fields.Boolean(metadata={"description": "the prescriber nominated this pharmacy"})
@@ -76,6 +99,8 @@ class RoutingFactsSchema(Schema):
     district = fields.String(allow_none=True, metadata={"description": "the patient's district, if it is in it"})
     distance_km = fields.Float(allow_none=True, metadata={"description": "from the patient, if both are located"})
     open_queue = fields.Integer(metadata={"description": "prescriptions open at this pharmacy"})
+    passed_over = fields.Nested(PassedOverSchema, metadata={
+        "description": "present when the pharmacy the prescriber nominated did not get it, and why"})
 
 
 class RoutingSchema(Schema):
@@ -112,6 +137,7 @@ class StatusFactsSchema(Schema):
     issue = fields.Integer(metadata={"description": "a long prescription's issue (1 = first)"})
     issues_total = fields.Integer()
     on = fields.String(metadata={"format": "date", "description": "the issue's due day, or the day validity ended"})
+    passed_over = fields.Nested(PassedOverSchema, metadata={"description": "routed elsewhere than nominated: why"})
 
 
 class PrescriptionOutSchema(Schema):
@@ -193,17 +219,17 @@ class CancelSchema(Schema):
 
 
 class LotChoiceInSchema(Schema):
-    lot_id = fields.Integer(required=True)
+    lot_id = Reference(Lot, "lot", required=True)
     quantity = fields.Integer(required=True, strict=True, validate=validate.Range(1, 100_000))
 
 
 class DispenseLineSchema(Schema):
-    item_id = fields.Integer(required=True)
+    item_id = Reference(PrescriptionItem, "prescription item", required=True)
     quantity = fields.Integer(strict=True, validate=validate.Range(1, 100_000),
                               metadata={"description": "default: what is left of this issue"})
     lots = fields.List(fields.Nested(LotChoiceInSchema), metadata={"description": "only to override FEFO"})
     lot_reason = fields.String(load_default="", validate=validate.Length(max=500))
-    substitute_drug_id = fields.Integer()
+    substitute_drug_id = Reference(Drug, "drug")
     substitution_reason = fields.String(load_default="", validate=validate.Length(max=500))
 
 
@@ -214,11 +240,11 @@ class DispenseInSchema(Schema):
 
 class PrescriptionQuerySchema(Schema):
     status = fields.String(validate=validate.OneOf([s.value for s in Status]))
-    site_id = fields.Integer()
+    site_id = Reference(Site, "site")
 
 
 class EventQuerySchema(Schema):
-    after = fields.Integer(load_default=0, validate=validate.Range(min=0),
+    after = WholeNumber(load_default=0,
                            metadata={"description": "the cursor: the last event id you have seen"})
     limit = fields.Integer(load_default=100, validate=validate.Range(1, 1000))
 
@@ -239,8 +265,9 @@ class EventPageSchema(Schema):
 
 
 class WebhookInSchema(Schema):
-    url = fields.Url(required=True, schemes={"http", "https"}, require_tld=False)
-    site_id = fields.Integer(metadata={"description": "the hospital; default: the caller's site"})
+    url = fields.Url(required=True, schemes={"http", "https"}, require_tld=False, validate=validate.Length(max=500),
+                     metadata={"description": "http:// or https:// with a host"})
+    site_id = Reference(Site, "site", metadata={"description": "the hospital; default: the caller's site"})
 
 
 class WebhookSchema(Schema):
@@ -273,7 +300,7 @@ class WebhookDeliverySchema(Schema):
 
 class RedeliverSchema(Schema):
     since = fields.AwareDateTime(metadata={"description": "only deliveries of events at or after this time"})
-    delivery_ids = fields.List(fields.Integer(strict=True, validate=validate.Range(1, 2**31 - 1)),
+    delivery_ids = fields.List(WholeNumber(minimum=1),
                                validate=validate.Length(max=1000), load_default=list,
                                metadata={"description": "only these deliveries"})
 

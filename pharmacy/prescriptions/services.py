@@ -44,6 +44,7 @@ from pharmacy.prescriptions.domain import (
     ItemRequest,
     Kind,
     Limits,
+    PassedOver,
     Returned,
     Status,
     StatusReason,
@@ -52,6 +53,7 @@ from pharmacy.prescriptions.domain import (
     check_reason,
     check_substitution,
     next_status,
+    passed_over_nomination,
     rank_pharmacies,
 )
 from pharmacy.prescriptions.models import (
@@ -81,6 +83,8 @@ class ItemInput:
     substitution_allowed: bool = True
     dosage: str = ""
     external_id: str | None = None
+    substitution_concept: dict[str, Any] | None = None  # FHIR's allowedCodeableConcept, as sent
+    dosage_structured: list[dict[str, Any]] | None = None  # FHIR's dosageInstruction, as sent
 
 
 @dataclass(frozen=True)
@@ -185,7 +189,8 @@ def _submit(uow: UnitOfWork, data: PrescriptionInput, request_hash: str, idempot
             uow.session.add(PrescriptionItem(
                 consortium_id=rx.consortium_id, prescription_id=rx.id, drug_id=drug.id, quantity=item.quantity,
                 supply_days=item.supply_days, substitution_allowed=item.substitution_allowed, dosage=item.dosage,
-                external_id=item.external_id))
+                external_id=item.external_id, substitution_concept=item.substitution_concept,
+                dosage_structured=item.dosage_structured))
         uow.session.flush()
         _route(uow, rx, event="received")
         uow.commit()
@@ -282,6 +287,14 @@ def _route(uow: UnitOfWork, rx: Prescription, *, event: str, exclude: frozenset[
     ranked = rank_pharmacies(candidates, nominated_site_id=rx.nominated_site_id,
                              patient_district=rx.patient_district, patient_location=patient_location)
     considered = [r.reason for r in ranked[:5]]
+    # A nomination the prescriber made is passed over only for a reason, which the routing and the event say; a
+    # pharmacy that returned the prescription is not passed over (the return says why it left).
+    nominated_code = next((s.code for s in sites if s.id == rx.nominated_site_id), None) \
+        if rx.nominated_site_id is not None and rx.nominated_site_id not in exclude else None
+
+    def passed_over(site_id: int) -> PassedOver | None:
+        return passed_over_nomination(ranked, site_id, rx.nominated_site_id, nominated_code)
+
     for choice in ranked:
         if not choice.candidate.can_fill:
             break
@@ -293,18 +306,30 @@ def _route(uow: UnitOfWork, rx: Prescription, *, event: str, exclude: frozenset[
             continue
         savepoint.commit()
         rx.pharmacy_site_id = choice.candidate.site_id
-        rx.routing = {"pharmacy": choice.candidate.code, "reason": choice.reason, "facts": choice.facts,
-                      "considered": considered, "returned_from": list(rx.returned_from)}
+        passed = passed_over(choice.candidate.site_id)
+        rx.routing = {"pharmacy": choice.candidate.code, "reason": _routing_reason(choice.reason, passed),
+                      "facts": _routing_facts(choice.facts, passed), "considered": considered,
+                      "returned_from": list(rx.returned_from)}
         _set_status(uow, rx, Status.ROUTED, event, StatusReason("routed", returned, choice.candidate.code,
-                                                                 choice.reason))
+                                                                 choice.reason, passed_over=passed))
         return
     best = ranked[0]
     rx.pharmacy_site_id = best.candidate.site_id
+    passed = passed_over(best.candidate.site_id)
     requests = _request_stock(uow, rx, best.candidate.site_id, needs, stock, [s.id for s in sites])
-    rx.routing = {"pharmacy": best.candidate.code, "reason": best.reason, "facts": best.facts,
-                  "considered": considered, "returned_from": list(rx.returned_from), **_requested(requests)}
+    rx.routing = {"pharmacy": best.candidate.code, "reason": _routing_reason(best.reason, passed),
+                  "facts": _routing_facts(best.facts, passed), "considered": considered,
+                  "returned_from": list(rx.returned_from), **_requested(requests)}
     _set_status(uow, rx, Status.AWAITING_STOCK, event,
-                StatusReason("awaiting_stock", returned, best.candidate.code, requests=requests))
+                StatusReason("awaiting_stock", returned, best.candidate.code, requests=requests, passed_over=passed))
+
+
+def _routing_reason(reason: str, passed: PassedOver | None) -> str:
+    return reason if passed is None else f"{passed.text()}; routed to {reason}"
+
+
+def _routing_facts(facts: dict[str, Any], passed: PassedOver | None) -> dict[str, Any]:
+    return facts if passed is None else {**facts, "passed_over": passed.facts()}
 
 
 def _requested(requests: Sequence[StockRequest]) -> dict[str, list[str]]:
@@ -365,8 +390,11 @@ def record_event(uow: UnitOfWork, rx: Prescription, event_type: str, previous: s
                  "reason": rx.status_reason, "pharmacy": (rx.routing or {}).get("pharmacy"),
                  "issue": rx.current_issue + 1, "issues_total": rx.issues_total},
     )
+    passed_over = (rx.status_facts or {}).get("passed_over")
+    if passed_over:  # the prescriber is told that, and why, the pharmacy it nominated was passed over
+        event.payload["nomination_passed_over"] = passed_over
     uow.session.add(event)
-    subscriptions = _subscriptions(uow, rx.prescriber_site_id)
+    subscriptions = _subscriptions(uow, rx.consortium_id, rx.prescriber_site_id)
     if subscriptions:
         uow.session.flush()  # the deliveries need the event's id
     for subscription_id in subscriptions:
@@ -374,12 +402,14 @@ def record_event(uow: UnitOfWork, rx: Prescription, event_type: str, previous: s
                                         event_id=event.id, next_attempt_at=uow.now(), retrying_since=uow.now()))
 
 
-def _subscriptions(uow: UnitOfWork, site_id: int) -> list[int]:
-    # Asked once per unit of work: one request may change a prescription several times.
+def _subscriptions(uow: UnitOfWork, consortium_id: int, site_id: int) -> list[int]:
+    # Asked once per unit of work: one request may change a prescription several times. The consortium is named
+    # even where the session is not confined to one (jobs): a subscription never hears another consortium.
     cache: dict[int, list[int]] = uow.session.info.setdefault("webhook_subscriptions", {})
     if site_id not in cache:
         cache[site_id] = list(uow.session.scalars(select(WebhookSubscription.id).where(
-            WebhookSubscription.site_id == site_id, WebhookSubscription.active.is_(True))))
+            WebhookSubscription.consortium_id == consortium_id, WebhookSubscription.site_id == site_id,
+            WebhookSubscription.active.is_(True))))
     return cache[site_id]
 
 

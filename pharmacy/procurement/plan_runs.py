@@ -29,7 +29,7 @@ from pharmacy.consortium.domain import distance_km
 from pharmacy.consortium.models import Site
 from pharmacy.db import Database
 from pharmacy.errors import Conflict, Message, ValidationFailed
-from pharmacy.inventory.domain import days_usable
+from pharmacy.inventory.domain import MOST_UNITS_PER_MOVEMENT, days_usable
 from pharmacy.inventory.models import Lot as StockLot
 from pharmacy.pagination import Page, PageRequest, fetch_page
 from pharmacy.principal import SYSTEM, system_for
@@ -531,7 +531,8 @@ def edit_plan(uow: UnitOfWork, run_id: int, purchases: Sequence[PurchaseEdit] = 
         decisions = _decisions(uow, run, code_of_site)
         bought, moved = dict(decisions.purchases), dict(decisions.transfers)
         touched: set[tuple[str, str, str]] = set()
-        for p in purchases:
+        for index, p in enumerate(purchases):
+            _check_order_line(uow.get(StoredOffer, p.offer_id, what="offer"), p.packs, index)
             key = (f"O{p.offer_id}", _site_code(code_of_site, p.site_id))
             bought[key] = p.packs
             touched.add(("purchase", *key))
@@ -553,6 +554,20 @@ def edit_plan(uow: UnitOfWork, run_id: int, purchases: Sequence[PurchaseEdit] = 
                      f"{plan.costs.total:.2f}")
         uow.commit()
         return run
+
+
+# A purchase order line is received in at most one receipt's worth of units, and its cost fits its NUMERIC(14, 2).
+MOST_LINE_COST = 999_999_999_999.99
+
+
+def _check_order_line(offer: StoredOffer, packs: int, index: int) -> None:
+    units = packs * offer.pack_size
+    dearest = max((float(t["price_per_pack"]) for t in offer.tiers), default=0.0)
+    if units > MOST_UNITS_PER_MOVEMENT or packs * dearest > MOST_LINE_COST:
+        raise ValidationFailed(Message("%(packs)s packs of %(size)s units is more than one order line can be",
+                                       packs=packs, size=offer.pack_size),
+                               {"purchases": {str(index): {"packs": [
+                                   f"at most {MOST_UNITS_PER_MOVEMENT} units and {MOST_LINE_COST:.2f} yuan"]}}})
 
 
 def _site_code(code_of_site: Mapping[int, str], site_id: int) -> str:

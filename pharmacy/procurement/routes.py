@@ -5,9 +5,8 @@ from typing import Any
 
 from flask import current_app
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
-from pharmacy.api import CSV_BODY, page_items, page_request, paginate, request_uow, uploaded_csv
+from pharmacy.api import CSV_BODY, Blueprint, page_items, page_request, paginate, request_uow, uploaded_csv
 from pharmacy.auth import requires
 from pharmacy.catalog.schemas import ImportResultSchema
 from pharmacy.idempotency import KEY_PARAMETER, idempotent
@@ -79,7 +78,7 @@ class SuppliersView(MethodView):
         return services.create_supplier(request_uow(), data["code"], data["name"])
 
 
-@blp.route("/suppliers/<int:supplier_id>")
+@blp.route("/suppliers/<id:supplier_id>")
 class SupplierView(MethodView):
     @requires(*OFFICERS)
     @blp.arguments(SupplierUpdateSchema)
@@ -109,7 +108,7 @@ class OffersView(MethodView):
         return services.create_offer(request_uow(), data)
 
 
-@blp.route("/offers/<int:offer_id>")
+@blp.route("/offers/<id:offer_id>")
 class OfferView(MethodView):
     @requires(*OFFICERS)
     @blp.response(200, OfferOutSchema)
@@ -165,7 +164,7 @@ class PlanRunsView(MethodView):
         return plan_runs.start_plan_run(request_uow(), **data, on_queued=plan_runner().submit)
 
 
-@blp.route("/plan-runs/<int:run_id>")
+@blp.route("/plan-runs/<id:run_id>")
 class PlanRunView(MethodView):
     @requires(*OFFICERS)
     @blp.response(200, PlanRunSchema)
@@ -174,7 +173,7 @@ class PlanRunView(MethodView):
         return plan_runs.get_plan_run(request_uow(), run_id)
 
 
-@blp.route("/plan-runs/<int:run_id>/inputs")
+@blp.route("/plan-runs/<id:run_id>/inputs")
 class PlanRunInputsView(MethodView):
     @requires(*OFFICERS)
     @blp.response(200, description="the problem exactly as the optimizer saw it, and the map back to our ids")
@@ -183,7 +182,7 @@ class PlanRunInputsView(MethodView):
         return plan_runs.plan_inputs(request_uow(), run_id)
 
 
-@blp.route("/plan-runs/<int:run_id>/lines")
+@blp.route("/plan-runs/<id:run_id>/lines")
 class PlanLinesView(MethodView):
     @requires(*OFFICERS)
     @blp.arguments(PlanLineQuerySchema, location="query")
@@ -203,7 +202,7 @@ class PlanLinesView(MethodView):
                                    [plan_runs.TransferEdit(**t) for t in data["transfers"]])
 
 
-@blp.route("/plan-runs/<int:run_id>/approve")
+@blp.route("/plan-runs/<id:run_id>/approve")
 class PlanApprovalView(MethodView):
     @requires(Role.PROCUREMENT)
     @blp.response(201, ApprovalSchema)
@@ -212,7 +211,7 @@ class PlanApprovalView(MethodView):
         return plan_runs.approve_plan(request_uow(), run_id)
 
 
-@blp.route("/plan-runs/<int:run_id>/cancel")
+@blp.route("/plan-runs/<id:run_id>/cancel")
 class PlanCancelView(MethodView):
     @requires(Role.PROCUREMENT)
     @blp.arguments(CancelReasonSchema)
@@ -251,7 +250,7 @@ def _order_detail(order: Any, lines: Any) -> SimpleNamespace:
                            lines=lines)
 
 
-@blp.route("/purchase-orders/<int:order_id>")
+@blp.route("/purchase-orders/<id:order_id>")
 class PurchaseOrderView(MethodView):
     @requires(*STAFF)
     @blp.response(200, PurchaseOrderDetailSchema)
@@ -260,7 +259,7 @@ class PurchaseOrderView(MethodView):
         return _order_detail(*services.get_purchase_order(request_uow(), order_id))
 
 
-@blp.route("/purchase-orders/<int:order_id>/promise")
+@blp.route("/purchase-orders/<id:order_id>/promise")
 class PurchasePromiseView(MethodView):
     @requires(Role.PROCUREMENT)
     @blp.arguments(PromiseSchema)
@@ -284,7 +283,7 @@ class PositionView(MethodView):
         return page_items(page, pagination_parameters)
 
 
-@blp.route("/purchase-orders/<int:order_id>/receipts")
+@blp.route("/purchase-orders/<id:order_id>/receipts")
 class PurchaseReceiptView(MethodView):
     @requires(Role.PHARMACIST)
     @idempotent("procurement.purchase_receipt", request_uow)
@@ -297,7 +296,7 @@ class PurchaseReceiptView(MethodView):
         return _order_detail(*services.receive_purchase_order(request_uow(), order_id, data["site_id"], lines))
 
 
-@blp.route("/purchase-orders/<int:order_id>/cancel")
+@blp.route("/purchase-orders/<id:order_id>/cancel")
 class PurchaseCancelView(MethodView):
     @requires(Role.PROCUREMENT)
     @blp.arguments(CancelReasonSchema)
@@ -330,7 +329,7 @@ class TransferOrdersView(MethodView):
             [(line["drug_id"], line["quantity"], line["lot_id"]) for line in data["lines"]], data["note"])
 
 
-@blp.route("/transfer-orders/<int:order_id>")
+@blp.route("/transfer-orders/<id:order_id>")
 class TransferOrderView(MethodView):
     @requires(*STAFF)
     @blp.response(200, TransferOrderDetailSchema)
@@ -339,7 +338,7 @@ class TransferOrderView(MethodView):
         return services.get_transfer_order(request_uow(), order_id)
 
 
-@blp.route("/transfer-orders/<int:order_id>/ship")
+@blp.route("/transfer-orders/<id:order_id>/ship")
 class TransferShipView(MethodView):
     @requires(Role.PHARMACIST)
     @blp.response(200, TransferOrderDetailSchema)
@@ -348,7 +347,7 @@ class TransferShipView(MethodView):
         return services.ship_transfer(request_uow(), order_id)
 
 
-@blp.route("/transfer-orders/<int:order_id>/receive")
+@blp.route("/transfer-orders/<id:order_id>/receive")
 class TransferReceiveView(MethodView):
     @requires(Role.PHARMACIST)
     @idempotent("procurement.transfer_receipt", request_uow)
@@ -362,7 +361,7 @@ class TransferReceiveView(MethodView):
                                          [services.TransitLoss(**loss) for loss in data["losses"]])
 
 
-@blp.route("/transfer-orders/<int:order_id>/cancel")
+@blp.route("/transfer-orders/<id:order_id>/cancel")
 class TransferCancelView(MethodView):
     @requires(*STAFF)
     @blp.arguments(CancelReasonSchema)

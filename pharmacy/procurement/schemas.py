@@ -2,12 +2,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from marshmallow import Schema, ValidationError, fields, post_load, validate, validates, validates_schema
+from marshmallow import Schema, ValidationError, fields, post_load, validate, validates_schema
 
+from pharmacy.catalog.models import Drug
 from pharmacy.catalog.schemas import CODE
-from pharmacy.inventory.domain import TRANSIT_LOSS_REASONS
+from pharmacy.consortium.models import Site
+from pharmacy.fields import Reference, WholeNumber
+from pharmacy.inventory.domain import MOST_UNITS_PER_MOVEMENT, TRANSIT_LOSS_REASONS
+from pharmacy.inventory.models import Lot
 from pharmacy.inventory.schemas import quantity_field
 from pharmacy.procurement.domain import PlanStatus, check_tiers, parse_site_costs, parse_tiers
+from pharmacy.procurement.models import Offer, PlanRun, Supplier, TransferParcel
 
 MONEY = validate.Range(min=0, max=1e9)
 
@@ -33,11 +38,10 @@ class TierSchema(Schema):
 
 
 class _OfferTerms(Schema):
-    pack_size = fields.Integer(required=True, strict=False, validate=validate.Range(min=1, max=100_000),
+    pack_size = WholeNumber(required=True, minimum=1, maximum=100_000,
                                metadata={"description": "dispensing units in the supplier's pack"})
-    lead_time_days = fields.Integer(load_default=0, strict=False, validate=validate.Range(min=0, max=365))
-    capacity_packs = fields.Integer(load_default=None, allow_none=True, strict=False,
-                                    validate=validate.Range(min=1, max=100_000_000))
+    lead_time_days = WholeNumber(load_default=0, maximum=365)
+    capacity_packs = WholeNumber(load_default=None, allow_none=True, minimum=1, maximum=100_000_000)
     order_cost = fields.Float(load_default=0.0, validate=MONEY, metadata={"description": "fixed cost per order"})
     default_delivery_cost = fields.Float(load_default=None, allow_none=True, validate=MONEY,
                                          metadata={"description": "per pack, to sites not listed in delivery_costs"})
@@ -52,8 +56,8 @@ class _OfferTerms(Schema):
 
 class OfferSchema(_OfferTerms):
     id = fields.Integer(dump_only=True)
-    supplier_id = fields.Integer(required=True)
-    drug_id = fields.Integer(required=True)
+    supplier_id = Reference(Supplier, "supplier", required=True)
+    drug_id = Reference(Drug, "drug", required=True)
     tiers = fields.List(fields.Nested(TierSchema), required=True, validate=validate.Length(1, 20),
                         metadata={"description": "all-units volume prices, ascending min_packs; the first tier's "
                                                  "minimum is the minimum order"})
@@ -61,12 +65,14 @@ class OfferSchema(_OfferTerms):
                                  metadata={"description": "delivery cost per pack by site code (as input)"})
     updated_at = fields.DateTime(dump_only=True)
 
-    @validates("tiers")
-    def _tiers(self, tiers: list[dict[str, Any]], **kwargs: object) -> None:
+    # On the whole schema, which marshmallow skips while a field has errors: a tier missing its price is said
+    # as that field's error, never checked half-read.
+    @validates_schema
+    def _tiers(self, data: dict[str, Any], **kwargs: object) -> None:
         try:
-            check_tiers(tiers)
+            check_tiers(data.get("tiers") or [])
         except ValueError as error:
-            raise ValidationError(str(error)) from None
+            raise ValidationError(str(error), "tiers") from None
 
 
 class OfferOutSchema(OfferSchema):
@@ -75,8 +81,8 @@ class OfferOutSchema(OfferSchema):
 
 
 class OfferQuerySchema(Schema):
-    drug_id = fields.Integer()
-    supplier_id = fields.Integer()
+    drug_id = Reference(Drug, "drug")
+    supplier_id = Reference(Supplier, "supplier")
     valid_on = fields.Date()
 
 
@@ -112,8 +118,8 @@ class ForecastQuerySchema(Schema):
     horizon_days = fields.Integer(load_default=30, validate=validate.Range(min=1, max=365))
     service_level = fields.Float(load_default=0.95, validate=validate.Range(min=0.5, max=0.999))
     history_days = fields.Integer(load_default=90, validate=validate.Range(min=7, max=730))
-    site_id = fields.Integer()
-    drug_id = fields.Integer()
+    site_id = Reference(Site, "site")
+    drug_id = Reference(Drug, "drug")
 
 
 class ForecastSchema(Schema):
@@ -228,15 +234,15 @@ class PlanLineQuerySchema(Schema):
 
 
 class PurchaseEditSchema(Schema):
-    offer_id = fields.Integer(required=True)
-    site_id = fields.Integer(required=True)
+    offer_id = Reference(Offer, "offer", required=True)
+    site_id = Reference(Site, "site", required=True)
     packs = fields.Integer(required=True, strict=True, validate=validate.Range(min=0, max=10_000_000),
                            metadata={"description": "0 removes the line"})
 
 
 class TransferEditSchema(Schema):
-    lot_id = fields.Integer(required=True)
-    site_id = fields.Integer(required=True, metadata={"description": "the receiving site"})
+    lot_id = Reference(Lot, "lot", required=True)
+    site_id = Reference(Site, "site", required=True, metadata={"description": "the receiving site"})
     units = fields.Integer(required=True, strict=True, validate=validate.Range(min=0, max=10_000_000),
                            metadata={"description": "whole units; 0 removes the line"})
 
@@ -284,12 +290,12 @@ class PurchaseOrderDetailSchema(PurchaseOrderSchema):
 
 class OrderQuerySchema(Schema):
     status = fields.String(validate=validate.Length(max=30))
-    run_id = fields.Integer()
-    site_id = fields.Integer()
+    run_id = Reference(PlanRun, "plan run")
+    site_id = Reference(Site, "site")
 
 
 class ReceiptLineSchema(Schema):
-    drug_id = fields.Integer(required=True)
+    drug_id = Reference(Drug, "drug", required=True)
     lot_number = fields.String(required=True, validate=validate.Length(1, 60))
     expiry_date = fields.Date(required=True)
     quantity = quantity_field(required=True)
@@ -297,7 +303,7 @@ class ReceiptLineSchema(Schema):
 
 
 class PurchaseReceiptSchema(Schema):
-    site_id = fields.Integer(required=True)
+    site_id = Reference(Site, "site", required=True)
     lines = fields.List(fields.Nested(ReceiptLineSchema), required=True, validate=validate.Length(1, 500))
 
 
@@ -306,15 +312,15 @@ class CancelReasonSchema(Schema):  # an order's or a plan run's
 
 
 class TransferLineInputSchema(Schema):
-    drug_id = fields.Integer(required=True)
+    drug_id = Reference(Drug, "drug", required=True)
     quantity = quantity_field(required=True)
-    lot_id = fields.Integer(load_default=None, allow_none=True,
+    lot_id = Reference(Lot, "lot", load_default=None, allow_none=True,
                             metadata={"description": "a lot of the sending site; none: first-expiry first-out"})
 
 
 class TransferOrderInputSchema(Schema):
-    from_site_id = fields.Integer(required=True)
-    to_site_id = fields.Integer(required=True)
+    from_site_id = Reference(Site, "site", required=True)
+    to_site_id = Reference(Site, "site", required=True)
     lines = fields.List(fields.Nested(TransferLineInputSchema), required=True, validate=validate.Length(1, 200))
     note = fields.String(load_default="", validate=validate.Length(max=1000))
 
@@ -367,13 +373,13 @@ class TransferQuerySchema(OrderQuerySchema):
 
 
 class ParcelReceiptSchema(Schema):
-    parcel_id = fields.Integer(required=True)
+    parcel_id = Reference(TransferParcel, "parcel", required=True)
     quantity = fields.Integer(required=True, strict=True, validate=validate.Range(min=0, max=10_000_000))
 
 
 class TransitLossSchema(Schema):
-    parcel_id = fields.Integer(required=True)
-    units = fields.Integer(required=True, strict=True, validate=validate.Range(min=1, max=10_000_000))
+    parcel_id = Reference(TransferParcel, "parcel", required=True)
+    units = WholeNumber(minimum=1, maximum=MOST_UNITS_PER_MOVEMENT, required=True)
     reason = fields.String(required=True, validate=validate.OneOf(TRANSIT_LOSS_REASONS),
                            metadata={"description": "why they did not arrive whole"})
     note = fields.String(load_default="", validate=validate.Length(max=500))
@@ -416,13 +422,13 @@ class AlertSchema(Schema):
 
 class AlertQuerySchema(Schema):
     kind = fields.String(validate=validate.OneOf(["near_expiry", "low_stock", "planned_shortage", "planned_waste"]))
-    site_id = fields.Integer()
+    site_id = Reference(Site, "site")
     since = fields.Date()
 
 
 class PromiseSchema(Schema):
     expected_on = fields.Date(required=True, metadata={"description": "the day the supplier promised"})
-    site_id = fields.Integer(metadata={"description": "only the lines to this site; default: all still open"})
+    site_id = Reference(Site, "site", metadata={"description": "only the lines to this site; default: all still open"})
 
 
 class IncomingSchema(Schema):
@@ -453,17 +459,17 @@ class PositionSchema(Schema):
 
 
 class PositionQuerySchema(Schema):
-    site_id = fields.Integer()
-    drug_id = fields.Integer()
+    site_id = Reference(Site, "site")
+    drug_id = Reference(Drug, "drug")
 
 
 class OrderLineInputSchema(Schema):
-    site_id = fields.Integer(required=True, metadata={"description": "the site the goods go to"})
-    offer_id = fields.Integer(required=True)
-    packs = fields.Integer(required=True, strict=True, validate=validate.Range(min=1, max=1_000_000))
+    site_id = Reference(Site, "site", required=True, metadata={"description": "the site the goods go to"})
+    offer_id = Reference(Offer, "offer", required=True)
+    packs = WholeNumber(minimum=1, maximum=1_000_000, required=True)
 
 
 class PurchaseOrderInputSchema(Schema):
-    supplier_id = fields.Integer(required=True)
+    supplier_id = Reference(Supplier, "supplier", required=True)
     lines = fields.List(fields.Nested(OrderLineInputSchema), required=True, validate=validate.Length(1, 500))
     note = fields.String(load_default="", validate=validate.Length(max=1000))

@@ -6,11 +6,10 @@ from typing import Any
 
 from flask import current_app
 from flask.views import MethodView
-from flask_smorest import Blueprint
 from marshmallow import Schema, fields
 from sqlalchemy import text
 
-from pharmacy.api import page_items, page_request, paginate, request_uow
+from pharmacy.api import Blueprint, page_items, page_request, paginate, request_uow
 from pharmacy.audit import AuditEntry, read_audit_trail
 from pharmacy.auth import requires
 from pharmacy.errors import problem
@@ -32,6 +31,7 @@ class HealthSchema(Schema):
 class HealthView(MethodView):
     @health_blp.response(200, HealthSchema)
     @health_blp.alt_response(503, description="the database does not answer")
+    @health_blp.doc(security=[])
     def get(self) -> Any:
         """Is the service up and its database reachable?"""
         database = current_app.extensions["pharmacy_db"]

@@ -195,7 +195,7 @@ def worklist() -> ResponseReturnValue:
                            prescriptions=page.items)
 
 
-@web.route("/prescriptions/<int:rx_id>")
+@web.route("/prescriptions/<id:rx_id>")
 @roles(Role.PHARMACIST, Role.ADMIN)
 def prescription(rx_id: int) -> ResponseReturnValue:
     view = rx_services.get_prescription(uow(), rx_id)
@@ -209,7 +209,7 @@ def prescription(rx_id: int) -> ResponseReturnValue:
                            reject_reasons=sorted(REJECT_REASONS), return_reasons=sorted(RETURN_REASONS))
 
 
-@web.route("/prescriptions/<int:rx_id>/<action>", methods=["POST"])
+@web.route("/prescriptions/<id:rx_id>/<action>", methods=["POST"])
 @roles(Role.PHARMACIST)
 def prescription_action(rx_id: int, action: str) -> ResponseReturnValue:
     here = url_for("web.prescription", rx_id=rx_id)
@@ -257,7 +257,7 @@ def receiving() -> ResponseReturnValue:
                                              + [line.drug_id for _, lines in orders for line in lines]))
 
 
-@web.route("/transfers/<int:order_id>/<action>", methods=["POST"])
+@web.route("/transfers/<id:order_id>/<action>", methods=["POST"])
 @roles(Role.PHARMACIST)
 def transfer_action(order_id: int, action: str) -> ResponseReturnValue:
     actions: dict[str, Callable[[], Any]] = {
@@ -269,7 +269,7 @@ def transfer_action(order_id: int, action: str) -> ResponseReturnValue:
     return attempt(actions[action], _("Done: %(action)s", action=_(action)), url_for("web.receiving"))
 
 
-@web.route("/purchase-orders/<int:order_id>/receive", methods=["POST"])
+@web.route("/purchase-orders/<id:order_id>/receive", methods=["POST"])
 @roles(Role.PHARMACIST)
 def receive_order(order_id: int) -> ResponseReturnValue:
     form = request.form
@@ -373,7 +373,7 @@ def plans() -> ResponseReturnValue:
 UNDONE_SHOWN = 50  # of each kind, costliest first: a province plan may leave thousands
 
 
-@web.route("/plans/<int:run_id>")
+@web.route("/plans/<id:run_id>")
 @roles(*OFFICERS)
 def plan(run_id: int) -> ResponseReturnValue:
     run = plan_runs.get_plan_run(uow(), run_id)
@@ -384,7 +384,7 @@ def plan(run_id: int) -> ResponseReturnValue:
                            waste=[u for u in undone if u.kind == "waste"])
 
 
-@web.route("/plans/<int:run_id>/progress")
+@web.route("/plans/<id:run_id>/progress")
 @roles(*OFFICERS)
 def plan_progress(run_id: int) -> ResponseReturnValue:
     run = plan_runs.get_plan_run(uow(), run_id)
@@ -415,14 +415,14 @@ def _plan_tables(run_id: int, run: Any) -> dict[str, Any]:
             "suppliers": suppliers, "sort": sort}
 
 
-@web.route("/plans/<int:run_id>/lines")
+@web.route("/plans/<id:run_id>/lines")
 @roles(*OFFICERS)
 def plan_lines_table(run_id: int) -> ResponseReturnValue:
     run = plan_runs.get_plan_run(uow(), run_id)
     return render_template("_plan_lines.html", run=run, **_plan_tables(run_id, run))
 
 
-@web.route("/plans/<int:run_id>/edit", methods=["POST"])
+@web.route("/plans/<id:run_id>/edit", methods=["POST"])
 @roles(Role.PROCUREMENT)
 def plan_edit(run_id: int) -> ResponseReturnValue:
     form = request.form
@@ -435,14 +435,14 @@ def plan_edit(run_id: int) -> ResponseReturnValue:
                    url_for("web.plan", run_id=run_id))
 
 
-@web.route("/plans/<int:run_id>/approve", methods=["POST"])
+@web.route("/plans/<id:run_id>/approve", methods=["POST"])
 @roles(Role.PROCUREMENT)
 def plan_approve(run_id: int) -> ResponseReturnValue:
     return attempt(lambda: plan_runs.approve_plan(uow(), run_id), _("Plan approved: orders created"),
                    url_for("web.plan", run_id=run_id))
 
 
-@web.route("/plans/<int:run_id>/cancel", methods=["POST"])
+@web.route("/plans/<id:run_id>/cancel", methods=["POST"])
 @roles(Role.PROCUREMENT)
 def plan_cancel(run_id: int) -> ResponseReturnValue:
     return attempt(lambda: plan_runs.cancel_plan_run(uow(), run_id, request.form.get("note", "")),
@@ -479,7 +479,7 @@ def webhook_subscriptions() -> ResponseReturnValue:
     return render_template("webhooks.html", rows=webhooks.subscription_health(uow()))
 
 
-@web.route("/webhooks/<int:subscription_id>/redeliver", methods=["POST"])
+@web.route("/webhooks/<id:subscription_id>/redeliver", methods=["POST"])
 @roles(Role.ADMIN)
 def webhook_redeliver(subscription_id: int) -> ResponseReturnValue:
     try:

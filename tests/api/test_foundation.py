@@ -124,7 +124,8 @@ def test_another_consortiums_site_is_not_found_and_never_shown(client, world: Wo
 def test_a_site_cannot_be_hung_under_another_consortiums_site(client, world: World):
     response = client.post("/api/sites", headers=world.a.headers("admin"), json={
         "code": "X", "name": "x", "kind": "community_health_centre", "parent_id": world.b.sites["LEAD"]})
-    assert_problem(response, 404, "upper site")
+    problem = assert_problem(response, 422, "upper site", "not found")
+    assert problem["errors"] == {"parent_id": [f"upper site {world.b.sites['LEAD']} not found"]}
 
 
 def test_keys_and_users_of_another_consortium_are_invisible(client, world: World):
@@ -262,3 +263,14 @@ def test_nothing_is_written_when_a_request_is_refused(client, world: World):
     assert after == before
     codes = [s["code"] for s in client.get("/api/sites", headers=headers).get_json()]
     assert "L2" not in codes and "Q" not in codes
+
+
+def test_a_username_outside_the_documented_rule_is_refused_whoever_creates_it(client, world: World, session_factory):
+    from pharmacy.errors import ValidationFailed
+
+    with pytest.raises(ValidationFailed, match="username"):  # the command line comes through the same service
+        create_user(UnitOfWork(session_factory, system_for(world.a.consortium_id)), world.a.consortium_id,
+                    "张 三", "a long enough password", Role.ADMIN)
+    assert_problem(client.post("/api/users", headers=world.a.headers("admin"),
+                               json={"username": "张 三", "password": "long enough pw", "role": "admin"}), 422,
+                   "username")

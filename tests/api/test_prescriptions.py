@@ -143,8 +143,9 @@ def test_policy_failures_are_itemised_and_nothing_is_written(client, world, drug
         {"drug_code": "NOPE", "quantity": 1, "supply_days": 1},
         {"drug_code": "DZP2.5", "quantity": 20, "supply_days": 10}])
     problem = assert_problem(send(client, world, body), 422, "rule")
-    fields = {e["field"] for e in problem["errors"]}
-    assert fields == {"valid_until", "items[0].drug", "items[1].supply_days"}
+    errors = problem["errors"]
+    assert set(errors) == {"valid_until", "items"} and set(errors["items"]) == {"0", "1"}
+    assert set(errors["items"]["0"]) == {"drug"} and set(errors["items"]["1"]) == {"supply_days"}
     assert client.get("/api/prescriptions", headers=world.a.headers("admin")).get_json() == []
 
 

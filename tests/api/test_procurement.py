@@ -125,8 +125,9 @@ def test_offers_import_from_csv_all_or_nothing_and_a_second_import_changes_nothi
         "S4,,AML5,0,0:1,,,,,,2026-11-01,2027-01-01\n"
     refused = client.post("/api/offers/import", data=bad, headers=headers)
     assert refused.status_code == 422
-    errors = refused.get_json()["errors"]
-    assert {(e["line"], e["column"]) for e in errors} >= {(2, "tiers"), (4, "pack_size")}
+    lines = refused.get_json()["errors"]["lines"]
+    assert {(int(line), column) for line, columns in lines.items() for column in columns} >= \
+        {(2, "tiers"), (4, "pack_size")}
     suppliers = client.get("/api/suppliers", headers=world.a.headers("procurement")).get_json()
     assert "S4" not in {s["code"] for s in suppliers}  # nothing of the bad file was written
 
@@ -335,6 +336,10 @@ def test_editing_a_line_recosts_the_plan_and_a_broken_rule_is_refused(client, wo
     refused = client.patch(f"/api/plan-runs/{run['id']}/lines", headers=headers, json={"purchases": [
         {"offer_id": s2["id"], "site_id": world.a.sites["C1"], "packs": 3}]})
     assert_problem(refused, 422, "minimum order")
+    # More than one delivery's units (or a cost past what an order line holds) is no line of an order.
+    huge = client.patch(f"/api/plan-runs/{run['id']}/lines", headers=headers, json={"purchases": [
+        {"offer_id": s2["id"], "site_id": world.a.sites["C1"], "packs": 9_999_999}]})
+    assert assert_problem(huge, 422, "more than one order line")["errors"]["purchases"]["0"]["packs"]
     half = client.patch(f"/api/plan-runs/{run['id']}/lines", headers=headers, json={"transfers": [
         {"lot_id": 1, "site_id": world.a.sites["C1"], "units": 2.5}]})
     assert_problem(half, 422, "transfers", "units", "Not a valid integer")  # stock moves in whole units
@@ -351,8 +356,9 @@ def test_approval_creates_orders_once_and_goods_are_received_against_them(client
     lines = client.get(f"/api/plan-runs/{run['id']}/lines", headers=headers).get_json()
     assert len(body["purchase_orders"]) == len({x["supplier_id"] for x in lines if x["kind"] == "purchase"})
     assert_problem(client.post(f"/api/plan-runs/{run['id']}/approve", headers=headers), 409, "approved already")
+    purchase = next(x for x in lines if x["kind"] == "purchase")
     assert client.patch(f"/api/plan-runs/{run['id']}/lines", headers=headers, json={"purchases": [
-        {"offer_id": 1, "site_id": 1, "packs": 1}]}).status_code == 409
+        {"offer_id": purchase["offer_id"], "site_id": purchase["site_id"], "packs": 1}]}).status_code == 409
 
     # C1's pharmacist receives C1's line of the order, in two deliveries.
     pharmacist = world.a.headers("pharmacist")

@@ -11,12 +11,14 @@ from pharmacy.prescriptions.domain import (
     ItemRequest,
     Kind,
     Limits,
+    PassedOver,
     Returned,
     Status,
     StatusReason,
     StockRequest,
     check_policy,
     next_status,
+    passed_over_nomination,
     rank_pharmacies,
 )
 
@@ -145,6 +147,25 @@ def test_a_nominated_pharmacy_that_can_fill_wins_even_far_away():
 
 def test_a_nominated_pharmacy_that_cannot_fill_does_not_win():
     assert chosen(site(1), site(2, fill=False), nominated=2) == 1
+
+
+def test_a_nomination_passed_over_says_why():
+    ranked = route(site(1), site(2, fill=False), nominated=2)
+    passed = passed_over_nomination(ranked, 1, 2, "S2")
+    assert passed == PassedOver("S2", "cannot_fill", ("AML5",))
+    assert passed.text() == "the nominated pharmacy S2 cannot fill AML5 from usable stock"
+    assert passed_over_nomination(route(site(1)), 1, 2, "S2") == PassedOver("S2", "may_not_dispense")
+    # It could fill, but another prescription took the stock before it was held: said so, not "cannot fill".
+    assert passed_over_nomination(route(site(1), site(2), nominated=2), 1, 2, "S2").reason == "stock_taken"
+    assert passed_over_nomination(ranked, 2, 2, "S2") is None and passed_over_nomination(ranked, 1, None, None) is None
+
+
+def test_a_passed_over_nomination_comes_first_in_the_status_reason_and_its_facts():
+    reason = StatusReason("routed", pharmacy="S1", why="S1: can fill every item from usable stock",
+                          passed_over=PassedOver("S2", "cannot_fill", ("AML5",)))
+    assert reason.text() == ("the nominated pharmacy S2 cannot fill AML5 from usable stock; routed to S1: can fill "
+                             "every item from usable stock")
+    assert reason.facts()["passed_over"] == {"pharmacy": "S2", "reason": "cannot_fill", "short_items": ["AML5"]}
 
 
 def test_filling_every_item_beats_district_distance_and_queue():
