@@ -45,3 +45,20 @@ def _as_list(validators: Any) -> list[Any]:
     if validators is None:
         return []
     return list(validators) if isinstance(validators, list | tuple) else [validators]
+
+
+class Money(fields.Decimal):
+    """An amount of yuan: read as a Decimal (never through a float), sent as a JSON number, bounded."""
+
+    def __init__(self, *, places: int = 4, minimum: float = 0, maximum: float = 1e9, **kwargs: Any) -> None:
+        validators = [validate.Range(Decimal(str(minimum)), Decimal(str(maximum))), *_as_list(kwargs.pop("validate",
+                                                                                                     None))]
+        super().__init__(places=places, allow_nan=False, validate=validators, **kwargs)
+
+    def _validated(self, value: Any) -> Decimal:
+        if isinstance(value, bool):
+            raise self.make_error("invalid")
+        return super()._validated(value)
+
+    def _serialize(self, value: Any, attr: str | None, obj: Any, **kwargs: Any) -> Any:
+        return None if value is None else float(value)  # a JSON number, as documented

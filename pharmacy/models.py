@@ -19,6 +19,8 @@ from pharmacy.prescriptions.models import (
 from pharmacy.procurement.models import (
     Alert,
     Offer,
+    OfferDeliveryCost,
+    OfferTier,
     PlanLine,
     PlanRun,
     PurchaseOrder,
@@ -45,6 +47,8 @@ __all__ = [
     "Lot",
     "Movement",
     "Offer",
+    "OfferDeliveryCost",
+    "OfferTier",
     "PlanLine",
     "PlanRun",
     "Prescription",

@@ -7,10 +7,11 @@ import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
 from datetime import date
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from enum import StrEnum
 from functools import reduce
 from statistics import NormalDist
-from typing import Any
+from typing import Any, Protocol
 
 from optimizer.plan import BudgetUse
 from pharmacy.errors import InvalidTransition, Message, ValidationFailed
@@ -63,9 +64,31 @@ def installments_due(next_due: date | None, interval_days: int, remaining: int, 
 
 # Offers -----------------------------------------------------------------------------------------------
 
-def parse_tiers(text: str) -> list[dict[str, float | int]]:
+CENT = Decimal("0.01")
+PRICE_PLACES = Decimal("0.0001")
+
+
+def money(amount: float | Decimal | int) -> Decimal:
+    """An amount as stored: Decimal yuan to the fen, rounded half up, once, where it is stored (the optimizer
+    computes in floats)."""
+    return Decimal(str(amount)).quantize(CENT, ROUND_HALF_UP)
+
+
+def price(amount: float | Decimal | int) -> Decimal:
+    """A price per pack or per unit as stored: to a hundredth of a fen."""
+    return Decimal(str(amount)).quantize(PRICE_PLACES, ROUND_HALF_UP)
+
+
+class PriceTier(Protocol):
+    """An all-units price: from ``min_packs`` packs of an offer, every pack costs ``price_per_pack``."""
+
+    min_packs: int
+    price_per_pack: Decimal
+
+
+def parse_tiers(text: str) -> list[dict[str, Any]]:
     """``"0:12.50;100:11.80"`` (minimum packs : price per pack; ascending) into checked tiers."""
-    tiers: list[dict[str, float | int]] = []
+    tiers: list[dict[str, Any]] = []
     for part in (p.strip() for p in text.split(";")):
         if not part:
             continue
@@ -73,15 +96,15 @@ def parse_tiers(text: str) -> list[dict[str, float | int]]:
         if len(bits) != 2:
             raise ValueError(f"tier {part!r} is not minimum_packs:price_per_pack")
         try:
-            tiers.append({"min_packs": int(bits[0]), "price_per_pack": float(bits[1])})
-        except ValueError:
+            tiers.append({"min_packs": int(bits[0]), "price_per_pack": price(Decimal(bits[1].strip()))})
+        except (ValueError, InvalidOperation):
             raise ValueError(f"tier {part!r}: the minimum is a whole number of packs and the price a number") \
                 from None
     check_tiers(tiers)
     return tiers
 
 
-def check_tiers(tiers: Sequence[dict[str, float | int]]) -> None:
+def check_tiers(tiers: Sequence[dict[str, Any]]) -> None:
     """At least one tier; minimums ascending from zero or more; prices positive and never rising."""
     if not tiers:
         raise ValueError("an offer needs at least one price tier")
@@ -95,16 +118,16 @@ def check_tiers(tiers: Sequence[dict[str, float | int]]) -> None:
             raise ValueError(f"tier {n + 1}: a larger volume cannot cost more per pack")
 
 
-def parse_site_costs(text: str) -> dict[str, float]:
+def parse_site_costs(text: str) -> dict[str, Decimal]:
     """``"XH-C01:0.5;XH-C02:0.8"`` (site code : delivery cost per pack)."""
-    costs: dict[str, float] = {}
+    costs: dict[str, Decimal] = {}
     for part in (p.strip() for p in text.split(";")):
         if not part:
             continue
         code, _, cost = part.rpartition(":")
         try:
-            value = float(cost)
-        except ValueError:
+            value = price(Decimal(cost.strip()))
+        except (ValueError, InvalidOperation):
             raise ValueError(f"{part!r} is not site_code:cost_per_pack") from None
         if not code or value < 0:
             raise ValueError(f"{part!r} is not site_code:cost_per_pack with a cost of 0 or more")
@@ -112,14 +135,15 @@ def parse_site_costs(text: str) -> dict[str, float]:
     return costs
 
 
-def tier_price(tiers: Sequence[dict[str, float | int]], packs: int) -> float:
+def tier_price(tiers: Sequence[PriceTier], packs: int) -> Decimal:
     """The price per pack of an all-units offer for ``packs``: the highest tier whose minimum they reach."""
-    reached = [t for t in tiers if packs >= t["min_packs"]] or [tiers[0]]
-    return float(reached[-1]["price_per_pack"])
+    reached = [t for t in tiers if packs >= t.min_packs] or [tiers[0]]
+    return reached[-1].price_per_pack
 
 
-def base_unit_price(tiers: Sequence[dict[str, float | int]], pack_size: int) -> float:
-    return float(tiers[0]["price_per_pack"]) / pack_size
+def base_unit_price(tiers: Sequence[PriceTier], pack_size: int) -> float:
+    """What a dispensing unit costs at an offer's first tier (the optimizer's float)."""
+    return float(tiers[0].price_per_pack) / pack_size
 
 
 # Transfers and penalties ------------------------------------------------------------------------------

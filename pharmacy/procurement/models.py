@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from datetime import date, datetime
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import (
@@ -16,7 +17,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from pharmacy.db import Base, UTCDateTime, utcnow
 from pharmacy.tenancy import ConsortiumOwned
@@ -39,9 +40,10 @@ class Supplier(ConsortiumOwned, Base):
 class Offer(ConsortiumOwned, Base):
     """A supplier's price list for one drug over its validity dates.
 
-    ``tiers`` are all-units volume prices, ``[{"min_packs": 0, "price_per_pack": 12.5}, ...]`` ascending; the
-    first tier's minimum is the minimum order. Delivery: ``delivery_costs`` per site id, else
+    ``tiers`` are all-units volume prices, ascending by their minimum packs; the first tier's minimum is the
+    minimum order. Delivery: a cost per pack for each site listed in ``site_delivery``, else
     ``default_delivery_cost``; with neither, only the sites listed are served (none listed: every site, free).
+    Money is Decimal, in Numeric columns.
     """
 
     __tablename__ = "offers"
@@ -56,15 +58,57 @@ class Offer(ConsortiumOwned, Base):
     supplier_id: Mapped[int] = mapped_column(ForeignKey("suppliers.id"), index=True)
     drug_id: Mapped[int] = mapped_column(ForeignKey("drugs.id"), index=True)
     pack_size: Mapped[int] = mapped_column(Integer)
-    tiers: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
     lead_time_days: Mapped[int] = mapped_column(Integer, default=0)
     capacity_packs: Mapped[int | None] = mapped_column(Integer)
-    order_cost: Mapped[float] = mapped_column(Float, default=0.0)
-    default_delivery_cost: Mapped[float | None] = mapped_column(Float)
-    delivery_costs: Mapped[dict[str, float]] = mapped_column(JSON, default=dict)  # site id (as text) -> per pack
+    order_cost: Mapped[Decimal] = mapped_column(Numeric(14, 2), default=Decimal(0))
+    default_delivery_cost: Mapped[Decimal | None] = mapped_column(Numeric(14, 4))
     valid_from: Mapped[date] = mapped_column(Date)
     valid_until: Mapped[date] = mapped_column(Date)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+    tiers: Mapped[list[OfferTier]] = relationship(order_by="OfferTier.min_packs", cascade="all, delete-orphan",
+                                                  lazy="selectin")
+    site_delivery: Mapped[list[OfferDeliveryCost]] = relationship(order_by="OfferDeliveryCost.site_id",
+                                                                  cascade="all, delete-orphan", lazy="selectin")
+
+    @property
+    def delivery_costs(self) -> dict[str, Decimal]:
+        """Delivery cost per pack by site id (as text), for the sites listed."""
+        return {str(d.site_id): d.cost_per_pack for d in self.site_delivery}
+
+    def delivery_cost_to(self, site_id: int) -> Decimal | None:
+        """What a pack costs to deliver to a site: its own cost, else the default; None: not delivered there."""
+        return next((d.cost_per_pack for d in self.site_delivery if d.site_id == site_id), self.default_delivery_cost)
+
+    @property
+    def minimum_packs(self) -> int:
+        return self.tiers[0].min_packs
+
+
+class OfferTier(ConsortiumOwned, Base):
+    """An all-units price of an offer: once the order of it reaches ``min_packs``, every pack costs the price."""
+
+    __tablename__ = "offer_tiers"
+    __table_args__ = (UniqueConstraint("offer_id", "min_packs", name="uq_offer_tiers_offer_min_packs"),
+                      CheckConstraint("price_per_pack > 0", name="price_positive"),
+                      CheckConstraint("min_packs >= 0", name="min_packs_not_negative"))
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    offer_id: Mapped[int] = mapped_column(ForeignKey("offers.id"), index=True)
+    min_packs: Mapped[int] = mapped_column(Integer)
+    price_per_pack: Mapped[Decimal] = mapped_column(Numeric(14, 4))
+
+
+class OfferDeliveryCost(ConsortiumOwned, Base):
+    """What an offer charges to deliver a pack to one site."""
+
+    __tablename__ = "offer_delivery_costs"
+    __table_args__ = (UniqueConstraint("offer_id", "site_id", name="uq_offer_delivery_costs_offer_site"),
+                      CheckConstraint("cost_per_pack >= 0", name="cost_not_negative"))
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    offer_id: Mapped[int] = mapped_column(ForeignKey("offers.id"), index=True)
+    site_id: Mapped[int] = mapped_column(ForeignKey("sites.id"))
+    cost_per_pack: Mapped[Decimal] = mapped_column(Numeric(14, 4))
 
 
 class PlanRun(ConsortiumOwned, Base):
@@ -80,7 +124,7 @@ class PlanRun(ConsortiumOwned, Base):
     status: Mapped[str] = mapped_column(String(20), default="queued", index=True)
     trigger: Mapped[str] = mapped_column(String(20), default="officer")  # officer | nightly | command
     horizon_days: Mapped[int] = mapped_column(Integer)
-    budget: Mapped[float | None] = mapped_column(Float)
+    budget: Mapped[Decimal | None] = mapped_column(Numeric(14, 2))
     solver: Mapped[str] = mapped_column(String(10), default="highs")
     time_limit: Mapped[float] = mapped_column(Float, default=60.0)
     gap: Mapped[float] = mapped_column(Float, default=0.005)
@@ -126,8 +170,8 @@ class PlanLine(ConsortiumOwned, Base):
     lot_id: Mapped[int | None] = mapped_column(ForeignKey("lots.id"))
     packs: Mapped[int | None] = mapped_column(Integer)
     units: Mapped[float] = mapped_column(Float)
-    price_per_pack: Mapped[float | None] = mapped_column(Float)
-    cost: Mapped[float] = mapped_column(Float)
+    price_per_pack: Mapped[Decimal | None] = mapped_column(Numeric(14, 4))
+    cost: Mapped[Decimal] = mapped_column(Numeric(14, 2))
     why: Mapped[str] = mapped_column(Text, default="")
     edited: Mapped[bool] = mapped_column(Boolean, default=False)
 
@@ -144,7 +188,7 @@ class PurchaseOrder(ConsortiumOwned, Base):
     run_id: Mapped[int | None] = mapped_column(ForeignKey("plan_runs.id"), index=True)
     supplier_id: Mapped[int] = mapped_column(ForeignKey("suppliers.id"), index=True)
     status: Mapped[str] = mapped_column(String(20), default="open")  # open | partially_received | received | cancelled
-    total: Mapped[float] = mapped_column(Float, default=0.0)
+    total: Mapped[Decimal] = mapped_column(Numeric(14, 2), default=Decimal(0))
     created_by: Mapped[str] = mapped_column(String(160))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
@@ -162,8 +206,8 @@ class PurchaseOrderLine(ConsortiumOwned, Base):
     packs: Mapped[int] = mapped_column(Integer)
     pack_size: Mapped[int] = mapped_column(Integer)
     units: Mapped[int] = mapped_column(Integer)
-    price_per_pack: Mapped[float] = mapped_column(Numeric(14, 4, asdecimal=False))
-    cost: Mapped[float] = mapped_column(Numeric(14, 2, asdecimal=False))
+    price_per_pack: Mapped[Decimal] = mapped_column(Numeric(14, 4))
+    cost: Mapped[Decimal] = mapped_column(Numeric(14, 2))
     received_units: Mapped[int] = mapped_column(Integer, default=0)
     # When the goods are expected: the order's day plus the offer's lead time, or the day the supplier promised.
     expected_on: Mapped[date | None] = mapped_column(Date)

@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import date, timedelta
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import select, update
@@ -38,6 +39,8 @@ from pharmacy.procurement.domain import (
     PlanStatus,
     RunProgress,
     check_plan_cancellable,
+    money,
+    price,
     shortage_penalty,
     transfer_allowed,
 )
@@ -207,16 +210,16 @@ def assemble_problem(uow: UnitOfWork, run: PlanRun, settings: PlanSettings) -> d
         problem_offers = []
         for offer, supplier in offers:
             delivery: dict[str, float] = {}
-            if offer.delivery_costs or offer.default_delivery_cost is not None:
+            if offer.site_delivery or offer.default_delivery_cost is not None:
                 for site in sites.values():
-                    cost = offer.delivery_costs.get(str(site.id), offer.default_delivery_cost)
+                    cost = offer.delivery_cost_to(site.id)
                     if cost is not None:
                         delivery[site.code] = float(cost)
                 if not delivery:
                     continue  # delivers to none of the dispensing sites
             problem_offers.append(Offer(
                 f"O{offer.id}", supplier.code, drugs[offer.drug_id].code, offer.pack_size,
-                tuple(Tier(int(t["min_packs"]), float(t["price_per_pack"])) for t in offer.tiers),
+                tuple(Tier(t.min_packs, float(t.price_per_pack)) for t in offer.tiers),
                 offer.lead_time_days, offer.capacity_packs, delivery, float(offer.order_cost)))
         places = {s.id: Place(s.code, s.district, sites[s.parent_id].code if s.parent_id in sites else None,
                               (s.latitude, s.longitude) if s.latitude is not None and s.longitude is not None
@@ -231,7 +234,8 @@ def assemble_problem(uow: UnitOfWork, run: PlanRun, settings: PlanSettings) -> d
         policies = [DrugPolicy(d.code, round(shortage_penalty(unit_price.get(d.id, 1.0), d.essential), 4), d.essential)
                     for d in drugs.values()]
         problem = Problem(run.horizon_days, tuple(demands), tuple(problem_offers), tuple(lots), tuple(arcs),
-                          tuple(sorted(policies, key=lambda p: p.drug)), run.budget)
+                          tuple(sorted(policies, key=lambda p: p.drug)),
+                          float(run.budget) if run.budget is not None else None)
         return {"as_of": today.isoformat(), "problem": problem_to_dict(problem),
                 "sites": {s.code: s.id for s in sites.values()}, "drugs": {d.code: d.id for d in drugs.values()},
                 "suppliers": {s.code: s.id for _, s in offers}}
@@ -393,14 +397,14 @@ def _store_plan(uow: UnitOfWork, run: PlanRun, plan: Plan, problem: Problem, inp
         keep.add(key)
         values = dict(kind="purchase", drug_id=drugs[p.drug], site_id=sites[p.site], offer_id=_id(p.offer),
                       supplier_id=suppliers[p.supplier], packs=p.packs, units=float(p.units),
-                      price_per_pack=p.price_per_pack, cost=round(p.cost + p.delivery_cost, 4), why=p.why,
+                      price_per_pack=price(p.price_per_pack), cost=money(p.cost + p.delivery_cost), why=p.why,
                       from_site_id=None, lot_id=None)
         _upsert_line(uow, run, existing.get(key), values, key in edited)
     for t in plan.transfers:
         key = ("transfer", t.lot, t.to_site)
         keep.add(key)
         values = dict(kind="transfer", drug_id=drugs[t.drug], site_id=sites[t.to_site], from_site_id=sites[t.from_site],
-                      lot_id=_id(t.lot), units=round(t.units, 4), cost=round(t.cost, 4), why=t.why, packs=None,
+                      lot_id=_id(t.lot), units=round(t.units, 4), cost=money(t.cost), why=t.why, packs=None,
                       offer_id=None, supplier_id=None, price_per_pack=None)
         _upsert_line(uow, run, existing.get(key), values, key in edited)
     for key, line in existing.items():
@@ -562,7 +566,7 @@ MOST_LINE_COST = 999_999_999_999.99
 
 def _check_order_line(offer: StoredOffer, packs: int, index: int) -> None:
     units = packs * offer.pack_size
-    dearest = max((float(t["price_per_pack"]) for t in offer.tiers), default=0.0)
+    dearest = max((float(t.price_per_pack) for t in offer.tiers), default=0.0)
     if units > MOST_UNITS_PER_MOVEMENT or packs * dearest > MOST_LINE_COST:
         raise ValidationFailed(Message("%(packs)s packs of %(size)s units is more than one order line can be",
                                        packs=packs, size=offer.pack_size),
@@ -621,17 +625,17 @@ def approve_plan(uow: UnitOfWork, run_id: int) -> Approval:
                                   created_at=uow.now())
             uow.session.add(order)
             uow.flush()
-            total = 0.0
+            total = Decimal(0)
             for line in supplier_lines:
                 offer = offers[line.offer_id]  # type: ignore[index]
                 packs = int(line.packs or 0)
                 uow.session.add(PurchaseOrderLine(
                     consortium_id=run.consortium_id, order_id=order.id, site_id=line.site_id, drug_id=line.drug_id,
                     offer_id=offer.id, packs=packs, pack_size=offer.pack_size, units=packs * offer.pack_size,
-                    price_per_pack=line.price_per_pack or 0.0, cost=round(line.cost, 2), received_units=0,
+                    price_per_pack=line.price_per_pack or Decimal(0), cost=money(line.cost), received_units=0,
                     expected_on=today + timedelta(days=offer.lead_time_days)))
-                total += line.cost + float(offer.order_cost)
-            order.total = round(total, 2)
+                total += line.cost + offer.order_cost
+            order.total = money(total)
             purchase_orders.append(order)
         by_pair: dict[tuple[int, int], list[tuple[PlanLine, int]]] = defaultdict(list)
         for line in lines:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, post_load, validate, validates_schema
@@ -7,15 +8,12 @@ from marshmallow import Schema, ValidationError, fields, post_load, validate, va
 from pharmacy.catalog.models import Drug
 from pharmacy.catalog.schemas import CODE
 from pharmacy.consortium.models import Site
-from pharmacy.fields import Reference, WholeNumber
+from pharmacy.fields import Money, Reference, WholeNumber
 from pharmacy.inventory.domain import MOST_UNITS_PER_MOVEMENT, TRANSIT_LOSS_REASONS
 from pharmacy.inventory.models import Lot
 from pharmacy.inventory.schemas import quantity_field
 from pharmacy.procurement.domain import PlanStatus, check_tiers, parse_site_costs, parse_tiers
 from pharmacy.procurement.models import Offer, PlanRun, Supplier, TransferParcel
-
-MONEY = validate.Range(min=0, max=1e9)
-
 
 # Suppliers and offers -----------------------------------------------------------------------------------
 
@@ -34,7 +32,7 @@ class SupplierUpdateSchema(Schema):
 
 class TierSchema(Schema):
     min_packs = fields.Integer(required=True, strict=True, validate=validate.Range(min=0, max=10_000_000))
-    price_per_pack = fields.Float(required=True, validate=validate.Range(min=0.0001, max=1e7))
+    price_per_pack = Money(required=True, minimum=0.0001, maximum=1e7)
 
 
 class _OfferTerms(Schema):
@@ -42,8 +40,9 @@ class _OfferTerms(Schema):
                                metadata={"description": "dispensing units in the supplier's pack"})
     lead_time_days = WholeNumber(load_default=0, maximum=365)
     capacity_packs = WholeNumber(load_default=None, allow_none=True, minimum=1, maximum=100_000_000)
-    order_cost = fields.Float(load_default=0.0, validate=MONEY, metadata={"description": "fixed cost per order"})
-    default_delivery_cost = fields.Float(load_default=None, allow_none=True, validate=MONEY,
+    order_cost = Money(places=2, load_default=Decimal(0), metadata={
+        "description": "fixed cost of each delivery of the offer to a site"})
+    default_delivery_cost = Money(load_default=None, allow_none=True,
                                          metadata={"description": "per pack, to sites not listed in delivery_costs"})
     valid_from = fields.Date(required=True)
     valid_until = fields.Date(required=True)
@@ -61,7 +60,7 @@ class OfferSchema(_OfferTerms):
     tiers = fields.List(fields.Nested(TierSchema), required=True, validate=validate.Length(1, 20),
                         metadata={"description": "all-units volume prices, ascending min_packs; the first tier's "
                                                  "minimum is the minimum order"})
-    delivery_costs = fields.Dict(keys=fields.String(), values=fields.Float(validate=MONEY), load_default=dict,
+    delivery_costs = fields.Dict(keys=fields.String(), values=Money(), load_default=dict,
                                  metadata={"description": "delivery cost per pack by site code (as input)"})
     updated_at = fields.DateTime(dump_only=True)
 
@@ -137,7 +136,7 @@ class ForecastSchema(Schema):
 
 class PlanRunInputSchema(Schema):
     horizon_days = fields.Integer(load_default=30, strict=True, validate=validate.Range(min=1, max=365))
-    budget = fields.Float(load_default=None, allow_none=True, validate=validate.Range(min=0, max=1e12),
+    budget = Money(places=2, load_default=None, allow_none=True, maximum=1e12,
                           metadata={"description": "cap on money paid to suppliers (yuan); none: no cap"})
     solver = fields.String(load_default="highs", validate=validate.OneOf(["highs", "cbc"]))
     time_limit = fields.Float(load_default=60.0, validate=validate.Range(min=1, max=3600),

@@ -8,6 +8,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
+from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -41,12 +42,16 @@ from pharmacy.procurement.domain import (
     check_transfer_action,
     forecast,
     installments_due,
+    money,
+    price,
     received_status,
     tier_price,
 )
 from pharmacy.procurement.models import (
     Alert,
     Offer,
+    OfferDeliveryCost,
+    OfferTier,
     PurchaseOrder,
     PurchaseOrderLine,
     Supplier,
@@ -101,12 +106,39 @@ def _offer_values(uow: UnitOfWork, data: Mapping[str, Any], where: str) -> dict[
         raise NotFound(f"{where}: drug {data['drug_id']} not found")
     if not drug.active:
         raise ValidationFailed(f"{where}: drug {drug.code} is retired", {"drug_id": data["drug_id"]})
-    costs: Mapping[str, float] = data.get("delivery_costs") or {}
+    costs: Mapping[str, Decimal] = data.get("delivery_costs") or {}
     ids = _site_ids_by_code(uow, list(costs))
     unknown = sorted(set(costs) - set(ids))
     if unknown:
         raise ValidationFailed(f"{where}: no site with code {', '.join(unknown)}", {"delivery_costs": unknown})
-    return {**data, "delivery_costs": {str(ids[code]): cost for code, cost in costs.items()}}
+    return _offer_rows({**data, "delivery_costs": {ids[code]: cost for code, cost in costs.items()}})
+
+
+def _offer_rows(values: Mapping[str, Any]) -> dict[str, Any]:
+    """An offer's values as its columns and rows: price tiers and per-site delivery costs as their own rows,
+    every amount a Decimal."""
+    rows = {k: v for k, v in values.items() if k not in ("tiers", "delivery_costs")}
+    rows["order_cost"] = money(values.get("order_cost") or 0)
+    if values.get("default_delivery_cost") is not None:
+        rows["default_delivery_cost"] = price(values["default_delivery_cost"])
+    rows["tiers"] = [OfferTier(min_packs=int(t["min_packs"]), price_per_pack=price(t["price_per_pack"]))
+                     for t in values["tiers"]]
+    rows["site_delivery"] = [OfferDeliveryCost(site_id=int(site_id), cost_per_pack=price(cost))
+                             for site_id, cost in sorted((values.get("delivery_costs") or {}).items())]
+    return rows
+
+
+def _same_terms(offer: Offer, rows: Mapping[str, Any]) -> bool:
+    """Whether an offer already has these terms (an import of the same file changes nothing)."""
+    def tiers(items: Sequence[OfferTier]) -> list[tuple[int, Decimal]]:
+        return [(t.min_packs, price(t.price_per_pack)) for t in items]
+
+    def costs(items: Sequence[OfferDeliveryCost]) -> list[tuple[int, Decimal]]:
+        return sorted((d.site_id, price(d.cost_per_pack)) for d in items)
+
+    plain = {k: v for k, v in rows.items() if k not in ("tiers", "site_delivery")}
+    return (all(getattr(offer, k) == v for k, v in plain.items()) and tiers(offer.tiers) == tiers(rows["tiers"])
+            and costs(offer.site_delivery) == costs(rows["site_delivery"]))
 
 
 def create_offer(uow: UnitOfWork, data: Mapping[str, Any]) -> Offer:
@@ -190,12 +222,12 @@ def import_offers_csv(uow: UnitOfWork, text: str) -> dict[str, int]:
                 uow.session.flush()
                 suppliers[supplier.code] = supplier
             drug = drugs[values["drug_code"]]
-            fields = {"pack_size": values["pack_size"], "tiers": values["tiers"],
-                      "lead_time_days": values["lead_time_days"] or 0, "capacity_packs": values["capacity_packs"],
-                      "order_cost": values["order_cost"] or 0.0,
-                      "default_delivery_cost": values["default_delivery_cost"],
-                      "delivery_costs": {str(sites[c]): v for c, v in (values["delivery_costs"] or {}).items()},
-                      "valid_until": values["valid_until"]}
+            fields = _offer_rows({
+                "pack_size": values["pack_size"], "tiers": values["tiers"],
+                "lead_time_days": values["lead_time_days"] or 0, "capacity_packs": values["capacity_packs"],
+                "order_cost": values["order_cost"] or 0, "default_delivery_cost": values["default_delivery_cost"],
+                "delivery_costs": {sites[c]: v for c, v in (values["delivery_costs"] or {}).items()},
+                "valid_until": values["valid_until"]})
             offer = uow.session.scalars(select(Offer).where(
                 Offer.supplier_id == supplier.id, Offer.drug_id == drug.id,
                 Offer.valid_from == values["valid_from"])).first()
@@ -203,7 +235,8 @@ def import_offers_csv(uow: UnitOfWork, text: str) -> dict[str, int]:
                 uow.session.add(Offer(consortium_id=uow.principal.consortium_id, supplier_id=supplier.id,
                                       drug_id=drug.id, valid_from=values["valid_from"], **fields))
                 created += 1
-            elif any(getattr(offer, k) != v for k, v in fields.items()):
+            elif not _same_terms(offer, fields):
+                fields.setdefault("default_delivery_cost", None)
                 for k, v in fields.items():
                     setattr(offer, k, v)
                 updated += 1
@@ -444,10 +477,10 @@ def place_purchase_order(uow: UnitOfWork, supplier_id: int, lines: Sequence[Orde
                 volume[offer.id] += line.packs
         for offer_id, packs in volume.items():
             offer = offers[offer_id]
-            if packs < offer.tiers[0]["min_packs"]:
+            if packs < offer.minimum_packs:
                 errors.append({"offer_id": offer_id, "reason": Message(
                     "offer %(offer)s is sold from %(minimum)s packs, not %(packs)s", offer=offer_id,
-                    minimum=offer.tiers[0]["min_packs"], packs=packs)})
+                    minimum=offer.minimum_packs, packs=packs)})
         if errors:
             raise ValidationFailed(Message("the order cannot be placed; nothing was ordered"), errors)
         order = PurchaseOrder(consortium_id=supplier.consortium_id, number=order_number("PO", today), run_id=None,
@@ -455,21 +488,20 @@ def place_purchase_order(uow: UnitOfWork, supplier_id: int, lines: Sequence[Orde
                               created_at=uow.now())
         uow.session.add(order)
         uow.session.flush()
-        made, total, delivered_to = [], 0.0, set()
+        made, total, delivered_to = [], Decimal(0), set()
         for line in lines:
             offer = offers[line.offer_id]
-            price = float(tier_price(offer.tiers, volume[offer.id]))
-            delivery = offer.delivery_costs.get(str(line.site_id), offer.default_delivery_cost) or 0.0
-            cost = round(line.packs * (price + float(delivery)), 2)
+            per_pack = tier_price(offer.tiers, volume[offer.id])
+            cost = money(line.packs * (per_pack + (offer.delivery_cost_to(line.site_id) or 0)))
             made.append(PurchaseOrderLine(
                 consortium_id=order.consortium_id, order_id=order.id, site_id=line.site_id, drug_id=offer.drug_id,
                 offer_id=offer.id, packs=line.packs, pack_size=offer.pack_size, units=line.packs * offer.pack_size,
-                price_per_pack=price, cost=cost, received_units=0,
+                price_per_pack=per_pack, cost=cost, received_units=0,
                 expected_on=today + timedelta(days=offer.lead_time_days)))
-            total += cost + (float(offer.order_cost) if (offer.id, line.site_id) not in delivered_to else 0.0)
+            total += cost + (offer.order_cost if (offer.id, line.site_id) not in delivered_to else 0)
             delivered_to.add((offer.id, line.site_id))
         uow.session.add_all(made)
-        order.total = round(total, 2)
+        order.total = money(total)
         audit.record(uow.session, "place", "PurchaseOrder", order.id, note or f"{len(made)} lines, {order.total:.2f}")
         uow.commit()
         return order, made

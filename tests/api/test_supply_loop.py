@@ -271,3 +271,31 @@ def test_a_count_below_what_is_held_says_what_it_releases_and_holds_it_again_els
     from pharmacy.inventory.services import check_ledger
 
     assert check_ledger(UnitOfWork(factory(client), SYSTEM)) == []
+
+
+# Money is Decimal, rounded once where it is stored --------------------------------------------------------
+
+def test_money_is_exact_from_the_offer_to_the_purchase_order(client, world, aml) -> None:
+    from decimal import Decimal
+
+    from pharmacy.procurement.models import PurchaseOrder, PurchaseOrderLine
+
+    headers = world.a.headers("procurement")
+    supplier = client.post("/api/suppliers", json={"code": "S9", "name": "华东医药"}, headers=headers).get_json()
+    offer = client.post("/api/offers", headers=headers, json={
+        "supplier_id": supplier["id"], "drug_id": aml["id"], "pack_size": 28, "valid_from": "2026-11-01",
+        "valid_until": "2027-10-31", "tiers": [{"min_packs": 0, "price_per_pack": 2.675}],
+        "order_cost": 0.1}).get_json()
+    assert offer["tiers"] == [{"min_packs": 0, "price_per_pack": 2.675}]
+    placed = client.post("/api/purchase-orders", headers=headers, json={
+        "supplier_id": supplier["id"], "lines": [{"site_id": world.a.sites["C1"], "offer_id": offer["id"],
+                                                  "packs": 1}]})
+    assert placed.status_code == 201, placed.get_json()
+    with factory(client)() as session:
+        line = session.query(PurchaseOrderLine).one()
+        order = session.query(PurchaseOrder).one()
+    # 2.675 yuan is 2.68 to the fen (half up); as a float it is 2.67499999..., which rounds to 2.67.
+    assert round(2.675, 2) == 2.67
+    assert (line.price_per_pack, line.cost) == (Decimal("2.6750"), Decimal("2.68"))
+    assert order.total == Decimal("2.78")  # and the offer's cost per order, once
+    assert placed.get_json()["total"] == 2.78
