@@ -57,6 +57,7 @@ def load_config(instance_path: str) -> dict[str, Any]:
         "TRANSFER_MAX_KM": _float("PHARMACY_TRANSFER_MAX_KM", 15.0),
         "TRANSFER_COST_PER_UNIT": _float("PHARMACY_TRANSFER_COST_PER_UNIT", 0.02),
         "TRANSFER_COST_PER_UNIT_KM": _float("PHARMACY_TRANSFER_COST_PER_UNIT_KM", 0.005),
+        "TRANSFER_COST_PER_SHIPMENT": _float("PHARMACY_TRANSFER_COST_PER_SHIPMENT", 20.0),
         "LOW_STOCK_DAYS": _int("PHARMACY_LOW_STOCK_DAYS", 7),
         # "thread": a run starts in a background thread of the process that queued it (and the scheduler
         # picks up any left queued); "queue": only the scheduler runs them.

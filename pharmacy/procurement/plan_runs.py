@@ -69,11 +69,15 @@ class PlanSettings:
     transfer_cost_per_unit: float = 0.02
     transfer_cost_per_unit_km: float = 0.005
     workers: int = 1
+    # What one trip between two sites costs whatever it carries (packing, a driver's time): no plan moves stock
+    # worth less than the trip.
+    transfer_cost_per_shipment: float = 20.0
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> PlanSettings:
         return cls(config.get("TRANSFER_MAX_KM", 15.0), config.get("TRANSFER_COST_PER_UNIT", 0.02),
-                   config.get("TRANSFER_COST_PER_UNIT_KM", 0.005), int(config.get("PLAN_WORKERS", 1)))
+                   config.get("TRANSFER_COST_PER_UNIT_KM", 0.005), int(config.get("PLAN_WORKERS", 1)),
+                   config.get("TRANSFER_COST_PER_SHIPMENT", 20.0))
 
 
 # Starting and reading runs ------------------------------------------------------------------------------
@@ -230,7 +234,8 @@ def assemble_problem(uow: UnitOfWork, run: PlanRun, settings: PlanSettings) -> d
                 km = distance_km(a.at, b.at)
                 if transfer_allowed(a, b, km, settings.transfer_max_km):
                     arcs.append(Arc(a.code, b.code, round(settings.transfer_cost_per_unit
-                                                          + settings.transfer_cost_per_unit_km * (km or 0.0), 4)))
+                                                          + settings.transfer_cost_per_unit_km * (km or 0.0), 4),
+                                    settings.transfer_cost_per_shipment))
         policies = [DrugPolicy(d.code, round(shortage_penalty(unit_price.get(d.id, 1.0), d.essential), 4), d.essential)
                     for d in drugs.values()]
         problem = Problem(run.horizon_days, tuple(demands), tuple(problem_offers), tuple(lots), tuple(arcs),
