@@ -274,7 +274,8 @@ def _deliveries(world: World) -> None:
             continue
         outstanding = line.units - line.received_units
         units = outstanding if world.rng.random() > 0.15 or outstanding < 2 else outstanding // 2
-        receipt = procurement.ReceiptLine(line.drug_id, f"PO{order_id}-{line.id}", today + timedelta(days=540), units)
+        # One lot per line, whatever part of it comes when.
+        receipt = procurement.ReceiptLine(line.drug_id, f"PO{order_id}-{line.id}", START + timedelta(days=540), units)
         procurement.receive_purchase_order(world.uow(world.pharmacist(line.site_id)), order_id, line.site_id,
                                            [receipt])
 
@@ -436,37 +437,89 @@ def _each_site_alone(world: World, inputs: dict[str, Any]) -> None:
 
 def _bought_what_was_covered(world: World, inputs: dict[str, Any], run_id: int) -> list[str]:
     """Every site and drug the plan buys for, whose demand over the horizon the stock it can count on already
-    covers: available now, on order, and on its way, recomputed here from the rows."""
+    covers: what it holds now and keeps, what is on order, and what is on its way to it (the plan's own transfers
+    too), each usable from the day it is there to the day it expires, recomputed here from the rows (not by the
+    service's position)."""
     problem = problem_from_dict(inputs["problem"])
     today = world.today()
-    need = {(inputs["sites"][d.site], inputs["drugs"][d.drug]): d.units for d in problem.demands}
-    have: dict[tuple[int, int], int] = defaultdict(int)
+    demand = {(inputs["sites"][d.site], inputs["drugs"][d.drug]): d for d in problem.demands}
+    stock: dict[tuple[int, int], list[tuple[float, int, int]]] = defaultdict(list)  # (units, from day, through day)
+
+    def day(value: Any) -> int:
+        return (date.fromisoformat(str(value)[:10]) - today).days
+
     with world.session() as session:
-        for site, drug, units in session.execute(text(
-                "SELECT site_id, drug_id, SUM(quantity - reserved) FROM lots WHERE expiry_date >= :today "
-                "GROUP BY site_id, drug_id"), {"today": today}):
-            have[(site, drug)] += int(units)
-        for site, drug, units in session.execute(text(
-                "SELECT l.site_id, l.drug_id, SUM(l.units - l.received_units) FROM purchase_order_lines l "
+        # What the plan itself moves leaves its lot's site and arrives at the other (a site may lend its stock).
+        moved: dict[int, float] = defaultdict(float)
+        for site, drug, lot_id, units, expiry in session.execute(text(
+                "SELECT p.site_id, p.drug_id, p.lot_id, p.units, l.expiry_date FROM plan_lines p JOIN lots l "
+                "ON l.id = p.lot_id WHERE p.run_id = :run AND p.kind = 'transfer'"), {"run": run_id}):
+            moved[lot_id] += units
+            stock[(site, drug)].append((units, 1, day(expiry)))
+        for lot_id, site, drug, units, expiry in session.execute(text(
+                "SELECT id, site_id, drug_id, quantity - reserved, expiry_date FROM lots WHERE expiry_date >= :today "
+                "AND quantity > reserved"), {"today": today}):
+            stock[(site, drug)].append((units - moved[lot_id], 0, day(expiry)))
+        for site, drug, units, expected in session.execute(text(
+                "SELECT l.site_id, l.drug_id, l.units - l.received_units, l.expected_on FROM purchase_order_lines l "
                 "JOIN purchase_orders o ON o.id = l.order_id WHERE o.status IN ('open', 'partially_received') "
-                "AND (o.run_id IS NULL OR o.run_id <> :run) GROUP BY l.site_id, l.drug_id"), {"run": run_id}):
-            have[(site, drug)] += int(units)
-        for site, drug, units in session.execute(text(
-                "SELECT o.to_site_id, p.drug_id, SUM(p.shipped - p.received - p.lost) FROM transfer_parcels p "
-                "JOIN transfer_orders o ON o.id = p.order_id WHERE o.status IN ('shipped', 'partially_received') "
-                "GROUP BY o.to_site_id, p.drug_id")):
-            have[(site, drug)] += int(units)
-        for site, drug, units in session.execute(text(
-                "SELECT o.to_site_id, r.drug_id, SUM(r.quantity) FROM reservations r JOIN transfer_orders o "
-                "ON o.id = r.transfer_order_id WHERE r.status = 'held' AND o.status = 'requested' "
-                "GROUP BY o.to_site_id, r.drug_id")):
-            have[(site, drug)] += int(units)
-        bought = session.execute(text(
-            "SELECT site_id, drug_id, SUM(units) FROM plan_lines WHERE run_id = :run AND kind = 'purchase' "
-            "GROUP BY site_id, drug_id"), {"run": run_id}).all()
-    return [f"{today}: plan run {run_id} buys {int(units)} of drug {drug} for site {site}, whose {need[(site, drug)]}"
-            f" units of demand the {have[(site, drug)]} it can count on already cover"
-            for site, drug, units in bought if units and have[(site, drug)] >= need.get((site, drug), 0) > 0]
+                "AND l.received_units < l.units AND (o.run_id IS NULL OR o.run_id <> :run)"), {"run": run_id}):
+            stock[(site, drug)].append((units, max(0, day(expected or today)), 10**6))
+        for site, drug, units, expiry in session.execute(text(
+                "SELECT o.to_site_id, p.drug_id, p.shipped - p.received - p.lost, p.expiry_date FROM transfer_parcels "
+                "p JOIN transfer_orders o ON o.id = p.order_id WHERE o.status IN ('shipped', 'partially_received')")):
+            stock[(site, drug)].append((units, 0, day(expiry)))
+        for site, drug, units, expiry in session.execute(text(
+                "SELECT o.to_site_id, r.drug_id, r.quantity, l.expiry_date FROM reservations r JOIN transfer_orders o "
+                "ON o.id = r.transfer_order_id JOIN lots l ON l.id = r.lot_id WHERE r.status = 'held' "
+                "AND o.status = 'requested'")):
+            stock[(site, drug)].append((units, 1, day(expiry)))
+        lines = session.execute(text(
+            "SELECT site_id, drug_id, offer_id, packs, units, price_per_pack FROM plan_lines WHERE run_id = :run "
+            "AND kind = 'purchase' AND packs > 0"), {"run": run_id}).all()
+    # A site whose stock covers it may still be bought for to lift the pooled order of an offer into a cheaper
+    # tier (all-units prices): such a top-up is no re-buying.
+    tiers = {int(o.id[1:]): o.tiers for o in problem.offers}
+    pooled: dict[int, int] = defaultdict(int)
+    for _, _, offer_id, packs, _, _ in lines:
+        pooled[offer_id] += packs
+    bought: dict[tuple[int, int], int] = defaultdict(int)
+    for site, drug, offer_id, packs, units, per_pack in lines:
+        reached = max((t for t in tiers[offer_id] if abs(t.price_per_pack - float(per_pack)) < 1e-6),
+                      key=lambda t: t.min_packs, default=None)
+        if reached is not None and pooled[offer_id] - packs < reached.min_packs:
+            continue  # without this line the order would fall below the tier it is priced at
+        bought[(site, drug)] += int(units)
+    found = []
+    for (site, drug), units in bought.items():
+        need = demand.get((site, drug))
+        if not units or need is None:
+            continue
+        covered = _covered(stock[(site, drug)], need.daily_usage, need.units, problem.horizon_days)
+        if covered >= need.units:
+            found.append(f"{today}: plan run {run_id} buys {int(units)} of drug {drug} for site {site}, whose "
+                         f"{need.units} units of demand the stock it can count on covers ({covered:.0f})")
+    return found
+
+
+def _covered(stock: list[tuple[float, int, int]], usage: float, need: int, horizon: int) -> float:
+    """How much of a site's demand over the horizon (``usage`` a day, ``need`` in all: the rest is safety stock,
+    wanted at the end) its stock can meet, each unit used first-expiry first-out between the day it is there and
+    the day it expires."""
+    left = [[units, start, through] for units, start, through in sorted(stock, key=lambda s: s[2])]
+    met = 0.0
+    for t in range(horizon):
+        wanted = usage
+        for source in left:
+            if wanted <= 0:
+                break
+            if source[1] <= t <= source[2] and source[0] > 0:
+                take = min(wanted, source[0])
+                source[0] -= take
+                wanted -= take
+                met += take
+    at_the_end = sum(units for units, start, through in left if start < horizon and through >= horizon)
+    return met + min(max(0.0, need - usage * horizon), at_the_end)
 
 
 # Checks after every day -------------------------------------------------------------------------------------
