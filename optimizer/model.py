@@ -49,11 +49,16 @@ Bounds that make the model smaller, each proved not to cost optimality:
   and maybe an order saved; and once no site holds a whole pack unused, fewer than ``p`` of site i's units are
   unused, the rest meet distinct units of demand it can reach. Nor does an optimal plan spend more on a drug than
   buying nothing costs (every unit short, every lot at risk wasted). (Tests try to break both: a site buying for its
-  neighbours, a site topping up alone, a plan against the reference formulation.)
+  neighbours, packs bought for the tier alone, a plan against the reference formulation.)
+- **Where packs go.** An offer's packs go only to sites from which they can reach a site that can use them,
+  unless the offer's volume earns something (a tier, or a minimum order): then to any site it delivers to, for the
+  volume alone (a pack that no site can use earns nothing else, and costs at least nothing).
 - **Arcs.** A class moves only along arcs that some stock of it can reach and from which a site it can meet is
   reachable (a unit moved anywhere else is never used: leaving it where it lies costs no more); and, when no trip
   has a fixed cost, only along arcs on a cheapest way from a site where some of it starts (any unit's way to
   where it is used can be replaced by a cheapest one, at no more cost).
+- **Waste.** Stock expiring within the horizon is wasted only where it lies (moving it first and wasting it there
+  costs no less); an edited plan's may be wasted wherever it was moved to.
 - **Trips.** No optimal plan moves more units across an arc than the demand of the sites reachable beyond it:
   that bounds the trip's row.
 """
@@ -584,10 +589,14 @@ def add_drug(prob: pulp.LpProblem, problem: Problem, drug: str, tag: str, *, poo
             model.flow[(c, origin, site)] = f
             if arc.unit_cost:
                 cost_terms["transfer"].append((f, arc.unit_cost))
-    for origin, site in sorted(arcs):
+    along: dict[Key, list[pulp.LpVariable]] = defaultdict(list)
+    for (_, origin, site), f in model.flow.items():
+        along[(origin, site)].append(f)
+    for (origin, site), carried_on in sorted(along.items()):
         key = Charge(TRIP, origin, site)
-        carried_on = [f for (c, o, s), f in model.flow.items() if (o, s) == (origin, site)]
-        if key in charges and carried_on and fixed is None:
+        if key not in charges:
+            continue
+        if fixed is None:
             i, j = site_index[origin], site_index[site]
             ship = prob.add_variable(f"{tag}_ship_{i}_{j}", 0, 1, cat=pulp.LpBinary)
             model.ship[(origin, site)] = ship
@@ -596,8 +605,7 @@ def add_drug(prob: pulp.LpProblem, problem: Problem, drug: str, tag: str, *, poo
             _add(prob, [(f, 1.0) for f in carried_on] + [(ship, -float(max(1, reachable_demand.get(site, 0))))],
                  pulp.LpConstraintLE, 0, name)
             model.indicators.setdefault(key, []).append(ship)
-        if carried_on:
-            model.triggers.setdefault(key, []).extend(carried_on)
+        model.triggers.setdefault(key, []).extend(carried_on)
 
     # Demand, cut into groups by the windows of the classes that can reach each site -------------------------
     for site, demand in sorted(demands.items()):
@@ -624,7 +632,9 @@ def add_drug(prob: pulp.LpProblem, problem: Problem, drug: str, tag: str, *, poo
                         model.use[(c, site, m)] = u
                         terms.append((u, -1.0))
                         met[(site, m)].append((u, 1.0))
-            if cls.perishable:
+            # Stock is left to expire where it lies (moved elsewhere first it would cost more), or in an edited plan
+            # wherever it was moved to.
+            if cls.perishable and (fixed is not None or on_hand.get((c, site))):
                 waste = prob.add_variable(f"{tag}_left_{c}_{i}", 0)
                 model.left[(c, site)] = waste
                 terms.append((waste, -1.0))

@@ -10,6 +10,8 @@ in transit) meets only the units needed from day ``d`` on (all but ``ceil(u * d)
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from optimizer import Arc, Demand, DrugPolicy, Lot, Offer, Problem, Tier, solve
@@ -231,3 +233,47 @@ def test_waste_no_decision_could_avoid_is_reported_apart_and_the_saving_compares
     assert plan.baseline is not None and plan.baseline.total == pytest.approx(40.0)
     assert plan.baseline.unavoidable_waste == pytest.approx(15.0)
     assert plan.saving == pytest.approx(0.0)
+
+
+# The bounds the model keeps to be smaller, each tried where it would cost money if it were wrong.
+
+def test_a_site_without_demand_buys_for_its_neighbours_where_delivery_is_cheapest():
+    """H needs nothing but takes deliveries free; A and B need 15 each and pay 10.00 a pack delivered; packs of 10
+    at 10.00; moving costs 0.01 a unit. H buys 3 packs (30.00) and sends 15 to each (0.30): 30.30, against 80.00
+    with A and B buying 2 packs each, or 60.15 with A buying 3 and moving 15 on to B. H's 3 packs are all the
+    demand it reaches (ceil(30 / 10)): the most packs a site is given room for."""
+    problem = Problem(30, demands=(Demand("A", "D", 15, 0.5), Demand("B", "D", 15, 0.5)),
+                      offers=(offer("O", tiers=((0, 10.0),), delivery_cost_per_pack={"A": 10.0, "B": 10.0, "H": 0.0}),),
+                      arcs=(Arc("H", "A", 0.01), Arc("H", "B", 0.01)))
+    plan = solve(problem, workers=1, gap=1e-9)
+    assert [(p.site, p.packs) for p in plan.purchases] == [("H", 3)]
+    assert plan.costs.total == pytest.approx(30.30)
+
+
+def test_packs_bought_only_to_reach_a_tier_go_where_they_cost_least_to_deliver():
+    """A needs 9 packs; 10.00 a pack, 5.00 from 10 packs; delivery 2.00 a pack to A, nothing to H, which needs none
+    and can send nowhere. A tenth pack to A: 50 + 20 = 70.00; to H: 50 + 18 = 68.00 (nine at 10.00: 108.00)."""
+    problem = Problem(30, demands=(Demand("A", "D", 90, 3.0),),
+                      offers=(offer("O", tiers=((0, 10.0), (10, 5.0)), delivery_cost_per_pack={"A": 2.0, "H": 0.0}),))
+    plan = solve(problem, workers=1, gap=1e-9)
+    assert {p.site: p.packs for p in plan.purchases} == {"A": 9, "H": 1}
+    assert plan.costs.total == pytest.approx(68.0)
+
+
+@pytest.mark.parametrize(("units", "route", "cost"), [
+    (10, [("X", "Z"), ("Z", "Y")], 7.0),  # 10 units through Z: 2.00 and the trip X-Z 5.00, against 10.00 direct
+    (3, [("X", "Y")], 3.0),  # 3 units direct, 3.00, against 0.60 and the trip
+])
+def test_stock_takes_the_cheapest_way_a_trips_fixed_cost_included(units, route, cost):
+    """X holds ``units`` (lasting beyond the horizon) that Y needs, packs dear (100.00). X to Y costs 1.00 a unit;
+    X to Z and Z to Y 0.10 each, and the trip X to Z 5.00. With a trip cost the cheapest way depends on the load."""
+    problem = Problem(30, demands=(Demand("Y", "D", units, units / 30),),
+                      offers=(offer("O", tiers=((0, 100.0),)),), lots=(Lot("L", "X", "D", units, 400, 1.0),),
+                      arcs=(Arc("X", "Y", 1.0), Arc("X", "Z", 0.1, fixed_cost=5.0), Arc("Z", "Y", 0.1)))
+    plan = solve(problem, workers=1, gap=1e-9)
+    assert sorted((t.from_site, t.to_site) for t in plan.transfers) == route
+    assert plan.costs.total == pytest.approx(cost)
+    # Without the trip's cost, the way through Z is cheapest whatever the load (the only arcs kept).
+    free = solve(replace(problem, arcs=(Arc("X", "Y", 1.0), Arc("X", "Z", 0.1), Arc("Z", "Y", 0.1))), workers=1)
+    assert sorted((t.from_site, t.to_site) for t in free.transfers) == [("X", "Z"), ("Z", "Y")]
+    assert free.costs.total == pytest.approx(0.2 * units)
