@@ -1,5 +1,6 @@
-"""Solving: drug by drug (in parallel worker processes), a budget priced by a multiplier or in one model,
-the solver's own status, bound and gap, and the site-by-site baseline every plan is compared with."""
+"""Solving: drug by drug (in parallel worker processes), the charges drugs share (a supplier's delivery to a site,
+a trip between two sites) shared out among them or planned in one model, a budget priced by a multiplier or in
+one model, the solver's own status, bound and gap, and the site-by-site baseline every plan is compared with."""
 
 from __future__ import annotations
 
@@ -200,7 +201,7 @@ def _make_stock_whole(prob: pulp.LpProblem, models: Sequence[DrugModel], solver:
                     if (origin, site) == key:
                         f.upBound = 0
             elif row is not None:
-                row[ship] = row[ship] - 1.0
+                row.expr[ship] = row.expr[ship] - 1.0
     prob.solve(make_solver(solver, time_limit, 0.0))
     if prob.sol_status != pulp.LpSolutionOptimal:
         raise PlanningError(f"{what}: the stock could not be planned in whole units for the purchases found")
@@ -327,9 +328,9 @@ def _plan_gap(outcomes: Sequence[Outcome]) -> float | None:
 
 
 def _solve_to_gap(parts: Sequence[Problem], workers: int, progress: Progress | None = None,
-                  each: Sequence[dict[str, Any]] | None = None, **options: Any) -> list[Outcome]:
-    """Solve each drug to its share of the gap (HiGHS: within :data:`FIRST_PASS_NODES`), then re-solve the
-    drugs furthest from their bound, tighter and without a node limit, until the plan as a whole proves
+                  each: Sequence[dict[str, Any]] | None = None, tighten: bool = True, **options: Any) -> list[Outcome]:
+    """Solve each drug to its share of the gap (HiGHS: within :data:`FIRST_PASS_NODES`), then (if ``tighten``)
+    re-solve the drugs furthest from their bound, tighter and without a node limit, until the plan as a whole proves
     ``options["gap"]`` (or every drug has been tightened). ``each``: each part's own options (its charges'
     prices, a plan to start from)."""
     gap, highs = options["gap"], options.get("solver") == "highs"
@@ -346,7 +347,7 @@ def _solve_to_gap(parts: Sequence[Problem], workers: int, progress: Progress | N
     # first.
     loose = sorted((n for n, o in enumerate(outcomes)
                     if o.status in ("optimal", NODE_LIMIT) and slack(o) > gap / 2 * abs(o.objective) + EPS),
-                   key=lambda n: -slack(outcomes[n]))
+                   key=lambda n: -slack(outcomes[n])) if tighten else []
     tightened = 0
     while loose and (plan_gap := _plan_gap(outcomes)) is not None and plan_gap > gap:
         batch, loose = loose[:max(1, 2 * workers)], loose[2 * workers:]
@@ -453,19 +454,23 @@ def _solve_shared(parts: Sequence[Problem], table: Mapping[Charge, float], poten
     def proved() -> bool:
         return best is not None and bound is not None and best[0] - bound <= options["gap"] * abs(best[0]) + EPS
 
+    last = not _is_coupled(potential)  # nothing to share out: one round
     while True:
         rounds += 1
         each = [{**starts[n], "charges": prices[n]} for n in range(len(parts))]
-        outcomes = _solve_to_gap(parts, workers, progress, each, **options)
+        # A round that another will follow unless it proves the gap at once is not worth tightening drug by drug.
+        last = last or rounds >= CHARGE_ROUNDS
+        outcomes = _solve_to_gap(parts, workers, progress, each, tighten=last, **options)
         cost = _exact(outcomes, table).total
         if best is None or cost < best[0] - EPS:
             best = (cost, outcomes)
         bounds = [o.bound for o in outcomes]
         if bound is not None:
             bound = None if any(b is None for b in bounds) else max(bound, sum(b or 0.0 for b in bounds))
-        shared = _shared_out(prices, [o.charges for o in outcomes], table)
-        if proved() or shared == prices or rounds >= CHARGE_ROUNDS:
+        if proved() or last:
             break
+        shared = _shared_out(prices, [o.charges for o in outcomes], table)
+        last = shared == prices  # the shares stay: the next round only tightens the drugs
         prices = shared
         starts = [{"start": o.discrete} if highs else {} for o in outcomes]
     assert best is not None
@@ -744,7 +749,7 @@ def _priced_budget(problem: Problem, parts: Sequence[Problem], table: Mapping[Ch
                             "delivery is paid")
     plan = _combine(chosen, options["solver"], table, budget_use=BudgetUse("priced", high, len(at)),
                     bound=bound if math.isfinite(bound) else None)
-    return plan
+    return _proved(plan, gap)
 
 
 def _between(low: Outcome, high: Outcome, weight: float, price: float) -> Outcome:

@@ -277,3 +277,19 @@ def test_stock_takes_the_cheapest_way_a_trips_fixed_cost_included(units, route, 
     free = solve(replace(problem, arcs=(Arc("X", "Y", 1.0), Arc("X", "Z", 0.1), Arc("Z", "Y", 0.1))), workers=1)
     assert sorted((t.from_site, t.to_site) for t in free.transfers) == [("X", "Z"), ("Z", "Y")]
     assert free.costs.total == pytest.approx(0.2 * units)
+
+
+def test_stock_moved_on_a_trip_paid_for_is_planned_in_whole_units():
+    """A trip with a fixed cost carrying two classes of stock (a lot and units of a pack just bought): once the trip
+    is paid its row must not split units. X holds 7 units (expiring day 11) and buys packs of 25 (delivered free to
+    X only); Y and Z need 24 and 33 over 10 days, reached through X to Y (trip 1.50) and Y to Z."""
+    problem = Problem(10, demands=(Demand("Y", "D", 24, 2.4), Demand("Z", "D", 33, 3.3)),
+                      offers=(offer("O", pack=25, tiers=((0, 50.0),), delivery_cost_per_pack={"X": 0.0}),),
+                      lots=(Lot("L", "X", "D", 7, 11, 0.5),),
+                      arcs=(Arc("X", "Y", 0.05, fixed_cost=1.5), Arc("Y", "Z", 0.05)),
+                      policies=(DrugPolicy("D", 3.0),))
+    plan = solve(problem, workers=1, gap=1e-9)
+    assert all(t.units == int(t.units) for t in (*plan.transfers, *plan.purchase_moves))
+    assert sum(p.packs for p in plan.purchases) == 2 and plan.shortages == ()
+    # 2 packs (100.00), 57 units to Y (2.85) of which 33 on to Z (1.65), the trip once (1.50)
+    assert plan.costs.total == pytest.approx(100.0 + 2.85 + 1.65 + 1.5)
