@@ -160,10 +160,10 @@ def province_transfers(parts: list[Problem]) -> None:
 
 class SiteBlocks:
     """One drug's model split by site for Dantzig-Wolfe: the rows that tie sites together (the pooled volume each
-    tier prices, and the balance and surplus of each lot used at more than one site) are the master's; every
-    other row stays in its block, a site with what it buys and uses (or a lot's waste, an offer's tiers), whose
-    plans the pricing finds exactly with HiGHS. The master's optimum is the best bound any decomposition by site
-    (or Lagrangian over those rows) can prove."""
+    tier prices, and the stock rows of each site that stock moves into or out of) are the master's; every other row
+    stays in its block, a site with what it buys and uses (or an offer's tiers), whose plans the pricing finds
+    exactly with HiGHS. The master's optimum is the best bound any decomposition by site (or Lagrangian over those
+    rows) can prove."""
 
     def __init__(self, prob: pulp.LpProblem) -> None:
         variables = prob.variables()
@@ -176,7 +176,9 @@ class SiteBlocks:
         self.high = np.array([np.inf if v.upBound is None else v.upBound for v in variables], dtype=float)
         self.whole = np.array([v.cat == pulp.LpInteger for v in variables])
         rows, cols, coefs, low, high, ties = [], [], [], [], [], []
-        for r, (name, row) in enumerate(prob.constraints.items()):
+        constraints = prob.constraints()
+        for r, row in enumerate(constraints):
+            name = row.name or ""
             for v, c in row.items():
                 rows.append(r)
                 cols.append(column[v.name])
@@ -184,10 +186,10 @@ class SiteBlocks:
             rhs = -row.constant
             low.append(rhs if row.sense in (pulp.LpConstraintGE, pulp.LpConstraintEQ) else -np.inf)
             high.append(rhs if row.sense in (pulp.LpConstraintLE, pulp.LpConstraintEQ) else np.inf)
-            sites = sum("_use_" in v.name for v in row)
-            ties.append("tier_prices_every_pack" in name or
-                        (("lot_balance" in name or "only_surplus_moves" in name) and sites > 1))
-        matrix = csr_matrix((coefs, (rows, cols)), shape=(len(prob.constraints), len(variables)))
+            # The pooled volume ties the sites' purchases; stock moving between sites ties their stock rows.
+            ties.append("tier_prices_every_pack" in name or "volume_is_whole_packs" in name or
+                        ("stock_balance" in name and any("_flow_" in v.name for v in row)))
+        matrix = csr_matrix((coefs, (rows, cols)), shape=(len(constraints), len(variables)))
         row_low, row_high, tie = np.array(low), np.array(high), np.array(ties)
         self.master_rows = matrix[tie]
         own = matrix[~tie]

@@ -17,7 +17,16 @@ A site alone is planned exactly here, without a solver, and with the model's rul
   the other offers need be tried over those. That is a few thousand combinations for a site with three
   offers, evaluated together in NumPy.
 
-A site whose offers would need more combinations than :data:`MAX_COMBINATIONS` is left to the solver.
+A site whose offers would need more combinations than :data:`MAX_COMBINATIONS`, or that buys from two offers of
+one supplier each with an order cost (one delivery would carry both), is left to the solver.
+
+The sites alone keep the consortium's supplier limits: a supplier's capacity is shared among them. When the
+sites' own best plans together ask an offer for more than its capacity, the drug is planned by the solver, every
+site alone at its own tier but within the one capacity (:func:`sites_alone` says which drugs).
+
+A supplier's delivery to a site carries whatever drugs the site buys from it, and its order cost is paid once:
+when the drugs are planned one by one, each pays the price it is given for each delivery it uses (``charges``,
+see :mod:`optimizer.planner`), and the plans are re-costed with each delivery paid once.
 
 Within a budget, what a site alone may spend depends on the other sites. A price on spending moves neither the
 kinks nor the tiers' ends, so the combinations tried hold the site's best plan at every price: the plans on
@@ -27,18 +36,45 @@ their lower convex hull of cost against spending (:func:`site_plans`) are what t
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from optimizer.budget import lower_hull
 from optimizer.lines import EPS
-from optimizer.model import packs_limit, reachable_tiers, spending_cap, value_at_risk
+from optimizer.model import (
+    DELIVERY,
+    Charge,
+    first_needed,
+    is_sunk,
+    is_usable,
+    packs_limit,
+    reachable_tiers,
+    spending_cap,
+    unavoidable_waste,
+    used_by,
+    value_at_risk,
+)
 from optimizer.plan import Costs
 from optimizer.problem import Demand, Lot, Offer, Problem
 
 MAX_COMBINATIONS = 200_000  # of the packs of a site's offers but one; beyond it the site goes to the solver
+
+
+@dataclass(frozen=True)
+class SitePlan:
+    """One plan of a site alone for one drug: its costs (the shared deliveries apart), what it pays for those at
+    the price it was given (``shares``), the deliveries it uses, and the packs of each offer it buys."""
+
+    costs: Costs
+    shares: Costs = field(default_factory=Costs)
+    charges: frozenset[Charge] = frozenset()
+    packs: tuple[tuple[str, int], ...] = ()
+
+    @property
+    def proxy(self) -> Costs:
+        return self.costs + self.shares
 
 
 @dataclass(frozen=True)
@@ -51,6 +87,8 @@ class _Choice:
     tier_high: np.ndarray  # ...to
     tier_price: np.ndarray
     delivery: float
+    order_cost: float  # what an order costs the site: the offer's own, or its deliveries at their price
+    charges: frozenset[Charge] = frozenset()  # the shared deliveries an order uses
 
     @property
     def pack(self) -> int:
@@ -63,8 +101,7 @@ class _Choice:
 
     def costs(self, packs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Purchase, delivery and order cost of each number of packs."""
-        return (self.price(packs) * packs, self.delivery * packs,
-                np.where(packs > 0, self.offer.order_cost, 0.0))
+        return (self.price(packs) * packs, self.delivery * packs, np.where(packs > 0, self.order_cost, 0.0))
 
     def candidates(self, needed: int) -> np.ndarray:
         """The packs worth trying when the other offers are chosen after this one: none, every number up to
@@ -74,7 +111,7 @@ class _Choice:
         return np.array(sorted(values), dtype=np.int64)
 
 
-def _choice(offer: Offer, demand: Demand, cap: float) -> _Choice | None:
+def _choice(offer: Offer, demand: Demand, cap: float, charges: Mapping[Charge, float] | None) -> _Choice | None:
     needed = math.ceil(demand.units / offer.pack_size)
     # Alone, a site may top up to the last tier's volume, as in the model's baseline.
     limit = packs_limit(offer, demand.site, max(needed, offer.tiers[-1].min_packs), cap)
@@ -83,25 +120,31 @@ def _choice(offer: Offer, demand: Demand, cap: float) -> _Choice | None:
     reachable = list(reachable_tiers(offer, limit))
     if not reachable:
         return None  # below its minimum order: the site cannot buy from it alone
+    order_cost, used = offer.order_cost, frozenset[Charge]()
+    if charges is not None:
+        used = frozenset(k for k in charges if k.kind == DELIVERY and k.origin == offer.supplier
+                         and k.site == demand.site and k.level <= offer.order_cost + 1e-12)
+        order_cost = sum(charges[k] for k in used)
     return _Choice(offer, limit, np.array([max(tier.min_packs, 1) for _, tier, _ in reachable], dtype=np.int64),
                    np.array([high for _, _, high in reachable], dtype=np.int64),
                    np.array([tier.price_per_pack for _, tier, _ in reachable]),
-                   offer.delivery_cost_per_pack.get(demand.site, 0.0))
+                   offer.delivery_cost_per_pack.get(demand.site, 0.0), order_cost, used)
 
 
 def _stock_used(demand: Demand, lots: Sequence[Lot], horizon: int) -> dict[str, int]:
-    """Units of each of the site's own lots it uses: the most it can, and of that the most valuable waste
-    avoided (greedy on the nested limits)."""
+    """Units of each of the site's own lots (on hand) it uses: the most it can, and of that the most valuable
+    waste avoided (greedy on the nested limits: stock expiring by day T meets at most the use by day T, for every T
+    up to the horizon; stock lasting beyond it, any unit)."""
     used: dict[str, int] = {}
-    limits = sorted({lot.expires_in_days for lot in lots if lot.expires_in_days < horizon})
+    limits = sorted({lot.expires_in_days for lot in lots if lot.expires_in_days <= horizon})
     taken = dict.fromkeys(limits, 0)  # units taken from lots expiring within each limit
     total = 0
     at_stake = sorted(lots, key=lambda lot: (-(lot.unit_value if lot.expires_in_days <= horizon else 0.0), lot.id))
     for lot in at_stake:
-        room = min(demand.units_before_expiry(lot, horizon), demand.units - total)
-        within = [t for t in limits if t >= lot.expires_in_days] if lot.expires_in_days < horizon else []
+        room = min(lot.quantity, demand.units - total)
+        within = [t for t in limits if t >= lot.expires_in_days] if lot.expires_in_days <= horizon else []
         for t in within:
-            room = min(room, demand.units_within(t) - taken[t])
+            room = min(room, used_by(demand, t, horizon) - taken[t])
         room = max(0, room)
         used[lot.id] = room
         total += room
@@ -110,13 +153,13 @@ def _stock_used(demand: Demand, lots: Sequence[Lot], horizon: int) -> dict[str, 
     return used
 
 
-def _purchases(demand: Demand, need: int, choices: list[_Choice], penalty: float,
-               every_price: bool) -> list[Costs] | None:
+def _purchases(demand: Demand, need: int, choices: list[_Choice], penalty: float, every_price: bool,
+               horizon: int, priced: bool) -> list[SitePlan] | None:
     """The packs (or shortage) for ``need`` units of the site's demand left after its stock that some price of
     spending makes cheapest, from the plan spending least to the cheapest (see :func:`_frontier`); or, unless
-    ``every_price``, only the cheapest."""
+    ``every_price``, only the cheapest. ``priced``: the orders' cost is the deliveries' price (``shares``)."""
     if not choices:
-        return [Costs(shortage=penalty * need)]
+        return [SitePlan(Costs(shortage=penalty * need))]
     needed = {c.offer.id: math.ceil(demand.units / c.pack) for c in choices}
     grids = [c.candidates(needed[c.offer.id]) for c in choices]
     last = max(range(len(choices)), key=lambda n: len(grids[n]))  # solved in closed form, the rest tried
@@ -136,7 +179,8 @@ def _purchases(demand: Demand, need: int, choices: list[_Choice], penalty: float
     a = holds(others)
     b = np.full(rows, float(need))
     for lead in sorted({ch.offer.lead_time_days for ch in choices if ch.offer.lead_time_days > 0}):
-        term = demand.units_after(lead) + holds([n for n in others if choices[n].offer.lead_time_days < lead])
+        after = demand.units - first_needed(demand, lead, horizon)
+        term = after + holds([n for n in others if choices[n].offer.lead_time_days < lead])
         if c.offer.lead_time_days < lead:
             a = np.minimum(a, term)
         else:
@@ -153,15 +197,23 @@ def _purchases(demand: Demand, need: int, choices: list[_Choice], penalty: float
         p, d, o = choices[n].costs(packs[n])
         purchase, delivery, order = purchase + p[:, None], delivery + d[:, None], order + o[:, None]
     shortage = penalty * (need - met)
-    if every_price:
-        return _frontier(purchase, delivery, order, shortage)
-    best = np.unravel_index(np.argmin(purchase + delivery + order + shortage), shortage.shape)
-    return [Costs(purchase=float(purchase[best]), delivery=float(delivery[best]), order=float(order[best]),
-                  shortage=float(shortage[best]))]
+    kept = _frontier(purchase, delivery, order, shortage) if every_price else \
+        [int(np.argmin((purchase + delivery + order + shortage).ravel()))]
+    plans = []
+    for cell in kept:
+        row, column = divmod(cell, x.shape[1])
+        bought = {choices[n].offer.id: int(packs[n][row]) for n in others} | {c.offer.id: int(x[row, column])}
+        used = frozenset().union(*(ch.charges for ch in choices if bought[ch.offer.id] > 0))
+        orders = float(order.flat[cell])
+        plans.append(SitePlan(Costs(purchase=float(purchase.flat[cell]), delivery=float(delivery.flat[cell]),
+                                    order=0.0 if priced else orders, shortage=float(shortage.flat[cell])),
+                              Costs(order=orders) if priced else Costs(), used,
+                              tuple(sorted((k, v) for k, v in bought.items() if v > 0))))
+    return plans
 
 
-def _frontier(purchase: np.ndarray, delivery: np.ndarray, order: np.ndarray, shortage: np.ndarray) -> list[Costs]:
-    """Of the plans tried (one per cell), those on the lower convex hull of cost against spending.
+def _frontier(purchase: np.ndarray, delivery: np.ndarray, order: np.ndarray, shortage: np.ndarray) -> list[int]:
+    """Of the plans tried (one per cell), those on the lower convex hull of cost against spending (their cells).
 
     A price on spending changes neither where the units met bend nor where the tiers change, so the plans tried
     hold the best at any price: the cheapest at that price lies on this hull. Without a budget only the last,
@@ -174,15 +226,15 @@ def _frontier(purchase: np.ndarray, delivery: np.ndarray, order: np.ndarray, sho
     cheapest_before = np.minimum.accumulate(total[ranked])
     # A plan is worth its spending only if it costs less than every plan spending less.
     keep = ranked[np.concatenate(([True], total[ranked][1:] < cheapest_before[:-1] - EPS))]
-    plans = [Costs(purchase=float(purchase.flat[k]), delivery=float(delivery.flat[k]), order=float(order.flat[k]),
-                   shortage=float(shortage.flat[k])) for k in keep]
-    return lower_hull(plans, lambda costs: costs)
+    cells = [(int(k), Costs(purchase=float(purchase.flat[k]), delivery=float(delivery.flat[k]),
+                            order=float(order.flat[k]), shortage=float(shortage.flat[k]))) for k in keep]
+    return [k for k, _ in lower_hull(cells, lambda cell: cell[1])]
 
 
 def site_alone(problem: Problem, demand: Demand, lots: Sequence[Lot] | None = None) -> Costs | None:
     """What the site of ``demand`` spends on its drug planned alone (``problem`` holds that drug; ``lots``, if
-    given, are the site's own), the waste of its own lots included; None if its offers have too many
-    combinations to try (see the module's note)."""
+    given, are the site's own), the waste of its own lots included; None if it is left to the solver (see the
+    module's note)."""
     plans = site_plans(problem, demand, lots, every_price=False)
     return None if plans is None else plans[-1]
 
@@ -191,28 +243,41 @@ def site_plans(problem: Problem, demand: Demand, lots: Sequence[Lot] | None = No
                every_price: bool = True) -> list[Costs] | None:
     """The plans of the site of ``demand`` alone that some price of spending makes cheapest, from the one
     spending least (nothing bought) to the cheapest, as :func:`site_alone` costs them (only the cheapest, unless
-    ``every_price``: finding them all takes half as long again)."""
+    ``every_price``: finding them all takes half as long again). Each order costs the offer's order cost."""
+    plans = _site_plans(problem, demand, lots, every_price, None)
+    return None if plans is None else [plan.proxy for plan in plans]
+
+
+def _site_plans(problem: Problem, demand: Demand, lots: Sequence[Lot] | None, every_price: bool,
+                charges: Mapping[Charge, float] | None) -> list[SitePlan] | None:
     horizon, site = problem.horizon_days, demand.site
-    mine = [lot for lot in (problem.lots if lots is None else lots)
-            if lot.site == site and lot.quantity > 0 and lot.expires_in_days > 0]
+    mine = [lot for lot in (problem.lots if lots is None else lots) if lot.site == site and is_usable(lot, horizon)]
+    if any(lot.arrives_in_days > 0 for lot in mine):
+        return None  # stock arriving later meets only later units: the solver plans it
     used = _stock_used(demand, mine, horizon)
     penalty = problem.penalty(demand.drug)
     cap = spending_cap(demand, mine, penalty, horizon)
     choices = [c for offer in sorted(problem.offers, key=lambda o: o.id)
-               if not offer.delivery_cost_per_pack or site in offer.delivery_cost_per_pack
-               if (c := _choice(offer, demand, cap)) is not None]
-    bought = _purchases(demand, demand.units - sum(used.values()), choices, penalty, every_price)
+               if site in problem.delivery_sites(offer)
+               if (c := _choice(offer, demand, cap, charges)) is not None]
+    ordering = [c.offer.supplier for c in choices if c.offer.order_cost > 0]
+    if len(ordering) != len(set(ordering)):
+        return None  # two offers of one supplier share a delivery: the solver plans it
+    bought = _purchases(demand, demand.units - sum(used.values()), choices, penalty, every_price, horizon,
+                        charges is not None)
     if bought is None:
         return None
     waste = Costs(waste=sum((lot.quantity - used[lot.id]) * lot.unit_value
                             for lot in mine if lot.expires_in_days <= horizon))
-    return [plan + waste for plan in bought]
+    return [replace(plan, costs=plan.costs + waste) for plan in bought]
 
 
-def sites_alone(problem: Problem, every_price: bool = False) -> tuple[Costs, list[list[Costs]], list[Problem]]:
-    """Every site of one drug planned alone: the waste no site can prevent alone, each site's plans (see
-    :func:`site_plans`), and the sites left to the solver, each as a problem of its own (its demand and usable
-    lots, no arcs)."""
+def sites_alone(problem: Problem, every_price: bool = False, charges: Mapping[Charge, float] | None = None
+                ) -> tuple[Costs, list[list[SitePlan]], list[Problem]]:
+    """Every site of one drug planned alone: the waste of stock no site can use alone (at sites without demand
+    for it, or already expired), each site's plans (see :func:`site_plans`; ``charges``: each delivery's price),
+    and what is left to the solver, each as a problem of its own (no arcs): a site, or the whole drug when the
+    sites' own plans together ask a supplier for more than its capacity."""
     lots: dict[str, list[Lot]] = {}
     for lot in problem.lots:
         lots.setdefault(lot.site, []).append(lot)
@@ -221,19 +286,34 @@ def sites_alone(problem: Problem, every_price: bool = False) -> tuple[Costs, lis
         if demand.units <= 0:
             continue
         mine = lots.get(demand.site, [])
-        alone = site_plans(problem, demand, mine, every_price=every_price)
+        alone = _site_plans(problem, demand, mine, every_price, charges)
         if alone is None:
             left.append(replace(problem, demands=(demand,), arcs=(),
-                                lots=tuple(lot for lot in mine if lot.expires_in_days > 0)))
+                                lots=tuple(lot for lot in mine if is_usable(lot, problem.horizon_days))))
         else:
             plans.append(alone)
+    for offer in problem.offers:
+        if offer.capacity_packs is None:
+            continue
+        asked = sum(max((dict(plan.packs).get(offer.id, 0) for plan in site), default=0) for site in plans)
+        if asked > offer.capacity_packs or (left and (asked or len(left) > 1)):
+            wanted = {d.site for d in problem.demands if d.units > 0}
+            whole = replace(problem, arcs=(), lots=tuple(lot for lot in problem.lots if lot.site in wanted
+                                                          and is_usable(lot, problem.horizon_days)))
+            return unplanned_waste(problem), [], [whole]
     return unplanned_waste(problem), plans, left
 
 
 def unplanned_waste(problem: Problem) -> Costs:
-    """Waste no site can prevent alone: lots already expired, and lots at sites without demand for the drug
-    that expire within the horizon."""
-    wanted = {d.site for d in problem.demands if d.units > 0}
-    expired = sum(lot.quantity * lot.unit_value for lot in problem.lots if lot.expires_in_days <= 0)
-    return Costs(waste=expired + value_at_risk((lot for lot in problem.lots if lot.site not in wanted),
-                                               problem.horizon_days))
+    """Waste no site can prevent alone: lots already expired (or expiring before they arrive), and lots at sites
+    without demand for the drug that expire within the horizon. (All of it counted as waste here: what of it no
+    plan could prevent at all is :func:`optimizer.model.unavoidable_waste`.)"""
+    wanted = {(d.site, d.drug) for d in problem.demands if d.units > 0}
+    sunk = sum(lot.quantity * lot.unit_value for lot in problem.lots if is_sunk(lot, problem.horizon_days))
+    return Costs(waste=sunk + value_at_risk((lot for lot in problem.lots if (lot.site, lot.drug) not in wanted),
+                                            problem.horizon_days))
+
+
+def baseline_waste(problem: Problem) -> float:
+    """The value of the stock of ``problem`` (one drug or many) that no plan can use in time."""
+    return sum(unavoidable_waste(problem, drug) for drug in problem.drugs)

@@ -1,17 +1,25 @@
 """A solved drug model read back as plan lines, each explaining itself in the plan's own figures: which tier a
-purchase reaches and why this supplier, which lot moves and why, why a site is left short and why stock expires.
+purchase reaches and why this supplier, which stock moves where and why, why a site is left short and why stock
+expires.
+
+The model moves stock by class (see :mod:`optimizer.model`); the lines name lots. Each class's flows are split into
+the lots and purchases they carry, site by site along the flows: units arriving at a site go on first, then the
+site's own (any split is the same plan: the units of a class are interchangeable).
 """
 
 from __future__ import annotations
 
+import itertools
+from collections import defaultdict, deque
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import pulp
 
-from optimizer.model import DrugModel
+from optimizer.model import Charge, DrugModel, charges_used, first_needed, used_by
 from optimizer.plan import Costs, PurchaseLine, ShortageLine, StockUseLine, TransferLine, WasteLine
-from optimizer.problem import Arc, Lot, Offer, Problem, Tier
+from optimizer.problem import Lot, Offer, Problem, Tier
 
 EPS = 1e-6
 
@@ -34,7 +42,7 @@ def whole_units(v: pulp.LpVariable) -> float:
 
 @dataclass
 class Lines:
-    """One drug's plan lines and their costs."""
+    """One drug's plan lines and their costs (the shared charges apart: ``charges`` are those it incurs)."""
 
     purchases: list[PurchaseLine]
     transfers: list[TransferLine]
@@ -42,6 +50,123 @@ class Lines:
     waste: list[WasteLine]
     stock_use: list[StockUseLine]
     costs: Costs
+    charges: frozenset[Charge] = field(default_factory=frozenset)
+
+
+@dataclass
+class _Moves:
+    """The stock of one drug as the lines see it: what each lot (or purchase, by offer and site) moved where, used
+    at its own site, and left to expire where."""
+
+    moved: dict[tuple[str, str, str, str | None], float] = field(default_factory=lambda: defaultdict(float))
+    used_home: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+    wasted: dict[tuple[str, str], float] = field(default_factory=lambda: defaultdict(float))  # (lot, site)
+
+
+def _split_flows(model: DrugModel) -> _Moves:
+    """Each class's flows as moves of the lots and purchases they carry."""
+    moves = _Moves()
+    lots_of: dict[tuple[int, str], list[Lot]] = defaultdict(list)
+    for lot in sorted(model.lots.values(), key=lambda lot: lot.id):
+        lots_of[(model.class_of_lot[lot.id], lot.site)].append(lot)
+    bought_of: dict[tuple[int, str], list[tuple[str, float]]] = defaultdict(list)
+    for (offer_id, site), x in sorted(model.buy.items()):
+        bought = round(value(x)) * model.offers[offer_id].pack_size
+        if bought > 0:
+            bought_of[(model.class_of_offer[offer_id], site)].append((offer_id, float(bought)))
+    flows: dict[int, dict[tuple[str, str], float]] = defaultdict(dict)
+    for (c, origin, site), f in model.flow.items():
+        units = whole_units(f)
+        if units > EPS:
+            flows[c][(origin, site)] = units
+    used: dict[tuple[int, str], float] = defaultdict(float)
+    for (c, site, _), u in model.use.items():
+        used[(c, site)] += whole_units(u)
+    for c in range(len(model.classes)):
+        arcs = _without_cycles(flows.get(c, {}))
+        sites = {s for key in arcs for s in key} | {s for (k, s) in lots_of if k == c} | \
+            {s for (k, s) in bought_of if k == c}
+        into: dict[str, int] = dict.fromkeys(sites, 0)
+        for _, site in arcs:
+            into[site] += 1
+        ready = deque(sorted(s for s, n in into.items() if n == 0))
+        arriving: dict[str, list[tuple[str, str | None, float]]] = defaultdict(list)  # (stock, offer, units)
+        while ready:
+            site = ready.popleft()
+            stock: deque[list[Any]] = deque([list(t) for t in arriving[site]])
+            stock += [[lot.id, None, float(lot.quantity)] for lot in lots_of.get((c, site), [])]
+            stock += [["", offer, units] for offer, units in bought_of.get((c, site), [])]
+            for (origin, to), amount in sorted(arcs.items()):
+                if origin != site:
+                    continue
+                for stock_id, by_offer, taken in _take(stock, amount):
+                    moves.moved[(stock_id, site, to, by_offer)] += taken
+                    arriving[to].append((stock_id, by_offer, taken))
+                into[to] -= 1
+                if into[to] == 0:
+                    ready.append(to)
+            for stock_id, by_offer, taken in _take(stock, used.get((c, site), 0.0)):
+                if by_offer is None and model.lots[stock_id].site == site:
+                    moves.used_home[stock_id] += taken
+            left = model.left.get((c, site))
+            for stock_id, by_offer, taken in _take(stock, whole_units(left) if left is not None else 0.0):
+                if by_offer is None:
+                    moves.wasted[(stock_id, site)] += taken
+    return moves
+
+
+def _take(stock: deque[list[Any]], units: float) -> list[tuple[str, str | None, float]]:
+    """Take ``units`` from the front of ``stock`` (entries ``[stock id, offer, units]``)."""
+    taken = []
+    while units > EPS and stock:
+        head = stock[0]
+        amount = min(units, head[2])
+        taken.append((head[0], head[1], amount))
+        head[2] -= amount
+        units -= amount
+        if head[2] <= EPS:
+            stock.popleft()
+    return taken
+
+
+def _without_cycles(arcs: Mapping[tuple[str, str], float]) -> dict[tuple[str, str], float]:
+    """The flows with any cycle among them cancelled (a cycle moves stock back where it was: it changes nothing
+    but cost, and an optimal plan has none but of arcs that cost nothing)."""
+    flows = {k: v for k, v in arcs.items() if v > EPS}
+    while True:
+        out: dict[str, list[str]] = defaultdict(list)
+        for origin, site in sorted(flows):
+            out[origin].append(site)
+        cycle = _find_cycle(out)
+        if cycle is None:
+            return flows
+        least = min(flows[edge] for edge in cycle)
+        for edge in cycle:
+            flows[edge] -= least
+            if flows[edge] <= EPS:
+                del flows[edge]
+
+
+def _find_cycle(out: Mapping[str, list[str]]) -> list[tuple[str, str]] | None:
+    state: dict[str, int] = {}
+    path: list[str] = []
+
+    def visit(node: str) -> list[tuple[str, str]] | None:
+        state[node] = 1
+        path.append(node)
+        for nxt in out.get(node, []):
+            if state.get(nxt) == 1:
+                return list(itertools.pairwise([*path[path.index(nxt):], nxt]))
+            if nxt not in state and (found := visit(nxt)) is not None:
+                return found
+        state[node] = 2
+        path.pop()
+        return None
+
+    for node in sorted(out):
+        if node not in state and (found := visit(node)) is not None:
+            return found
+    return None
 
 
 def extract(model: DrugModel, problem: Problem, budgeted: bool = False) -> Lines:
@@ -73,41 +198,56 @@ def extract(model: DrugModel, problem: Problem, budgeted: bool = False) -> Lines
             why += f" (other offers from {min(others):.3f}/unit at their base tier)"
         purchases.append(PurchaseLine(model.drug, offer_id, offer.supplier, site, packs, packs * offer.pack_size,
                                       tier.min_packs, tier.price_per_pack, packs * tier.price_per_pack, delivery, why))
-    arcs: dict[tuple[str, str], Arc] = {}
-    for (lot_id, site), u in sorted(model.use.items()):
-        lot = model.lots[lot_id]
-        units = whole_units(u)
-        if units <= EPS:
-            continue
-        if site == lot.site:
-            uses.append(StockUseLine(model.drug, lot_id, site, units))
-            continue
-        arcs = arcs or {(a.from_site, a.to_site): a for a in problem.arcs}  # built once, if anything moves
-        arc = arcs[(lot.site, site)]
-        own = model.demands.get(lot.site)
-        can_use = own.units_within(lot.expires_in_days) if own else 0
-        why = (f"lot {lot_id} expires in {lot.expires_in_days} days; {lot.site} can use only "
-               f"{can_use:.0f} of its {lot.quantity} before then" if can_use < lot.quantity
-               else f"cheaper than buying for {site} ({arc.unit_cost:.2f}/unit to move)")
-        transfers.append(TransferLine(model.drug, lot_id, lot.site, site, units, units * arc.unit_cost, why))
+    moves = _split_flows(model)
+    for (stock_id, origin, site, by_offer), units in sorted(moves.moved.items(), key=lambda kv: (
+            kv[0][0], kv[0][1], kv[0][2], kv[0][3] or "")):
+        arc = model.arcs[(origin, site)]
+        transfers.append(TransferLine(model.drug, stock_id, origin, site, units, units * arc.unit_cost,
+                                      _why_moved(model, stock_id, by_offer, origin, site, arc.unit_cost), by_offer))
+    for lot_id, units in sorted(moves.used_home.items()):
+        if units > EPS:
+            uses.append(StockUseLine(model.drug, lot_id, model.lots[lot_id].site, units))
     penalty = problem.penalty(model.drug)
-    for site, s in sorted(model.short.items()):
-        units = whole_units(s)
+    for site in sorted(model.demands):
+        units = sum(whole_units(s) for _, s in model.short_at(site))
         if units > EPS:
             shortages.append(ShortageLine(model.drug, site, units, units * penalty,
                                           _why_short(model, problem, site, units, tiers, pooled_packs, budgeted)))
-    for lot_id, w in sorted(model.waste.items()):
-        units = whole_units(w)
+    costs = Costs(**{kind: float(pulp.value(expr) or 0.0) if expr.items() else float(expr.constant)
+                     for kind, expr in model.costs.items()}, unavoidable_waste=model.unavoidable)
+    for (lot_id, site), units in sorted(moves.wasted.items()):
         lot = model.lots[lot_id]
         if units > EPS:
-            wastes.append(WasteLine(model.drug, lot_id, lot.site, units, units * lot.unit_value,
-                                    _why_wasted(model, problem, lot)))
-    for lot in model.expired:
-        wastes.append(WasteLine(model.drug, lot.id, lot.site, lot.quantity, lot.quantity * lot.unit_value,
-                                "already expired"))
-    costs = Costs(**{kind: float(pulp.value(expr) or 0.0) if expr.items() else float(expr.constant)
-                     for kind, expr in model.costs.items()})
-    return Lines(purchases, transfers, shortages, wastes, uses, costs)
+            wastes.append(WasteLine(model.drug, lot_id, site, units, units * lot.unit_value,
+                                    _why_wasted(model, lot, site, moves, costs.waste)))
+    for lot in model.sunk:
+        why = "already expired" if lot.expires_in_days <= 0 else \
+            f"expires in {_count(lot.expires_in_days, 'day')}, before it arrives"
+        wastes.append(WasteLine(model.drug, lot.id, lot.site, lot.quantity, lot.quantity * lot.unit_value, why))
+    return Lines(purchases, transfers, shortages, wastes, uses, costs, charges_used([model]))
+
+
+def _why_moved(model: DrugModel, stock_id: str, offer_id: str | None, origin: str, site: str, unit_cost: float
+               ) -> str:
+    if offer_id is not None:
+        return (f"units of packs of {offer_id} delivered to {origin}, moved on: cheaper than buying for {site} "
+                f"({unit_cost:.2f}/unit to move)")
+    lot = model.lots[stock_id]
+    if lot.site != origin:
+        return f"lot {stock_id} of {lot.site} on its way through {origin} ({unit_cost:.2f}/unit to move)"
+    arrives = f"arrives in {_count(lot.arrives_in_days, 'day')}; " if lot.arrives_in_days > 0 else ""
+    own = model.demands.get(lot.site)
+    can_use = 0
+    if own is not None:
+        can_use = max(0, used_by(own, lot.expires_in_days, model.horizon) - first_needed(
+            own, lot.arrives_in_days, model.horizon))
+    if lot.expires_in_days <= model.horizon and can_use < lot.quantity:
+        return (f"{arrives}lot {stock_id} expires in {lot.expires_in_days} days; {lot.site} can use only "
+                f"{can_use:.0f} of its {lot.quantity} before then")
+    if own is None:
+        return (f"{arrives}{lot.site} has no demand for it; cheaper than buying for {site} ({unit_cost:.2f}/unit "
+                "to move)")
+    return f"{arrives}lent: cheaper than buying for {site} ({unit_cost:.2f}/unit to move)"
 
 
 def _tier_reached(model: DrugModel, tiers: Mapping[tuple[str, str], int], offer: Offer, site: str) -> Tier:
@@ -124,27 +264,25 @@ def _why_short(model: DrugModel, problem: Problem, site: str, units: float, tier
     offers = [model.offers[o] for o in model.offers_to.get(site, [])]
     if not offers:
         return f"no offer delivers to {site}, and no stock that may move there is left to use in time"
-    stock = sum(whole_units(u) for u in model.uses_at.get(site, {}).values())
+    short = {m: whole_units(s) for m, s in model.short_at(site)}
+    groups = model.groups[site]
     packs = {o.id: round(value(model.buy[(o.id, site)])) for o in offers}
 
-    def met(packs: Mapping[str, int]) -> float:
-        """Units the packs can meet: what stock leaves, and for each lead time only the demand after it."""
-        limit = min(demand.units - stock, sum(o.pack_size * packs[o.id] for o in offers))
-        for lead in {o.lead_time_days for o in offers if o.lead_time_days > 0}:
-            limit = min(limit, demand.units_after(lead) + sum(o.pack_size * packs[o.id] for o in offers
-                                                               if o.lead_time_days < lead))
-        return limit
+    def short_from(day: int) -> float:
+        """Units short among those needed from ``day`` on: what a pack arriving then could meet."""
+        start = first_needed(demand, day, model.horizon)
+        return sum(units for m, units in short.items() if groups[m][0] >= start)
 
     reasons = []
     fastest = min(o.lead_time_days for o in offers)
-    early = min(units, max(0.0, demand.units - stock - demand.units_after(fastest)))
+    early = min(units, max(0.0, units - short_from(fastest)))
     if early > EPS:
         reasons.append(f"{_count(early, 'unit')} needed in the first {_count(fastest, 'day')}, before the fastest "
                        "offer delivers")
     if (rest := units - early) > EPS:
         if budgeted:
             reasons.append(f"{_count(rest, 'unit')} left short within the budget")
-        gains = {o.id: met({**packs, o.id: packs[o.id] + 1}) - met(packs) for o in offers
+        gains = {o.id: min(float(o.pack_size), short_from(o.lead_time_days)) for o in offers
                  if o.capacity_packs is None or pooled_packs.get(o.id, 0) < o.capacity_packs}
 
         def landed(o: Offer) -> float:
@@ -164,36 +302,36 @@ def _why_short(model: DrugModel, problem: Problem, site: str, units: float, tier
     return "; ".join(reasons)
 
 
-def _why_wasted(model: DrugModel, problem: Problem, lot: Lot) -> str:
-    """Why part of a lot expires unused, in the plan's own figures: what its own site can use of it before then,
-    where the rest moves, and whether the sites it may move to could take more of it in time."""
-    own = model.demands.get(lot.site)
+def _why_wasted(model: DrugModel, lot: Lot, where: str, moves: _Moves, avoidable: float) -> str:
+    """Why units of a lot expire unused, in the plan's own figures: what its own site can use of it before then,
+    where the rest moves, and whether any plan could have used more of it in time."""
     reasons = [f"expires in {_count(lot.expires_in_days, 'day')}"]
+    if lot.arrives_in_days > 0:
+        reasons.insert(0, f"arrives in {_count(lot.arrives_in_days, 'day')}")
+    if where != lot.site:
+        reasons.append(f"moved to {where}, which does not use it all in time")
+    own = model.demands.get(lot.site)
     if own is None:
         reasons.append(f"{lot.site} has no demand for it")
     else:
-        can = own.units_before_expiry(lot, problem.horizon_days)
-        at_site = model.uses_at.get(lot.site, {})
-        used = whole_units(at_site[lot.id]) if lot.id in at_site else 0.0
-        # Lots that expire no later share the site's use in that time.
-        others = sum(whole_units(u) for lot_id, u in at_site.items()
-                     if lot_id != lot.id and model.lots[lot_id].expires_in_days <= lot.expires_in_days)
+        can = min(lot.quantity, max(0, used_by(own, lot.expires_in_days, model.horizon)
+                                    - first_needed(own, lot.arrives_in_days, model.horizon)))
+        used = moves.used_home.get(lot.id, 0.0)
         reasons.append(f"{lot.site} can use {can:.0f} of its {lot.quantity} before then"
-                       + (f" and uses {used:.0f}" if used < can - EPS else "")
-                       + (f", with {others:.0f} from other stock expiring by then" if used < can - EPS and others
-                          else ""))
-    moves = {site: whole_units(u) for site, u in model.uses_of.get(lot.id, {}).items() if site != lot.site}
-    moved = {site: units for site, units in moves.items() if units > EPS}
-    if not moves:
-        reasons.append("it may move to no site that can use it in time")
-        return "; ".join(reasons)
+                       + (f" and uses {used:.0f}" if used < can - EPS else ""))
+    moved = {site: units for (stock, origin, site, offer), units in moves.moved.items()
+             if stock == lot.id and offer is None and origin == lot.site}
     if moved:
         reasons.append(", ".join(f"{units:.0f} move to {site}" for site, units in sorted(moved.items())))
-    # Each receiving site's variable is bounded by what it can use of the lot before it expires.
-    room = sum(model.use[(lot.id, site)].upBound or 0.0 for site in moves) - sum(moved.values())
-    reasons.append("the sites it may move to can use no more of it in time" if room <= EPS else
-                   f"the {_count(len(moves), 'site')} it may move to could use up to {room:.0f} more before then, "
-                   "and meet that need otherwise (their own stock, other lots or whole packs)")
+    c = model.class_of_lot[lot.id]
+    can_move = any(k == c and origin == lot.site for (k, origin, _) in model.flow)
+    if not can_move:
+        reasons.append("it may move to no site that can use it in time")
+    elif avoidable <= EPS:
+        reasons.append("no plan could waste less of this drug's stock")
+    else:
+        reasons.append("the sites it may move to could use more of it in time, and meet that need otherwise (their "
+                       "own stock, other lots or whole packs)")
     return "; ".join(reasons)
 
 

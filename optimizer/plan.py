@@ -8,15 +8,25 @@ from dataclasses import dataclass, field, fields
 
 @dataclass(frozen=True)
 class Costs:
+    """What a plan's decisions cost, by kind, and apart from them the stock no decision could save.
+
+    ``order`` is each supplier's delivery to a site, charged once whatever drugs it carries; ``transfer`` the units
+    moved and each trip between two sites, charged once whatever it carries; ``waste`` the stock the plan lets expire
+    that some plan could have used in time. ``unavoidable_waste`` is stock already expired or that no plan could use
+    in time (sunk): reported, never in ``total``, so that plans and the baseline compare on what they decide.
+    """
+
     purchase: float = 0.0
     delivery: float = 0.0
     order: float = 0.0
     transfer: float = 0.0
     shortage: float = 0.0
     waste: float = 0.0
+    unavoidable_waste: float = 0.0
 
     @property
     def total(self) -> float:
+        """The cost of the plan's decisions (the unavoidable waste left out)."""
         return self.purchase + self.delivery + self.order + self.transfer + self.shortage + self.waste
 
     @property
@@ -45,13 +55,18 @@ class PurchaseLine:
 
 @dataclass(frozen=True)
 class TransferLine:
+    """Units moved from one site to the next along an allowed arc: of a lot (``lot``), or of packs bought in the
+    plan (``lot`` empty, ``offer`` the offer bought from, delivered to the first site of their way: these are a
+    plan's ``purchase_moves``). Stock may go on from the site it reaches: the next line starts there."""
+
     drug: str
     lot: str
     from_site: str
     to_site: str
-    units: float  # units are continuous in the model: lots are split by usage rates
-    cost: float
+    units: float  # whole units
+    cost: float  # the units' cost of moving; a trip's fixed cost is in the plan's costs, once per trip
     why: str
+    offer: str | None = None
 
 
 @dataclass(frozen=True)
@@ -120,11 +135,19 @@ class Plan:
     notes: tuple[str, ...] = field(default_factory=tuple)
     stock_use: tuple[StockUseLine, ...] = ()
     budget_use: BudgetUse | None = None  # with a budget: how the plan kept within it (also among the notes)
+    # Units of packs bought in the plan that move on from the site they are delivered to (``transfers`` are lots'):
+    # a transfer to order once the purchase is received.
+    purchase_moves: tuple[TransferLine, ...] = ()
 
     @property
     def saving(self) -> float | None:
-        """What the plan saves against each site buying alone (positive is better)."""
+        """What the plan's decisions save against each site buying alone (positive is better)."""
         return None if self.baseline is None else self.baseline.total - self.costs.total
+
+    @property
+    def unavoidable_waste(self) -> float:
+        """Stock already expired or that no plan could use in time: not a cost of the plan's decisions."""
+        return self.costs.unavoidable_waste
 
 
 class PlanningError(Exception):

@@ -6,6 +6,7 @@ Quantities are in dispensing units unless a name says packs; money is in yuan; t
 from __future__ import annotations
 
 import math
+from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from functools import cached_property
@@ -47,7 +48,9 @@ class Offer:
 
 @dataclass(frozen=True)
 class Lot:
-    """Stock on hand: one lot of one drug at one site."""
+    """Stock of one lot of one drug at one site: on hand, or arriving on a known day (a purchase order not yet
+    received, or a transfer shipped and not yet received; it is usable from that day on, and may move on from
+    there)."""
 
     id: str
     site: str
@@ -55,6 +58,7 @@ class Lot:
     quantity: int
     expires_in_days: int  # 0 or less: already expired
     unit_value: float  # what a wasted unit costs
+    arrives_in_days: int = 0  # 0: on hand now
 
 
 @dataclass(frozen=True)
@@ -100,15 +104,32 @@ class DrugPolicy:
 
 @dataclass(frozen=True)
 class Decisions:
-    """What a plan decides, as an officer may edit it: packs of each offer for each site, and units of each
-    lot moved to each site. The rest (tiers reached, stock used, shortages, waste) follows from these."""
+    """What a plan decides, as an officer may edit it: packs of each offer for each site, and units of stock
+    moved between sites. The rest (tiers reached, stock used, shortages, waste) follows from these.
+
+    ``transfers`` moves units of a lot from the site where it lies (or arrives); ``moves`` is any other move:
+    ``(stock, from site, to site)``, where ``stock`` is a lot id (stock moving on from a site it was moved to) or
+    an offer id (units of packs of that offer bought in the plan, moving on from the site they were delivered to).
+    """
 
     purchases: Mapping[tuple[str, str], int] = field(default_factory=dict)  # (offer, site) -> packs
     transfers: Mapping[tuple[str, str], float] = field(default_factory=dict)  # (lot, to site) -> units
+    moves: Mapping[tuple[str, str, str], float] = field(default_factory=dict)  # (lot or offer, from, to) -> units
 
     def for_drug(self, offers: set[str], lots: set[str]) -> Decisions:
         return Decisions({k: v for k, v in self.purchases.items() if k[0] in offers},
-                         {k: v for k, v in self.transfers.items() if k[0] in lots})
+                         {k: v for k, v in self.transfers.items() if k[0] in lots},
+                         {k: v for k, v in self.moves.items() if k[0] in offers or k[0] in lots})
+
+    def all_moves(self, lots: Mapping[str, Lot]) -> dict[tuple[str, str, str], float]:
+        """Every move as ``(stock, from site, to site) -> units``, the transfers from their lots' sites included."""
+        moves: dict[tuple[str, str, str], float] = defaultdict(float)
+        for (lot_id, site), units in self.transfers.items():
+            if lot_id in lots:
+                moves[(lot_id, lots[lot_id].site, site)] += units
+        for key, units in self.moves.items():
+            moves[key] += units
+        return dict(moves)
 
 
 @dataclass(frozen=True)
@@ -121,6 +142,19 @@ class Problem:
     policies: tuple[DrugPolicy, ...] = ()
     budget: float | None = None  # caps purchase + delivery + order spending across all drugs
     default_shortage_penalty: float = 1000.0
+
+    def sites_for(self, drug: str) -> tuple[str, ...]:
+        """The sites where stock of ``drug`` can be: those needing it or holding it, and every site on an
+        allowed arc. An offer without a delivery list delivers to all of them."""
+        return tuple(sorted({d.site for d in self.demands if d.drug == drug}
+                            | {lot.site for lot in self.lots if lot.drug == drug}
+                            | {a.from_site for a in self.arcs} | {a.to_site for a in self.arcs}))
+
+    def delivery_sites(self, offer: Offer) -> tuple[str, ...]:
+        """The sites ``offer`` delivers to (see :meth:`sites_for` for an offer without a delivery list)."""
+        if offer.delivery_cost_per_pack:
+            return tuple(sorted(offer.delivery_cost_per_pack))
+        return self.sites_for(offer.drug)
 
     @cached_property
     def drugs(self) -> tuple[str, ...]:

@@ -51,7 +51,8 @@ def costs_to_dict(costs: Costs) -> dict[str, float]:
 
 
 def costs_from_dict(data: dict[str, float]) -> Costs:
-    return Costs(**{f.name: data[f.name] for f in fields(Costs)})
+    """Costs as stored (a plan stored before a kind of cost existed has none of it)."""
+    return Costs(**{f.name: data.get(f.name, 0.0) for f in fields(Costs)})
 
 
 def plan_to_dict(plan: Plan) -> dict[str, Any]:
@@ -64,7 +65,7 @@ def plan_to_dict(plan: Plan) -> dict[str, Any]:
 
 def plan_from_dict(data: dict[str, Any]) -> Plan:
     lines = {"purchases": PurchaseLine, "transfers": TransferLine, "shortages": ShortageLine, "waste": WasteLine,
-             "stock_use": StockUseLine}
+             "stock_use": StockUseLine, "purchase_moves": TransferLine}
     values = {f.name: data[f.name] for f in fields(Plan) if f.name in data}
     for name, kind in lines.items():
         values[name] = tuple(kind(**line) for line in data.get(name, ()))
@@ -76,11 +77,19 @@ def plan_from_dict(data: dict[str, Any]) -> Plan:
 
 
 def decisions_of(plan: Plan) -> Decisions:
-    """The purchases and transfers a plan decided."""
+    """The purchases and moves a plan decided: each lot's moves from where it lies as ``transfers``, the rest
+    (stock moving on, bought packs moved) as ``moves``."""
     purchases: dict[tuple[str, str], int] = {}
     for p in plan.purchases:
         purchases[(p.offer, p.site)] = purchases.get((p.offer, p.site), 0) + p.packs
+    lines = (*plan.transfers, *plan.purchase_moves)
+    reached = {(t.offer or t.lot, t.to_site) for t in lines}  # where each lot or purchase is moved to
     transfers: dict[tuple[str, str], float] = {}
-    for t in plan.transfers:
-        transfers[(t.lot, t.to_site)] = transfers.get((t.lot, t.to_site), 0.0) + t.units
-    return Decisions(purchases, transfers)
+    moves: dict[tuple[str, str, str], float] = {}
+    for t in lines:
+        if t.offer is None and (t.lot, t.from_site) not in reached:
+            transfers[(t.lot, t.to_site)] = transfers.get((t.lot, t.to_site), 0.0) + t.units
+        else:
+            key = (t.offer or t.lot, t.from_site, t.to_site)
+            moves[key] = moves.get(key, 0.0) + t.units
+    return Decisions(purchases, transfers, moves)

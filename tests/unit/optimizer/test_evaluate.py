@@ -34,7 +34,8 @@ def test_buying_one_pack_less_recosts_the_plan_and_shows_the_shortage(problem, p
     line = next(p for p in plan.purchases if p.packs > 1 and sum(
         q.packs for q in plan.purchases if q.offer == p.offer) - 1 >= next(
         o for o in problem.offers if o.id == p.offer).minimum_order_packs)
-    edited = Decisions({**decisions.purchases, (line.offer, line.site): line.packs - 1}, decisions.transfers)
+    edited = Decisions({**decisions.purchases, (line.offer, line.site): line.packs - 1}, decisions.transfers,
+                       decisions.moves)
     again = evaluate(problem, edited)
     assert again.costs.purchase < plan.costs.purchase
     assert again.costs.total >= plan.costs.total - 1e-6  # the plan was optimal: an edit cannot beat it

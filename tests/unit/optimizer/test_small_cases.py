@@ -155,12 +155,20 @@ def test_waste_says_who_could_use_the_lot_in_time_and_who_did():
                       lots=(near, Lot("IDLE", "Z", "D", 7, 10, 1.0)), arcs=(Arc("X", "Y", 0.1),))
     plan = solve(problem, workers=1, baseline=False)
     why = {w.lot: w.why for w in plan.waste}
-    assert why["NEAR"] == ("expires in 10 days; X can use 20 of its 100 before then; 30 move to Y; the sites it may "
-                           "move to can use no more of it in time")
+    assert why["NEAR"] == ("expires in 10 days; X can use 20 of its 100 before then; 30 move to Y; no plan could "
+                           "waste less of this drug's stock")
     assert why["IDLE"] == "expires in 10 days; Z has no demand for it; it may move to no site that can use it in time"
-    # With 30 of its own expiring as soon, Y takes none of X's lot: its use in that time is met already.
+    # With 30 of its own expiring as soon, Y takes none of X's lot: its use in that time is met already, and no
+    # plan could use more of the two lots in time (50 of 130): their waste is no decision's.
     problem = replace(problem, lots=(near, Lot("MINE", "Y", "D", 30, 10, 1.0)))
     plan = solve(problem, workers=1, baseline=False)
     assert next(w.why for w in plan.waste if w.lot == "NEAR") == (
-        "expires in 10 days; X can use 20 of its 100 before then; the 1 site it may move to could use up to 30 "
-        "more before then, and meet that need otherwise (their own stock, other lots or whole packs)")
+        "expires in 10 days; X can use 20 of its 100 before then; no plan could waste less of this drug's stock")
+    assert plan.costs.waste == 0 and plan.costs.unavoidable_waste == pytest.approx(80.0)
+    # When moving costs more than the waste it saves, the waste is the plan's decision, and said so.
+    problem = replace(problem, lots=(near,), arcs=(Arc("X", "Y", 5.0),))
+    plan = solve(problem, workers=1, baseline=False)
+    assert next(w.why for w in plan.waste if w.lot == "NEAR") == (
+        "expires in 10 days; X can use 20 of its 100 before then; the sites it may move to could use more of it in "
+        "time, and meet that need otherwise (their own stock, other lots or whole packs)")
+    assert plan.costs.waste == pytest.approx(30.0) and plan.costs.unavoidable_waste == pytest.approx(50.0)
