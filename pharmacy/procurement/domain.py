@@ -178,6 +178,9 @@ def shortage_penalty(unit_price: float, essential: bool) -> float:
 # Orders -----------------------------------------------------------------------------------------------
 
 class TransferStatus(StrEnum):
+    # A plan's move of stock that is not at the sender yet (packs it buys, stock another transfer brings): the
+    # order waits, holding nothing, and is asked for once the stock arrives there.
+    AWAITING_STOCK = "awaiting_stock"
     REQUESTED = "requested"
     SHIPPED = "shipped"
     PARTIALLY_RECEIVED = "partially_received"
@@ -188,12 +191,12 @@ class TransferStatus(StrEnum):
 TRANSFER_ACTIONS: dict[str, frozenset[TransferStatus]] = {
     "ship": frozenset({TransferStatus.REQUESTED}),
     "receive": frozenset({TransferStatus.SHIPPED, TransferStatus.PARTIALLY_RECEIVED}),
-    "cancel": frozenset({TransferStatus.REQUESTED}),
+    "cancel": frozenset({TransferStatus.REQUESTED, TransferStatus.AWAITING_STOCK}),
 }
 
 
 # Orders a site still has to ship or receive.
-OPEN_TRANSFER_STATUSES = frozenset({TransferStatus.REQUESTED, TransferStatus.SHIPPED,
+OPEN_TRANSFER_STATUSES = frozenset({TransferStatus.AWAITING_STOCK, TransferStatus.REQUESTED, TransferStatus.SHIPPED,
                                     TransferStatus.PARTIALLY_RECEIVED})
 OPEN_PURCHASE_ORDER_STATUSES = frozenset({"open", "partially_received"})
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import logging
 
 from pharmacy.errors import OutOfStock
-from pharmacy.events import StockRequested, handles
+from pharmacy.events import StockArrived, StockRequested, handles
 from pharmacy.prescriptions.models import Shortage
-from pharmacy.procurement.orders import request_transfer
+from pharmacy.procurement.orders import ask_for_what_arrived, request_transfer
 from pharmacy.unit_of_work import UnitOfWork
 
 log = logging.getLogger(__name__)
@@ -30,3 +30,10 @@ def transfer_for_prescription(uow: UnitOfWork, event: StockRequested) -> None:
                                  quantity=event.units, prescription_id=event.prescription_id, created_at=uow.now()))
     else:
         savepoint.commit()
+
+
+@handles(StockArrived)
+def send_on_what_was_waited_for(uow: UnitOfWork, event: StockArrived) -> None:
+    """Stock arrived at a site: the transfers from there that waited for it are asked for (after the
+    prescriptions waiting there have been held theirs: patients first)."""
+    ask_for_what_arrived(uow, event.site_id, event.drug_ids)

@@ -155,7 +155,8 @@ class PlanRun(ConsortiumOwned, Base):
 
 
 class PlanLine(ConsortiumOwned, Base):
-    """A purchase (packs of an offer for a site) or a transfer (units of a lot to a site) of a plan run."""
+    """A purchase (packs of an offer for a site) or a transfer (units of stock from one site to the next) of a plan
+    run."""
 
     __tablename__ = "plan_lines"
 
@@ -168,6 +169,9 @@ class PlanLine(ConsortiumOwned, Base):
     supplier_id: Mapped[int | None] = mapped_column(ForeignKey("suppliers.id"))
     from_site_id: Mapped[int | None] = mapped_column(ForeignKey("sites.id"))
     lot_id: Mapped[int | None] = mapped_column(ForeignKey("lots.id"))
+    # The stock as the plan names it: O<offer> bought (a purchase, or its packs moved on from where they are
+    # delivered), L<lot> on hand, P/S/H/A<row> stock on its way (see procurement.position.Incoming).
+    source: Mapped[str | None] = mapped_column(String(30))
     packs: Mapped[int | None] = mapped_column(Integer)
     units: Mapped[float] = mapped_column(Float)
     price_per_pack: Mapped[Decimal | None] = mapped_column(Numeric(14, 4))

@@ -6,6 +6,9 @@ import secrets
 from collections.abc import Sequence
 from datetime import date
 
+from sqlalchemy import select
+
+from pharmacy.errors import OutOfStock, ValidationFailed
 from pharmacy.inventory.domain import Cause, CauseType
 from pharmacy.inventory.services import StockNeed, hold_all
 from pharmacy.procurement.models import TransferOrder, TransferOrderLine
@@ -44,3 +47,46 @@ def request_transfer(uow: UnitOfWork, consortium_id: int, from_site_id: int, to_
 def transfer_cause(order_id: int) -> Cause:
     """A transfer order as the cause of its holds and movements."""
     return Cause(CauseType.TRANSFER, str(order_id))
+
+
+def await_stock_transfer(uow: UnitOfWork, consortium_id: int, from_site_id: int, to_site_id: int,
+                         lines: Sequence[tuple[int, int]], *, run_id: int | None = None, note: str = "",
+                         ) -> TransferOrder:
+    """A transfer of stock the sender does not have yet (lines of drug and units): it holds nothing and waits,
+    and is asked for (its units held) once the stock arrives at the sender (:func:`ask_for_what_arrived`)."""
+    order = TransferOrder(consortium_id=consortium_id, number=order_number("TO", uow.today()), run_id=run_id,
+                          prescription_id=None, from_site_id=from_site_id, to_site_id=to_site_id,
+                          reason="redistribution", status="awaiting_stock", note=note,
+                          created_by=uow.principal.label, created_at=uow.now())
+    uow.session.add(order)
+    uow.session.flush()
+    for drug_id, quantity in lines:
+        uow.session.add(TransferOrderLine(consortium_id=consortium_id, order_id=order.id, drug_id=drug_id,
+                                          lot_id=None, quantity=quantity, usable_until=None))
+    return order
+
+
+def ask_for_what_arrived(uow: UnitOfWork, site_id: int, drug_ids: Sequence[int]) -> list[int]:
+    """Stock of ``drug_ids`` arrived at ``site_id``: each transfer from there that waited for it is asked for, its
+    units held, once the site can hold all of them (oldest first); the others go on waiting. Joins the caller's
+    transaction; returns the orders asked for."""
+    waiting = uow.session.scalars(
+        select(TransferOrder).where(
+            TransferOrder.status == "awaiting_stock", TransferOrder.from_site_id == site_id,
+            TransferOrder.id.in_(select(TransferOrderLine.order_id).where(TransferOrderLine.drug_id.in_(
+                list(drug_ids)))))
+        .order_by(TransferOrder.id).with_for_update().execution_options(populate_existing=True)).all()
+    asked = []
+    for order in waiting:
+        lines = list(uow.session.scalars(select(TransferOrderLine).where(TransferOrderLine.order_id == order.id)))
+        savepoint = uow.session.begin_nested()
+        try:
+            hold_all(uow, site_id, [StockNeed(line.drug_id, line.quantity, uow.today()) for line in lines],
+                     transfer_cause(order.id))
+        except (OutOfStock, ValidationFailed):
+            savepoint.rollback()  # not all of it yet: it goes on waiting
+            continue
+        savepoint.commit()
+        order.status = "requested"
+        asked.append(order.id)
+    return asked

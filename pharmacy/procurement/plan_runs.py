@@ -52,7 +52,8 @@ from pharmacy.procurement.models import (
     PurchaseOrderLine,
     TransferOrder,
 )
-from pharmacy.procurement.orders import order_number, request_transfer
+from pharmacy.procurement.orders import await_stock_transfer, order_number, request_transfer
+from pharmacy.procurement.position import positions
 from pharmacy.procurement.services import cheapest_unit_prices, forecast_demand, raise_alert, valid_offers
 from pharmacy.unit_of_work import UnitOfWork
 
@@ -211,6 +212,7 @@ def assemble_problem(uow: UnitOfWork, run: PlanRun, settings: PlanSettings) -> d
                 for lot in uow.session.scalars(select(StockLot).where(
                     StockLot.drug_id.in_(sorted(drugs)), StockLot.site_id.in_(sorted(sites)),
                     StockLot.quantity > StockLot.reserved).order_by(StockLot.id))]
+        lots += _arriving(uow, sites, drugs, unit_price, today)
         problem_offers = []
         for offer, supplier in offers:
             delivery: dict[str, float] = {}
@@ -244,6 +246,34 @@ def assemble_problem(uow: UnitOfWork, run: PlanRun, settings: PlanSettings) -> d
         return {"as_of": today.isoformat(), "problem": problem_to_dict(problem),
                 "sites": {s.code: s.id for s in sites.values()}, "drugs": {d.code: d.id for d in drugs.values()},
                 "suppliers": {s.code: s.id for _, s in offers}}
+
+
+# Goods still to come from a supplier: their lot is not known yet, so they count as fresh stock.
+FRESH_DAYS = 730
+
+
+def _arriving(uow: UnitOfWork, sites: Mapping[int, Site], drugs: Mapping[int, Drug], unit_price: Mapping[int, float],
+              today: date) -> list[Lot]:
+    """What is on its way to each site (see :mod:`pharmacy.procurement.position`) as stock arriving on its day:
+    the plan uses it from then and never buys it again. What a site has promised to send on as soon as it arrives
+    (a transfer awaiting its stock) is left out of what arrives there, and arrives at the site it goes to."""
+    arriving = []
+    for (site_id, drug_id), position in positions(uow, site_ids=sorted(sites), drug_ids=sorted(drugs)).items():
+        if site_id not in sites or drug_id not in drugs:
+            continue
+        promised = position.promised_out
+        for incoming in position.incoming:
+            units = incoming.units
+            if incoming.kind != "transfer_awaiting":  # what is promised on leaves with the first to come
+                kept = max(0, units - promised)
+                promised -= units - kept
+                units = kept
+            if units <= 0:
+                continue
+            expiry = days_usable(incoming.expiry_date, today) if incoming.expiry_date else FRESH_DAYS
+            arriving.append(Lot(incoming.source, sites[site_id].code, drugs[drug_id].code, units, expiry,
+                                round(unit_price.get(drug_id, 0.0), 6), max(0, (incoming.expected_on - today).days)))
+    return sorted(arriving, key=lambda lot: lot.id)
 
 
 def _id(token: str) -> int:
@@ -381,6 +411,8 @@ def _summary(plan: Plan, problem: Problem) -> dict[str, Any]:
         "shortage_units": sum(s.units for s in plan.shortages),
         "waste_units": sum(w.units for w in plan.waste),
         "waste_avoided": (baseline.waste - plan.costs.waste) if baseline else None,
+        # Already expired, or that no plan could use in time: not a cost of the plan's decisions.
+        "unavoidable_waste": plan.costs.unavoidable_waste,
         "near_expiry_units_moved": near,
         "purchase_lines": len(plan.purchases),
         "transfer_lines": len(plan.transfers),
@@ -388,46 +420,57 @@ def _summary(plan: Plan, problem: Problem) -> dict[str, Any]:
     }
 
 
+LineKey = tuple[str, str, str, str]  # (kind, offer or stock, from site or "", to site)
+
+
 def _store_plan(uow: UnitOfWork, run: PlanRun, plan: Plan, problem: Problem, inputs: dict[str, Any],
-                edited: frozenset[tuple[str, str, str]] = frozenset()) -> None:
-    """Write the plan's lines (keeping the ids of lines that stay) and its result beside the baseline."""
+                edited: frozenset[LineKey] = frozenset()) -> None:
+    """Write the plan's lines (keeping the ids of lines that stay) and its result beside the baseline.
+
+    A transfer line moves stock one arc: of a lot from its site, of a lot onward from a site it was moved to, of
+    packs the plan buys onward from the site they are delivered to (``source`` the offer), or of stock on its way
+    (``source`` the row it comes from); ``lot_id`` is set when the stock is a lot on hand."""
     sites, drugs, suppliers = inputs["sites"], inputs["drugs"], inputs["suppliers"]
     offers = {o.id: o for o in problem.offers}
     code_of_site = {v: k for k, v in sites.items()}
     existing = {_line_key(line, code_of_site): line
                 for line in uow.session.scalars(select(PlanLine).where(PlanLine.run_id == run.id))}
-    keep: set[tuple[str, str, str]] = set()
+    keep: set[LineKey] = set()
     for p in plan.purchases:
-        key = ("purchase", p.offer, p.site)
+        key = ("purchase", p.offer, "", p.site)
         keep.add(key)
         values = dict(kind="purchase", drug_id=drugs[p.drug], site_id=sites[p.site], offer_id=_id(p.offer),
                       supplier_id=suppliers[p.supplier], packs=p.packs, units=float(p.units),
                       price_per_pack=price(p.price_per_pack), cost=money(p.cost + p.delivery_cost), why=p.why,
-                      from_site_id=None, lot_id=None)
+                      from_site_id=None, lot_id=None, source=p.offer)
         _upsert_line(uow, run, existing.get(key), values, key in edited)
-    for t in plan.transfers:
-        key = ("transfer", t.lot, t.to_site)
+    for t in (*plan.transfers, *plan.purchase_moves):
+        stock = t.lot or t.offer or ""
+        key = ("transfer", stock, t.from_site, t.to_site)
         keep.add(key)
         values = dict(kind="transfer", drug_id=drugs[t.drug], site_id=sites[t.to_site], from_site_id=sites[t.from_site],
-                      lot_id=_id(t.lot), units=round(t.units, 4), cost=money(t.cost), why=t.why, packs=None,
-                      offer_id=None, supplier_id=None, price_per_pack=None)
+                      lot_id=_id(stock) if stock.startswith("L") else None,
+                      offer_id=_id(stock) if stock.startswith("O") else None, source=stock,
+                      units=round(t.units, 4), cost=money(t.cost), why=t.why, packs=None, supplier_id=None,
+                      price_per_pack=None)
         _upsert_line(uow, run, existing.get(key), values, key in edited)
     for key, line in existing.items():
         if key not in keep:
             uow.session.delete(line)
     data = plan_to_dict(plan)
-    for bulky in ("purchases", "transfers", "stock_use"):  # the lines live in plan_lines
+    for bulky in ("purchases", "transfers", "stock_use", "purchase_moves"):  # the lines live in plan_lines
         data.pop(bulky, None)
     data["summary"] = _summary(plan, problem)
     data["offers_used"] = sorted({offers[p.offer].id for p in plan.purchases})
     run.result = data
 
 
-def _line_key(line: PlanLine, code_of_site: Mapping[int, str]) -> tuple[str, str, str]:
-    """A line as the optimizer names it: (kind, offer or lot, site code)."""
+def _line_key(line: PlanLine, code_of_site: Mapping[int, str]) -> LineKey:
+    """A line as the optimizer names it: (kind, offer or stock, from site, to site)."""
     if line.kind == "purchase":
-        return ("purchase", f"O{line.offer_id}", code_of_site[line.site_id])
-    return ("transfer", f"L{line.lot_id}", code_of_site[line.site_id])
+        return ("purchase", f"O{line.offer_id}", "", code_of_site[line.site_id])
+    stock = line.source or f"L{line.lot_id}"
+    return ("transfer", stock, code_of_site.get(line.from_site_id or 0, ""), code_of_site[line.site_id])
 
 
 def _upsert_line(uow: UnitOfWork, run: PlanRun, line: PlanLine | None, values: dict[str, Any], edited: bool) -> None:
@@ -537,19 +580,21 @@ def edit_plan(uow: UnitOfWork, run_id: int, purchases: Sequence[PurchaseEdit] = 
         assert inputs is not None and run.result is not None
         problem = problem_from_dict(inputs["problem"])
         code_of_site = {v: k for k, v in inputs["sites"].items()}
-        decisions = _decisions(uow, run, code_of_site)
+        decisions = _decisions(uow, run, code_of_site, problem)
         bought, moved = dict(decisions.purchases), dict(decisions.transfers)
-        touched: set[tuple[str, str, str]] = set()
+        home = {lot.id: lot.site for lot in problem.lots}
+        touched: set[LineKey] = set()
         for index, p in enumerate(purchases):
             _check_order_line(uow.get(StoredOffer, p.offer_id, what="offer"), p.packs, index)
             key = (f"O{p.offer_id}", _site_code(code_of_site, p.site_id))
             bought[key] = p.packs
-            touched.add(("purchase", *key))
+            touched.add(("purchase", key[0], "", key[1]))
         for t in transfers:
             key = (f"L{t.lot_id}", _site_code(code_of_site, t.site_id))
             moved[key] = t.units
-            touched.add(("transfer", *key))
-        edited = Decisions({k: v for k, v in bought.items() if v}, {k: v for k, v in moved.items() if v})
+            touched.add(("transfer", key[0], home.get(key[0], ""), key[1]))
+        edited = Decisions({k: v for k, v in bought.items() if v}, {k: v for k, v in moved.items() if v},
+                           dict(decisions.moves))
         baseline = costs_from_dict(run.result["baseline"]) if run.result.get("baseline") else None
         try:
             plan = evaluate_plan(problem, edited, solver=run.solver, time_limit=run.time_limit, baseline=baseline)
@@ -586,16 +631,22 @@ def _site_code(code_of_site: Mapping[int, str], site_id: int) -> str:
     return code_of_site[site_id]
 
 
-def _decisions(uow: UnitOfWork, run: PlanRun, code_of_site: Mapping[int, str]) -> Decisions:
+def _decisions(uow: UnitOfWork, run: PlanRun, code_of_site: Mapping[int, str], problem: Problem) -> Decisions:
+    """The plan's lines as the optimizer's decisions: packs bought, lots moved from where they lie, and the moves
+    on from elsewhere (of lots moved on, of packs bought, of stock on its way)."""
+    home = {lot.id: lot.site for lot in problem.lots}
     purchases: dict[tuple[str, str], int] = {}
     transfers: dict[tuple[str, str], float] = {}
+    moves: dict[tuple[str, str, str], float] = {}
     for line in uow.session.scalars(select(PlanLine).where(PlanLine.run_id == run.id)):
-        _, token, site = _line_key(line, code_of_site)
-        if line.kind == "purchase":
-            purchases[(token, site)] = int(line.packs or 0)
+        kind, stock, from_site, to_site = _line_key(line, code_of_site)
+        if kind == "purchase":
+            purchases[(stock, to_site)] = int(line.packs or 0)
+        elif home.get(stock) == from_site:
+            transfers[(stock, to_site)] = line.units
         else:
-            transfers[(token, site)] = line.units
-    return Decisions(purchases, transfers)
+            moves[(stock, from_site, to_site)] = line.units
+    return Decisions(purchases, transfers, moves)
 
 
 @dataclass(frozen=True)
@@ -607,61 +658,102 @@ class Approval:
 
 
 def approve_plan(uow: UnitOfWork, run_id: int) -> Approval:
-    """Turn a finished plan into purchase orders (one per supplier, a line per site and drug) and transfer
-    orders (one per pair of sites, a line per lot), and what it leaves undone into alerts at the sites that will
-    meet it (see :func:`_undone_alerts`). The run's row lock makes a second, concurrent approval wait and then
-    find the plan approved: orders are created once."""
+    """Turn a finished plan into purchase orders (one per supplier, a line per site and drug, each supplier's
+    delivery to a site paying its cost per order once) and transfer orders (one per pair of sites and kind, a line
+    per lot or drug), and what it leaves undone into alerts at the sites that will meet it (see
+    :func:`_undone_alerts`).
+
+    A move of a lot from where it lies is asked for now, its units held at the sender (as many as the lot still
+    has free: stock taken since the plan is not promised twice). A move of stock the sender does not have yet (packs
+    the plan buys, stock another transfer or order brings, a lot moved on) waits for it: asked for once the stock
+    arrives there. The run's row lock makes a second, concurrent approval wait and then find the plan approved:
+    orders are created once."""
     with uow:
         run = _finished_run(uow, run_id, for_update=True)
         assert run.inputs is not None
         horizon_end = date.fromisoformat(run.inputs["as_of"]) + timedelta(days=run.horizon_days)
         lines = list(uow.session.scalars(select(PlanLine).where(PlanLine.run_id == run.id).order_by(PlanLine.id)))
         today = uow.today()
-        offers = {o.id: o for o in uow.session.scalars(select(StoredOffer).where(
-            StoredOffer.id.in_([line.offer_id for line in lines if line.offer_id is not None])))}
-        by_supplier: dict[int, list[PlanLine]] = defaultdict(list)
-        for line in lines:
-            if line.kind == "purchase" and line.packs:
-                by_supplier[line.supplier_id].append(line)  # type: ignore[index]
-        purchase_orders = []
-        for supplier_id, supplier_lines in sorted(by_supplier.items()):
-            order = PurchaseOrder(consortium_id=run.consortium_id, number=order_number("PO", today), run_id=run.id,
-                                  supplier_id=supplier_id, status="open", created_by=uow.principal.label,
-                                  created_at=uow.now())
-            uow.session.add(order)
-            uow.flush()
-            total = Decimal(0)
-            for line in supplier_lines:
-                offer = offers[line.offer_id]  # type: ignore[index]
-                packs = int(line.packs or 0)
-                uow.session.add(PurchaseOrderLine(
-                    consortium_id=run.consortium_id, order_id=order.id, site_id=line.site_id, drug_id=line.drug_id,
-                    offer_id=offer.id, packs=packs, pack_size=offer.pack_size, units=packs * offer.pack_size,
-                    price_per_pack=line.price_per_pack or Decimal(0), cost=money(line.cost), received_units=0,
-                    expected_on=today + timedelta(days=offer.lead_time_days)))
-                total += line.cost + offer.order_cost
-            order.total = money(total)
-            purchase_orders.append(order)
-        by_pair: dict[tuple[int, int], list[tuple[PlanLine, int]]] = defaultdict(list)
-        for line in lines:
-            units = _whole(line.units)
-            if line.kind == "transfer" and units > 0:
-                by_pair[(line.from_site_id, line.site_id)].append((line, units))  # type: ignore[index]
-        lot_expiry = dict(uow.session.execute(select(StockLot.id, StockLot.expiry_date).where(StockLot.id.in_(
-            [line.lot_id for pair in by_pair.values() for line, _ in pair]))).all())
-        transfer_orders = []
-        for (from_site, to_site), pair_lines in sorted(by_pair.items()):
-            near = any(lot_expiry.get(line.lot_id, horizon_end) <= horizon_end for line, _ in pair_lines)  # type: ignore[arg-type]
-            transfer_orders.append(request_transfer(
-                uow, run.consortium_id, from_site, to_site, [(line.drug_id, units, None) for line, units in pair_lines],
-                reason="near_expiry" if near else "redistribution", run_id=run.id,
-                note=f"plan run {run.id}", lots=[line.lot_id for line, _ in pair_lines]))
+        purchase_orders = _purchase_orders(uow, run, lines, today)
+        transfer_orders = _transfer_orders(uow, run, lines, horizon_end)
         alerts = _undone_alerts(uow, run, today)
         run.status, run.approved_at, run.approved_by = PlanStatus.APPROVED.value, uow.now(), uow.principal.label
         audit.record(uow.session, "approve", "PlanRun", run.id,
                      f"{len(purchase_orders)} purchase orders, {len(transfer_orders)} transfer orders, {alerts} alerts")
         uow.commit()
         return Approval(run, purchase_orders, transfer_orders, alerts)
+
+
+def _purchase_orders(uow: UnitOfWork, run: PlanRun, lines: Sequence[PlanLine], today: date) -> list[PurchaseOrder]:
+    """An approved plan's purchase orders, one per supplier; each supplier's delivery to a site pays the dearest
+    cost per order of the offers on it, once (as the plan counts it)."""
+    offers = {o.id: o for o in uow.session.scalars(select(StoredOffer).where(
+        StoredOffer.id.in_([line.offer_id for line in lines if line.kind == "purchase"])))}
+    by_supplier: dict[int, list[PlanLine]] = defaultdict(list)
+    for line in lines:
+        if line.kind == "purchase" and line.packs:
+            by_supplier[line.supplier_id].append(line)  # type: ignore[index]
+    orders = []
+    for supplier_id, supplier_lines in sorted(by_supplier.items()):
+        order = PurchaseOrder(consortium_id=run.consortium_id, number=order_number("PO", today), run_id=run.id,
+                              supplier_id=supplier_id, status="open", created_by=uow.principal.label,
+                              created_at=uow.now())
+        uow.session.add(order)
+        uow.flush()
+        delivery: dict[int, Decimal] = {}
+        total = Decimal(0)
+        for line in supplier_lines:
+            offer = offers[line.offer_id]  # type: ignore[index]
+            packs = int(line.packs or 0)
+            uow.session.add(PurchaseOrderLine(
+                consortium_id=run.consortium_id, order_id=order.id, site_id=line.site_id, drug_id=line.drug_id,
+                offer_id=offer.id, packs=packs, pack_size=offer.pack_size, units=packs * offer.pack_size,
+                price_per_pack=line.price_per_pack or Decimal(0), cost=money(line.cost), received_units=0,
+                expected_on=today + timedelta(days=offer.lead_time_days)))
+            total += line.cost
+            delivery[line.site_id] = max(delivery.get(line.site_id, Decimal(0)), offer.order_cost)
+        order.total = money(total + sum(delivery.values(), Decimal(0)))
+        orders.append(order)
+    return orders
+
+
+def _transfer_orders(uow: UnitOfWork, run: PlanRun, lines: Sequence[PlanLine], horizon_end: date,
+                     ) -> list[TransferOrder]:
+    """An approved plan's transfer orders: those it can ask for now, holding their lots at the sender, and those
+    that wait for their stock to reach the sender."""
+    lot_ids = sorted({line.lot_id for line in lines if line.kind == "transfer" and line.lot_id is not None})
+    lots = {lot.id: lot for lot in uow.session.scalars(select(StockLot).where(StockLot.id.in_(lot_ids))
+                                                       .order_by(StockLot.id).with_for_update())}
+    now: dict[tuple[int, int], list[tuple[PlanLine, int]]] = defaultdict(list)
+    later: dict[tuple[int, int], list[tuple[PlanLine, int]]] = defaultdict(list)
+    free = {lot.id: lot.quantity - lot.reserved for lot in lots.values()}
+    for line in lines:
+        units = _whole(line.units)
+        if line.kind != "transfer" or units <= 0:
+            continue
+        pair = (line.from_site_id, line.site_id)
+        lot = lots.get(line.lot_id) if line.lot_id is not None else None
+        if lot is not None and lot.site_id == line.from_site_id:
+            units = min(units, free[lot.id])  # taken since the plan: not promised twice
+            if units > 0:
+                free[lot.id] -= units
+                now[pair].append((line, units))  # type: ignore[index]
+        else:
+            later[pair].append((line, units))  # type: ignore[index]
+    orders = []
+    for (from_site, to_site), pair_lines in sorted(now.items()):
+        near = any(lots[line.lot_id].expiry_date <= horizon_end for line, _ in pair_lines)  # type: ignore[index]
+        orders.append(request_transfer(
+            uow, run.consortium_id, from_site, to_site, [(line.drug_id, units, None) for line, units in pair_lines],
+            reason="near_expiry" if near else "redistribution", run_id=run.id, note=f"plan run {run.id}",
+            lots=[line.lot_id for line, _ in pair_lines]))
+    for (from_site, to_site), pair_lines in sorted(later.items()):
+        by_drug: dict[int, int] = defaultdict(int)
+        for line, units in pair_lines:
+            by_drug[line.drug_id] += units
+        orders.append(await_stock_transfer(uow, run.consortium_id, from_site, to_site, sorted(by_drug.items()),
+                                           run_id=run.id, note=f"plan run {run.id}"))
+    return orders
 
 
 def _undone_alerts(uow: UnitOfWork, run: PlanRun, today: date) -> int:

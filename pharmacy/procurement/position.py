@@ -24,7 +24,13 @@ from sqlalchemy import case, func, select
 from pharmacy.inventory.domain import CauseType
 from pharmacy.inventory.models import Lot, Reservation
 from pharmacy.procurement.domain import OPEN_PURCHASE_ORDER_STATUSES, TransferStatus
-from pharmacy.procurement.models import PurchaseOrder, PurchaseOrderLine, TransferOrder, TransferParcel
+from pharmacy.procurement.models import (
+    PurchaseOrder,
+    PurchaseOrderLine,
+    TransferOrder,
+    TransferOrderLine,
+    TransferParcel,
+)
 from pharmacy.unit_of_work import UnitOfWork
 
 Key = tuple[int, int]  # (site, drug)
@@ -35,13 +41,16 @@ class Incoming:
     """Units on their way to a site: a purchase order's line, a transfer shipped, or a transfer asked for (held at
     the sender). ``expiry_date`` is known for transfers (the lot's), not for goods still to be made up."""
 
-    kind: str  # purchase_order | in_transit | transfer_requested
+    kind: str  # purchase_order | in_transit | transfer_requested | transfer_awaiting
     order_id: int
     order_number: str
     units: int
     expected_on: date
     from_site_id: int | None = None
     expiry_date: date | None = None
+    # Which row it is, as a plan names it: P<purchase-order line>, S<parcel shipped>, H<hold at the sender>,
+    # A<line of a transfer awaiting its stock>.
+    source: str = ""
 
 
 @dataclass(frozen=True)
@@ -55,6 +64,9 @@ class Position:
     held_by_hand: int = 0
     available: int = 0  # usable today and not held
     incoming: tuple[Incoming, ...] = field(default_factory=tuple)
+    # Units this site will send on as soon as they reach it (a plan's move of packs it buys, or of stock another
+    # transfer brings): promised, though not yet held.
+    promised_out: int = 0
 
     @property
     def held(self) -> int:
@@ -70,12 +82,13 @@ class Position:
 
     @property
     def position(self) -> int:
-        """What the site can count on: available now, and on order and in transit."""
-        return self.available + self.on_order + self.in_transit
+        """What the site can count on: available now, and on order and in transit, less what it has promised to
+        send on once it arrives."""
+        return self.available + self.on_order + self.in_transit - self.promised_out
 
     def arriving_by(self, day: date) -> int:
-        """Units on their way that are expected by ``day``."""
-        return sum(i.units for i in self.incoming if i.expected_on <= day)
+        """Units on their way that are expected by ``day`` and stay here."""
+        return max(0, sum(i.units for i in self.incoming if i.expected_on <= day) - self.promised_out)
 
 
 # A transfer asked for is held at the sender and expected the day after; a shipped one any time now.
@@ -124,7 +137,7 @@ def positions(uow: UnitOfWork, *, site_ids: Iterable[int] | None = None,
                 .order_by(PurchaseOrderLine.id), PurchaseOrderLine.site_id, PurchaseOrderLine.drug_id)):
             incoming[(line.site_id, line.drug_id)].append(Incoming(
                 "purchase_order", order.id, order.number, line.units - line.received_units,
-                line.expected_on or today))
+                line.expected_on or today, source=f"P{line.id}"))
         for parcel, order in uow.session.execute(only(
                 select(TransferParcel, TransferOrder).join(TransferOrder, TransferOrder.id == TransferParcel.order_id)
                 .where(TransferOrder.status.in_([TransferStatus.SHIPPED.value,
@@ -133,7 +146,7 @@ def positions(uow: UnitOfWork, *, site_ids: Iterable[int] | None = None,
                 .order_by(TransferParcel.id), TransferOrder.to_site_id, TransferParcel.drug_id)):
             incoming[(order.to_site_id, parcel.drug_id)].append(Incoming(
                 "in_transit", order.id, order.number, parcel.shipped - parcel.received - parcel.lost, today,
-                order.from_site_id, parcel.expiry_date))
+                order.from_site_id, parcel.expiry_date, f"S{parcel.id}"))
         # Asked for and not yet shipped: the units held for the order at the sender, lot by lot.
         for reservation, lot, order in uow.session.execute(only(
                 select(Reservation, Lot, TransferOrder).join(Lot, Lot.id == Reservation.lot_id)
@@ -142,7 +155,25 @@ def positions(uow: UnitOfWork, *, site_ids: Iterable[int] | None = None,
                 .order_by(Reservation.id), TransferOrder.to_site_id, Reservation.drug_id)):
             incoming[(order.to_site_id, reservation.drug_id)].append(Incoming(
                 "transfer_requested", order.id, order.number, reservation.quantity,
-                today + timedelta(days=TRANSFER_DAYS), order.from_site_id, lot.expiry_date))
+                today + timedelta(days=TRANSFER_DAYS), order.from_site_id, lot.expiry_date, f"H{reservation.id}"))
+        # Awaiting their stock at the sender: promised there, expected here a day after the sender's stock comes.
+        promised: dict[Key, int] = defaultdict(int)
+        awaiting = list(uow.session.execute(only(
+            select(TransferOrderLine, TransferOrder).join(TransferOrder, TransferOrder.id == TransferOrderLine.order_id)
+            .where(TransferOrder.status == TransferStatus.AWAITING_STOCK.value).order_by(TransferOrderLine.id),
+            TransferOrder.to_site_id, TransferOrderLine.drug_id)))
+        awaiting_out = uow.session.execute(only(
+            select(TransferOrderLine, TransferOrder).join(TransferOrder, TransferOrder.id == TransferOrderLine.order_id)
+            .where(TransferOrder.status == TransferStatus.AWAITING_STOCK.value), TransferOrder.from_site_id,
+            TransferOrderLine.drug_id))
+        for line, order in awaiting_out:
+            promised[(order.from_site_id, line.drug_id)] += line.quantity
+        for line, order in awaiting:
+            coming = [i.expected_on for i in incoming.get((order.from_site_id, line.drug_id), [])]
+            incoming[(order.to_site_id, line.drug_id)].append(Incoming(
+                "transfer_awaiting", order.id, order.number, line.quantity,
+                min(coming, default=today) + timedelta(days=TRANSFER_DAYS), order.from_site_id, None, f"A{line.id}"))
         return {key: Position(key[0], key[1], **facts.get(key, {}),  # type: ignore[arg-type]
-                              incoming=tuple(sorted(incoming.get(key, ()), key=lambda i: (i.expected_on, i.order_id))))
-                for key in sorted(set(facts) | set(incoming))}
+                              incoming=tuple(sorted(incoming.get(key, ()), key=lambda i: (i.expected_on, i.order_id))),
+                              promised_out=promised.get(key, 0))
+                for key in sorted(set(facts) | set(incoming) | set(promised))}

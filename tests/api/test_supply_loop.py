@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import date
+
 import pytest
 
 from pharmacy.principal import SYSTEM
@@ -299,3 +301,95 @@ def test_money_is_exact_from_the_offer_to_the_purchase_order(client, world, aml)
     assert (line.price_per_pack, line.cost) == (Decimal("2.6750"), Decimal("2.68"))
     assert order.total == Decimal("2.78")  # and the offer's cost per order, once
     assert placed.get_json()["total"] == 2.78
+
+
+# Plans count what is on order and on its way, and charge only their decisions ------------------------------
+
+def approve(client, world: World, run: dict) -> dict:
+    approved = client.post(f"/api/plan-runs/{run['id']}/approve", headers=world.a.headers("procurement"))
+    assert approved.status_code == 201, approved.get_json()
+    return approved.get_json()
+
+
+def purchases_of(client, world: World, run: dict) -> list[dict]:
+    lines = client.get(f"/api/plan-runs/{run['id']}/lines", headers=world.a.headers("procurement")).get_json()
+    return [line for line in lines if line["kind"] == "purchase" and line["packs"]]
+
+
+def test_a_plan_run_straight_after_approving_the_last_buys_nothing_more(client, world, market) -> None:
+    from tests.api.test_procurement import run_plan
+
+    first = run_plan(client, world, history_days=28)
+    assert purchases_of(client, world, first)
+    approve(client, world, first)
+    second = run_plan(client, world, history_days=28)
+    assert purchases_of(client, world, second) == []  # what the first bought is on order, and counted
+    inputs = client.get(f"/api/plan-runs/{second['id']}/inputs", headers=world.a.headers("procurement")).get_json()
+    arriving = [lot for lot in inputs["problem"]["lots"] if lot["arrives_in_days"] > 0]
+    assert arriving and all(lot["id"].startswith(("P", "H")) for lot in arriving)
+
+
+def test_no_plan_moves_stock_worth_less_than_the_trip(client, world, market) -> None:
+    from tests.api.test_procurement import run_plan
+
+    run = run_plan(client, world, history_days=28)
+    inputs = client.get(f"/api/plan-runs/{run['id']}/inputs", headers=world.a.headers("procurement")).get_json()
+    value = {lot["id"]: lot["unit_value"] for lot in inputs["problem"]["lots"]}
+    assert all(arc["fixed_cost"] == 20.0 for arc in inputs["problem"]["arcs"])
+    lines = client.get(f"/api/plan-runs/{run['id']}/lines", headers=world.a.headers("procurement")).get_json()
+    trips: dict[tuple[int, int], float] = {}
+    for line in lines:
+        if line["kind"] == "transfer":
+            pair = (line["from_site_id"], line["site_id"])
+            trips[pair] = trips.get(pair, 0.0) + line["units"] * value.get(f"L{line['lot_id']}", 0.0)
+    assert trips and all(worth >= 20.0 for worth in trips.values()), trips
+    orders = approve(client, world, run)["transfer_orders"]
+    assert len(orders) == len(trips)  # one shipment per pair of sites
+
+
+def test_a_plan_does_not_charge_itself_for_stock_already_expired(client, world, market, clock) -> None:
+    from tests.api.test_procurement import run_plan
+
+    stock(client, world, "C1", market["aml"], "GONE", "2026-11-24", 500)  # usable one more day only
+    clock.advance(days=2)
+    run = run_plan(client, world, history_days=28)
+    costs, summary = run["result"]["costs"], run["result"]["summary"]
+    assert costs["unavoidable_waste"] >= 500 * 24 / 28  # 500 units at 24 a pack of 28, the cheapest offer
+    assert costs["total"] == pytest.approx(sum(costs[k] for k in ("purchase", "delivery", "order", "transfer",
+                                                                   "shortage", "waste")))
+    assert summary["unavoidable_waste"] == costs["unavoidable_waste"]
+    assert summary["saving"] == pytest.approx(run["result"]["baseline"]["total"] - costs["total"])
+
+
+def test_packs_bought_for_one_site_and_moved_on_wait_for_the_delivery_then_are_asked_for(client, world, clock):
+    from tests.api.test_procurement import history, run_plan
+
+    headers = world.a.headers("procurement")
+    drug = add_drug(client, world.a, "INS-G", generic_name="甘精胰岛素注射液", pack_size=10)
+    stock(client, world, "C1", drug, "USED", "2027-06-30", 600)
+    history(client, world, "C1", drug, [20] * 28)  # C1 uses 20 a day and has 40 left
+    supplier = client.post("/api/suppliers", json={"code": "YT", "name": "英特药业"}, headers=headers).get_json()
+    assert client.post("/api/offers", headers=headers, json={  # delivered to the lead hospital only
+        "supplier_id": supplier["id"], "drug_id": drug["id"], "pack_size": 10, "valid_from": "2026-11-01",
+        "valid_until": "2027-10-31", "tiers": [{"min_packs": 0, "price_per_pack": 50}], "lead_time_days": 1,
+        "delivery_costs": {"A-LEAD": 0}}).status_code == 201
+    run = run_plan(client, world, history_days=28)
+    lines = client.get(f"/api/plan-runs/{run['id']}/lines", headers=headers).get_json()
+    bought = [x for x in lines if x["kind"] == "purchase"]
+    moved = [x for x in lines if x["kind"] == "transfer"]
+    assert [x["site_id"] for x in bought] == [world.a.sites["LEAD"]]
+    assert [(x["from_site_id"], x["site_id"]) for x in moved] == [(world.a.sites["LEAD"], world.a.sites["C1"])]
+    approved = approve(client, world, run)
+    order = approved["transfer_orders"][0]
+    assert order["status"] == "awaiting_stock"  # nothing to hold at the lead hospital yet
+    po = approved["purchase_orders"][0]
+    line = client.get(f"/api/purchase-orders/{po['id']}", headers=headers).get_json()["lines"][0]
+    from pharmacy.principal import system_for
+    from pharmacy.procurement.services import ReceiptLine, receive_purchase_order
+
+    receive_purchase_order(UnitOfWork(factory(client), system_for(world.a.consortium_id), clock), po["id"],
+                           world.a.sites["LEAD"], [ReceiptLine(drug["id"], "YT-1", date(2028, 1, 31), line["units"])])
+    after = client.get(f"/api/transfer-orders/{order['id']}", headers=headers).get_json()
+    assert after["order"]["status"] == "requested"
+    lots = client.get(f"/api/inventory/lots?site_id={world.a.sites['LEAD']}", headers=headers).get_json()
+    assert sum(lot["reserved"] for lot in lots) == sum(x["units"] for x in moved)
