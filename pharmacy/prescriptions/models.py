@@ -62,7 +62,7 @@ class Prescription(ConsortiumOwned, Base):
     request_hash: Mapped[str] = mapped_column(String(64))
     source: Mapped[str] = mapped_column(String(10), default="api")  # api | fhir
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)  # set by the service's clock
 
 
 class PrescriptionItem(ConsortiumOwned, Base):
