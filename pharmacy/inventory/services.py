@@ -764,7 +764,7 @@ def record_stocktake(uow: UnitOfWork, site_id: int, lines: Sequence[CountLine], 
                 continue
             if lot.site_id != site_id:
                 problems.append({"line": index, "reason": Message("lot %(lot)s is stock of another site",
-                                                                  lot=lot.id)})
+                                                                  lot=lot.lot_number)})
                 continue
             if lot.id in seen:
                 problems.append({"line": index, "reason": Message("lot %(lot)s is counted twice",

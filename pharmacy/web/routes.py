@@ -85,7 +85,7 @@ def _signed_in() -> ResponseReturnValue | None:
         site = db.get(Site, user.site_id) if user.site_id else None
         g.site_name = site.name if site else ""
     g.open_alerts = sum(procurement.open_alert_counts(uow()).values()) \
-        if g.principal.role is Role.PHARMACIST and request.method == "GET" else 0
+        if g.principal.role is Role.PHARMACIST else 0
     return None
 
 

@@ -90,7 +90,7 @@ def desk(committed_app: Flask) -> Iterator[dict[str, Any]]:
 
 
 def new_page(browser: Any, width: int = 1280, height: int = 900) -> Any:
-    return browser.new_page(viewport={"width": width, "height": height})
+    return browser.new_page(viewport={"width": width, "height": height}, locale="zh-CN")
 
 
 class Counter:
@@ -330,11 +330,40 @@ def test_stock_lots_write_off_receipt_outside_an_order_and_alerts(desk, browser)
 
 
 def test_receiving_takes_a_scan_and_keeps_a_refused_delivery_typed(desk, browser) -> None:
+    client, world, aml = desk["client"], desk["world"], desk["aml"]
+    officer = world.a.headers("procurement")
+    supplier = client.post("/api/suppliers", json={"code": "S1", "name": "华东医药"}, headers=officer).get_json()
+    offer = client.post("/api/offers", headers=officer, json={
+        "supplier_id": supplier["id"], "drug_id": aml["id"], "pack_size": 28, "valid_from": "2026-11-01",
+        "valid_until": "2027-10-31", "tiers": [{"min_packs": 0, "price_per_pack": 30.0}]}).get_json()
+    order = client.post("/api/purchase-orders", headers=officer, json={
+        "supplier_id": supplier["id"], "lines": [{"site_id": world.a.sites["C1"], "offer_id": offer["id"],
+                                                  "packs": 2}]}).get_json()
     page = new_page(browser)
     sign_in(page, desk["url"], "li")
     page.click("header >> text=收货")
     assert desk["transfer"]["number"] in page.inner_text("#transfers") and "Site A-C2" in page.inner_text("#transfers")
+    form = f"#delivery-{order['id']}"
+    page.fill(f"{form} input[name^=expiry-]", "2028-03-31")
+    page.focus(f"{form} input[data-scan-into]")
+    page.keyboard.type(CODE)
+    page.keyboard.press("Enter")
+    page.click(f"{form} button[type=submit]")  # no lot number: refused, naming the drug, the delivery kept
+    page.wait_for_selector(".flash.error")
+    assert "苯磺酸氨氯地平片：请填写包装上印的批号" in page.inner_text(".flash.error")
+    assert page.input_value(f"{form} input[name^=expiry-]") == "2028-03-31"
+    assert CODE in page.input_value(f"{form} textarea")
+    shot(page, "30-receiving-refused-and-kept")
+    page.fill(f"{form} textarea", "")
+    page.fill(f"{form} input[name^=expiry-]", "")
+    page.focus(f"{form} input[data-scan-into]")
+    page.keyboard.type("(01)06901234567892(17)280331(10)PO-7(21)A1")  # a GS1 code prints its lot and expiry
+    page.keyboard.press("Enter")
+    page.click(f"{form} button[type=submit]")
+    page.wait_for_selector(".flash.ok")
     shot(page, "30-receiving")
+    lots = client.get(f"/api/inventory/lots?drug_id={aml['id']}", headers=world.a.headers("pharmacist")).get_json()
+    assert ("PO-7", "2028-03-31", 56) in [(x["lot_number"], x["expiry_date"], x["quantity"]) for x in lots]
 
 
 def test_a_prescriber_follows_the_prescriptions_and_cancels_one(desk, browser) -> None:
