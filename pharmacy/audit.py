@@ -73,6 +73,12 @@ def _visible(key: str) -> bool:
     return not key.endswith(_HIDDEN_SUFFIXES) and key not in {"created_at", "updated_at"}
 
 
+def _private(obj: Any, key: str) -> bool:
+    """A column whose value the audit trail names but never shows (a patient's clinical facts: the trail is read
+    by administrators, who may not see them)."""
+    return key in getattr(obj, "__audit_private__", ())
+
+
 def _describe_new(obj: Any) -> str:
     mapper = inspect(obj).mapper
     parts = []
@@ -81,7 +87,7 @@ def _describe_new(obj: Any) -> str:
             continue
         value = getattr(obj, attr.key)
         if value is not None and value != "":
-            parts.append(f"{attr.key}={value}")
+            parts.append(f"{attr.key} set" if _private(obj, attr.key) else f"{attr.key}={value}")
     return "created " + ", ".join(parts)
 
 
@@ -96,7 +102,7 @@ def _describe_change(obj: Any) -> str | None:
         after = history.added[0] if history.added else None
         if before == after:
             continue
-        parts.append(f"{attr.key}: {before} -> {after}")
+        parts.append(f"{attr.key} changed" if _private(obj, attr.key) else f"{attr.key}: {before} -> {after}")
     hidden = [a.key for a in state.mapper.column_attrs
               if not _visible(a.key) and state.attrs[a.key].history.has_changes()]
     parts.extend(f"{key} changed" for key in hidden if key.endswith(_HIDDEN_SUFFIXES))

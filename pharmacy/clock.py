@@ -33,3 +33,13 @@ class FixedClock(Clock):
 
 
 system_clock = Clock()
+
+
+def local(at: datetime) -> datetime:
+    """A moment as the consortium's clocks show it (Beijing time)."""
+    return at.astimezone(CONSORTIUM_TIMEZONE)
+
+
+def local_text(at: datetime) -> str:
+    """A moment in Beijing time, to the minute, as pages and messages say it: ``2026-11-23 12:05``."""
+    return local(at).strftime("%Y-%m-%d %H:%M")

@@ -44,6 +44,7 @@ def load_config(instance_path: str) -> dict[str, Any]:
         "DEFAULT_PAGE_SIZE": _int("PHARMACY_PAGE_SIZE", 50),
         "MAX_PAGE_SIZE": _int("PHARMACY_MAX_PAGE_SIZE", 500),
         "NEAR_EXPIRY_DAYS": _int("PHARMACY_NEAR_EXPIRY_DAYS", 90),
+        "WORKLIST_REFRESH_SECONDS": _int("PHARMACY_WORKLIST_REFRESH_SECONDS", 15),
         "INSTALLMENT_NOTICE_DAYS": _int("PHARMACY_INSTALLMENT_NOTICE_DAYS", 3),
         # Prescription policy (days); China's rules by default.
         "MAX_VALIDITY_DAYS": _int("PHARMACY_MAX_VALIDITY_DAYS", 3),

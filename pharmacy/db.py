@@ -45,6 +45,11 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def contains(text: str) -> str:
+    """A LIKE pattern that finds ``text`` anywhere, its own wildcards escaped (use it with ``escape="\\"``)."""
+    return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
 def make_engine(url: str, echo: bool = False) -> Engine:
     """Create the engine; on SQLite, make transactions real so row changes serialise safely."""
     if url.startswith("sqlite"):

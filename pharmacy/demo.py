@@ -6,7 +6,7 @@ from __future__ import annotations
 import random
 import secrets
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -94,10 +94,11 @@ def load_demo(app: Flask) -> list[DemoKey] | None:
     consortium = create_consortium(UnitOfWork(factory, SYSTEM), DEMO_CONSORTIUM, "西湖区紧密型医联体")
     uow = UnitOfWork(factory, system_for(consortium.id))
     ids: dict[str, int] = {}
-    for code, name, kind, parent, district, lat, lon, dispenses in DEMO_SITES:
+    for n, (code, name, kind, parent, district, lat, lon, dispenses) in enumerate(DEMO_SITES):
         site = create_site(uow, consortium.id, {
             "code": code, "name": name, "kind": kind, "parent_id": ids.get(parent) if parent else None,
             "district": district, "latitude": lat, "longitude": lon, "dispenses": dispenses,
+            "opening_hours": DEMO_HOURS if dispenses else "", "phone": f"0571-8{n + 1:03d}-{2600 + n}",
         })
         ids[code] = site.id
     history_start = FixedClock(uow.now() - timedelta(days=HISTORY_DAYS))
@@ -111,7 +112,11 @@ def load_demo(app: Flask) -> list[DemoKey] | None:
         _, plain = create_api_key(uow, consortium.id, f"demo {role.value}", role,
                                   ids[site_code] if site_code else None)
         keys.append(DemoKey(role.value, site_code, plain))
+    # Two pharmacists of one pharmacy (a controlled drug is handed over after the second one's check), a prescriber
+    # of the lead hospital and an officer.
     for username, name, role, site_code in (("li", "李药师", Role.PHARMACIST, "XH-C01"),
+                                            ("zhou", "周药师", Role.PHARMACIST, "XH-C01"),
+                                            ("dr-wang", "王医生", Role.PRESCRIBER, "XH-LEAD"),
                                             ("wang", "王采购", Role.PROCUREMENT, None)):
         password = secrets.token_urlsafe(9)
         create_user(uow, consortium.id, username, password, role, ids[site_code] if site_code else None, name)
@@ -131,6 +136,9 @@ def _load_catalog_and_stock(uow: UnitOfWork, site_ids: dict[str, int]) -> dict[s
         })
         drugs.append(drug.id)
     today = uow.today() + timedelta(days=HISTORY_DAYS)  # expiry dates count from the real today
+    # The first community centre stocks the psychotropic the demo prescribes, so its second check can be tried.
+    receive_stock(uow, site_ids["XH-C01"], drugs[[d[0] for d in DEMO_DRUGS].index("DZP2.5")], "C01-DZP-A",
+                  today + timedelta(days=400), 200, reason_code="opening_balance")
     for site_code, site_id in site_ids.items():
         if site_code in {"XH-V03", "XH-V04"}:
             continue  # non-dispensing village clinics hold no stock
@@ -144,6 +152,7 @@ def _load_catalog_and_stock(uow: UnitOfWork, site_ids: dict[str, int]) -> dict[s
     return {row[0]: drug_id for row, drug_id in zip(DEMO_DRUGS, drugs, strict=True)}
 
 
+DEMO_HOURS = "周一至周五 8:00–17:30，周六、周日 8:00–12:00"
 HISTORY_DAYS = 45
 HISTORY_STEP_DAYS = 7  # one dispensing entry per site and drug every few days keeps the demo quick to load
 HISTORY_DRUGS = ("AMX250", "AML5", "MTF500", "ATV20", "ASP100", "VAL80", "OME20", "EUT50")
@@ -205,22 +214,40 @@ def _load_offers(uow: UnitOfWork, drug_ids: dict[str, int]) -> None:
                 "valid_from": today - timedelta(days=30), "valid_until": today + timedelta(days=335)})
 
 
+DEMO_DOSAGE = {"AML5": "口服，每次 5 mg，每日 1 次", "ASP100": "口服，每次 100 mg，每日 1 次，饭后",
+               "MTF500": "口服，每次 500 mg，每日 2 次，随餐", "OME20": "口服，每次 20 mg，每日 1 次，早餐前",
+               "ATV20": "口服，每次 20 mg，每日 1 次，睡前", "VAL80": "口服，每次 80 mg，每日 1 次",
+               "DZP2.5": "口服，每次 2.5 mg，每日 1 次，睡前"}
 DEMO_PRESCRIPTIONS = [
-    # number, patient, district, kind, [(code, quantity, supply days, repeats)]
-    ("XH-RX-0001", "PT-2f91", "西湖区", "ordinary", [("AML5", 7, 7, 0), ("ASP100", 7, 7, 0)]),
-    ("XH-RX-0002", "PT-77c0", "转塘街道", "long", [("MTF500", 56, 28, 2)]),
-    ("XH-RX-0003", "PT-a1b4", "双浦镇", "ordinary", [("OME20", 14, 7, 0)]),
-    ("XH-RX-0004", "PT-09de", "三墩镇", "long", [("ATV20", 28, 28, 1), ("VAL80", 28, 28, 1)]),
+    # number, patient, district, kind, [(code, quantity, supply days, repeats)], nominated pharmacy
+    ("XH-RX-0001", "PT-2f91", "西湖区", "ordinary", [("AML5", 7, 7, 0), ("ASP100", 7, 7, 0)], None),
+    ("XH-RX-0002", "PT-77c0", "转塘街道", "long", [("MTF500", 56, 28, 2)], None),
+    ("XH-RX-0003", "PT-a1b4", "双浦镇", "ordinary", [("OME20", 14, 7, 0)], None),
+    ("XH-RX-0004", "PT-09de", "三墩镇", "long", [("ATV20", 28, 28, 1), ("VAL80", 28, 28, 1)], None),
+    ("XH-RX-0005", "PT-5c3e", "西湖区", "ordinary", [("DZP2.5", 6, 3, 0)], "XH-C01"),
 ]
+# What each prescriber sent for the review: birth date, sex, diagnosis (ICD-10), allergies.
+DEMO_CLINICAL: dict[str, tuple[str, str, tuple[tuple[str, str], ...], tuple[str, ...]]] = {
+    "PT-2f91": ("1956-04-12", "male", (("I10", "原发性高血压"),), ("青霉素",)),
+    "PT-77c0": ("1963-09-30", "female", (("E11.9", "2型糖尿病"),), ()),
+    "PT-a1b4": ("1978-01-05", "male", (("K21.9", "胃食管反流病"),), ("磺胺类",)),
+    "PT-09de": ("1949-11-20", "female", (("I10", "原发性高血压"), ("E78.5", "高脂血症")), ()),
+    "PT-5c3e": ("1971-06-08", "female", (("F51.0", "非器质性失眠症"),), ()),
+}
 
 
 def _load_prescriptions(factory: Any, consortium_id: int, lead_id: int) -> None:
     prescriber = Principal("system", None, "demo HIS", Role.PRESCRIBER, consortium_id, lead_id)
     today = UnitOfWork(factory, prescriber).today()
-    for number, patient, district, kind, items in DEMO_PRESCRIPTIONS:
+    for number, patient, district, kind, items, nominated in DEMO_PRESCRIPTIONS:
+        born, gender, diagnoses, allergies = DEMO_CLINICAL[patient]
         data = PrescriptionInput(
             number=number, patient_ref=patient, kind=Kind(kind), issued_on=today, valid_until=today + timedelta(days=2),
-            patient_district=district, prescriber="王医生",
-            items=tuple(ItemInput(code, quantity, days, repeats, days if repeats else None)
+            patient_district=district, prescriber="王医生", nominated_site_code=nominated,
+            patient_birth_date=date.fromisoformat(born), patient_gender=gender,
+            diagnoses=tuple({"code": code, "system": "ICD-10", "display": said} for code, said in diagnoses),
+            allergies=tuple({"substance": substance} for substance in allergies),
+            items=tuple(ItemInput(code, quantity, days, repeats, days if repeats else None,
+                                  dosage=DEMO_DOSAGE.get(code, ""))
                         for code, quantity, days, repeats in items))
         submit_prescription(UnitOfWork(factory, prescriber), data, request_hash=number)

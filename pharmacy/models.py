@@ -6,12 +6,13 @@ from pharmacy.catalog.models import Drug, FormularyEntry, LocalCode
 from pharmacy.consortium.models import Consortium, Site
 from pharmacy.db import Base
 from pharmacy.idempotency import IdempotentRequest
-from pharmacy.inventory.models import Lot, Movement, Reservation, Stocktake
+from pharmacy.inventory.models import Lot, Movement, Reservation, Stocktake, TraceCode, TraceCodeDispense
 from pharmacy.prescriptions.models import (
     Dispense,
     Prescription,
     PrescriptionEvent,
     PrescriptionItem,
+    PrescriptionReturn,
     Shortage,
     WebhookDelivery,
     WebhookSubscription,
@@ -54,6 +55,7 @@ __all__ = [
     "Prescription",
     "PrescriptionEvent",
     "PrescriptionItem",
+    "PrescriptionReturn",
     "PurchaseOrder",
     "PurchaseOrderLine",
     "Reservation",
@@ -61,6 +63,8 @@ __all__ = [
     "Site",
     "Stocktake",
     "Supplier",
+    "TraceCode",
+    "TraceCodeDispense",
     "TransferOrder",
     "TransferOrderLine",
     "TransferParcel",

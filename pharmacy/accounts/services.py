@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from sqlalchemy import select
@@ -90,3 +90,15 @@ def update_user(uow: UnitOfWork, user_id: int, changes: Mapping[str, Any]) -> Us
             setattr(user, key, value)
         uow.commit()
         return user
+
+
+def names_of(uow: UnitOfWork, labels: Iterable[str]) -> dict[str, str]:
+    """The names to show for the actors a record names (``user:li`` is 李药师, ``api_key:his`` the key's name), so
+    that pages say who rather than an account's internal label."""
+    wanted = sorted(set(labels))
+    usernames = [label.removeprefix("user:") for label in wanted if label.startswith("user:")]
+    with uow:
+        people = {u.username: u.display_name or u.username
+                  for u in uow.session.scalars(select(User).where(User.username.in_(usernames)))} if usernames else {}
+    return {label: people.get(label.removeprefix("user:"), label.removeprefix("user:"))
+            if label.startswith("user:") else label.split(":", 1)[-1] for label in wanted}

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Select, case, exists, func, insert, literal, or_, select
+from sqlalchemy import ColumnElement, Select, case, exists, func, insert, literal, or_, select
 from sqlalchemy.orm import Session
 
 from pharmacy import audit
@@ -18,7 +18,8 @@ from pharmacy.catalog.schemas import DrugSchema
 from pharmacy.consortium.domain import GRASSROOTS_KINDS, SiteKind
 from pharmacy.consortium.models import Site
 from pharmacy.csv_import import read_csv
-from pharmacy.errors import Conflict, NotFound, PreconditionFailed, ValidationFailed
+from pharmacy.db import contains
+from pharmacy.errors import Conflict, Message, NotFound, PreconditionFailed, ValidationFailed
 from pharmacy.pagination import Page, PageRequest, fetch_page
 from pharmacy.unit_of_work import UnitOfWork
 
@@ -87,6 +88,12 @@ def _escape_like(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
+def drug_matches(q: str) -> ColumnElement[bool]:
+    """The drugs a search finds (by code, national code, generic or brand name, pinyin): one scan of one precomputed
+    column. Every search of drugs, and of what names them (a prescription, a lot), uses it."""
+    return Drug.search_key.like(contains(q.strip().lower()), escape="\\")
+
+
 def search_drugs(uow: UnitOfWork, page: PageRequest, *, q: str | None = None, active: bool | None = None,
                  essential: bool | None = None, equivalence_group: str | None = None) -> Page[Drug]:
     """Find drugs by code, national code, generic or brand name, or pinyin; best matches first.
@@ -105,7 +112,7 @@ def search_drugs(uow: UnitOfWork, page: PageRequest, *, q: str | None = None, ac
         if not q:
             return fetch_page(uow.session, stmt.order_by(Drug.code), page)
         term = q.strip().lower()
-        prefix, infix = _escape_like(term) + "%", "%" + _escape_like(term) + "%"
+        prefix = _escape_like(term) + "%"
         code, national = func.lower(Drug.code), func.lower(func.coalesce(Drug.national_code, ""))
         name, brand = func.lower(Drug.generic_name), func.lower(func.coalesce(Drug.brand_name, ""))
         rank = case(
@@ -117,9 +124,18 @@ def search_drugs(uow: UnitOfWork, page: PageRequest, *, q: str | None = None, ac
             else_=literal(5),
         )
         # One scan of one precomputed column finds the candidates; only they are ranked.
-        stmt = stmt.where(Drug.search_key.like(infix, escape="\\")).order_by(
+        stmt = stmt.where(drug_matches(term)).order_by(
             rank, func.length(Drug.generic_name), Drug.code)
         return fetch_page(uow.session, stmt, page)
+
+
+def drugs_by_id(uow: UnitOfWork, ids: Iterable[int]) -> dict[int, Drug]:
+    """The drugs named by ``ids`` (a page never needs the whole catalog)."""
+    wanted = sorted(set(ids))
+    if not wanted:
+        return {}
+    with uow:
+        return {d.id: d for d in uow.session.scalars(select(Drug).where(Drug.id.in_(wanted)))}
 
 
 def find_drug_by_code(session: Session, code: str, site_id: int | None) -> Drug | None:
@@ -140,8 +156,10 @@ def resolve_code(uow: UnitOfWork, code: str, site_id: int | None = None) -> Drug
         site_id = site_id if site_id is not None else uow.principal.site_id
         drug = find_drug_by_code(uow.session, code, site_id)
         if drug is None:
-            where = f" or as a local code of site {site_id}" if site_id is not None else ""
-            raise NotFound(f"no drug has code {code} in the consortium catalog, as a national code{where}")
+            raise NotFound(Message("no drug has code %(code)s in the consortium catalog, as a national code or as a "
+                                   "local code of site %(site)s", code=code, site=site_id) if site_id is not None
+                           else Message("no drug has code %(code)s in the consortium catalog, as a national code",
+                                        code=code))
         return drug
 
 

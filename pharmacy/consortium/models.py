@@ -41,5 +41,8 @@ class Site(ConsortiumOwned, Base):
     latitude: Mapped[float | None] = mapped_column(Float)
     longitude: Mapped[float | None] = mapped_column(Float)
     dispenses: Mapped[bool] = mapped_column(Boolean, default=False)
+    # What a pharmacy prints on a label and a guidance sheet, for the patient to come back or call.
+    opening_hours: Mapped[str] = mapped_column(String(200), default="")
+    phone: Mapped[str] = mapped_column(String(40), default="")
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -39,6 +39,9 @@ class SiteSchema(Schema):
     latitude = fields.Float(allow_none=True, validate=validate.Range(-90, 90))
     longitude = fields.Float(allow_none=True, validate=validate.Range(-180, 180))
     dispenses = fields.Boolean(load_default=False)
+    opening_hours = fields.String(load_default="", validate=validate.Length(max=200), metadata={
+        "description": "a pharmacy's hours, printed on labels and guidance sheets (e.g. 周一至周日 8:00–17:00)"})
+    phone = fields.String(load_default="", validate=validate.Length(max=40))
     active = fields.Boolean(load_default=True)
     created_at = fields.DateTime(dump_only=True)
 
@@ -53,6 +56,8 @@ class SiteUpdateSchema(Schema):
     latitude = fields.Float(allow_none=True, validate=validate.Range(-90, 90))
     longitude = fields.Float(allow_none=True, validate=validate.Range(-180, 180))
     dispenses = fields.Boolean()
+    opening_hours = fields.String(validate=validate.Length(max=200))
+    phone = fields.String(validate=validate.Length(max=40))
     active = fields.Boolean()
 
 

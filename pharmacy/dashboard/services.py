@@ -9,6 +9,7 @@ from datetime import timedelta
 
 from sqlalchemy import func, select
 
+from pharmacy.clock import local
 from pharmacy.consortium.domain import GRASSROOTS_KINDS
 from pharmacy.consortium.models import Site
 from pharmacy.inventory.domain import MovementKind
@@ -68,10 +69,12 @@ def consortium_dashboard(uow: UnitOfWork, near_expiry_days: int) -> Dashboard:
             Movement.kind == MovementKind.EXPIRY_WRITE_OFF.value, Movement.at >= uow.now() - timedelta(days=90))
             .group_by(Movement.drug_id)).all()
         # Only each approved plan's saving is read, not its whole result.
-        savings = [(approved_at.date().isoformat(), float(saving)) for approved_at, saving in uow.session.execute(
+        approved = uow.session.execute(
             select(PlanRun.approved_at, PlanRun.result["summary"]["saving"].as_float())
             .where(PlanRun.status == PlanStatus.APPROVED.value).order_by(PlanRun.approved_at)).all()
-            if approved_at is not None and saving is not None]
+        # Each on its day in Beijing, not in UTC (an approval at 07:00 is that day's, not the day before).
+        savings = [(local(approved_at).date().isoformat(), float(saving)) for approved_at, saving in approved
+                   if approved_at is not None and saving is not None]
         return Dashboard(
             grassroots_share=grassroots / len(dispensed_at) if dispensed_at else None,
             fill_rate=filled / closed if closed else None,

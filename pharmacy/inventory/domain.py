@@ -80,6 +80,14 @@ def normalise_lot_number(raw: str) -> str:
 TRANSIT_LOSS_REASONS = ("damaged", "missing", "wrong_item")
 
 
+# Stock that comes in outside any order, and the movement each is: a donation or a central allocation is a receipt,
+# a patient's return a return (to the shelf).
+OUTSIDE_ORDER_RECEIPTS = {"donation": MovementKind.RECEIPT, "central_allocation": MovementKind.RECEIPT,
+                          "patient_return": MovementKind.RETURN}
+# Why stock is written off by hand: expired, recalled by its maker or the regulator, or damaged (broken, spoiled).
+WRITE_OFF_REASONS = ("expired", "recalled", "damaged")
+
+
 # Kinds a pharmacist records by hand on a lot; receipts, dispenses and reversals come through their own use cases.
 MANUAL_KINDS = frozenset({MovementKind.EXPIRY_WRITE_OFF, MovementKind.RETURN, MovementKind.COUNT_ADJUSTMENT,
                           MovementKind.TRANSFER_OUT, MovementKind.TRANSFER_IN})
@@ -160,6 +168,22 @@ def days_usable(expiry_date: date, today: date) -> int:
     """How many days a lot can still be used, today included (0 once it has expired): a lot expiring today has
     one day left."""
     return max(0, (expiry_date - today).days + 1)
+
+
+SOON_DAYS = 30  # a lot this close to its expiry needs using up or moving now
+
+
+def expiry_band(expiry_date: date, today: date, near_days: int) -> str:
+    """How close a lot is to its expiry, as pages colour it and alerts name it: ``expired`` (not usable today),
+    ``soon`` (within :data:`SOON_DAYS` days), ``near`` (within the near-expiry window) or ``ok``."""
+    days = days_usable(expiry_date, today)
+    if days == 0:
+        return "expired"
+    if days <= SOON_DAYS:
+        return "soon"
+    if days <= near_days:
+        return "near"
+    return "ok"
 
 
 def is_usable(lot: LotStock, today: date, supply_until: date) -> bool:

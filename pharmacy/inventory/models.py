@@ -152,3 +152,39 @@ class Stocktake(ConsortiumOwned, Base):
     lines_counted: Mapped[int] = mapped_column(Integer, default=0)
     lines_adjusted: Mapped[int] = mapped_column(Integer, default=0)
     at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class TraceCode(ConsortiumOwned, Base):
+    """A drug trace code (药品追溯码): the code of one smallest sales pack, which belongs to one lot. Known from the
+    receipt that scanned it in, or from the dispense that first scanned it. The unique key makes "one code, one
+    lot" the database's rule, whichever site scans it."""
+
+    __tablename__ = "trace_codes"
+    __table_args__ = (UniqueConstraint("consortium_id", "code", name="uq_trace_codes_consortium_code"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(String(80))  # as normalised: 20 digits, or GS1 (01) GTIN + (21) serial
+    kind: Mapped[str] = mapped_column(String(10))  # national | gs1
+    gtin: Mapped[str | None] = mapped_column(String(14))
+    serial: Mapped[str | None] = mapped_column(String(20))
+    lot_id: Mapped[int] = mapped_column(ForeignKey("lots.id"), index=True)
+    drug_id: Mapped[int] = mapped_column(ForeignKey("drugs.id"))
+    site_id: Mapped[int] = mapped_column(ForeignKey("sites.id"))  # where it was first scanned
+    source: Mapped[str] = mapped_column(String(20))  # receipt | dispense
+    actor: Mapped[str] = mapped_column(String(160))
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class TraceCodeDispense(ConsortiumOwned, Base):
+    """A trace code given to a patient with a dispense movement. The unique key on the code makes "dispensed
+    once, anywhere in the consortium" the database's rule: the same pack given twice points at resold or fake
+    drugs."""
+
+    __tablename__ = "trace_code_dispenses"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    trace_code_id: Mapped[int] = mapped_column(ForeignKey("trace_codes.id"), unique=True)
+    movement_id: Mapped[int] = mapped_column(ForeignKey("movements.id"), index=True)
+    site_id: Mapped[int] = mapped_column(ForeignKey("sites.id"))
+    actor: Mapped[str] = mapped_column(String(160))
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

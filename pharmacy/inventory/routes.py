@@ -54,7 +54,7 @@ class ReceiptsView(MethodView):
         return services.receive_stock(
             request_uow(), data["site_id"], data["drug_id"], data["lot_number"], data["expiry_date"],
             data["quantity"], unit=data["unit"], reason_code=data["reason_code"], note=data["note"],
-            cause=_cause(data))
+            cause=_cause(data), trace_codes=data["trace_codes"])
 
 
 @blp.route("/lots")

@@ -38,6 +38,10 @@ class ReceiptSchema(CauseFields):
                          metadata={"description": "quantity in dispensing units (default) or in packs"})
     reason_code = fields.String(load_default="purchase", validate=validate.Length(1, 40))
     note = fields.String(load_default="", validate=validate.Length(max=1000))
+    trace_codes = fields.List(fields.String(validate=validate.Length(1, 100)), load_default=list,
+                              validate=validate.Length(max=1000), metadata={
+                                  "description": "the packs' trace codes (药品追溯码) as scanned: 20 digits, or a GS1 "
+                                                 "element string with (01) GTIN and (21) serial"})
 
 
 class MovementInputSchema(CauseFields):

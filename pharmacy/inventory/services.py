@@ -8,7 +8,7 @@ transactions touching the same lots in any order of drugs cannot deadlock.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
@@ -17,10 +17,15 @@ from sqlalchemy import and_, case, func, select
 from sqlalchemy.exc import IntegrityError
 
 from pharmacy.catalog.models import Drug
+from pharmacy.catalog.services import drug_matches
+from pharmacy.clock import local_text
 from pharmacy.consortium.models import Site
+from pharmacy.db import contains
 from pharmacy.errors import Conflict, DomainError, Message, OutOfStock, ValidationFailed
 from pharmacy.inventory.domain import (
     MANUAL_KINDS,
+    OUTSIDE_ORDER_RECEIPTS,
+    WRITE_OFF_REASONS,
     Allocation,
     Cause,
     CauseType,
@@ -33,7 +38,8 @@ from pharmacy.inventory.domain import (
     normalise_lot_number,
     usable_on,
 )
-from pharmacy.inventory.models import Lot, Movement, Reservation, Stocktake
+from pharmacy.inventory.models import Lot, Movement, Reservation, Stocktake, TraceCode, TraceCodeDispense
+from pharmacy.inventory.trace_codes import ScannedCode, assign_to_lots, packs_for, read_trace_code
 from pharmacy.pagination import Page, PageRequest, fetch_page
 from pharmacy.unit_of_work import UnitOfWork
 
@@ -109,11 +115,14 @@ def _stock(lot: Lot) -> LotStock:
 
 def receive_stock(uow: UnitOfWork, site_id: int, drug_id: int, lot_number: str, expiry_date: date,
                   quantity: int, *, unit: str = "unit", reason_code: str = "purchase", note: str = "",
-                  cause: Cause | None = None, kind: MovementKind = MovementKind.RECEIPT) -> Movement:
+                  cause: Cause | None = None, kind: MovementKind = MovementKind.RECEIPT,
+                  trace_codes: Sequence[str] = (), codes_where: str = "trace_codes") -> Movement:
     """Receive a lot (new, or more of a known one) at a site; quantities in packs are multiplied out.
 
-    ``kind`` is a receipt from a supplier, or the arrival of a transfer from another member.
+    ``kind`` is a receipt from a supplier, the arrival of a transfer from another member, or a return (a patient's,
+    outside any order). The packs' ``trace_codes`` scanned in become the lot's (see :func:`take_in_trace_codes`).
     """
+    scanned = read_trace_codes({codes_where: trace_codes}).get(codes_where, []) if trace_codes else []
     with uow:
         uow.ensure_acts_for(site_id, what=Message("site %(id)s", id=site_id))
         uow.get(Site, site_id, what="site")
@@ -132,8 +141,186 @@ def receive_stock(uow: UnitOfWork, site_id: int, drug_id: int, lot_number: str, 
                                    known=lot.expiry_date.isoformat(), day=expiry_date.isoformat()),
                            {"expiry_date": expiry_date.isoformat()})
         movement = _move(uow, lot, kind, units, reason_code, note=note, cause=cause)
+        if scanned:
+            take_in_trace_codes(uow, lot, units, scanned, where=codes_where)
         uow.commit()
         return movement
+
+
+# Trace codes (药品追溯码) -------------------------------------------------------------------------------
+
+def read_trace_codes(scans: Mapping[str, Sequence[str]]) -> dict[str, list[ScannedCode]]:
+    """Every scan read as a trace code, by where it was sent; all that cannot be read, or are scanned twice, are
+    refused at once, each named where it is."""
+    read: dict[str, list[ScannedCode]] = {}
+    problems: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    for where, typed in scans.items():
+        for n, raw in enumerate(typed):
+            try:
+                code = read_trace_code(raw)
+            except ValidationFailed as error:
+                problems.append({"field": f"{where}[{n}]", "reason": error.message})
+                continue
+            if code.code in seen:
+                problems.append({"field": f"{where}[{n}]",
+                                 "reason": Message("trace code %(code)s is scanned twice", code=code.code)})
+                continue
+            seen.add(code.code)
+            read.setdefault(where, []).append(code)
+    if problems:
+        raise ValidationFailed(Message("%(count)s trace codes cannot be taken; nothing was done", count=len(problems)),
+                               problems)
+    return read
+
+
+def _dispensed(uow: UnitOfWork, trace: TraceCode) -> TraceCodeDispense | None:
+    return uow.session.scalars(select(TraceCodeDispense).where(TraceCodeDispense.trace_code_id == trace.id)).first()
+
+
+def _site_name(uow: UnitOfWork, site_id: int) -> str:
+    site = uow.session.get(Site, site_id)
+    return site.name if site is not None else str(site_id)
+
+
+def _already_dispensed(uow: UnitOfWork, code: str, given: TraceCodeDispense) -> Conflict:
+    return Conflict(Message("trace code %(code)s was already dispensed at %(site)s on %(at)s: the same pack twice "
+                            "points at resold or fake drugs", code=code, site=_site_name(uow, given.site_id),
+                            at=local_text(given.at)), {"trace_codes": code})
+
+
+def _known_elsewhere(uow: UnitOfWork, trace: TraceCode) -> DomainError:
+    """Why a code that is known cannot be taken in again: it was dispensed, or it is a pack of a lot already."""
+    given = _dispensed(uow, trace)
+    if given is not None:
+        return _already_dispensed(uow, trace.code, given)
+    lot = uow.session.get(Lot, trace.lot_id)
+    return Conflict(Message("trace code %(code)s was received at %(site)s on %(at)s as a pack of lot %(lot)s",
+                            code=trace.code, site=_site_name(uow, trace.site_id), at=local_text(trace.at),
+                            lot=lot.lot_number if lot else trace.lot_id), {"trace_codes": trace.code})
+
+
+def _find_codes(uow: UnitOfWork, codes: Sequence[ScannedCode]) -> dict[str, TraceCode]:
+    return {t.code: t for t in uow.session.scalars(select(TraceCode).where(
+        TraceCode.code.in_(sorted(c.code for c in codes))).execution_options(populate_existing=True))}
+
+
+def _add_code(uow: UnitOfWork, code: ScannedCode, lot: Lot, source: str,
+              then: Any = None) -> TraceCode:
+    """Write a code as a pack of ``lot`` (and what ``then`` adds with it) in a savepoint: a code another transaction
+    wrote meanwhile is refused as it is known, once that transaction has committed."""
+    savepoint = uow.session.begin_nested()
+    trace = TraceCode(consortium_id=lot.consortium_id, code=code.code, kind=code.kind, gtin=code.gtin,
+                      serial=code.serial, lot_id=lot.id, drug_id=lot.drug_id, site_id=lot.site_id, source=source,
+                      actor=uow.principal.label, at=uow.now())
+    try:
+        uow.session.add(trace)
+        uow.session.flush()
+        if then is not None:
+            then(trace)
+            uow.session.flush()
+    except IntegrityError:
+        savepoint.rollback()
+        known = _find_codes(uow, [code]).get(code.code)
+        if known is None:
+            raise
+        raise _known_elsewhere(uow, known) from None
+    savepoint.commit()
+    return trace
+
+
+def _check_printed(code: ScannedCode, lot: Lot) -> None:
+    """A GS1 code prints its lot and expiry: they are the lot's."""
+    if code.lot_number and normalise_lot_number(code.lot_number) != lot.lot_number:
+        raise ValidationFailed(Message("trace code %(code)s prints lot %(printed)s, not %(lot)s", code=code.code,
+                                       printed=code.lot_number, lot=lot.lot_number), {"trace_codes": code.code})
+    if code.expiry_date and code.expiry_date != lot.expiry_date:
+        raise ValidationFailed(Message("trace code %(code)s prints expiry %(printed)s; lot %(lot)s expires on "
+                                       "%(day)s", code=code.code, printed=code.expiry_date.isoformat(),
+                                       lot=lot.lot_number, day=lot.expiry_date.isoformat()),
+                               {"trace_codes": code.code})
+
+
+def take_in_trace_codes(uow: UnitOfWork, lot: Lot, units: int, codes: Sequence[ScannedCode], *,
+                        where: str = "trace_codes") -> list[TraceCode]:
+    """The packs scanned as ``units`` arrived in ``lot``: each code becomes a pack of the lot. A code known already
+    (received before, anywhere in the consortium, or dispensed) is refused saying where and when; so is a GS1
+    code printing another lot or expiry, and more codes than packs. Joins the caller's transaction."""
+    with uow:
+        drug = uow.get(Drug, lot.drug_id, what="drug")
+        if len(codes) > packs_for(units, drug.pack_size):
+            raise ValidationFailed(Message("%(count)s trace codes scanned for %(packs)s packs received: each pack has "
+                                           "one", count=len(codes), packs=packs_for(units, drug.pack_size)),
+                                   {where: len(codes)})
+        for code in codes:
+            _check_printed(code, lot)
+        known = _find_codes(uow, codes)
+        for code in codes:
+            if code.code in known:
+                raise _known_elsewhere(uow, known[code.code])
+        taken = [_add_code(uow, code, lot, "receipt") for code in codes]
+        uow.commit()
+        return taken
+
+
+def give_trace_codes(uow: UnitOfWork, site_id: int, drug_id: int, movements: Sequence[Movement],
+                     codes: Sequence[ScannedCode], *, where: str = "trace_codes") -> None:
+    """The packs scanned as a dispense's ``movements`` gave ``drug_id`` to a patient. A code received before is a
+    pack of its lot, which the dispense must take; a code not known yet becomes a pack of the lot it prints, or of
+    the lots given in first-expiry first-out order (a pack to each code). A code dispensed before, anywhere in the
+    consortium, is refused saying where and when; the database's unique key says so even of two dispenses at
+    once. Joins the caller's transaction."""
+    with uow:
+        drug = uow.get(Drug, drug_id, what="drug")
+        by_lot = {m.lot_id: m for m in movements}
+        lots = {lot.id: lot for lot in uow.session.scalars(select(Lot).where(Lot.id.in_(sorted(by_lot))))}
+        known = _find_codes(uow, codes)
+        taken: dict[int, int] = {}
+        for code in codes:
+            trace = known.get(code.code)
+            if trace is None:
+                continue
+            given = _dispensed(uow, trace)
+            if given is not None:
+                raise _already_dispensed(uow, code.code, given)
+            if trace.drug_id != drug_id:
+                other = uow.session.get(Drug, trace.drug_id)
+                raise ValidationFailed(Message("trace code %(code)s is a pack of %(other)s, not of %(drug)s",
+                                               code=code.code, other=other.code if other else trace.drug_id,
+                                               drug=drug.code), {where: code.code})
+            if trace.lot_id not in by_lot:
+                lot = uow.session.get(Lot, trace.lot_id)
+                raise ValidationFailed(Message("trace code %(code)s is a pack of lot %(lot)s, which this dispense does "
+                                               "not take: give that lot, or scan the pack in hand", code=code.code,
+                                               lot=lot.lot_number if lot else trace.lot_id), {where: code.code})
+            taken[trace.lot_id] = taken.get(trace.lot_id, 0) + 1
+        order = sorted(lots.values(), key=lambda lot: (lot.expiry_date, lot.id))
+        assigned = assign_to_lots([c for c in codes if c.code not in known],
+                                  [(lot.id, lot.lot_number, -by_lot[lot.id].quantity) for lot in order],
+                                  drug.pack_size, taken)
+        for code in codes:
+            if code.code not in known:
+                _check_printed(code, lots[assigned[code.code]])
+
+        def given_with(trace: TraceCode) -> None:
+            uow.session.add(TraceCodeDispense(consortium_id=trace.consortium_id, trace_code_id=trace.id,
+                                              movement_id=by_lot[trace.lot_id].id, site_id=site_id,
+                                              actor=uow.principal.label, at=uow.now()))
+
+        for code in codes:
+            trace = known.get(code.code)
+            if trace is None:
+                _add_code(uow, code, lots[assigned[code.code]], "dispense", then=given_with)
+                continue
+            savepoint = uow.session.begin_nested()
+            try:
+                given_with(trace)
+                uow.session.flush()
+            except IntegrityError:
+                savepoint.rollback()
+                raise _known_elsewhere(uow, trace) from None
+            savepoint.commit()
+        uow.commit()
 
 
 def _lot_to_receive(uow: UnitOfWork, drug: Drug, site_id: int, lot_number: str, expiry_date: date) -> Lot:
@@ -577,7 +764,7 @@ def record_stocktake(uow: UnitOfWork, site_id: int, lines: Sequence[CountLine], 
                 continue
             if lot.site_id != site_id:
                 problems.append({"line": index, "reason": Message("lot %(lot)s is stock of another site",
-                                                                  lot=lot.id)})
+                                                                  lot=lot.lot_number)})
                 continue
             if lot.id in seen:
                 problems.append({"line": index, "reason": Message("lot %(lot)s is counted twice",
@@ -716,6 +903,50 @@ def stock_levels(uow: UnitOfWork, page: PageRequest, *, site_id: int | None = No
         return Page([StockLevel(*(int(v) for v in row)) for row in rows], total)
 
 
+@dataclass(frozen=True)
+class LotCard:
+    """A lot of the caller's site with every movement of it, in order, and how many of its packs are known by
+    their trace codes."""
+
+    lot: Lot
+    movements: list[Movement]
+    trace_codes: int
+
+
+def lot_card(uow: UnitOfWork, lot_id: int) -> LotCard:
+    """A lot's stock card for its own site's pharmacist (another site's lot is not theirs to read here)."""
+    with uow:
+        lot = uow.get_acting(Lot, lot_id, what="lot")
+        movements = list(uow.session.scalars(select(Movement).where(Movement.lot_id == lot_id).order_by(Movement.id)))
+        codes = uow.session.scalar(select(func.count()).select_from(TraceCode).where(TraceCode.lot_id == lot_id))
+        return LotCard(lot, movements, int(codes or 0))
+
+
+def receive_outside_order(uow: UnitOfWork, site_id: int, drug_id: int, lot_number: str, expiry_date: date,
+                          quantity: int, reason_code: str, *, note: str = "",
+                          trace_codes: Sequence[str] = ()) -> Movement:
+    """Stock that comes in outside any order: a donation, a central allocation (receipts) or a patient's return
+    (a return to the shelf), each the movement :data:`OUTSIDE_ORDER_RECEIPTS` says."""
+    kind = OUTSIDE_ORDER_RECEIPTS.get(reason_code)
+    if kind is None:
+        raise ValidationFailed(Message("say where the stock comes from: one of %(reasons)s",
+                                       reasons=[Message.word(r) for r in OUTSIDE_ORDER_RECEIPTS]),
+                               {"reason_code": reason_code or "required"})
+    return receive_stock(uow, site_id, drug_id, lot_number, expiry_date, quantity, reason_code=reason_code,
+                         note=note, kind=kind, trace_codes=trace_codes)
+
+
+def write_off(uow: UnitOfWork, lot_id: int, quantity: int, reason_code: str, note: str = "") -> Movement:
+    """Units of a lot taken off the shelf for good, with why: expired, recalled or damaged."""
+    if reason_code not in WRITE_OFF_REASONS:
+        raise ValidationFailed(Message("say why the stock is written off: one of %(reasons)s",
+                                       reasons=[Message.word(r) for r in WRITE_OFF_REASONS]),
+                               {"reason_code": reason_code or "required"})
+    if quantity <= 0:
+        raise ValidationFailed(Message("the quantity written off is a positive number"), {"quantity": quantity})
+    return record_movement(uow, lot_id, MovementKind.EXPIRY_WRITE_OFF, -quantity, reason_code, note=note)
+
+
 def stock_card(uow: UnitOfWork, lot_id: int) -> tuple[Lot, list[Movement]]:
     """A lot and every movement of it, in order."""
     with uow:
@@ -736,13 +967,18 @@ def near_expiry_lots(uow: UnitOfWork, page: PageRequest, days: int, *, site_id: 
 
 
 def list_lots(uow: UnitOfWork, page: PageRequest, *, site_id: int | None = None, drug_id: int | None = None,
-              include_empty: bool = False) -> Page[Lot]:
+              include_empty: bool = False, q: str | None = None) -> Page[Lot]:
+    """Lots (with stock, unless ``include_empty``) by site and drug; found by ``q``: a lot number, or a drug's code,
+    name or pinyin."""
     with uow:
         stmt = select(Lot)
         if site_id is not None:
             stmt = stmt.where(Lot.site_id == site_id)
         if drug_id is not None:
             stmt = stmt.where(Lot.drug_id == drug_id)
+        if q and q.strip():
+            stmt = stmt.where(Lot.lot_number.like(contains(normalise_lot_number(q)), escape="\\")
+                              | Lot.drug_id.in_(select(Drug.id).where(drug_matches(q))))
         if not include_empty:
             stmt = stmt.where(Lot.quantity > 0)
         return fetch_page(uow.session, stmt.order_by(Lot.site_id, Lot.drug_id, Lot.expiry_date, Lot.id), page)

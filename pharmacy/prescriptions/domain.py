@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from enum import StrEnum
@@ -83,6 +83,11 @@ CLOSED_STATUSES = FILLED_STATUSES | {S.REJECTED, S.CANCELLED, S.EXPIRED}
 BEFORE_DISPENSING = frozenset({S.ROUTED, S.AWAITING_STOCK, S.ACCEPTED, S.PREPARED})
 
 
+def allowed_actions(current: Status) -> frozenset[Action]:
+    """What may be done to a prescription in its state (what a page offers)."""
+    return frozenset(a for (s, a) in TRANSITIONS if s is current)
+
+
 def next_status(current: Status, action: Action) -> Status:
     """The state after ``action``, or :class:`InvalidTransition` naming the current state."""
     try:
@@ -123,6 +128,10 @@ def check_substitution(*, allowed: bool, reason: str, prescribed_code: str, pres
 
 
 def check_reason(reason_code: str, allowed: frozenset[str], what: str) -> None:
+    if not reason_code:
+        raise ValidationFailed(Message("a %(what)s needs its reason: one of %(allowed)s", what=Message.word(what),
+                                       allowed=[Message.word(r) for r in sorted(allowed)]),
+                               {"reason_code": "required"})
     if reason_code not in allowed:
         raise ValidationFailed(Message("unknown %(what)s reason %(code)r; use one of: %(allowed)s",
                                        what=Message.word(what), code=reason_code,
@@ -263,10 +272,60 @@ _SAID: dict[str, Callable[[StatusReason], str]] = {
 }
 
 
+# Clinical facts for the pharmacist's review ---------------------------------------------------------
+
+CONTROLLED_CLASSES = frozenset({ControlledClass.NARCOTIC, ControlledClass.PSYCHOTROPIC_I,
+                                ControlledClass.PSYCHOTROPIC_II, ControlledClass.TOXIC, ControlledClass.RADIOACTIVE})
+GENDERS = ("male", "female", "other", "unknown")  # FHIR's AdministrativeGender
+CRITICALITIES = ("low", "high", "unable-to-assess")  # FHIR's AllergyIntolerance.criticality
+MOST_CLINICAL_ENTRIES = 20
+LONGEST_CLINICAL = 200
+
+
+def sees_clinical_facts(role: str, site_id: int | None, *, prescriber_site_id: int,
+                        pharmacy_site_id: int | None) -> bool:
+    """Whether a principal may see a prescription's clinical facts (birth date, sex, diagnoses, allergies): the
+    pharmacy that holds it, to review and hand it over, and the hospital that prescribed it; no one else (an
+    administrator, an officer, a pharmacy it was returned from)."""
+    if role == "pharmacist":
+        return site_id is not None and site_id == pharmacy_site_id
+    if role == "prescriber":
+        return site_id == prescriber_site_id
+    return False
+
+
+def age_on(birth_date: date, day: date) -> tuple[int, str]:
+    """A patient's age as a pharmacist reads it: whole years, or months under two, or days under one month."""
+    months = (day.year - birth_date.year) * 12 + day.month - birth_date.month - (day.day < birth_date.day)
+    if months >= 24:
+        return months // 12, "years"
+    if months >= 1:
+        return months, "months"
+    return max((day - birth_date).days, 0), "days"
+
+
+def needs_second_check(controlled_classes: Iterable[str]) -> bool:
+    """Whether drugs of these controlled classes are confirmed by a second pharmacist before they are handed over
+    (双人核对): narcotics, psychotropics, toxic and radioactive drugs."""
+    return any(c in CONTROLLED_CLASSES for c in controlled_classes)
+
+
+def check_patient(birth_date: date | None, today: date) -> list[dict[str, str]]:
+    """What is wrong with the patient's facts as sent."""
+    if birth_date is None:
+        return []
+    if birth_date > today:
+        return [{"field": "patient.birth_date", "reason": "is in the future"}]
+    if birth_date.year < 1900:
+        return [{"field": "patient.birth_date", "reason": "is before 1900"}]
+    return []
+
+
 # Policy -------------------------------------------------------------------------------------------
 
 # How much a prescription may say, whichever way it comes in (the JSON API's schemas and FHIR alike).
-LONGEST = {"number": 60, "patient": 80, "prescriber": 120, "district": 100, "drug_code": 60, "dosage": 500}
+LONGEST = {"number": 60, "patient": 80, "prescriber": 120, "district": 100, "drug_code": 60, "dosage": 500,
+           "clinical": LONGEST_CLINICAL}
 MOST_UNITS_PER_ISSUE = 100_000
 MOST_SUPPLY_DAYS = 366
 MOST_REPEATS = 12

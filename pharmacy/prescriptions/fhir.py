@@ -13,13 +13,27 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
+from fhir.resources.R4B.allergyintolerance import AllergyIntolerance
 from fhir.resources.R4B.bundle import Bundle
 from fhir.resources.R4B.medicationrequest import MedicationRequest
+from fhir.resources.R4B.patient import Patient
+from fhir.resources.R4B.practitioner import Practitioner
+from fhir.resources.R4B.practitionerrole import PractitionerRole
 from pydantic import ValidationError as PydanticValidationError
 
 from pharmacy.catalog.models import Drug
 from pharmacy.errors import ValidationFailed
-from pharmacy.prescriptions.domain import LONGEST, MOST_REPEATS, MOST_SUPPLY_DAYS, MOST_UNITS_PER_ISSUE, Kind, Status
+from pharmacy.prescriptions.domain import (
+    CRITICALITIES,
+    GENDERS,
+    LONGEST,
+    MOST_CLINICAL_ENTRIES,
+    MOST_REPEATS,
+    MOST_SUPPLY_DAYS,
+    MOST_UNITS_PER_ISSUE,
+    Kind,
+    Status,
+)
 from pharmacy.prescriptions.dosage import dosage_instructions_zh
 from pharmacy.prescriptions.models import Dispense, PrescriptionItem
 from pharmacy.prescriptions.services import ItemInput, PrescriptionInput, PrescriptionView
@@ -29,6 +43,8 @@ DRUG_SYSTEM = "urn:consortium-pharmacy:drug"
 PRESCRIPTION_SYSTEM = "urn:consortium-pharmacy:prescription"
 DISTRICT_EXTENSION = "urn:consortium-pharmacy:patient-district"
 PATIENT_SYSTEM = "urn:consortium-pharmacy:patient"
+TRACE_CODE_EXTENSION = "urn:consortium-pharmacy:trace-code"  # one per pack given (药品追溯码)
+TRACE_CODE_SYSTEM = "urn:consortium-pharmacy:trace-code"
 FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 # R4's substitution.allowedCodeableConcept takes the v3 ActSubstanceAdminSubstitutionCode value set (its codes live
 # in v3-ActCode; older senders name v3-substanceAdminSubstitution). Every code allows a substitution but N (none);
@@ -97,17 +113,117 @@ def _medication_codes(mr: Any) -> list[str]:
     return codes
 
 
-def _patient(mr: Any) -> str:
+SUPPORTING = {"Patient": Patient, "AllergyIntolerance": AllergyIntolerance, "Practitioner": Practitioner,
+              "PractitionerRole": PractitionerRole}
+INACTIVE_ALLERGY = {"inactive", "resolved", "refuted", "entered-in-error"}
+
+
+class Resources:
+    """What a MedicationRequest's references point at: its own contained resources (``#id``) and the other
+    entries of the transaction it came in (by ``fullUrl`` and by ``Type/id``)."""
+
+    def __init__(self, raw: dict[str, Any], supporting: dict[str, dict[str, Any]]) -> None:
+        self.contained = {f"#{r.get('id')}": r for r in raw.get("contained") or [] if isinstance(r, dict)}
+        self.supporting = supporting
+
+    def get(self, reference: str | None, kind: str) -> dict[str, Any] | None:
+        if not reference:
+            return None
+        found = self.contained.get(reference) if reference.startswith("#") else self.supporting.get(reference)
+        return found if found is not None and found.get("resourceType") == kind else None
+
+    def all(self, kind: str) -> list[dict[str, Any]]:
+        return [r for r in [*self.contained.values(), *self.supporting.values()] if r.get("resourceType") == kind]
+
+
+def _patient(mr: Any, resources: Resources | None = None) -> str:
     """The pseudonymous patient id: the subject's identifier if sent (it is the business id: the reference may be
-    one made from it, see :func:`patient_id`), else the id of its Patient reference."""
+    one made from it, see :func:`patient_id`), else the id of its Patient reference, else the identifier of the
+    Patient it points at (contained, or in the transaction)."""
     subject = mr.subject
     ref = subject.reference or "" if subject else ""
     if subject is not None and subject.identifier is not None and subject.identifier.value:
         return str(subject.identifier.value)
     if ref.startswith("Patient/") and len(ref) > len("Patient/"):
         return str(ref.removeprefix("Patient/"))
-    raise ValidationFailed("subject must reference the patient (Patient/<pseudonymous id>)",
-                           [{"field": "subject", "reason": ref or "missing"}])
+    patient = resources.get(ref, "Patient") if resources is not None else None
+    identifiers = [i.get("value") for i in (patient or {}).get("identifier") or [] if i.get("value")]
+    if identifiers:
+        return str(identifiers[0])
+    raise ValidationFailed("subject must reference the patient (Patient/<pseudonymous id>, or a Patient with an "
+                           "identifier)", [{"field": "subject", "reason": ref or "missing"}])
+
+
+def _concept_words(concept: dict[str, Any] | None) -> tuple[str, str, str]:
+    """(code, system, words) of a CodeableConcept: its first coding, and its text or that coding's display."""
+    concept = concept or {}
+    coding: dict[str, Any] = next((c for c in concept.get("coding") or [] if c.get("code") or c.get("display")), {})
+    return (str(coding.get("code") or ""), str(coding.get("system") or ""),
+            str(concept.get("text") or coding.get("display") or ""))
+
+
+def _diagnoses(raws: list[dict[str, Any]]) -> list[dict[str, str]]:
+    """Why it is prescribed: every MedicationRequest's ``reasonCode``, each once."""
+    found: list[dict[str, str]] = []
+    for raw in raws:
+        for concept in raw.get("reasonCode") or []:
+            code, system, words = _concept_words(concept)
+            said = {k: v for k, v in {"code": code, "system": system, "display": words}.items() if v}
+            if said and said not in found:
+                found.append(said)
+    return found
+
+
+def _allergies(resources: list[Resources], raws: list[dict[str, Any]]) -> list[dict[str, str]]:
+    """The patient's allergies the prescriber sent: AllergyIntolerance resources contained in the requests or
+    entries of the transaction (those resolved, refuted or entered in error left out), each once."""
+    seen: list[dict[str, Any]] = []
+    for where in resources:
+        for allergy in where.all("AllergyIntolerance"):
+            if allergy not in seen:
+                seen.append(allergy)
+    found: list[dict[str, str]] = []
+    for allergy in seen:
+        statuses = {_concept_words(allergy.get(name))[0] for name in ("clinicalStatus", "verificationStatus")}
+        if statuses & INACTIVE_ALLERGY:
+            continue
+        code, _, words = _concept_words(allergy.get("code"))
+        reaction: dict[str, Any] = next(iter(allergy.get("reaction") or []), {})
+        manifestation = _concept_words(next(iter(reaction.get("manifestation") or []), None))[2]
+        criticality = allergy.get("criticality") if allergy.get("criticality") in CRITICALITIES else ""
+        said = {k: v for k, v in {"substance": words or code, "code": code, "reaction": manifestation,
+                                  "criticality": criticality}.items() if v}
+        if said.get("substance") and said not in found:
+            found.append(said)
+    return found
+
+
+def _human_name(names: list[dict[str, Any]]) -> str:
+    """A practitioner's name as written: its text, or family and given names (run together when Chinese)."""
+    name = next(iter(names), {})
+    if name.get("text"):
+        return str(name["text"])
+    family, given = str(name.get("family") or ""), "".join(name.get("given") or [])
+    cjk = any("\u4e00" <= c <= "\u9fff" for c in family + given)
+    return f"{family}{given}" if cjk else " ".join(p for p in (" ".join(name.get("given") or []), family) if p)
+
+
+def _requester(mr: Any, resources: Resources) -> str:
+    """The prescriber's name: the requester's display, or the name of the Practitioner (or PractitionerRole's
+    practitioner) it points at."""
+    requester = mr.requester
+    if requester is None:
+        return ""
+    if requester.display:
+        return str(requester.display)
+    practitioner = resources.get(requester.reference, "Practitioner")
+    role = resources.get(requester.reference, "PractitionerRole")
+    if role is not None:
+        who = role.get("practitioner") or {}
+        practitioner = resources.get(who.get("reference"), "Practitioner")
+        if practitioner is None and who.get("display"):
+            return str(who["display"])
+    return _human_name((practitioner or {}).get("name") or [])
 
 
 def _performer_code(mr: Any) -> str | None:
@@ -158,15 +274,19 @@ class Resolver:
         return next((code for code in codes if self._knows(code)), codes[0])
 
 
-def read_medication_requests(resources: list[dict[str, Any]], today: date, resolver: Resolver) -> PrescriptionInput:
-    """One prescription from one or more MedicationRequests (several share a ``groupIdentifier``)."""
+def read_medication_requests(resources: list[dict[str, Any]], today: date, resolver: Resolver,
+                             supporting: dict[str, dict[str, Any]] | None = None) -> PrescriptionInput:
+    """One prescription from one or more MedicationRequests (several share a ``groupIdentifier``), with what the
+    prescriber sent for the pharmacist's review: the Patient's birth date and gender (contained, or an entry of the
+    transaction), ``reasonCode``, AllergyIntolerance resources, and the requester's name."""
     requests = [_validated(MedicationRequest, r, "MedicationRequest") for r in resources]
+    around = [Resources(raw, supporting or {}) for raw in resources]
     first = requests[0]
     groups = {(mr.groupIdentifier.value if mr.groupIdentifier else None) for mr in requests}
     if len(requests) > 1 and (len(groups) != 1 or None in groups):
         raise ValidationFailed("the MedicationRequests of one prescription share one groupIdentifier",
                                [{"field": "groupIdentifier", "reason": "differs or is missing"}])
-    patients = {_patient(mr) for mr in requests}
+    patients = {_patient(mr, where) for mr, where in zip(requests, around, strict=True)}
     if len(patients) > 1:
         raise ValidationFailed("all items of one prescription are for one patient",
                                [{"field": "subject", "reason": ", ".join(sorted(patients))}])
@@ -186,8 +306,19 @@ def read_medication_requests(resources: list[dict[str, Any]], today: date, resol
             too_long.append({"field": expression, "reason": f"at most {longest} characters ({len(str(value))} sent)"})
 
     within(number, LONGEST["number"], "groupIdentifier.value" if first.groupIdentifier else "identifier[0].value")
-    within(first.requester.display if first.requester else None, LONGEST["prescriber"], "requester.display")
+    prescriber = _requester(first, around[0])
+    within(prescriber, LONGEST["prescriber"],
+           "requester.display" if first.requester and first.requester.display else "requester")
     within(next(iter(patients)), LONGEST["patient"], "subject")
+    subject_ref = first.subject.reference if first.subject else None
+    patient = around[0].get(subject_ref, "Patient") or {}
+    diagnoses, allergies = _diagnoses(resources), _allergies(around, resources)
+    for what, said in (("reasonCode", diagnoses), ("AllergyIntolerance", allergies)):
+        if len(said) > MOST_CLINICAL_ENTRIES:
+            too_long.append({"field": what, "reason": f"at most {MOST_CLINICAL_ENTRIES} ({len(said)} sent)"})
+        for n, entry in enumerate(said):
+            for name, value in entry.items():
+                within(value, LONGEST["clinical"], f"{what}[{n}].{name}")
     for index, resource in enumerate(resources):
         dosages = resource.get("dosageInstruction") or []
         within(dosage_instructions_zh(dosages), LONGEST["dosage"], _at(len(requests), index, "dosageInstruction"))
@@ -233,28 +364,43 @@ def read_medication_requests(resources: list[dict[str, Any]], today: date, resol
         if first.courseOfTherapyType else False
     kind = Kind.LONG if repeats_seen or continuous else Kind.EMERGENCY if first.priority in URGENT else Kind.ORDINARY
     district = next((e.valueString for e in (first.extension or []) if e.url == DISTRICT_EXTENSION), None)
+    gender = patient.get("gender") if patient.get("gender") in GENDERS else None
     return PrescriptionInput(
         number=str(number), patient_ref=patients.pop(), kind=kind, issued_on=issued_on, valid_until=valid_until,
-        items=tuple(items), prescriber=(first.requester.display or "") if first.requester else "",
-        patient_district=district, nominated_site_code=_performer_code(first), source="fhir")
+        items=tuple(items), prescriber=prescriber,
+        patient_district=district, nominated_site_code=_performer_code(first), source="fhir",
+        patient_birth_date=_as_date(patient.get("birthDate")) if patient.get("birthDate") else None,
+        patient_gender=gender, diagnoses=tuple(diagnoses), allergies=tuple(allergies))
 
 
-def read_transaction(bundle: Any) -> list[dict[str, Any]]:
-    """The MedicationRequests of a transaction Bundle (each entry a POST to MedicationRequest)."""
+def read_transaction(bundle: Any) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:
+    """The MedicationRequests of a transaction Bundle (each a POST to MedicationRequest), and the resources they may
+    point at (a Patient, AllergyIntolerance, Practitioner or PractitionerRole entry) by ``fullUrl``, by ``Type/id``
+    and by its place in the Bundle."""
     parsed = _validated(Bundle, bundle, "Bundle")
     if parsed.type != "transaction":
         raise ValidationFailed("POST /fhir takes a transaction Bundle", [{"field": "type", "reason": parsed.type}])
     resources = []
+    supporting: dict[str, dict[str, Any]] = {}
     for index, entry in enumerate(bundle.get("entry") or []):
         resource = entry.get("resource") or {}
+        kind = resource.get("resourceType")
         method = (entry.get("request") or {}).get("method")
-        if resource.get("resourceType") != "MedicationRequest" or method != "POST":
-            raise ValidationFailed("each entry POSTs a MedicationRequest",
-                                   [{"field": f"entry[{index}]", "reason": f"{resource.get('resourceType')} {method}"}])
+        if kind in SUPPORTING:
+            _validated(SUPPORTING[kind], resource, kind)
+            for name in (entry.get("fullUrl"), f"{kind}/{resource.get('id')}" if resource.get("id") else None,
+                         f"entry[{index}]"):
+                if name:
+                    supporting[name] = resource
+            continue
+        if kind != "MedicationRequest" or method != "POST":
+            raise ValidationFailed("each entry POSTs a MedicationRequest, or is a Patient, AllergyIntolerance, "
+                                   "Practitioner or PractitionerRole it points at",
+                                   [{"field": f"entry[{index}]", "reason": f"{kind} {method}"}])
         resources.append(resource)
     if not resources:
         raise ValidationFailed("the Bundle has no MedicationRequest", [{"field": "entry", "reason": "empty"}])
-    return resources
+    return resources, supporting
 
 
 # Output -------------------------------------------------------------------------------------------
@@ -322,6 +468,12 @@ def medication_request(view: PrescriptionView, item: PrescriptionItem, pharmacy_
         resource["dosageInstruction"] = item.dosage_structured
     elif item.dosage:
         resource["dosageInstruction"] = [{"text": item.dosage}]
+    if view.clinical and rx.diagnoses:  # only to the pharmacy holding it and the prescriber
+        resource["reasonCode"] = [{**({"coding": [{k: d[k] for k in ("system", "code", "display") if d.get(k)}]}
+                                      if d.get("code") else {}), **({"text": d["display"]} if d.get("display") else {})}
+                                  for d in rx.diagnoses]
+    if rx.prescriber:
+        resource["requester"] = {"display": rx.prescriber}
     return resource
 
 
@@ -344,6 +496,10 @@ def medication_dispense(view: PrescriptionView, dispense: Dispense, site_code: s
         "whenPrepared": dispense.at.isoformat(),
         "substitution": {"wasSubstituted": dispense.substituted},
     }
+    codes = view.trace_codes.get(dispense.id, [])
+    if codes:  # the packs given, each by its trace code
+        resource["extension"] = [{"url": TRACE_CODE_EXTENSION, "valueIdentifier": {"system": TRACE_CODE_SYSTEM,
+                                                                                    "value": code}} for code in codes]
     if dispense.handed_over_at:
         resource["whenHandedOver"] = dispense.handed_over_at.isoformat()
     if dispense.substituted and dispense.note:

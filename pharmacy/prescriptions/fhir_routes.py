@@ -64,12 +64,13 @@ def _body() -> tuple[Any, str]:
     return body, hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
 
-def _take_in(resources: list[dict[str, Any]], digest: str) -> tuple[services.PrescriptionView, bool]:
+def _take_in(resources: list[dict[str, Any]], digest: str,
+             supporting: dict[str, dict[str, Any]] | None = None) -> tuple[services.PrescriptionView, bool]:
     uow = request_uow()
     with uow:
         site_id = uow.principal.site_id
         resolver = fhir.Resolver(lambda code: find_drug_by_code(uow.session, code, site_id) is not None)
-        data = fhir.read_medication_requests(resources, uow.today(), resolver)
+        data = fhir.read_medication_requests(resources, uow.today(), resolver, supporting)
     intake = services.submit_prescription(request_uow(), data, digest, idempotency_key(), limits())
     return intake.view, intake.created
 
@@ -101,7 +102,8 @@ class TransactionView(MethodView):
     def post(self) -> Response:
         """A transaction Bundle of MedicationRequests sharing a groupIdentifier: one prescription"""
         body, digest = _body()
-        view, created = _take_in(fhir.read_transaction(body), digest)
+        requests, supporting = fhir.read_transaction(body)
+        view, created = _take_in(requests, digest, supporting)
         return fhir_response(fhir.transaction_response(_requests(view), created))
 
 

@@ -13,8 +13,11 @@ from pharmacy.tenancy import ConsortiumOwned
 class Prescription(ConsortiumOwned, Base):
     """A prescription from an upper hospital, held by one pharmacy at a time.
 
-    Patient data is kept to the minimum: a pseudonymous reference and where the patient lives (district,
-    optionally coordinates) so the nearest pharmacy can be found.
+    Patient data is kept to the minimum: a pseudonymous reference, where the patient lives (district,
+    optionally coordinates) so the nearest pharmacy can be found, and what the prescriber chose to send for the
+    pharmacist's review (审方): birth date, sex, diagnoses and allergies, shown only to the pharmacy that holds the
+    prescription and to its prescriber (see :func:`pharmacy.prescriptions.domain.sees_clinical_facts`), and kept
+    out of the audit trail's text.
     """
 
     __tablename__ = "prescriptions"
@@ -25,6 +28,7 @@ class Prescription(ConsortiumOwned, Base):
         Index("ix_prescriptions_status_valid_until", "status", "valid_until"),
     )
     __audited__ = True
+    __audit_private__ = frozenset({"patient_birth_date", "patient_gender", "diagnoses", "allergies"})
     __acting_site__ = "pharmacy_site_id"
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -35,6 +39,10 @@ class Prescription(ConsortiumOwned, Base):
     patient_district: Mapped[str | None] = mapped_column(String(100))
     patient_latitude: Mapped[float | None] = mapped_column()
     patient_longitude: Mapped[float | None] = mapped_column()
+    patient_birth_date: Mapped[date | None] = mapped_column(Date)
+    patient_gender: Mapped[str | None] = mapped_column(String(10))  # FHIR's: male | female | other | unknown
+    diagnoses: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)  # [{"code", "system", "display"}]
+    allergies: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)  # [{"substance", "code", "reaction", ...}]
     kind: Mapped[str] = mapped_column(String(20))  # ordinary | emergency | long
     issued_on: Mapped[date] = mapped_column(Date)
     valid_until: Mapped[date] = mapped_column(Date)
@@ -54,7 +62,7 @@ class Prescription(ConsortiumOwned, Base):
     request_hash: Mapped[str] = mapped_column(String(64))
     source: Mapped[str] = mapped_column(String(10), default="api")  # api | fhir
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)  # set by the service's clock
 
 
 class PrescriptionItem(ConsortiumOwned, Base):
@@ -97,6 +105,27 @@ class Dispense(ConsortiumOwned, Base):
     actor: Mapped[str] = mapped_column(String(160))
     at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     handed_over_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    handed_over_by: Mapped[str | None] = mapped_column(String(160))
+    # A controlled drug is confirmed by a second pharmacist before it is handed over (双人核对).
+    checked_by: Mapped[str | None] = mapped_column(String(160))
+    checked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class PrescriptionReturn(ConsortiumOwned, Base):
+    """A pharmacy gave a prescription back (it was routed again elsewhere): who, when and why. The pharmacy keeps
+    this record in its history; the prescription itself, and its patient, it no longer sees."""
+
+    __tablename__ = "prescription_returns"
+    __table_args__ = (Index("ix_prescription_returns_site_at", "site_id", "at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    prescription_id: Mapped[int] = mapped_column(ForeignKey("prescriptions.id"), index=True)
+    site_id: Mapped[int] = mapped_column(ForeignKey("sites.id"))
+    number: Mapped[str] = mapped_column(String(60))
+    reason_code: Mapped[str] = mapped_column(String(40))
+    note: Mapped[str] = mapped_column(Text, default="")
+    actor: Mapped[str] = mapped_column(String(160))
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class PrescriptionEvent(ConsortiumOwned, Base):

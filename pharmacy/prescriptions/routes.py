@@ -70,6 +70,9 @@ def _input(data: dict[str, Any]) -> services.PrescriptionInput:
         valid_until=data.get("valid_until") or data["issued_on"], prescriber=data["prescriber"],
         patient_district=patient.get("district"), patient_latitude=patient.get("latitude"),
         patient_longitude=patient.get("longitude"), nominated_site_id=data.get("nominated_pharmacy"),
+        patient_birth_date=patient.get("birth_date"), patient_gender=patient.get("gender"),
+        diagnoses=tuple({k: v for k, v in d.items() if v} for d in data["diagnoses"]),
+        allergies=tuple({k: v for k, v in a.items() if v} for a in data["allergies"]),
         items=tuple(services.ItemInput(
             code=i["drug_code"], quantity=i["quantity"], supply_days=i["supply_days"], repeats=i["repeats"],
             interval_days=i.get("interval_days"), substitution_allowed=i["substitution_allowed"], dosage=i["dosage"])
@@ -184,8 +187,19 @@ class DispenseView(MethodView):
             item_id=line["item_id"], quantity=line.get("quantity"),
             lots=tuple(LotChoice(c["lot_id"], c["quantity"]) for c in line.get("lots") or []),
             lot_reason=line["lot_reason"], substitute_drug_id=line.get("substitute_drug_id"),
-            substitution_reason=line["substitution_reason"]) for line in data["items"]]
+            substitution_reason=line["substitution_reason"], trace_codes=tuple(line["trace_codes"]))
+            for line in data["items"]]
         return present(services.dispense(request_uow(), rx_id, lines))
+
+
+@blp.route("/prescriptions/<id:rx_id>/second-check")
+class SecondCheckView(MethodView):
+    @requires(Role.PHARMACIST)
+    @blp.response(200, PrescriptionOutSchema)
+    def post(self, rx_id: int) -> Any:
+        """A second pharmacist (not the one who dispensed) confirms what was dispensed; controlled drugs are handed
+        over only after it"""
+        return _action(rx_id, services.second_check)
 
 
 @blp.route("/prescriptions/<id:rx_id>/hand-over")

@@ -2,14 +2,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from marshmallow import Schema, fields, validate
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from pharmacy.catalog.models import Drug
 from pharmacy.consortium.models import Site
 from pharmacy.fields import Reference, WholeNumber
 from pharmacy.inventory.models import Lot
 from pharmacy.prescriptions.domain import (
+    CRITICALITIES,
+    GENDERS,
     LONGEST,
+    MOST_CLINICAL_ENTRIES,
     MOST_REPEATS,
     MOST_SUPPLY_DAYS,
     MOST_UNITS_PER_ISSUE,
@@ -28,6 +31,32 @@ class PatientSchema(Schema):
     district = fields.String(allow_none=True, validate=validate.Length(max=LONGEST["district"]))
     latitude = fields.Float(allow_none=True, validate=validate.Range(-90, 90))
     longitude = fields.Float(allow_none=True, validate=validate.Range(-180, 180))
+    birth_date = fields.Date(allow_none=True, metadata={
+        "description": "for the pharmacist's review (age); shown only to the pharmacy holding it and the prescriber"})
+    gender = fields.String(allow_none=True, validate=validate.OneOf(GENDERS), metadata={
+        "description": "FHIR's administrative gender; shown only to the pharmacy holding it and the prescriber"})
+
+
+CLINICAL_TEXT = validate.Length(max=LONGEST["clinical"])
+
+
+class DiagnosisSchema(Schema):
+    code = fields.String(load_default="", validate=CLINICAL_TEXT, metadata={"description": "e.g. an ICD-10 code"})
+    system = fields.String(load_default="", validate=CLINICAL_TEXT)
+    display = fields.String(load_default="", validate=CLINICAL_TEXT, metadata={"description": "in words"})
+
+    @validates_schema
+    def _said(self, data: dict[str, Any], **kwargs: Any) -> None:
+        if not (data.get("code") or "").strip() and not (data.get("display") or "").strip():
+            raise ValidationError("a diagnosis has a code or words", "display")
+
+
+class AllergySchema(Schema):
+    substance = fields.String(required=True, validate=validate.Length(1, LONGEST["clinical"]),
+                              metadata={"description": "what the patient is allergic to, in words"})
+    code = fields.String(load_default="", validate=CLINICAL_TEXT)
+    reaction = fields.String(load_default="", validate=CLINICAL_TEXT)
+    criticality = fields.String(load_default="", validate=validate.OneOf(["", *CRITICALITIES]))
 
 
 class ItemInSchema(Schema):
@@ -54,6 +83,12 @@ class PrescriptionInSchema(Schema):
     nominated_pharmacy = Reference(Site, "site", metadata={"description": "site id of the pharmacy the patient "
                                                                           "chose"})
     items = fields.List(fields.Nested(ItemInSchema), required=True, validate=validate.Length(1, 20))
+    diagnoses = fields.List(fields.Nested(DiagnosisSchema), load_default=list,
+                            validate=validate.Length(max=MOST_CLINICAL_ENTRIES),
+                            metadata={"description": "why it is prescribed, for the pharmacist's review"})
+    allergies = fields.List(fields.Nested(AllergySchema), load_default=list,
+                            validate=validate.Length(max=MOST_CLINICAL_ENTRIES),
+                            metadata={"description": "the patient's known allergies, for the pharmacist's review"})
 
 
 class ItemOutSchema(Schema):
@@ -80,7 +115,12 @@ class DispenseOutSchema(Schema):
     substituted = fields.Boolean()
     note = fields.String()
     at = fields.DateTime()
+    by = fields.String(metadata={"description": "who dispensed it"})
     handed_over_at = fields.DateTime(allow_none=True)
+    handed_over_by = fields.String(allow_none=True)
+    checked_at = fields.DateTime(allow_none=True, metadata={"description": "confirmed by a second pharmacist"})
+    checked_by = fields.String(allow_none=True)
+    trace_codes = fields.List(fields.String(), metadata={"description": "the packs' trace codes given"})
 
 
 class PassedOverSchema(Schema):
@@ -155,6 +195,10 @@ class PrescriptionOutSchema(Schema):
     pharmacy_site_id = fields.Integer(allow_none=True)
     nominated_site_id = fields.Integer(allow_none=True)
     patient = fields.Nested(PatientSchema)
+    diagnoses = fields.List(fields.Nested(DiagnosisSchema), metadata={
+        "description": "only to the pharmacy holding it and the prescriber"})
+    allergies = fields.List(fields.Nested(AllergySchema), metadata={
+        "description": "only to the pharmacy holding it and the prescriber"})
     routing = fields.Nested(RoutingSchema)
     issue = fields.Integer(metadata={"description": "the issue in progress (1 = first)"})
     issues_total = fields.Integer()
@@ -183,13 +227,18 @@ def present(view: PrescriptionView) -> dict[str, Any]:
     for d in view.dispenses:
         if d.issue == rx.current_issue:
             given[d.item_id] = given.get(d.item_id, 0) + d.quantity
+    patient: dict[str, Any] = {"ref": rx.patient_ref, "district": rx.patient_district}
+    clinical: dict[str, Any] = {}
+    if view.clinical:  # the pharmacy holding it and the prescriber only
+        patient.update(birth_date=rx.patient_birth_date, gender=rx.patient_gender)
+        clinical = {"diagnoses": rx.diagnoses or [], "allergies": rx.allergies or []}
     return {
         "id": rx.id, "number": rx.number, "status": rx.status, "status_reason": rx.status_reason,
         "status_facts": rx.status_facts, "kind": rx.kind,
         "issued_on": rx.issued_on, "valid_until": rx.valid_until, "prescriber_site_id": rx.prescriber_site_id,
         "prescriber": rx.prescriber, "pharmacy_site_id": rx.pharmacy_site_id,
         "nominated_site_id": rx.nominated_site_id,
-        "patient": {"ref": rx.patient_ref, "district": rx.patient_district},
+        "patient": patient, **clinical,
         "routing": rx.routing, "issue": rx.current_issue + 1, "issues_total": rx.issues_total,
         "next_due_on": rx.next_due_on if rx.issues_total > 1 else None,
         "items": [{"id": i.id, "drug_id": i.drug_id, "drug_code": view.drugs[i.drug_id].code,
@@ -199,7 +248,9 @@ def present(view: PrescriptionView) -> dict[str, Any]:
         "dispenses": [{"id": d.id, "item_id": d.item_id, "issue": d.issue + 1, "drug_id": d.drug_id,
                        "drug_code": view.drugs[d.drug_id].code, "lot_number": d.lot_number,
                        "expiry_date": d.expiry_date, "quantity": d.quantity, "substituted": d.substituted,
-                       "note": d.note, "at": d.at, "handed_over_at": d.handed_over_at} for d in view.dispenses],
+                       "note": d.note, "at": d.at, "by": d.actor, "handed_over_at": d.handed_over_at,
+                       "handed_over_by": d.handed_over_by, "checked_at": d.checked_at, "checked_by": d.checked_by,
+                       "trace_codes": view.trace_codes.get(d.id, [])} for d in view.dispenses],
         "created_at": rx.created_at, "updated_at": rx.updated_at,
     }
 
@@ -231,6 +282,11 @@ class DispenseLineSchema(Schema):
     lot_reason = fields.String(load_default="", validate=validate.Length(max=500))
     substitute_drug_id = Reference(Drug, "drug")
     substitution_reason = fields.String(load_default="", validate=validate.Length(max=500))
+    trace_codes = fields.List(fields.String(validate=validate.Length(1, 100)), load_default=list,
+                              validate=validate.Length(max=1000), metadata={
+                                  "description": "the packs' trace codes (药品追溯码) as scanned: 20 digits, or a GS1 "
+                                                 "element string with (01) GTIN and (21) serial; a code dispensed "
+                                                 "before anywhere in the consortium is refused"})
 
 
 class DispenseInSchema(Schema):
@@ -241,6 +297,9 @@ class DispenseInSchema(Schema):
 class PrescriptionQuerySchema(Schema):
     status = fields.String(validate=validate.OneOf([s.value for s in Status]))
     site_id = Reference(Site, "site")
+    q = fields.String(validate=validate.Length(1, 100), metadata={
+        "description": "the number, the patient's pseudonymous id, or a drug's code, name or pinyin initials"})
+    kind = fields.String(validate=validate.OneOf([k.value for k in Kind]))
 
 
 class EventQuerySchema(Schema):

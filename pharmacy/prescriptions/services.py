@@ -12,26 +12,31 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import exists, func, or_, select
 from sqlalchemy.exc import IntegrityError
 
+from pharmacy import audit
 from pharmacy.catalog.models import Drug
-from pharmacy.catalog.services import find_drug_by_code, sites_that_may_dispense
+from pharmacy.catalog.services import drug_matches, find_drug_by_code, sites_that_may_dispense
 from pharmacy.consortium.models import Site
+from pharmacy.db import contains
 from pharmacy.errors import Conflict, DomainError, Message, NotFound, OutOfStock, ValidationFailed
 from pharmacy.events import StockRequested
 from pharmacy.inventory.domain import CauseType
-from pharmacy.inventory.models import Lot
+from pharmacy.inventory.models import Lot, TraceCode, TraceCodeDispense
 from pharmacy.inventory.services import (
     Cause,
     LotChoice,
     StockNeed,
     dispense_stock,
+    give_trace_codes,
     hold_all,
     keep_held,
     lock_stock,
+    read_trace_codes,
     release_stock,
 )
+from pharmacy.inventory.trace_codes import ScannedCode
 from pharmacy.pagination import Page, PageRequest, fetch_page
 from pharmacy.prescriptions.domain import (
     BEFORE_DISPENSING,
@@ -49,18 +54,22 @@ from pharmacy.prescriptions.domain import (
     Status,
     StatusReason,
     StockRequest,
+    check_patient,
     check_policy,
     check_reason,
     check_substitution,
+    needs_second_check,
     next_status,
     passed_over_nomination,
     rank_pharmacies,
+    sees_clinical_facts,
 )
 from pharmacy.prescriptions.models import (
     Dispense,
     Prescription,
     PrescriptionEvent,
     PrescriptionItem,
+    PrescriptionReturn,
     Shortage,
     WebhookDelivery,
     WebhookSubscription,
@@ -102,6 +111,11 @@ class PrescriptionInput:
     nominated_site_id: int | None = None
     nominated_site_code: str | None = None
     source: str = "api"
+    # What the prescriber chose to send for the pharmacist's review (审方); the patient stays a pseudonym.
+    patient_birth_date: date | None = None
+    patient_gender: str | None = None
+    diagnoses: tuple[dict[str, str], ...] = ()  # each {"code", "system", "display"} as far as sent
+    allergies: tuple[dict[str, str], ...] = ()  # each {"substance", "code", "reaction", "criticality"}
 
 
 @dataclass
@@ -170,6 +184,7 @@ def _submit(uow: UnitOfWork, data: PrescriptionInput, request_hash: str, idempot
             for item, d in zip(data.items, drugs, strict=True)]
         today = uow.today()
         problems = check_policy(data.kind, data.issued_on, data.valid_until, today, requests, limits)
+        problems += check_patient(data.patient_birth_date, today)
         nominated = _nominated_site(uow, data, problems)
         if problems:
             raise ValidationFailed(f"the prescription breaks {len(problems)} rule(s)", problems)
@@ -181,7 +196,10 @@ def _submit(uow: UnitOfWork, data: PrescriptionInput, request_hash: str, idempot
             issued_on=data.issued_on, valid_until=data.valid_until, status=Status.ROUTED.value,
             nominated_site_id=nominated, routing={}, returned_from=[], issues_total=1 + first.repeats,
             current_issue=0, interval_days=(first.interval_days or first.supply_days) if first.repeats else None,
-            next_due_on=today, idempotency_key=idempotency_key, request_hash=request_hash, source=data.source)
+            next_due_on=today, idempotency_key=idempotency_key, request_hash=request_hash, source=data.source,
+            created_at=uow.now(), updated_at=uow.now(),
+            patient_birth_date=data.patient_birth_date, patient_gender=data.patient_gender,
+            diagnoses=[dict(d) for d in data.diagnoses] or None, allergies=[dict(a) for a in data.allergies] or None)
         uow.session.add(rx)
         uow.session.flush()
         for item, drug in zip(data.items, drugs, strict=True):
@@ -444,6 +462,16 @@ class PrescriptionView:
     items: list[PrescriptionItem]
     dispenses: list[Dispense]
     drugs: dict[int, Drug]
+    clinical: bool = False  # whether the reader may see the patient's clinical facts
+    trace_codes: dict[int, list[str]] = field(default_factory=dict)  # by dispense id
+
+    @property
+    def second_check_needed(self) -> bool:
+        """Whether this issue has a controlled drug that no second pharmacist has confirmed yet."""
+        rx = self.prescription
+        rows = [d for d in self.dispenses if d.issue == rx.current_issue]
+        return any(needs_second_check([self.drugs[d.drug_id].controlled_class]) for d in rows) and \
+            any(d.checked_at is None for d in rows)
 
 
 def get_prescription(uow: UnitOfWork, rx_id: int) -> PrescriptionView:
@@ -457,32 +485,101 @@ def _view(uow: UnitOfWork, rx: Prescription) -> PrescriptionView:
                                          .order_by(Dispense.id)))
     drug_ids = {i.drug_id for i in items} | {d.drug_id for d in dispenses}
     drugs = {d.id: d for d in uow.session.scalars(select(Drug).where(Drug.id.in_(drug_ids)))}
-    return PrescriptionView(rx, items, dispenses, drugs)
+    p = uow.principal
+    clinical = sees_clinical_facts(p.role.value, p.site_id, prescriber_site_id=rx.prescriber_site_id,
+                                   pharmacy_site_id=rx.pharmacy_site_id)
+    codes: dict[int, list[str]] = {}
+    by_movement = {d.movement_id: d.id for d in dispenses}
+    if by_movement:
+        for movement_id, code in uow.session.execute(
+                select(TraceCodeDispense.movement_id, TraceCode.code)
+                .join(TraceCode, TraceCode.id == TraceCodeDispense.trace_code_id)
+                .where(TraceCodeDispense.movement_id.in_(sorted(by_movement))).order_by(TraceCodeDispense.id)):
+            codes.setdefault(by_movement[movement_id], []).append(code)
+    return PrescriptionView(rx, items, dispenses, drugs, clinical, codes)
+
+
+def _listed(uow: UnitOfWork, stmt: Any, *, site_id: int | None = None, q: str | None = None,
+            kind: str | None = None) -> Any:
+    """``stmt`` over the prescriptions the caller may list (a pharmacist's site's, a hospital's own, or all), found
+    by ``q`` (the number, the patient's pseudonym, a drug's code, name or pinyin) and of ``kind``."""
+    p = uow.principal
+    if p.role is Role.PHARMACIST:
+        stmt = stmt.where(Prescription.pharmacy_site_id == p.site_id)
+    elif p.role is Role.PRESCRIBER:
+        stmt = stmt.where(Prescription.prescriber_site_id == p.site_id)
+    elif site_id is not None:
+        stmt = stmt.where(Prescription.pharmacy_site_id == site_id)
+    if q and q.strip():
+        term = contains(q.strip().lower())
+        stmt = stmt.where(or_(
+            func.lower(Prescription.number).like(term, escape="\\"),
+            func.lower(Prescription.patient_ref).like(term, escape="\\"),
+            exists(select(PrescriptionItem.id).join(Drug, Drug.id == PrescriptionItem.drug_id).where(
+                PrescriptionItem.prescription_id == Prescription.id, drug_matches(q)))))
+    if kind:
+        stmt = stmt.where(Prescription.kind == kind)
+    return stmt
 
 
 def list_prescriptions(uow: UnitOfWork, page: PageRequest, *, status: str | None = None,
-                       site_id: int | None = None) -> Page[Prescription]:
-    """The caller's worklist: a pharmacist's site's prescriptions, a hospital's own, or all (admin)."""
+                       statuses: Sequence[str] = (), site_id: int | None = None, q: str | None = None,
+                       kind: str | None = None, newest_first: bool = False) -> Page[Prescription]:
+    """The caller's worklist: a pharmacist's site's prescriptions, a hospital's own, or all (admin); found by
+    ``q`` (number, patient, drug) and filtered by status and kind."""
     with uow:
-        stmt = select(Prescription)
-        p = uow.principal
-        if p.role is Role.PHARMACIST:
-            stmt = stmt.where(Prescription.pharmacy_site_id == p.site_id)
-        elif p.role is Role.PRESCRIBER:
-            stmt = stmt.where(Prescription.prescriber_site_id == p.site_id)
-        elif site_id is not None:
-            stmt = stmt.where(Prescription.pharmacy_site_id == site_id)
+        stmt = _listed(uow, select(Prescription), site_id=site_id, q=q, kind=kind)
         if status is not None:
             stmt = stmt.where(Prescription.status == status)
-        return fetch_page(uow.session, stmt.order_by(Prescription.updated_at, Prescription.id), page)
+        if statuses:
+            stmt = stmt.where(Prescription.status.in_(list(statuses)))
+        order = (Prescription.updated_at.desc(), Prescription.id.desc()) if newest_first \
+            else (Prescription.updated_at, Prescription.id)
+        return fetch_page(uow.session, stmt.order_by(*order), page)
 
 
-def worklist_counts(uow: UnitOfWork) -> dict[str, int]:
-    """Open prescriptions of the pharmacist's site, counted by status."""
+def worklist_counts(uow: UnitOfWork, *, q: str | None = None, kind: str | None = None) -> dict[str, int]:
+    """The pharmacist's site's prescriptions counted by status (found by ``q``, of ``kind``)."""
     with uow:
-        rows = uow.session.execute(select(Prescription.status, func.count()).where(
-            Prescription.pharmacy_site_id == uow.principal.site_id).group_by(Prescription.status))
+        rows = uow.session.execute(_listed(uow, select(Prescription.status, func.count()), q=q, kind=kind)
+                                   .where(Prescription.pharmacy_site_id == uow.principal.site_id)
+                                   .group_by(Prescription.status))
         return {status: count for status, count in rows}
+
+
+def _returned(uow: UnitOfWork, stmt: Any, q: str | None) -> Any:
+    stmt = stmt.where(PrescriptionReturn.site_id == uow.principal.site_id)
+    if q and q.strip():
+        stmt = stmt.where(func.lower(PrescriptionReturn.number).like(contains(q.strip().lower()), escape="\\"))
+    return stmt
+
+
+def returned_here(uow: UnitOfWork, page: PageRequest, *, q: str | None = None) -> Page[PrescriptionReturn]:
+    """What the pharmacist's site gave back, newest first: the number, who, when and why (not the patient: the
+    prescription is another pharmacy's now)."""
+    with uow:
+        stmt = _returned(uow, select(PrescriptionReturn), q)
+        return fetch_page(uow.session, stmt.order_by(PrescriptionReturn.at.desc(), PrescriptionReturn.id.desc()),
+                          page)
+
+
+def drugs_of(uow: UnitOfWork, rx_ids: Sequence[int]) -> dict[int, list[Drug]]:
+    """The drugs of each prescription listed, in the order prescribed (for a worklist's rows)."""
+    with uow:
+        found: dict[int, list[Drug]] = {rx_id: [] for rx_id in rx_ids}
+        for rx_id, drug in uow.session.execute(
+                select(PrescriptionItem.prescription_id, Drug).join(Drug, Drug.id == PrescriptionItem.drug_id)
+                .where(PrescriptionItem.prescription_id.in_(sorted(set(rx_ids)))).order_by(PrescriptionItem.id)):
+            found[rx_id].append(drug)
+        return found
+
+
+def prescription_events(uow: UnitOfWork, rx_id: int) -> list[PrescriptionEvent]:
+    """What happened to one prescription, oldest first (for those who may see it)."""
+    with uow:
+        rx = _load(uow, rx_id)
+        return list(uow.session.scalars(select(PrescriptionEvent).where(PrescriptionEvent.prescription_id == rx.id)
+                                        .order_by(PrescriptionEvent.id)))
 
 
 def list_events(uow: UnitOfWork, after: int, limit: int) -> list[PrescriptionEvent]:
@@ -531,6 +628,10 @@ def return_prescription(uow: UnitOfWork, rx_id: int, reason_code: str, note: str
         returned_by = rx.pharmacy_site_id
         rx.returned_from = [*rx.returned_from, returned_by] if returned_by else list(rx.returned_from)
         site = uow.session.get(Site, returned_by) if returned_by else None
+        if returned_by is not None:  # kept in the returning pharmacy's history, which no longer sees the patient
+            uow.session.add(PrescriptionReturn(consortium_id=rx.consortium_id, prescription_id=rx.id,
+                                               site_id=returned_by, number=rx.number, reason_code=reason_code,
+                                               note=note, actor=uow.principal.label, at=uow.now()))
         _route(uow, rx, event="returned", exclude=frozenset(rx.returned_from),
                returned=Returned(site.code if site else "", reason_code, note))
         uow.commit()
@@ -600,6 +701,7 @@ class DispenseLine:
     lot_reason: str = ""
     substitute_drug_id: int | None = None
     substitution_reason: str = ""
+    trace_codes: tuple[str, ...] = ()  # the packs' codes as scanned (药品追溯码)
 
 
 def dispense(uow: UnitOfWork, rx_id: int, lines: Sequence[DispenseLine] = ()) -> PrescriptionView:
@@ -614,6 +716,8 @@ def dispense(uow: UnitOfWork, rx_id: int, lines: Sequence[DispenseLine] = ()) ->
         given = _given(uow, rx)
         if lines and all(line.quantity == 0 for line in lines):
             raise ValidationFailed(Message("nothing to dispense: every quantity is 0"), {"items": "all zero"})
+        scanned = read_trace_codes({f"items[{n}].trace_codes": line.trace_codes for n, line in enumerate(lines)})
+        codes_for = {line.item_id: scanned.get(f"items[{n}].trace_codes", []) for n, line in enumerate(lines)}
         # A line of 0 units leaves its item for later; no line at all dispenses everything left.
         todo = [line for line in lines if line.quantity != 0] or [
             DispenseLine(item_id) for item_id in items if given.get(item_id, 0) < items[item_id].quantity]
@@ -626,14 +730,16 @@ def dispense(uow: UnitOfWork, rx_id: int, lines: Sequence[DispenseLine] = ()) ->
         for index, line in enumerate(todo):
             item = items.get(line.item_id)
             if item is None:
-                raise ValidationFailed(Message("item %(item)s is not on prescription %(id)s", item=line.item_id,
-                                               id=rx.id),
+                raise ValidationFailed(Message("item %(item)s is not on prescription %(number)s", item=line.item_id,
+                                               number=rx.number),
                                        {f"items[{index}]": "unknown"})
             left = item.quantity - given.get(item.id, 0)
             quantity = line.quantity if line.quantity is not None else left
             if quantity <= 0 or quantity > left:
-                raise ValidationFailed(Message("item %(item)s: %(left)s left to dispense in this issue, not "
-                                               "%(quantity)s", item=item.id, left=left, quantity=quantity),
+                prescribed = needs[item.id].drug
+                raise ValidationFailed(Message("%(drug)s: %(left)s left to dispense in this issue, not %(quantity)s",
+                                               drug=f"{prescribed.code} {prescribed.generic_name}", left=left,
+                                               quantity=quantity),
                                        {f"items[{index}].quantity": quantity})
             drug_id, substituted, note = item.drug_id, False, line.lot_reason
             if line.substitute_drug_id is not None and line.substitute_drug_id != item.drug_id:
@@ -644,6 +750,10 @@ def dispense(uow: UnitOfWork, rx_id: int, lines: Sequence[DispenseLine] = ()) ->
                                        lot_reason=line.lot_reason)
             lots = {lot.id: lot for lot in uow.session.scalars(select(Lot).where(
                 Lot.id.in_([m.lot_id for m in movements])))}
+            codes: Sequence[ScannedCode] = codes_for.get(item.id, [])
+            if codes:
+                give_trace_codes(uow, rx.pharmacy_site_id, drug_id, movements, codes,  # type: ignore[arg-type]
+                                 where=f"items[{index}].trace_codes")
             for movement in movements:
                 lot = lots[movement.lot_id]
                 uow.session.add(Dispense(
@@ -680,16 +790,72 @@ def _substitute(uow: UnitOfWork, rx: Prescription, item: PrescriptionItem, line:
     return substitute.id
 
 
+def prepare_and_dispense(uow: UnitOfWork, rx_id: int, lines: Sequence[DispenseLine] = ()) -> PrescriptionView:
+    """Prepared and dispensed at once (the pharmacist who picks the packs gives them): one step on the pages."""
+    with uow:
+        prepare(uow, rx_id)
+        view = dispense(uow, rx_id, lines)
+        uow.commit()
+        return view
+
+
+def _issue_dispenses(uow: UnitOfWork, rx: Prescription) -> list[Dispense]:
+    return list(uow.session.scalars(select(Dispense).where(Dispense.prescription_id == rx.id,
+                                                           Dispense.issue == rx.current_issue)
+                                    .order_by(Dispense.id)))
+
+
+def _controlled(uow: UnitOfWork, rows: Sequence[Dispense]) -> list[Drug]:
+    ids = sorted({row.drug_id for row in rows})
+    return [d for d in uow.session.scalars(select(Drug).where(Drug.id.in_(ids)).order_by(Drug.code))
+            if needs_second_check([d.controlled_class])]
+
+
+def second_check(uow: UnitOfWork, rx_id: int) -> PrescriptionView:
+    """A second pharmacist of the pharmacy confirms what was dispensed of this issue (双人核对): the drugs, the
+    lots and the quantities. Controlled drugs (narcotic, psychotropic, toxic, radioactive) are handed over only
+    after it. The principal is the second pharmacist: never one who dispensed this issue."""
+    with uow:
+        rx = _load_for_pharmacy(uow, rx_id)
+        if uow.principal.role is not Role.PHARMACIST:
+            raise ValidationFailed(Message("a second check is made by a pharmacist of the pharmacy"),
+                                   {"role": uow.principal.role.value})
+        if rx.status != Status.DISPENSED.value:
+            raise Conflict(Message("a second check confirms what was dispensed; the prescription is %(status)s",
+                                   status=Message.word(rx.status)), {"status": rx.status})
+        rows = _issue_dispenses(uow, rx)
+        checked = next((row for row in rows if row.checked_by), None)
+        if checked is not None:
+            raise Conflict(Message("already confirmed by %(who)s", who=checked.checked_by), {"checked_by": "done"})
+        dispensers = sorted({row.actor for row in rows})
+        if uow.principal.label in dispensers:
+            raise Conflict(Message("the second check is made by another pharmacist than the one who dispensed "
+                                   "(%(who)s)", who=dispensers), {"checked_by": uow.principal.label})
+        for row in rows:
+            row.checked_by, row.checked_at = uow.principal.label, uow.now()
+        audit.record(uow.session, "second_check", "Prescription", rx.id,
+                     f"issue {rx.current_issue + 1} confirmed by a second pharmacist")
+        uow.commit()
+        return _view(uow, rx)
+
+
 def hand_over(uow: UnitOfWork, rx_id: int) -> PrescriptionView:
-    """The patient collects this issue; a long prescription then waits for its next issue."""
+    """The patient collects this issue; a long prescription then waits for its next issue. A controlled drug is
+    handed over only once a second pharmacist has confirmed it (:func:`second_check`)."""
     with uow:
         rx = _load_for_pharmacy(uow, rx_id)
         last = rx.current_issue + 1 >= rx.issues_total
         action = Action.HAND_OVER_LAST if last else Action.HAND_OVER
+        rows = _issue_dispenses(uow, rx)
+        controlled = _controlled(uow, rows)
+        if controlled and any(row.checked_at is None for row in rows):
+            next_status(Status(rx.status), action)  # a prescription not dispensed is refused as such first
+            raise Conflict(Message("%(drugs)s is a controlled drug: a second pharmacist confirms it before it is "
+                                   "handed over", drugs=[f"{d.code} {d.generic_name}" for d in controlled]),
+                           {"second_check": "required"})
         _transition(uow, rx, action, issue=rx.current_issue + 1, issues_total=rx.issues_total)
-        for row in uow.session.scalars(select(Dispense).where(Dispense.prescription_id == rx.id,
-                                                              Dispense.issue == rx.current_issue)):
-            row.handed_over_at = uow.now()
+        for row in rows:
+            row.handed_over_at, row.handed_over_by = uow.now(), uow.principal.label
         if not last:
             rx.current_issue += 1
             rx.next_due_on = uow.today() + timedelta(days=rx.interval_days or 0)

@@ -201,6 +201,20 @@ OPEN_TRANSFER_STATUSES = frozenset({TransferStatus.AWAITING_STOCK, TransferStatu
 OPEN_PURCHASE_ORDER_STATUSES = frozenset({"open", "partially_received"})
 
 
+ALERT_QUIET_DAYS = 7  # an alert taken in hand is not raised again for this long
+
+
+def alert_step(open_alert: bool, acknowledged_on: date | None, today: date, *, worse: bool = False) -> str:
+    """What raising an alert does, given the latest alert with its key: ``refresh`` the one still open (no second
+    alert of one thing), stay ``quiet`` a while after it was acknowledged unless things got ``worse`` (a lot now
+    within 30 days of its expiry, or expired), or raise a ``new`` one."""
+    if open_alert:
+        return "refresh"
+    if acknowledged_on is not None and (today - acknowledged_on).days < ALERT_QUIET_DAYS and not worse:
+        return "quiet"
+    return "new"
+
+
 def check_transfer_action(status: str, action: str) -> None:
     if TransferStatus(status) not in TRANSFER_ACTIONS[action]:
         allowed = reduce(lambda either, other: Message("%(either)s or %(other)s", either=either, other=other),

@@ -287,6 +287,11 @@ class Alert(ConsortiumOwned, Base):
     site_id: Mapped[int] = mapped_column(ForeignKey("sites.id"), index=True)
     drug_id: Mapped[int] = mapped_column(ForeignKey("drugs.id"))
     lot_id: Mapped[int | None] = mapped_column(ForeignKey("lots.id"))
-    message: Mapped[str] = mapped_column(Text)
+    message: Mapped[str] = mapped_column(Text)  # in English, for the API
+    # What the message says, as facts (its template and their values): pages say them in their own language.
+    facts: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     raised_on: Mapped[date] = mapped_column(Date, index=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # A pharmacist or officer saw it and took it in hand: it leaves the open list.
+    acknowledged_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    acknowledged_by: Mapped[str | None] = mapped_column(String(160))

@@ -764,13 +764,16 @@ def _undone_alerts(uow: UnitOfWork, run: PlanRun, today: date) -> int:
     sites, drugs = run.inputs["sites"], run.inputs["drugs"]
     raised = 0
     for undone in _undone(uow, run):
+        # Said as a Message, so that the site's alerts page says it in its own language.
         if undone.kind == "shortage":
-            message = (f"plan run {run.id} leaves {undone.site} short of {undone.units} units of {undone.drug} over "
-                       f"the next {run.horizon_days} days: {undone.why}")
+            message = Message("plan run %(run)s leaves %(site)s short of %(units)s units of %(drug)s over the next "
+                              "%(days)s days: %(why)s", run=run.id, site=undone.site, units=undone.units,
+                              drug=undone.drug, days=run.horizon_days, why=undone.why)
             key = f"planned_shortage:{run.id}:{undone.site}:{undone.drug}"
         else:
-            message = (f"plan run {run.id} expects {undone.units} units of {undone.drug} lot {undone.lot_number} at "
-                       f"{undone.site} to expire unused: {undone.why}")
+            message = Message("plan run %(run)s expects %(units)s units of %(drug)s lot %(lot)s at %(site)s to expire "
+                              "unused: %(why)s", run=run.id, units=undone.units, drug=undone.drug,
+                              lot=undone.lot_number, site=undone.site, why=undone.why)
             key = f"planned_waste:{run.id}:{undone.lot_id}"
         raised += raise_alert(uow, run.consortium_id, f"planned_{undone.kind}", key, sites[undone.site],
                               drugs[undone.drug], undone.lot_id, message, today)

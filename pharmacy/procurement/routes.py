@@ -380,7 +380,17 @@ class AlertsView(MethodView):
     @blp.response(200, AlertSchema(many=True))
     @paginate(blp)
     def get(self, filters: dict[str, Any], pagination_parameters: Any) -> Any:
-        """Near-expiry and low-stock alerts, newest first (a pharmacist sees the own site's)"""
+        """Near-expiry and low-stock alerts, and what approved plans leave undone, newest first (a pharmacist sees
+        the own site's)"""
         page = services.list_alerts(request_uow(), PageRequest(pagination_parameters.page,
                                                                pagination_parameters.page_size), **filters)
         return page_items(page, pagination_parameters)
+
+
+@blp.route("/alerts/<id:alert_id>/acknowledge")
+class AlertAcknowledgeView(MethodView):
+    @requires(Role.PHARMACIST, Role.PROCUREMENT)
+    @blp.response(200, AlertSchema)
+    def post(self, alert_id: int) -> Any:
+        """Take an alert in hand: who and when are kept, and it leaves the open list"""
+        return services.acknowledge_alert(request_uow(), alert_id)

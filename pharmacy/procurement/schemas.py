@@ -299,6 +299,10 @@ class ReceiptLineSchema(Schema):
     expiry_date = fields.Date(required=True)
     quantity = quantity_field(required=True)
     unit = fields.String(load_default="unit", validate=validate.OneOf(["unit", "pack"]))
+    trace_codes = fields.List(fields.String(validate=validate.Length(1, 100)), load_default=list,
+                              validate=validate.Length(max=1000), metadata={
+                                  "description": "the packs' trace codes (药品追溯码) as scanned: 20 digits, or a GS1 "
+                                                 "element string with (01) GTIN and (21) serial"})
 
 
 class PurchaseReceiptSchema(Schema):
@@ -417,12 +421,15 @@ class AlertSchema(Schema):
     lot_id = fields.Integer(allow_none=True)
     message = fields.String()
     raised_on = fields.Date()
+    acknowledged_at = fields.DateTime(allow_none=True, metadata={"description": "when it was taken in hand"})
+    acknowledged_by = fields.String(allow_none=True, metadata={"description": "who took it in hand"})
 
 
 class AlertQuerySchema(Schema):
     kind = fields.String(validate=validate.OneOf(["near_expiry", "low_stock", "planned_shortage", "planned_waste"]))
     site_id = Reference(Site, "site")
     since = fields.Date()
+    open = fields.Boolean(metadata={"description": "true: only alerts not acknowledged; false: only acknowledged"})
 
 
 class PromiseSchema(Schema):

@@ -16,11 +16,12 @@ from sqlalchemy import case, func, select
 
 from pharmacy import audit
 from pharmacy.catalog.models import Drug
+from pharmacy.clock import local, local_text
 from pharmacy.consortium.models import Site
 from pharmacy.csv_import import read_csv
 from pharmacy.errors import Conflict, DomainError, Message, NotFound, ValidationFailed
 from pharmacy.events import StockArrived
-from pharmacy.inventory.domain import TRANSIT_LOSS_REASONS, CauseType, MovementKind, usable_on
+from pharmacy.inventory.domain import TRANSIT_LOSS_REASONS, CauseType, MovementKind, expiry_band, usable_on
 from pharmacy.inventory.models import Lot, Movement, Reservation
 from pharmacy.inventory.services import (
     Cause,
@@ -38,6 +39,7 @@ from pharmacy.procurement.domain import (
     OPEN_PURCHASE_ORDER_STATUSES,
     OPEN_TRANSFER_STATUSES,
     Forecast,
+    alert_step,
     base_unit_price,
     check_transfer_action,
     forecast,
@@ -353,6 +355,7 @@ class ReceiptLine:
     expiry_date: date
     quantity: int
     unit: str = "unit"  # or "pack"
+    trace_codes: Sequence[str] = ()  # the packs' codes as scanned
 
 
 def get_purchase_order(uow: UnitOfWork, order_id: int) -> tuple[PurchaseOrder, list[PurchaseOrderLine]]:
@@ -402,18 +405,21 @@ def receive_purchase_order(uow: UnitOfWork, order_id: int, site_id: int, lines: 
                                             PurchaseOrderLine.site_id == site_id))}
         drugs = {d.id: d for d in uow.session.scalars(select(Drug).where(Drug.id.in_([r.drug_id for r in lines])))}
         arriving: dict[int, int] = defaultdict(int)
-        errors = []
+        errors: list[dict[str, Any]] = []
         for n, receipt in enumerate(lines):
             drug = drugs.get(receipt.drug_id)
             target = ordered.get(receipt.drug_id)
-            if not receipt.lot_number.strip() or receipt.quantity <= 0:
-                errors.append({"line": n, "field": "lot_number",
-                               "reason": Message("each line needs the lot number printed on the goods and a positive "
-                                                 "quantity")})
+            name = f"{drug.code} {drug.generic_name}" if drug else Message("drug %(id)s", id=receipt.drug_id)
+            if not receipt.lot_number.strip():
+                errors.append({"field": f"lines[{n}].lot_number", "reason": Message(
+                    "%(drug)s: the lot number printed on the goods is needed", drug=name)})
+                continue
+            if receipt.quantity <= 0:
+                errors.append({"field": f"lines[{n}].quantity", "reason": Message(
+                    "%(drug)s: the quantity received is a positive number", drug=name)})
                 continue
             if target is None:
-                name = drug.code if drug else Message("drug %(id)s", id=receipt.drug_id)
-                errors.append({"line": n, "field": "drug_id",
+                errors.append({"field": f"lines[{n}].drug_id",
                                "reason": Message("%(drug)s is not on purchase order %(order)s for this site",
                                                  drug=name, order=order.number)})
                 continue
@@ -421,17 +427,20 @@ def receive_purchase_order(uow: UnitOfWork, order_id: int, site_id: int, lines: 
         for drug_id, units in arriving.items():
             target = ordered[drug_id]
             if target.received_units + units > target.units:
+                drug = drugs.get(drug_id)
                 errors.append({"drug_id": drug_id, "reason": Message(
-                    "%(units)s units would exceed the order: %(ordered)s ordered, %(received)s received already",
-                    units=units, ordered=target.units, received=target.received_units)})
+                    "%(drug)s: %(units)s units would exceed the order: %(ordered)s ordered, %(received)s received "
+                    "already", drug=f"{drug.code} {drug.generic_name}" if drug else drug_id, units=units,
+                    ordered=target.units, received=target.received_units)})
         if errors:
             raise ValidationFailed(Message("the delivery does not match the order; nothing was received"), errors)
         cause = Cause(CauseType.PURCHASE_ORDER, str(order.id))
-        for receipt in lines:
+        for n, receipt in enumerate(lines):
             target = ordered[receipt.drug_id]
             units = receipt.quantity * (target.pack_size if receipt.unit == "pack" else 1)
             receive_stock(uow, site_id, receipt.drug_id, receipt.lot_number, receipt.expiry_date, units,
-                          reason_code="purchase", note=f"purchase order {order.number}", cause=cause)
+                          reason_code="purchase", note=f"purchase order {order.number}", cause=cause,
+                          trace_codes=receipt.trace_codes, codes_where=f"lines[{n}].trace_codes")
             target.received_units += units
         all_lines = list(uow.session.scalars(select(PurchaseOrderLine).where(PurchaseOrderLine.order_id == order.id)))
         order.status = received_status(sum(line.received_units for line in all_lines),
@@ -767,16 +776,53 @@ def cancel_transfer(uow: UnitOfWork, order_id: int, note: str) -> TransferView:
 
 # Alerts and reservations --------------------------------------------------------------------------------
 
+def _alert_facts(message: str, level: int) -> dict[str, Any]:
+    facts: dict[str, Any] = {"level": level}
+    if isinstance(message, Message):
+        facts.update(template=message.template, facts={name: fact if isinstance(fact, int | float) else str(fact)
+                                                       for name, fact in message.facts.items()})
+    return facts
+
+
 def raise_alert(uow: UnitOfWork, consortium_id: int, kind: str, key: str, site_id: int, drug_id: int,
-                lot_id: int | None, message: str, today: date) -> bool:
-    """Raise an alert unless one with the same key was raised today; True if it was raised."""
-    exists = uow.session.scalars(select(Alert.id).where(Alert.consortium_id == consortium_id, Alert.key == key,
-                                                        Alert.raised_on == today)).first()
-    if exists:
+                lot_id: int | None, message: str, today: date, *, level: int = 0) -> bool:
+    """Raise an alert of one thing (its ``key``): once while it is open (an open one is brought up to date
+    instead), and again only a while after it was acknowledged, or at once at a higher ``level`` (see
+    :func:`alert_step`). ``message`` may be a :class:`Message`, whose facts the pages say in their own language.
+    True if one was raised."""
+    latest = uow.session.scalars(select(Alert).where(Alert.consortium_id == consortium_id, Alert.key == key)
+                                 .order_by(Alert.id.desc()).limit(1)).first()
+    acknowledged = local(latest.acknowledged_at).date() \
+        if latest is not None and latest.acknowledged_at is not None else None
+    worse = latest is not None and level > int((latest.facts or {}).get("level", 0))
+    step = alert_step(latest is not None and latest.acknowledged_at is None, acknowledged, today, worse=worse)
+    if step == "refresh" and latest is not None:
+        latest.message, latest.facts = str(message), _alert_facts(message, level)
+        return False
+    if step == "quiet" or (latest is not None and latest.raised_on == today):
         return False
     uow.session.add(Alert(consortium_id=consortium_id, kind=kind, key=key, site_id=site_id, drug_id=drug_id,
-                          lot_id=lot_id, message=message, raised_on=today, created_at=uow.now()))
+                          lot_id=lot_id, message=str(message), facts=_alert_facts(message, level), raised_on=today,
+                          created_at=uow.now()))
     return True
+
+
+EXPIRY_LEVELS = {"ok": 0, "near": 1, "soon": 2, "expired": 3}
+
+
+def acknowledge_alert(uow: UnitOfWork, alert_id: int) -> Alert:
+    """A pharmacist of the alert's site, or an officer, takes it in hand: who and when are kept, and it leaves the
+    open list."""
+    with uow:
+        alert = uow.get(Alert, alert_id, for_update=True, what="alert")
+        uow.ensure_acts_for(alert.site_id, what=Message("alert %(id)s", id=alert_id))
+        if alert.acknowledged_at is not None:
+            raise Conflict(Message("this alert was acknowledged by %(who)s on %(at)s", who=alert.acknowledged_by,
+                                   at=local_text(alert.acknowledged_at)), {"acknowledged_at": "already"})
+        alert.acknowledged_at, alert.acknowledged_by = uow.now(), uow.principal.label
+        audit.record(uow.session, "acknowledge", "Alert", alert.id, f"{alert.kind} alert acknowledged")
+        uow.commit()
+        return alert
 
 
 def raise_near_expiry_alerts(uow: UnitOfWork, days: int) -> int:
@@ -789,11 +835,14 @@ def raise_near_expiry_alerts(uow: UnitOfWork, days: int) -> int:
         raised = 0
         for lot, drug_code, site_code in rows:
             left = (lot.expiry_date - today).days
-            message = (f"{lot.quantity} units of {drug_code} lot {lot.lot_number} at {site_code} "
-                       + (f"expire in {left} days" if usable_on(lot.expiry_date, today)
-                          else "have expired: write them off"))
+            facts = {"units": lot.quantity, "drug": drug_code, "lot": lot.lot_number, "site": site_code}
+            message = Message("%(units)s units of %(drug)s lot %(lot)s at %(site)s expire in %(days)s days",
+                              days=left, **facts) if usable_on(lot.expiry_date, today) else \
+                Message("%(units)s units of %(drug)s lot %(lot)s at %(site)s have expired: write them off", **facts)
+            # Taken in hand at 80 days, a lot's alert is raised again at once when 30 are left, and at expiry.
+            level = EXPIRY_LEVELS[expiry_band(lot.expiry_date, today, days)]
             raised += raise_alert(uow, lot.consortium_id, "near_expiry", f"near_expiry:lot:{lot.id}", lot.site_id,
-                                   lot.drug_id, lot.id, message, today)
+                                  lot.drug_id, lot.id, message, today, level=level)
         uow.commit()
         return raised
 
@@ -818,10 +867,13 @@ def raise_low_stock_alerts(uow: UnitOfWork, cover_days: int, history_days: int =
             if daily <= 0 or have + coming >= daily * cover_days:
                 continue
             site = sites[site_id]
-            message = (f"{names.get(drug_id, drug_id)} at {site.code}: {have} units available"
-                       + (f" and {coming} on the way" if coming else "")
-                       + f" cover {(have + coming) / daily:.1f} days of usage ({daily:.1f}/day); less than "
-                       f"{cover_days} days")
+            facts = {"drug": names.get(drug_id, drug_id), "site": site.code, "available": have,
+                     "cover": f"{(have + coming) / daily:.1f}", "daily": f"{daily:.1f}", "days": cover_days}
+            message = Message("%(drug)s at %(site)s: %(available)s units available and %(coming)s on the way cover "
+                              "%(cover)s days of usage (%(daily)s/day); less than %(days)s days", coming=coming,
+                              **facts) if coming else \
+                Message("%(drug)s at %(site)s: %(available)s units available cover %(cover)s days of usage "
+                        "(%(daily)s/day); less than %(days)s days", **facts)
             raised += raise_alert(uow, site.consortium_id, "low_stock", f"low_stock:{site_id}:{drug_id}", site_id,
                                    drug_id, None, message, today)
         uow.commit()
@@ -829,9 +881,12 @@ def raise_low_stock_alerts(uow: UnitOfWork, cover_days: int, history_days: int =
 
 
 def list_alerts(uow: UnitOfWork, page: PageRequest, *, kind: str | None = None, site_id: int | None = None,
-                since: date | None = None) -> Page[Alert]:
+                since: date | None = None, open: bool | None = None) -> Page[Alert]:
+    """Alerts newest first (a pharmacist's own site's): ``open`` ones, not yet acknowledged, or acknowledged ones."""
     with uow:
         stmt = select(Alert).order_by(Alert.raised_on.desc(), Alert.id.desc())
+        if open is not None:
+            stmt = stmt.where(Alert.acknowledged_at.is_(None) if open else Alert.acknowledged_at.is_not(None))
         if uow.principal.site_bound:
             site_id = uow.principal.site_id
         if site_id is not None:
@@ -841,6 +896,15 @@ def list_alerts(uow: UnitOfWork, page: PageRequest, *, kind: str | None = None, 
         if since:
             stmt = stmt.where(Alert.raised_on >= since)
         return fetch_page(uow.session, stmt, page)
+
+
+def open_alert_counts(uow: UnitOfWork) -> dict[str, int]:
+    """Open alerts of the caller's site (or consortium) by kind, for a page's tabs and header."""
+    with uow:
+        stmt = select(Alert.kind, func.count()).where(Alert.acknowledged_at.is_(None)).group_by(Alert.kind)
+        if uow.principal.site_bound:
+            stmt = stmt.where(Alert.site_id == uow.principal.site_id)
+        return {kind: count for kind, count in uow.session.execute(stmt)}
 
 
 def release_expired_reservations(uow: UnitOfWork) -> int:

@@ -1,10 +1,11 @@
 """The pages. Each view parses its form, calls a service (the same ones the API calls) and renders; no
-business rule lives here. A refused action is shown on the page it came from, with the service's reason."""
+business rule lives here. A refused action is shown on the page it came from, with the service's reason and what
+was typed. The pharmacist's pages are in :mod:`pharmacy.web.pharmacist`, the prescriber's in
+:mod:`pharmacy.web.prescriber`, what prints in :mod:`pharmacy.web.printing`."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from datetime import date, timedelta
 from functools import wraps
 from typing import Any, TypeVar
 
@@ -25,22 +26,21 @@ from flask_babel import gettext as _
 from flask_wtf.csrf import CSRFError
 from sqlalchemy import select
 
+from pharmacy.accounts.services import names_of
 from pharmacy.api import current_clock
 from pharmacy.auth import user_principal, verify_user
 from pharmacy.catalog.models import Drug
+from pharmacy.catalog.services import drugs_by_id
 from pharmacy.consortium.models import Site
+from pharmacy.consortium.services import sites_by_id
 from pharmacy.dashboard.services import consortium_dashboard
 from pharmacy.errors import DomainError, Forbidden, NotFound, Unauthorized
-from pharmacy.inventory.domain import CauseType
-from pharmacy.inventory.services import Cause, CountLine, LotChoice, held_for, list_lots, record_stocktake
+from pharmacy.hygiene import flaw
 from pharmacy.pagination import PageRequest
-from pharmacy.prescriptions import services as rx_services
 from pharmacy.prescriptions import webhooks
-from pharmacy.prescriptions.domain import REJECT_REASONS, RETURN_REASONS, Status
 from pharmacy.principal import Principal, Role
 from pharmacy.procurement import plan_runs
 from pharmacy.procurement import services as procurement
-from pharmacy.procurement.domain import TRANSFER_ACTIONS
 from pharmacy.unit_of_work import UnitOfWork
 from pharmacy.web import LANGUAGES, csrf
 from pharmacy.web.words import MOST_REASONS_SHOWN, refusal, say
@@ -65,6 +65,9 @@ def me() -> Principal:
 def _signed_in() -> ResponseReturnValue | None:
     if request.method == "POST":
         csrf.protect()  # every form of the pages carries its token; a post without it is refused
+        unfit = _unfit_field()
+        if unfit is not None:
+            return unfit
     if request.endpoint in PUBLIC_ENDPOINTS:
         return None
     user_id = session.get("user_id")
@@ -81,7 +84,50 @@ def _signed_in() -> ResponseReturnValue | None:
         g.display_name = user.display_name or user.username
         site = db.get(Site, user.site_id) if user.site_id else None
         g.site_name = site.name if site else ""
+    g.open_alerts = sum(procurement.open_alert_counts(uow()).values()) \
+        if g.principal.role is Role.PHARMACIST else 0
     return None
+
+
+def _unfit_field() -> ResponseReturnValue | None:
+    """A form whose text the database cannot keep (a NUL, a lone surrogate) is refused before any service reads
+    it, naming the field, as the API refuses such a body."""
+    for name, value in request.form.items(multi=True):
+        problem = flaw(name) or flaw(value)
+        if problem:
+            message = _("The form was refused: the field %(field)s holds a character that cannot be kept (a NUL "
+                        "or a lone surrogate). Nothing was done.", field=name.encode("utf-8", "backslashreplace")
+                        .decode())
+            return render_template("error.html", message=message, status=422), 422
+    return None
+
+
+@web.app_context_processor
+def _names() -> dict[str, Any]:
+    """What templates name things by: people by their names, sites by theirs (read once per page)."""
+    def who(label: str | None) -> str:
+        if not label:
+            return ""
+        cache = g.setdefault("people", {})
+        if label not in cache:
+            cache.update(names_of(uow(), [label]) if g.get("principal") else {label: label})
+        return str(cache.get(label, label))
+
+    def sites() -> dict[int, Site]:
+        if "sites" not in g:
+            g.sites = sites_by_id(uow()) if g.get("principal") else {}
+        return g.sites
+
+    def site_named(code_or_id: Any) -> str:
+        """A site's name from its code (as facts name it) or its id."""
+        if code_or_id is None or code_or_id == "":
+            return ""
+        for site in sites().values():
+            if code_or_id in (site.id, site.code):
+                return site.name
+        return str(code_or_id)
+
+    return {"who": who, "site_named": site_named}
 
 
 def roles(*allowed: Role) -> Callable[[F], F]:
@@ -174,170 +220,16 @@ def home() -> ResponseReturnValue:
     role = me().role
     if role is Role.PHARMACIST:
         return redirect(url_for("web.worklist"))
+    if role is Role.PRESCRIBER:
+        return redirect(url_for("web.sent"))
     if role is Role.PROCUREMENT:
         return redirect(url_for("web.plans"))
     return redirect(url_for("web.dashboard"))
 
 
-# Pharmacist ---------------------------------------------------------------------------------------------
-
-WORKLIST_STATUSES = [s.value for s in (Status.ROUTED, Status.ACCEPTED, Status.PREPARED, Status.PARTIALLY_DISPENSED,
-                                       Status.DISPENSED, Status.AWAITING_STOCK, Status.SCHEDULED)]
-
-
-@web.route("/worklist")
-@roles(Role.PHARMACIST)
-def worklist() -> ResponseReturnValue:
-    status = request.args.get("status") or Status.ROUTED.value
-    counts = rx_services.worklist_counts(uow())
-    page = rx_services.list_prescriptions(uow(), ALL, status=status)
-    return render_template("worklist.html", counts=counts, statuses=WORKLIST_STATUSES, status=status,
-                           prescriptions=page.items)
-
-
-@web.route("/prescriptions/<id:rx_id>")
-@roles(Role.PHARMACIST, Role.ADMIN)
-def prescription(rx_id: int) -> ResponseReturnValue:
-    view = rx_services.get_prescription(uow(), rx_id)
-    rx = view.prescription
-    held = held_for(uow(), Cause(CauseType.PRESCRIPTION, str(rx.id)))
-    other_lots: dict[int, list[Any]] = {}
-    if rx.pharmacy_site_id is not None:
-        for item in view.items:
-            other_lots[item.id] = list_lots(uow(), ALL, site_id=rx.pharmacy_site_id, drug_id=item.drug_id).items
-    return render_template("prescription.html", view=view, rx=rx, held=held, other_lots=other_lots,
-                           reject_reasons=sorted(REJECT_REASONS), return_reasons=sorted(RETURN_REASONS))
-
-
-@web.route("/prescriptions/<id:rx_id>/<action>", methods=["POST"])
-@roles(Role.PHARMACIST)
-def prescription_action(rx_id: int, action: str) -> ResponseReturnValue:
-    here = url_for("web.prescription", rx_id=rx_id)
-    form = request.form
-    actions: dict[str, Callable[[], Any]] = {
-        "accept": lambda: rx_services.accept(uow(), rx_id),
-        "reject": lambda: rx_services.reject(uow(), rx_id, form.get("reason_code", ""), form.get("note", "")),
-        "return": lambda: rx_services.return_prescription(uow(), rx_id, form.get("reason_code", ""),
-                                                          form.get("note", "")),
-        "prepare": lambda: rx_services.prepare(uow(), rx_id),
-        "dispense": lambda: rx_services.dispense(uow(), rx_id, _dispense_lines(rx_id)),
-        "hand-over": lambda: rx_services.hand_over(uow(), rx_id),
-    }
-    if action not in actions:
-        abort(404)
-    return attempt(actions[action], _("Done: %(action)s", action=_(action)), here)
-
-
-def _dispense_lines(rx_id: int) -> list[rx_services.DispenseLine]:
-    """The dispense form: lots pre-filled first-expiry first-out; changed quantities go with a reason."""
-    form = request.form
-    lines = []
-    for item_id in sorted({int(k.split("-")[1]) for k in form if k.startswith("lot-")}):
-        chosen = tuple(LotChoice(int(k.split("-")[2]), int(v)) for k, v in form.items()
-                       if k.startswith(f"lot-{item_id}-") and v.strip() and int(v) > 0)
-        changed = form.get(f"changed-{item_id}") == "1"
-        # Every lot left at 0 means none of this item now (never "all of it").
-        lines.append(rx_services.DispenseLine(item_id, quantity=sum(c.quantity for c in chosen),
-                                              lots=chosen if changed else (),
-                                              lot_reason=form.get(f"reason-{item_id}", "")))
-    return lines
-
-
-@web.route("/receiving")
-@roles(Role.PHARMACIST)
-def receiving() -> ResponseReturnValue:
-    site_id = me().site_id
-    worklist = procurement.receiving_worklist(uow(), site_id)  # type: ignore[arg-type]
-    details = {view.order.id: view for view in worklist.transfers}
-    orders = worklist.deliveries
-    return render_template("receiving.html", transfers=[view.order for view in worklist.transfers],
-                           details=details, orders=orders, site_id=site_id, today=uow().today(),
-                           can=TRANSFER_ACTIONS,
-                           drugs=_drug_names([line.drug_id for d in details.values() for line in d.lines]
-                                             + [line.drug_id for _, lines in orders for line in lines]))
-
-
-@web.route("/transfers/<id:order_id>/<action>", methods=["POST"])
-@roles(Role.PHARMACIST)
-def transfer_action(order_id: int, action: str) -> ResponseReturnValue:
-    actions: dict[str, Callable[[], Any]] = {
-        "ship": lambda: procurement.ship_transfer(uow(), order_id),
-        "receive": lambda: procurement.receive_transfer(uow(), order_id),
-    }
-    if action not in actions:
-        abort(404)
-    return attempt(actions[action], _("Done: %(action)s", action=_(action)), url_for("web.receiving"))
-
-
-@web.route("/purchase-orders/<id:order_id>/receive", methods=["POST"])
-@roles(Role.PHARMACIST)
-def receive_order(order_id: int) -> ResponseReturnValue:
-    form = request.form
-
-    def lines() -> list[procurement.ReceiptLine]:
-        found = []
-        for key in form:
-            if key.startswith("qty-") and form[key].strip() and int(form[key]) > 0:
-                drug_id = int(key.split("-")[1])
-                found.append(procurement.ReceiptLine(drug_id, form.get(f"lot-{drug_id}", "").strip(),
-                                                     date.fromisoformat(form.get(f"expiry-{drug_id}", "")),
-                                                     int(form[key])))
-        return found
-
-    return attempt(lambda: procurement.receive_purchase_order(uow(), order_id, me().site_id, lines()),  # type: ignore[arg-type]
-                   _("Delivery received"), url_for("web.receiving"))
-
-
-@web.route("/stock")
-@roles(Role.PHARMACIST)
-def stock() -> ResponseReturnValue:
-    lots = list_lots(uow(), ALL, site_id=me().site_id).items
-    near = uow().today() + timedelta(days=current_app.config["NEAR_EXPIRY_DAYS"])
-    return render_template("stock.html", lots=lots, near=near, today=uow().today(),
-                           drugs=_drug_names(lot.drug_id for lot in lots))
-
-
-@web.route("/stocktake", methods=["GET", "POST"])
-@roles(Role.PHARMACIST)
-def stocktake() -> ResponseReturnValue:
-    """The count sheet: each lot with the quantity on record as it was when the sheet was opened (hidden in a blind
-    count), so that what moves while it is out is kept. A refused count comes back as it was typed."""
-    form = request.form
-    blind = (form.get("blind") or request.args.get("blind")) == "1"
-    refused = releasable = False
-    if request.method == "POST":
-        try:
-            lines = [_count_line(form, key) for key, value in form.items()
-                     if key.startswith("count-") and value.strip()]
-            record_stocktake(uow(), me().site_id, lines, form.get("note", ""),  # type: ignore[arg-type]
-                             release_excess=form.get("release_excess") == "1")
-        except DomainError as error:
-            refused = True
-            releasable = isinstance(error.errors, list) and any(
-                isinstance(problem, dict) and problem.get("release") for problem in error.errors)
-            flash(refusal(error), "error")
-        except ValueError:
-            refused = True
-            flash(_("Please enter whole numbers for quantities and dates as YYYY-MM-DD."), "error")
-        else:
-            flash(_("Stocktake recorded"), "ok")
-            return redirect(url_for("web.stock"))
-    lots = list_lots(uow(), ALL, site_id=me().site_id).items
-    return render_template("stocktake.html", lots=lots, drugs=_drug_names(lot.drug_id for lot in lots), blind=blind,
-                           typed=form if refused else {}, releasable=releasable), 422 if refused else 200
-
-
-def _count_line(form: Any, key: str) -> CountLine:
-    """A counted lot of the count sheet, against the book quantity the sheet was made with (if it carries one)."""
-    lot_id = key.split("-")[1]
-    book = form.get(f"book-{lot_id}", "").strip()
-    return CountLine(int(form[key]), lot_id=int(lot_id), book=int(book) if book else None)
-
-
 def _drug_names(ids: Iterable[int]) -> dict[int, Drug]:
     """The drugs a page names, by id (a page never needs the whole catalog)."""
-    with uow() as work:
-        return {d.id: d for d in work.session.scalars(select(Drug).where(Drug.id.in_(sorted(set(ids)))))}
+    return drugs_by_id(uow(), ids)
 
 
 # Procurement officer ------------------------------------------------------------------------------------
@@ -498,3 +390,9 @@ def webhook_redeliver(subscription_id: int) -> ResponseReturnValue:
 def dashboard() -> ResponseReturnValue:
     figures = consortium_dashboard(uow(), current_app.config["NEAR_EXPIRY_DAYS"])
     return render_template("dashboard.html", d=figures)
+
+
+# The pharmacist's, the prescriber's and the printed pages register on the same blueprint.
+from pharmacy.web import pharmacist, prescriber, printing  # noqa: E402
+
+__all__ = ["pharmacist", "prescriber", "printing", "web"]

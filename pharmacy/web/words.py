@@ -42,6 +42,21 @@ LOSS_REASONS = (N_("damaged"), N_("missing"), N_("wrong_item"))
 # What stock is held or moved for (a prescription is among THINGS).
 CAUSES = (N_("manual"), N_("transfer"), N_("purchase_order"), N_("count"))
 ROLES = (N_("pharmacist"), N_("prescriber"), N_("procurement"), N_("admin"), N_("system"))
+# A patient's sex as FHIR says it, and the controlled classes of drugs.
+GENDERS = (N_("male"), N_("female"), N_("other"), N_("unknown"))
+CONTROLLED_CLASSES = (N_("narcotic"), N_("psychotropic_1"), N_("psychotropic_2"), N_("toxic"), N_("radioactive"))
+# The units drugs are dispensed in.
+UNITS = (N_("tablet"), N_("capsule"), N_("pen"), N_("injection"), N_("sachet"), N_("bottle"), N_("unit"))
+# What happened to a prescription, as its events name it (the actions are among ACTIONS and PRESCRIPTION_ACTIONS).
+EVENTS = (N_("received"), N_("returned"), N_("hand_over_last"))
+# Movements of stock and why they were made.
+MOVEMENT_KINDS = (N_("receipt"), N_("dispense"), N_("transfer_out"), N_("transfer_in"), N_("count_adjustment"),
+                  N_("expiry_write_off"), N_("reversal"), N_("transit_loss"))
+MOVEMENT_REASONS = (N_("purchase"), N_("donation"), N_("opening_balance"), N_("central_allocation"),
+                    N_("prescription"), N_("count_difference"), N_("recalled"), N_("patient_return"),
+                    N_("return_to_supplier"), N_("entry_error"))
+# What an alert is about.
+ALERT_KINDS = (N_("low_stock"), N_("planned_shortage"), N_("planned_waste"))
 MOST_REASONS_SHOWN = 10
 
 

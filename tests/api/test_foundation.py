@@ -250,7 +250,9 @@ def test_bad_query_parameters_are_a_422_that_says_where(client, world: World):
 
 def test_unknown_routes_and_methods_use_the_error_shape(client):
     assert_problem(client.get("/api/no-such-thing"), 401)  # authentication comes first under /api
-    assert_problem(client.get("/no-such-thing"), 404)
+    assert_problem(client.get("/no-such-thing", headers={"Accept": "application/json"}), 404)
+    page = client.get("/no-such-thing")  # a person's browser is answered with a page
+    assert page.status_code == 404 and page.mimetype == "text/html"
     assert_problem(client.delete("/health"), 405)
 
 

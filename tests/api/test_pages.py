@@ -146,7 +146,9 @@ def test_a_form_with_unreadable_numbers_is_refused_with_a_message_not_an_error(c
     lot_field = re.search(r'name="(lot-\d+-\d+)"', page).group(1)  # type: ignore[union-attr]
     posted = client.post(f"/prescriptions/{created['id']}/dispense",
                          data={"csrf_token": token(page), lot_field: "twenty"}, follow_redirects=True)
-    assert posted.status_code == 200 and "数量请填写整数" in posted.get_data(as_text=True)
+    # Refused on the page it came from, with what was typed.
+    assert posted.status_code == 422 and "数量请填写整数" in posted.get_data(as_text=True)
+    assert f'name="{lot_field}" value="twenty"' in posted.get_data(as_text=True)
     after = client.get(f"/api/prescriptions/{created['id']}", headers=world.a.headers("pharmacist")).get_json()
     assert after["status"] == "prepared"
 
@@ -173,7 +175,8 @@ def test_receiving_lists_the_sites_open_transfers_and_deliveries_only(client, wo
     elsewhere = transfer("C2", "LEAD", 10)
     sign_in(client, "li")
     page = client.get("/receiving").get_data(as_text=True)
-    assert incoming["number"] in page and "AML5 × 40" in page
+    assert incoming["number"] in page and re.search(r"AML5</span> × 40", page)
+    assert "from Site A-C2" in html.unescape(page) or "来自 Site A-C2" in html.unescape(page)
     assert cancelled["number"] not in page and elsewhere["number"] not in page
     assert all(number in page for number in delivering)
     assert not any(number in page for number in set(lines) - delivering)
@@ -217,7 +220,8 @@ def test_why_a_prescription_was_routed_here_is_said_in_the_pages_language(client
         return found.group(1).replace("&#39;", "'")
 
     chinese = why_here(created["id"])
-    assert chinese.startswith("A-C1：处方医生指定；可用库存可满足全部药品") and "距患者" in chinese
+    # Pharmacies by their names (the test world's are "Site <code>").
+    assert chinese.startswith("Site A-C1：处方医生指定；可用库存可满足全部药品") and "距患者" in chinese
     assert "在办处方 0 张" in chinese
     # Too much for any pharmacy: it waits where it is best placed, short of the drug.
     waiting = send(client, world, rx("RX-W2", items=[{"drug_code": "AML5", "quantity": 500, "supply_days": 7}]))
@@ -225,9 +229,9 @@ def test_why_a_prescription_was_routed_here_is_said_in_the_pages_language(client
     assert not waiting_routing["facts"]["can_fill"] and waiting_routing["facts"]["short_items"] == ["AML5"]
     assert "可用库存无法满足 AML5" in why_here(waiting.get_json()["id"])
     client.get("/lang/en?next=/worklist")
-    # In English the page says exactly what the API's reason says.
-    assert why_here(created["id"]) == routing["reason"]
-    assert why_here(waiting.get_json()["id"]) == waiting_routing["reason"]
+    # In English the page says what the API's reason says, naming pharmacies by their names.
+    assert why_here(created["id"]) == "Site " + routing["reason"]
+    assert why_here(waiting.get_json()["id"]) == "Site " + waiting_routing["reason"]
     client.get("/lang/zh")
 
 
@@ -255,7 +259,7 @@ def test_why_a_prescription_has_its_status_is_said_in_the_pages_language(client,
     filled = send(client, world, rx("RX-S1", nominated_pharmacy=world.a.sites["C1"])).get_json()["id"]
     chinese, english, api = said(filled)
     # The page shows why here on the line above: its status line names the pharmacy only.
-    assert chinese == "已分配至 A-C1" and english == "routed to A-C1" and api.startswith("routed to A-C1: ")
+    assert chinese == "已分配至 Site A-C1" and english == "routed to Site A-C1" and api.startswith("routed to A-C1: ")
     for action, words in (("accept", "审核通过"), ("prepare", "已调配"), ("dispense", "已发药"),
                           ("hand-over", "已交付")):
         assert act(client, world, filled, action).status_code == 200
@@ -273,8 +277,8 @@ def test_why_a_prescription_has_its_status_is_said_in_the_pages_language(client,
     assert short.get_json()["status_facts"] == {
         "what": "awaiting_stock", "pharmacy": "A-C1", "requests": [{"drug": "AML5", "quantity": 428, "donor": None}]}
     chinese, english, api = said(short_id)
-    assert chinese == "没有药房能配齐全部药品；在 A-C1 等待到货：医联体内没有可调出的 AML5：已为采购登记缺货 428"
-    assert english == api
+    assert chinese == "没有药房能配齐全部药品；在 Site A-C1 等待到货：医联体内没有可调出的 AML5：已为采购登记缺货 428"
+    assert english == api.replace("waiting at A-C1", "waiting at Site A-C1")
     client.post(f"/api/prescriptions/{short_id}/cancel", json={}, headers=world.a.headers("prescriber"))
     assert said(short_id)[0] == "处方医生已撤销"
 
@@ -284,9 +288,9 @@ def test_why_a_prescription_has_its_status_is_said_in_the_pages_language(client,
     client.post("/logout", data={"csrf_token": token(client.get("/worklist").get_data(as_text=True))})
     sign_in(client, "zhao")
     chinese, english, api = said(returned)
-    assert chinese == "已由 A-C1 退回（缺货：冰箱故障）；已分配至 A-C2"
-    assert english == "returned by A-C1 (out_of_stock: 冰箱故障); routed to A-C2"
-    assert api.startswith(english + ": ")
+    assert chinese == "已由 Site A-C1 退回（缺货：冰箱故障）；已分配至 Site A-C2"
+    assert english == "returned by Site A-C1 (out of stock: 冰箱故障); routed to Site A-C2"
+    assert api.startswith("returned by A-C1 (out_of_stock: 冰箱故障); routed to A-C2: ")
 
 
 def test_a_plan_runs_progress_is_said_in_the_pages_language(app, client, world, people, market, queued_runs,
@@ -334,7 +338,7 @@ def test_how_a_plan_kept_within_its_budget_is_said_in_the_pages_language(client,
 
 
 def flashed_error(page: str) -> str:
-    found = re.search(r'<div class="flash error" role="status">([^<]*)</div>', page)
+    found = re.search(r'<div class="flash error" role="(?:status|alert)">([^<]*)</div>', page)
     assert found, "no refusal on the page"
     return html.unescape(found.group(1))
 

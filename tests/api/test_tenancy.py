@@ -48,12 +48,27 @@ def other(client, world: World) -> dict[str, Any]:
     user = client.post("/api/users", headers=b.headers("admin"),
                        json={"username": "b-user", "password": "a long password", "role": "admin"}).get_json()
     assert all(x.get("id") for x in (drug, movement, reservation, prescription, supplier, offer, hook, user))
+    alert = _alert(client, b.consortium_id, b.sites["C1"], drug["id"])
     return {"site_id": b.sites["C1"], "drug_id": drug["id"], "lot_id": movement["lot_id"],
             "movement_id": movement["id"], "reservation_id": reservation["id"], "rx_id": prescription["id"],
             "item_id": prescription["items"][0]["id"], "supplier_id": supplier["id"], "offer_id": offer["id"],
             "order_id": transfer["order"]["id"], "subscription_id": hook["id"], "key_id": keys[0]["id"],
-            "user_id": user["id"], "run_id": 1, "parcel_id": 1,
+            "user_id": user["id"], "run_id": 1, "parcel_id": 1, "alert_id": alert,
             "request_id": f"{prescription['id']}-{prescription['items'][0]['id']}"}
+
+
+def _alert(client, consortium_id: int, site_id: int, drug_id: int) -> int:
+    from pharmacy.principal import system_for
+    from pharmacy.procurement.models import Alert
+    from pharmacy.procurement.services import raise_alert
+    from pharmacy.unit_of_work import UnitOfWork
+
+    uow = UnitOfWork(client.application.extensions["pharmacy_db"].session_factory, system_for(consortium_id),
+                     client.application.config["CLOCK"])
+    with uow:
+        raise_alert(uow, consortium_id, "low_stock", "low_stock:b", site_id, drug_id, None, "B is low", uow.today())
+        uow.commit()
+        return int(uow.session.query(Alert.id).filter_by(key="low_stock:b").scalar())
 
 
 def _resolve(spec: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:

@@ -48,9 +48,9 @@ def test_cli_says_what_is_wrong_instead_of_a_traceback(committed_app):
 def test_demo_loads_a_consortium_once_with_keys_that_work(committed_app):
     keys = load_demo(committed_app)
     assert keys is not None and {k.role for k in keys} == {"admin", "procurement", "prescriber", "pharmacist"}
-    # ...and a pharmacist's and an officer's sign-in for the pages.
+    # ...and sign-ins for the pages: two pharmacists of one pharmacy, a prescriber and an officer.
     people = {k.username: k for k in keys if k.username}
-    assert set(people) == {"li", "wang"}
+    assert set(people) == {"li", "zhou", "dr-wang", "wang"}
     pages = committed_app.test_client()
     form = pages.get("/login").get_data(as_text=True)
     token = re.search(r'name="csrf_token" value="([^"]+)"', form).group(1)  # type: ignore[union-attr]
@@ -66,7 +66,7 @@ def test_demo_loads_a_consortium_once_with_keys_that_work(committed_app):
     stock = client.get("/api/inventory/stock", headers={"Authorization": f"Bearer {admin}"}).get_json()
     assert stock and all(row["on_hand"] > 0 for row in stock)
     routed = client.get("/api/prescriptions", headers={"Authorization": f"Bearer {admin}"}).get_json()
-    assert len(routed) == 4 and all(p["status"] in ("routed", "awaiting_stock") for p in routed)
+    assert len(routed) == 5 and all(p["status"] in ("routed", "awaiting_stock") for p in routed)
     # The demo is ready to plan: the command line runs a plan against its history and offers.
     planned = run(committed_app, "plan", "--consortium", "XH-1PLUSX", "--history", "45", "--time-limit", "20")
     assert planned.exit_code == 0, planned.output
