@@ -11,7 +11,7 @@ from pharmacy.accounts.domain import check_binding, check_password, check_userna
 from pharmacy.accounts.models import ApiKey, User
 from pharmacy.auth import hash_api_key, hash_password, new_api_key
 from pharmacy.consortium.models import Site
-from pharmacy.errors import Conflict
+from pharmacy.errors import Conflict, Message
 from pharmacy.pagination import Page, PageRequest, fetch_page
 from pharmacy.principal import Role
 from pharmacy.unit_of_work import UnitOfWork
@@ -29,7 +29,7 @@ def create_api_key(uow: UnitOfWork, consortium_id: int, name: str, role: Role,
         _check_binding(uow, role, site_id)
         plain = new_api_key()
         key = ApiKey(consortium_id=consortium_id, name=name, role=role.value, site_id=site_id,
-                     key_hash=hash_api_key(plain), key_prefix=plain[:10])
+                     key_hash=hash_api_key(plain), key_prefix=plain[:10], created_at=uow.now())
         uow.session.add(key)
         uow.commit()
         return key, plain
@@ -60,9 +60,9 @@ def create_user(uow: UnitOfWork, consortium_id: int, username: str, password: st
             select(User).where(User.username == username).execution_options(all_consortia=True)
         ).first()
         if taken is not None:
-            raise Conflict(f"username {username} is taken", {"username": username})
+            raise Conflict(Message("username %(username)s is taken", username=username), {"username": username})
         user = User(consortium_id=consortium_id, username=username, password_hash=hash_password(password),
-                    role=role.value, site_id=site_id, display_name=display_name)
+                    role=role.value, site_id=site_id, display_name=display_name, created_at=uow.now())
         uow.session.add(user)
         uow.commit()
         return user

@@ -59,7 +59,7 @@ def create_drug(uow: UnitOfWork, data: Mapping[str, Any]) -> Drug:
     """Add a drug to the consortium catalog."""
     with uow:
         if uow.session.scalars(select(Drug.id).where(Drug.code == data["code"])).first():
-            raise Conflict(f"drug code {data['code']} already exists", {"code": data["code"]})
+            raise Conflict(Message("drug code %(code)s already exists", code=data["code"]), {"code": data["code"]})
         drug = Drug(consortium_id=uow.principal.consortium_id, **_with_search_keys(dict(data)))
         uow.session.add(drug)
         uow.commit()
@@ -76,9 +76,9 @@ def update_drug(uow: UnitOfWork, drug_id: int, changes: Mapping[str, Any], if_ma
     with uow:
         drug = uow.get(Drug, drug_id, for_update=True, what="drug")
         if drug.version != if_match:
-            raise PreconditionFailed(
-                f"drug {drug.code} was changed by someone else (now version {drug.version}, you sent"
-                f" {if_match}); reload it and apply your change again")
+            raise PreconditionFailed(Message(
+                "drug %(drug)s was changed by someone else (now version %(version)s, you sent %(sent)s); reload it "
+                "and apply your change again", drug=drug.code, version=drug.version, sent=if_match))
         _apply_changes(drug, changes)
         uow.commit()
         return drug
@@ -181,8 +181,8 @@ def map_local_code(uow: UnitOfWork, site_id: int, local_code: str, drug_id: int)
         existing = uow.session.scalars(select(LocalCode).where(
             LocalCode.site_id == site_id, LocalCode.local_code == local_code)).first()
         if existing is not None and existing.drug_id != drug_id:
-            raise Conflict(f"local code {local_code} of site {site_id} already maps to drug {existing.drug_id}",
-                           {"local_code": local_code})
+            raise Conflict(Message("local code %(code)s of site %(site)s already maps to drug %(drug)s",
+                                   code=local_code, site=site_id, drug=existing.drug_id), {"local_code": local_code})
         if existing is None:
             existing = LocalCode(consortium_id=uow.principal.consortium_id, site_id=site_id,
                                  local_code=local_code, drug_id=drug_id)
@@ -236,7 +236,7 @@ def extend_formulary(uow: UnitOfWork, site_id: int, drug_id: int, note: str = ""
         uow.get(Site, site_id, what="site")
         drug = uow.get(Drug, drug_id, what="drug")
         if not drug.active:
-            raise ValidationFailed(f"drug {drug.code} is retired", {"drug_id": drug_id})
+            raise ValidationFailed(Message("drug %(code)s is retired", code=drug.code), {"drug_id": drug_id})
         entry = uow.session.scalars(select(FormularyEntry).where(
             FormularyEntry.site_id == site_id, FormularyEntry.drug_id == drug_id)).first()
         if entry is None:
@@ -252,7 +252,8 @@ def remove_formulary_extension(uow: UnitOfWork, site_id: int, drug_id: int) -> N
         entry = uow.session.scalars(select(FormularyEntry).where(
             FormularyEntry.site_id == site_id, FormularyEntry.drug_id == drug_id)).first()
         if entry is None:
-            raise NotFound(f"drug {drug_id} is not an extension of site {site_id}'s formulary")
+            raise NotFound(Message("drug %(drug)s is not an extension of site %(site)s's formulary", drug=drug_id,
+                                   site=site_id))
         uow.session.delete(entry)
         uow.commit()
 

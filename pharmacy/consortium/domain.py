@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
-from pharmacy.errors import InvalidSiteTree
+from pharmacy.errors import InvalidSiteTree, Message
 
 
 class SiteKind(StrEnum):
@@ -56,36 +56,40 @@ def check_tree(nodes: Mapping[int | str, SiteNode], consortium_id: int, tight: b
     leads = [n for n in nodes.values() if n.kind is SiteKind.LEAD_HOSPITAL]
     if len(leads) > 1:
         raise InvalidSiteTree(
-            "a consortium has exactly one lead hospital",
+            Message("a consortium has exactly one lead hospital"),
             {"kind": f"lead hospitals: {', '.join(sorted(n.code for n in leads))}"},
         )
     for node in nodes.values():
         if node.consortium_id != consortium_id:
-            raise InvalidSiteTree(f"site {node.code} belongs to another consortium", {"parent_id": node.code})
+            raise InvalidSiteTree(Message("site %(site)s belongs to another consortium", site=node.code),
+                                  {"parent_id": node.code})
         if node.kind is SiteKind.LEAD_HOSPITAL:
             if node.parent_id is not None:
-                raise InvalidSiteTree("the lead hospital has no upper site", {"parent_id": node.code})
+                raise InvalidSiteTree(Message("the lead hospital has no upper site"), {"parent_id": node.code})
             if node.level != 1:
-                raise InvalidSiteTree("the lead hospital is at level 1", {"level": node.code})
+                raise InvalidSiteTree(Message("the lead hospital is at level 1"), {"level": node.code})
             continue
         if node.level <= 1:
-            raise InvalidSiteTree(f"only the lead hospital is at level 1 (site {node.code})", {"level": node.code})
+            raise InvalidSiteTree(Message("only the lead hospital is at level 1 (site %(site)s)", site=node.code),
+                                  {"level": node.code})
         if node.parent_id is None:
             if tight:
                 raise InvalidSiteTree(
-                    f"in a tight consortium site {node.code} needs exactly one upper site",
+                    Message("in a tight consortium site %(site)s needs exactly one upper site", site=node.code),
                     {"parent_id": "required"},
                 )
             continue
         parent = nodes.get(node.parent_id)
         if parent is None:
             raise InvalidSiteTree(
-                f"upper site of {node.code} is not a member of this consortium", {"parent_id": node.parent_id}
+                Message("upper site of %(site)s is not a member of this consortium", site=node.code),
+                {"parent_id": node.parent_id},
             )
         if parent.level >= node.level:
             raise InvalidSiteTree(
-                f"site {node.code} (level {node.level}) cannot sit under {parent.code} (level {parent.level}):"
-                " an upper site must be at a higher level",
+                Message("site %(site)s (level %(level)s) cannot sit under %(upper)s (level %(upper_level)s): an upper "
+                        "site must be at a higher level", site=node.code, level=node.level, upper=parent.code,
+                        upper_level=parent.level),
                 {"parent_id": parent.code},
             )
     _check_acyclic(nodes)
@@ -99,7 +103,7 @@ def _check_acyclic(nodes: Mapping[int | str, SiteNode]) -> None:
         node: SiteNode | None = start
         while node is not None and node.parent_id is not None:
             if node.id in seen:
-                raise InvalidSiteTree(f"site {start.code} is its own upper site through a cycle",
+                raise InvalidSiteTree(Message("site %(site)s is its own upper site through a cycle", site=start.code),
                                       {"parent_id": start.code})
             seen.add(node.id)
             node = nodes.get(node.parent_id)

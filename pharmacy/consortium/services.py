@@ -9,7 +9,7 @@ from sqlalchemy import select
 
 from pharmacy.consortium.domain import DEFAULT_LEVEL, SiteKind, SiteNode, check_tree
 from pharmacy.consortium.models import Consortium, Site
-from pharmacy.errors import Conflict, NotFound
+from pharmacy.errors import Conflict, Message, NotFound
 from pharmacy.pagination import Page, PageRequest, fetch_page
 from pharmacy.unit_of_work import UnitOfWork
 
@@ -73,7 +73,7 @@ def create_site(uow: UnitOfWork, consortium_id: int, data: Mapping[str, Any]) ->
         values["parent_id"] = _resolve_parent(uow, values.get("parent_id"))
         candidate = SiteNode("new", values["code"], kind, values["level"], values["parent_id"], consortium.id)
         _check_consortium_tree(uow, consortium, {"new": candidate})
-        site = Site(consortium_id=consortium.id, **values)
+        site = Site(consortium_id=consortium.id, **{"created_at": uow.now(), **values})
         uow.session.add(site)
         uow.commit()
         return site
@@ -81,7 +81,7 @@ def create_site(uow: UnitOfWork, consortium_id: int, data: Mapping[str, Any]) ->
 
 def _ensure_code_free(uow: UnitOfWork, consortium_id: int, code: str) -> None:
     if uow.session.scalars(select(Site.id).where(Site.consortium_id == consortium_id, Site.code == code)).first():
-        raise Conflict(f"site code {code} is already used in this consortium", {"code": code})
+        raise Conflict(Message("site code %(code)s is already used in this consortium", code=code), {"code": code})
 
 
 def _resolve_parent(uow: UnitOfWork, parent_id: int | None) -> int | None:

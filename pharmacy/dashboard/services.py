@@ -15,7 +15,7 @@ from pharmacy.consortium.models import Site
 from pharmacy.inventory.domain import MovementKind
 from pharmacy.inventory.models import Lot, Movement
 from pharmacy.prescriptions.domain import CLOSED_STATUSES, FILLED_STATUSES
-from pharmacy.prescriptions.models import Dispense, Prescription, Shortage
+from pharmacy.prescriptions.models import Dispense, Prescription, PrescriptionEvent, Shortage
 from pharmacy.procurement.domain import PlanStatus
 from pharmacy.procurement.models import PlanRun
 from pharmacy.procurement.services import cheapest_unit_prices, valid_offers
@@ -26,7 +26,7 @@ from pharmacy.unit_of_work import UnitOfWork
 class Dashboard:
     grassroots_share: float | None  # of prescriptions dispensed, the share dispensed at grassroots sites
     fill_rate: float | None  # of prescriptions closed, the share filled
-    hours_to_hand_over: float | None  # median, from routing to hand-over
+    hours_to_hand_over: float | None  # median, from routing (the first event) to hand-over
     shortages_30_days: int  # units the consortium could not supply, recorded in the last 30 days
     near_expiry_value: float  # yuan of stock expiring within the near-expiry window
     waste_value_90_days: float  # yuan written off as expired in the last 90 days
@@ -39,9 +39,9 @@ def consortium_dashboard(uow: UnitOfWork, near_expiry_days: int) -> Dashboard:
     """The dashboard's figures for the principal's consortium."""
     with uow:
         today = uow.today()
-        sites = uow.session.execute(select(Site.id, Site.kind, Site.code)).all()
+        sites = uow.session.execute(select(Site.id, Site.kind, Site.name)).all()
         kinds = {site_id: kind for site_id, kind, _ in sites}
-        codes = {site_id: code for site_id, _, code in sites}
+        names = {site_id: name for site_id, _, name in sites}  # the chart names sites as people know them
         dispensed_at = dict(uow.session.execute(
             select(Dispense.prescription_id, func.min(Dispense.site_id)).group_by(Dispense.prescription_id)).all())
         by_kind: dict[str, int] = defaultdict(int)
@@ -52,11 +52,14 @@ def consortium_dashboard(uow: UnitOfWork, near_expiry_days: int) -> Dashboard:
                         .all())
         closed = sum(statuses.get(s.value, 0) for s in CLOSED_STATUSES)
         filled = sum(statuses.get(s.value, 0) for s in FILLED_STATUSES)
-        spans = [(handed - created).total_seconds() / 3600 for created, handed in uow.session.execute(
-            select(Prescription.created_at, func.min(Dispense.handed_over_at))
-            .join(Dispense, Dispense.prescription_id == Prescription.id)
-            .where(Dispense.handed_over_at.is_not(None)).group_by(Prescription.id, Prescription.created_at)).all()
-            if handed is not None]
+        # From the prescription's first event (its routing, on the service's clock) to its first hand-over.
+        routed = (select(PrescriptionEvent.prescription_id, func.min(PrescriptionEvent.at).label("at"))
+                  .group_by(PrescriptionEvent.prescription_id).subquery())
+        spans = [max((handed - started).total_seconds(), 0) / 3600 for started, handed in uow.session.execute(
+            select(routed.c.at, func.min(Dispense.handed_over_at))
+            .join(Dispense, Dispense.prescription_id == routed.c.prescription_id)
+            .where(Dispense.handed_over_at.is_not(None)).group_by(routed.c.prescription_id, routed.c.at)).all()
+            if handed is not None and started is not None]
         shortages = uow.session.scalar(select(func.coalesce(func.sum(Shortage.quantity), 0)).where(
             Shortage.created_at >= uow.now() - timedelta(days=30))) or 0
         prices = cheapest_unit_prices(valid_offers(uow, today))
@@ -64,7 +67,7 @@ def consortium_dashboard(uow: UnitOfWork, near_expiry_days: int) -> Dashboard:
         for site_id, drug_id, quantity in uow.session.execute(
                 select(Lot.site_id, Lot.drug_id, Lot.quantity).where(
                     Lot.quantity > 0, Lot.expiry_date <= today + timedelta(days=near_expiry_days))).all():
-            near_by_site[codes.get(site_id, str(site_id))] += quantity * prices.get(drug_id, 0.0)
+            near_by_site[names.get(site_id, str(site_id))] += quantity * prices.get(drug_id, 0.0)
         wasted = uow.session.execute(select(Movement.drug_id, func.sum(Movement.quantity)).where(
             Movement.kind == MovementKind.EXPIRY_WRITE_OFF.value, Movement.at >= uow.now() - timedelta(days=90))
             .group_by(Movement.drug_id)).all()

@@ -94,12 +94,12 @@ def parse_tiers(text: str) -> list[dict[str, Any]]:
             continue
         bits = part.split(":")
         if len(bits) != 2:
-            raise ValueError(f"tier {part!r} is not minimum_packs:price_per_pack")
+            raise ValueError(Message("tier %(tier)r is not minimum_packs:price_per_pack", tier=part))
         try:
             tiers.append({"min_packs": int(bits[0]), "price_per_pack": price(Decimal(bits[1].strip()))})
         except (ValueError, InvalidOperation):
-            raise ValueError(f"tier {part!r}: the minimum is a whole number of packs and the price a number") \
-                from None
+            raise ValueError(Message("tier %(tier)r: the minimum is a whole number of packs and the price a number",
+                                     tier=part)) from None
     check_tiers(tiers)
     return tiers
 
@@ -107,15 +107,15 @@ def parse_tiers(text: str) -> list[dict[str, Any]]:
 def check_tiers(tiers: Sequence[dict[str, Any]]) -> None:
     """At least one tier; minimums ascending from zero or more; prices positive and never rising."""
     if not tiers:
-        raise ValueError("an offer needs at least one price tier")
+        raise ValueError(Message("an offer needs at least one price tier"))
     for n, tier in enumerate(tiers):
         if tier["min_packs"] < 0 or tier["price_per_pack"] <= 0:
-            raise ValueError(f"tier {n + 1}: the minimum is not negative and the price is positive")
+            raise ValueError(Message("tier %(n)s: the minimum is not negative and the price is positive", n=n + 1))
         if n and tier["min_packs"] <= tiers[n - 1]["min_packs"]:
-            raise ValueError(f"tier {n + 1}: minimums must ascend ({tiers[n - 1]['min_packs']} then "
-                             f"{tier['min_packs']})")
+            raise ValueError(Message("tier %(n)s: minimums must ascend (%(before)s then %(after)s)", n=n + 1,
+                                     before=tiers[n - 1]["min_packs"], after=tier["min_packs"]))
         if n and tier["price_per_pack"] > tiers[n - 1]["price_per_pack"]:
-            raise ValueError(f"tier {n + 1}: a larger volume cannot cost more per pack")
+            raise ValueError(Message("tier %(n)s: a larger volume cannot cost more per pack", n=n + 1))
 
 
 def parse_site_costs(text: str) -> dict[str, Decimal]:
@@ -128,9 +128,9 @@ def parse_site_costs(text: str) -> dict[str, Decimal]:
         try:
             value = price(Decimal(cost.strip()))
         except (ValueError, InvalidOperation):
-            raise ValueError(f"{part!r} is not site_code:cost_per_pack") from None
+            raise ValueError(Message("%(part)r is not site_code:cost_per_pack", part=part)) from None
         if not code or value < 0:
-            raise ValueError(f"{part!r} is not site_code:cost_per_pack with a cost of 0 or more")
+            raise ValueError(Message("%(part)r is not site_code:cost_per_pack with a cost of 0 or more", part=part))
         costs[code] = value
     return costs
 
@@ -222,6 +222,12 @@ def check_transfer_action(status: str, action: str) -> None:
         raise InvalidTransition(Message("the transfer order is %(status)s: only an order that is %(allowed)s can "
                                         "%(action)s", status=Message.word(status), allowed=allowed,
                                         action=Message.word(action)), {"status": status})
+
+
+def is_late(expected_on: date | None, outstanding: int, today: date) -> bool:
+    """Whether what an order still has to bring is late: expected before today and not all here yet (what is
+    expected today is not late until the day is over)."""
+    return outstanding > 0 and expected_on is not None and expected_on < today
 
 
 def received_status(received: int, expected: int) -> str:

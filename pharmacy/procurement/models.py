@@ -16,6 +16,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    true,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -64,6 +65,8 @@ class Offer(ConsortiumOwned, Base):
     default_delivery_cost: Mapped[Decimal | None] = mapped_column(Numeric(14, 4))
     valid_from: Mapped[date] = mapped_column(Date)
     valid_until: Mapped[date] = mapped_column(Date)
+    # A retired offer is kept on record (orders and plans name it) but no longer bought from.
+    active: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
     tiers: Mapped[list[OfferTier]] = relationship(order_by="OfferTier.min_packs", cascade="all, delete-orphan",
                                                   lazy="selectin")

@@ -62,6 +62,7 @@ class OfferSchema(_OfferTerms):
                                                  "minimum is the minimum order"})
     delivery_costs = fields.Dict(keys=fields.String(), values=Money(), load_default=dict,
                                  metadata={"description": "delivery cost per pack by site code (as input)"})
+    active = fields.Boolean(dump_only=True, metadata={"description": "false once retired: no longer bought from"})
     updated_at = fields.DateTime(dump_only=True)
 
     # On the whole schema, which marshmallow skips while a field has errors: a tier missing its price is said
@@ -71,7 +72,7 @@ class OfferSchema(_OfferTerms):
         try:
             check_tiers(data.get("tiers") or [])
         except ValueError as error:
-            raise ValidationError(str(error), "tiers") from None
+            raise ValidationError(error.args[0], "tiers") from None
 
 
 class OfferOutSchema(OfferSchema):
@@ -83,6 +84,7 @@ class OfferQuerySchema(Schema):
     drug_id = Reference(Drug, "drug")
     supplier_id = Reference(Supplier, "supplier")
     valid_on = fields.Date()
+    active = fields.Boolean()
 
 
 class _TiersText(fields.String):
@@ -90,7 +92,7 @@ class _TiersText(fields.String):
         try:
             return parse_tiers(super()._deserialize(value, attr, data, **kwargs))
         except ValueError as error:
-            raise ValidationError(str(error)) from None
+            raise ValidationError(error.args[0]) from None
 
 
 class _SiteCostsText(fields.String):
@@ -98,7 +100,7 @@ class _SiteCostsText(fields.String):
         try:
             return parse_site_costs(super()._deserialize(value, attr, data, **kwargs))
         except ValueError as error:
-            raise ValidationError(str(error)) from None
+            raise ValidationError(error.args[0]) from None
 
 
 class OfferCsvRowSchema(_OfferTerms):
@@ -109,6 +111,20 @@ class OfferCsvRowSchema(_OfferTerms):
     drug_code = fields.String(required=True, validate=validate.Length(1, 40))
     tiers = _TiersText(required=True, metadata={"description": "min_packs:price;... e.g. 0:12.5;100:11.8"})
     delivery_costs = _SiteCostsText(load_default=None, metadata={"description": "SITE-CODE:cost;..."})
+
+
+class OfferFormSchema(_OfferTerms):
+    """An offer as the suppliers page's form sends it: tiers and delivery costs written as in the CSV."""
+
+    supplier_id = Reference(Supplier, "supplier", required=True)
+    drug_id = Reference(Drug, "drug", required=True)
+    tiers = _TiersText(required=True)
+    delivery_costs = _SiteCostsText(load_default=None)
+
+
+class SupplierFormSchema(Schema):
+    code = fields.String(required=True, validate=CODE)
+    name = fields.String(required=True, validate=validate.Length(1, 200))
 
 
 # Forecasts ----------------------------------------------------------------------------------------------

@@ -75,7 +75,7 @@ def create_supplier(uow: UnitOfWork, code: str, name: str) -> Supplier:
     """Register a distribution company; its code is unique in the consortium."""
     with uow:
         if uow.session.scalars(select(Supplier).where(Supplier.code == code)).first():
-            raise Conflict(f"supplier {code} exists already", {"code": code})
+            raise Conflict(Message("supplier %(code)s exists already", code=code), {"code": code})
         supplier = Supplier(consortium_id=uow.principal.consortium_id, code=code, name=name, active=True,
                             created_at=uow.now())
         uow.session.add(supplier)
@@ -84,6 +84,7 @@ def create_supplier(uow: UnitOfWork, code: str, name: str) -> Supplier:
 
 
 def update_supplier(uow: UnitOfWork, supplier_id: int, changes: Mapping[str, Any]) -> Supplier:
+    """Rename a supplier, or stop buying from it (``active`` false) and take it up again."""
     with uow:
         supplier = uow.get(Supplier, supplier_id, what="supplier")
         for name, value in changes.items():
@@ -105,14 +106,16 @@ def _offer_values(uow: UnitOfWork, data: Mapping[str, Any], where: str) -> dict[
     """Check an offer's references and turn delivery costs by site code into costs by site id."""
     drug = uow.session.get(Drug, data["drug_id"])
     if drug is None or drug.consortium_id != uow.principal.consortium_id:
-        raise NotFound(f"{where}: drug {data['drug_id']} not found")
+        raise NotFound(Message("%(where)s: drug %(id)s not found", where=Message.word(where), id=data["drug_id"]))
     if not drug.active:
-        raise ValidationFailed(f"{where}: drug {drug.code} is retired", {"drug_id": data["drug_id"]})
+        raise ValidationFailed(Message("%(where)s: drug %(drug)s is retired", where=Message.word(where),
+                                       drug=drug.code), {"drug_id": data["drug_id"]})
     costs: Mapping[str, Decimal] = data.get("delivery_costs") or {}
     ids = _site_ids_by_code(uow, list(costs))
     unknown = sorted(set(costs) - set(ids))
     if unknown:
-        raise ValidationFailed(f"{where}: no site with code {', '.join(unknown)}", {"delivery_costs": unknown})
+        raise ValidationFailed(Message("%(where)s: no site with code %(codes)s", where=Message.word(where),
+                                       codes=unknown), {"delivery_costs": unknown})
     return _offer_rows({**data, "delivery_costs": {ids[code]: cost for code, cost in costs.items()}})
 
 
@@ -154,9 +157,53 @@ def create_offer(uow: UnitOfWork, data: Mapping[str, Any]) -> Offer:
             uow.flush()
         except Exception as error:
             if "uq_offers" in str(error) or "UNIQUE" in str(error).upper():
-                raise Conflict("this supplier already has an offer for this drug from that date",
+                raise Conflict(Message("this supplier already has an offer for this drug from that date"),
                                {"valid_from": str(data["valid_from"])}) from None
             raise
+        uow.commit()
+        return offer
+
+
+def update_offer(uow: UnitOfWork, offer_id: int, data: Mapping[str, Any]) -> Offer:
+    """Change an offer's terms (pack size, tiers, lead time, capacity, costs, delivery, validity); its supplier,
+    drug and start date say which offer it is and stay. Orders already placed keep the prices they were placed at."""
+    with uow:
+        offer = uow.get(Offer, offer_id, for_update=True, what="offer")
+        values = _offer_values(uow, {**data, "drug_id": offer.drug_id}, "offer")
+        values.pop("drug_id", None)
+        values.pop("supplier_id", None)
+        values.pop("valid_from", None)
+        if data.get("valid_until") is not None and data["valid_until"] < offer.valid_from:
+            raise ValidationFailed(Message("the offer ends before it starts"),
+                                   {"valid_until": str(data["valid_until"])})
+        before = _terms_said(offer)  # read before the rows are replaced
+        values.setdefault("default_delivery_cost", None)
+        # The old price and delivery rows go first: a new row for the same tier or site would collide with them.
+        offer.tiers.clear()
+        offer.site_delivery.clear()
+        uow.flush()
+        for name, value in values.items():
+            setattr(offer, name, value)
+        uow.flush()
+        after = _terms_said(offer)
+        if after != before:
+            audit.record(uow.session, "edit", "Offer", offer.id, f"terms: {before} -> {after}")
+        uow.commit()
+        return offer
+
+
+def _terms_said(offer: Offer) -> str:
+    """An offer's prices and delivery costs in a line, for the audit trail (they are rows of their own)."""
+    tiers = ";".join(f"{t.min_packs}:{t.price_per_pack}" for t in offer.tiers)
+    costs = ";".join(f"{d.site_id}:{d.cost_per_pack}" for d in offer.site_delivery)
+    return f"tiers {tiers}" + (f", delivery {costs}" if costs else "")
+
+
+def retire_offer(uow: UnitOfWork, offer_id: int, active: bool = False) -> Offer:
+    """Stop buying on an offer (plans and orders no longer use it; it stays on record), or take it up again."""
+    with uow:
+        offer = uow.get(Offer, offer_id, for_update=True, what="offer")
+        offer.active = active
         uow.commit()
         return offer
 
@@ -167,9 +214,11 @@ def get_offer(uow: UnitOfWork, offer_id: int) -> Offer:
 
 
 def list_offers(uow: UnitOfWork, page: PageRequest, *, drug_id: int | None = None, supplier_id: int | None = None,
-                valid_on: date | None = None) -> Page[Offer]:
+                valid_on: date | None = None, active: bool | None = None) -> Page[Offer]:
     with uow:
         stmt = select(Offer).order_by(Offer.drug_id, Offer.supplier_id, Offer.valid_from)
+        if active is not None:
+            stmt = stmt.where(Offer.active.is_(active))
         if drug_id is not None:
             stmt = stmt.where(Offer.drug_id == drug_id)
         if supplier_id is not None:
@@ -205,13 +254,17 @@ def import_offers_csv(uow: UnitOfWork, text: str) -> dict[str, int]:
         for line, values in rows:
             drug = drugs.get(values["drug_code"])
             if drug is None:
-                errors.append({"line": line, "column": "drug_code", "reason": f"no drug {values['drug_code']}"})
+                errors.append({"line": line, "column": "drug_code",
+                               "reason": Message("no drug %(code)s", code=values["drug_code"])})
             elif not drug.active:
-                errors.append({"line": line, "column": "drug_code", "reason": f"drug {drug.code} is retired"})
+                errors.append({"line": line, "column": "drug_code",
+                               "reason": Message("drug %(code)s is retired", code=drug.code)})
             for code in sorted(set(values["delivery_costs"] or {}) - set(sites)):
-                errors.append({"line": line, "column": "delivery_costs", "reason": f"no site with code {code}"})
+                errors.append({"line": line, "column": "delivery_costs",
+                               "reason": Message("no site with code %(codes)s", codes=code)})
         if errors:
-            raise ValidationFailed(f"{len(errors)} problems in the CSV; nothing was imported", errors)
+            raise ValidationFailed(Message("%(count)s problems in the CSV; nothing was imported", count=len(errors)),
+                                   errors)
         suppliers = {s.code: s for s in uow.session.scalars(select(Supplier))}
         created = updated = unchanged = 0
         for _, values in rows:
@@ -255,7 +308,7 @@ def valid_offers(uow: UnitOfWork, on: date) -> list[tuple[Offer, Supplier]]:
     """Offers of active suppliers valid on a date; when a supplier has several for a drug, the latest start."""
     rows = uow.session.execute(
         select(Offer, Supplier).join(Supplier, Supplier.id == Offer.supplier_id)
-        .where(Supplier.active.is_(True), Offer.valid_from <= on, Offer.valid_until >= on)
+        .where(Supplier.active.is_(True), Offer.active.is_(True), Offer.valid_from <= on, Offer.valid_until >= on)
         .order_by(Offer.supplier_id, Offer.drug_id, Offer.valid_from.desc())).all()
     latest: dict[tuple[int, int], tuple[Offer, Supplier]] = {}
     for offer, supplier in rows:
@@ -478,6 +531,8 @@ def place_purchase_order(uow: UnitOfWork, supplier_id: int, lines: Sequence[Orde
             if offer is None or offer.supplier_id != supplier.id:
                 errors.append({"line": n, "reason": Message("offer %(offer)s is not an offer of %(supplier)s",
                                                             offer=line.offer_id, supplier=supplier.code)})
+            elif not offer.active:
+                errors.append({"line": n, "reason": Message("offer %(offer)s is retired", offer=offer.id)})
             elif not offer.valid_from <= today <= offer.valid_until:
                 errors.append({"line": n, "reason": Message("offer %(offer)s is not valid today", offer=offer.id)})
             elif line.packs <= 0:
@@ -543,8 +598,11 @@ def cancel_purchase_order(uow: UnitOfWork, order_id: int, note: str) -> Purchase
     with uow:
         order = uow.get(PurchaseOrder, order_id, for_update=True, what="purchase order")
         if order.status != "open":
-            raise Conflict(f"purchase order {order.number} is {order.status}: only an open order with nothing "
-                           "received can be cancelled", {"status": order.status})
+            raise Conflict(Message("purchase order %(order)s is %(status)s: only an open order with nothing received "
+                                   "can be cancelled", order=order.number, status=Message.word(order.status)),
+                           {"status": order.status})
+        if not note.strip():
+            raise ValidationFailed(Message("say why the order is cancelled"), {"note": note})
         order.status = "cancelled"
         audit.record(uow.session, "cancel", "PurchaseOrder", order.id, note)
         uow.commit()

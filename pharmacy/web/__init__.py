@@ -59,8 +59,10 @@ def init_web(app: Flask) -> None:
     app.config.setdefault("BABEL_TRANSLATION_DIRECTORIES", "web/translations")
     csrf.init_app(app)
     Babel(app, locale_selector=select_locale)
+    from pharmacy.web import admin, desk, orders, planning  # noqa: F401  (their views join the pages' blueprint)
     from pharmacy.web.routes import web
 
+    desk.init_app(app)
     app.register_blueprint(web)
     from pharmacy.inventory.domain import days_usable, expiry_band, usable_on
 

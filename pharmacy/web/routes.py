@@ -24,7 +24,6 @@ from flask import (
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from flask_wtf.csrf import CSRFError
-from sqlalchemy import select
 
 from pharmacy.accounts.services import names_of
 from pharmacy.api import current_clock
@@ -39,11 +38,10 @@ from pharmacy.hygiene import flaw
 from pharmacy.pagination import PageRequest
 from pharmacy.prescriptions import webhooks
 from pharmacy.principal import Principal, Role
-from pharmacy.procurement import plan_runs
 from pharmacy.procurement import services as procurement
 from pharmacy.unit_of_work import UnitOfWork
 from pharmacy.web import LANGUAGES, csrf
-from pharmacy.web.words import MOST_REASONS_SHOWN, refusal, say
+from pharmacy.web.words import refusal, say
 
 web = Blueprint("web", __name__, template_folder="templates", static_folder="static",
                 static_url_path="/static/web")
@@ -232,136 +230,8 @@ def _drug_names(ids: Iterable[int]) -> dict[int, Drug]:
     return drugs_by_id(uow(), ids)
 
 
-# Procurement officer ------------------------------------------------------------------------------------
-
-OFFICERS = (Role.PROCUREMENT, Role.ADMIN)
-
-
-@web.route("/plans", methods=["GET", "POST"])
-@roles(*OFFICERS)
-def plans() -> ResponseReturnValue:
-    if request.method == "POST":
-        if me().role is not Role.PROCUREMENT:
-            abort(403)
-        form = request.form
-        try:
-            budget = float(form["budget"]) if form.get("budget") else None
-            run = plan_runs.start_plan_run(
-                uow(), horizon_days=int(form.get("horizon_days") or 30), budget=budget,
-                history_days=int(form.get("history_days") or 90), solver=form.get("solver") or "highs",
-                on_queued=current_app.extensions["plan_runner"].submit)
-        except DomainError as error:
-            flash(refusal(error), "error")
-            return redirect(url_for("web.plans"))
-        except ValueError:  # a horizon, history or budget the form could not read: nothing was queued
-            flash(_("Please enter whole numbers of days for the horizon and history, and a number for the budget."),
-                  "error")
-            return redirect(url_for("web.plans"))
-        return redirect(url_for("web.plan", run_id=run.id))
-    runs = plan_runs.list_plan_runs(uow(), PageRequest(1, 50)).items
-    return render_template("plans.html", runs=runs)
-
-
-UNDONE_SHOWN = 50  # of each kind, costliest first: a province plan may leave thousands
-
-
-@web.route("/plans/<id:run_id>")
-@roles(*OFFICERS)
-def plan(run_id: int) -> ResponseReturnValue:
-    run = plan_runs.get_plan_run(uow(), run_id)
-    # What the plan leaves undone is shown once, below the lines; re-sorting the lines does not read it again.
-    undone = plan_runs.plan_undone(uow(), run_id) if run.status in ("succeeded", "approved") else []
-    return render_template("plan.html", run=run, **_plan_tables(run_id, run), undone_shown=UNDONE_SHOWN,
-                           shortages=[u for u in undone if u.kind == "shortage"],
-                           waste=[u for u in undone if u.kind == "waste"])
-
-
-@web.route("/plans/<id:run_id>/progress")
-@roles(*OFFICERS)
-def plan_progress(run_id: int) -> ResponseReturnValue:
-    run = plan_runs.get_plan_run(uow(), run_id)
-    response = current_app.make_response(render_template("_plan_progress.html", run=run))
-    if run.status not in ("queued", "running"):
-        response.headers["HX-Refresh"] = "true"  # finished: show the whole plan
-    return response
-
-
-SORTS = {"drug": lambda line, names: names[line.drug_id].code, "site": lambda line, names: line.site_id,
-         "packs": lambda line, names: line.packs or 0, "units": lambda line, names: line.units,
-         "cost": lambda line, names: line.cost}
-
-
-def _plan_tables(run_id: int, run: Any) -> dict[str, Any]:
-    if run.status not in ("succeeded", "approved"):
-        return {"purchases": [], "transfers": [], "drugs": {}, "sites": {}, "sort": "cost"}
-    sort = request.args.get("sort", "cost")
-    key = SORTS.get(sort.lstrip("-"), SORTS["cost"])
-    lines = plan_runs.plan_lines(uow(), run_id)
-    drugs = _drug_names(line.drug_id for line in lines)
-    with uow() as work:
-        sites = {s.id: s.code for s in work.session.scalars(select(Site))}
-        suppliers = {s.id: s.name for s in work.session.scalars(select(procurement.Supplier))}
-    ordered = sorted(lines, key=lambda line: key(line, drugs), reverse=sort.startswith("-") or sort == "cost")
-    return {"purchases": [x for x in ordered if x.kind == "purchase"],
-            "transfers": [x for x in ordered if x.kind == "transfer"], "drugs": drugs, "sites": sites,
-            "suppliers": suppliers, "sort": sort}
-
-
-@web.route("/plans/<id:run_id>/lines")
-@roles(*OFFICERS)
-def plan_lines_table(run_id: int) -> ResponseReturnValue:
-    run = plan_runs.get_plan_run(uow(), run_id)
-    return render_template("_plan_lines.html", run=run, **_plan_tables(run_id, run))
-
-
-@web.route("/plans/<id:run_id>/edit", methods=["POST"])
-@roles(Role.PROCUREMENT)
-def plan_edit(run_id: int) -> ResponseReturnValue:
-    form = request.form
-
-    def edits() -> list[plan_runs.PurchaseEdit]:
-        return [plan_runs.PurchaseEdit(int(form.get("offer_id", "")), int(form.get("site_id", "")),
-                                       int(form.get("packs") or 0))]
-
-    return attempt(lambda: plan_runs.edit_plan(uow(), run_id, edits()), _("Plan re-costed"),
-                   url_for("web.plan", run_id=run_id))
-
-
-@web.route("/plans/<id:run_id>/approve", methods=["POST"])
-@roles(Role.PROCUREMENT)
-def plan_approve(run_id: int) -> ResponseReturnValue:
-    return attempt(lambda: plan_runs.approve_plan(uow(), run_id), _("Plan approved: orders created"),
-                   url_for("web.plan", run_id=run_id))
-
-
-@web.route("/plans/<id:run_id>/cancel", methods=["POST"])
-@roles(Role.PROCUREMENT)
-def plan_cancel(run_id: int) -> ResponseReturnValue:
-    return attempt(lambda: plan_runs.cancel_plan_run(uow(), run_id, request.form.get("note", "")),
-                   _("Plan run cancelled"), url_for("web.plan", run_id=run_id))
-
-
-@web.route("/suppliers", methods=["GET", "POST"])
-@roles(*OFFICERS)
-def suppliers() -> ResponseReturnValue:
-    if request.method == "POST":
-        upload = request.files.get("file")
-        text = upload.read().decode("utf-8-sig", errors="replace") if upload else ""
-        try:
-            result = procurement.import_offers_csv(uow(), text)
-        except DomainError as error:
-            problems = error.errors if isinstance(error.errors, list) else []
-            flash(say(error.message) + "".join(f" · {p.get('line')}/{p.get('column')}: {say(p.get('reason'))}"
-                                               for p in problems[:MOST_REASONS_SHOWN]), "error")
-        else:
-            flash(_("Offers imported: %(created)s new, %(updated)s changed", **result), "ok")
-        return redirect(url_for("web.suppliers"))
-    listed = procurement.list_suppliers(uow(), ALL).items
-    offers = procurement.list_offers(uow(), ALL, valid_on=uow().today()).items
-    return render_template("suppliers.html", suppliers=listed, offers=offers,
-                           drugs=_drug_names(o.drug_id for o in offers),
-                           names={s.id: s.name for s in listed})
-
+# Procurement officer: pharmacy/web/planning.py (plans) and pharmacy/web/orders.py (orders, suppliers, offers,
+# stock across the consortium); administration: pharmacy/web/admin.py.
 
 # Webhooks to prescribing systems ------------------------------------------------------------------------
 

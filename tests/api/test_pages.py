@@ -196,7 +196,7 @@ def test_an_officer_cancels_a_queued_run_from_its_page_and_the_page_says_so(clie
     assert "请说明取消本次运行的原因" in blank and "say why" not in blank and "取消本次运行" in blank
     done = client.post(f"/plans/{run_id}/cancel", data={"csrf_token": token(page), "note": "设错了期限"},
                        follow_redirects=True).get_data(as_text=True)
-    assert "计划运行已取消" in done and "<strong>已取消</strong>" in done and "已由 user:wang 取消" in done
+    assert "计划运行已取消" in done and "<strong>已取消</strong>" in done and "已由 wang 取消" in done  # a person
     assert "取消本次运行" not in done  # nothing left to cancel
     run = client.get(f"/api/plan-runs/{run_id}", headers=world.a.headers("procurement")).get_json()
     assert run["status"] == "cancelled" and run["cancelled_by"] == "user:wang"
@@ -391,11 +391,13 @@ def test_the_plan_page_lists_what_the_plan_leaves_undone_costliest_first(client,
         return [[html.unescape(c) for c in re.findall(r"<td[^>]*>([^<]*)</td>", row)]
                 for row in re.findall(r"<tr>(.*?)</tr>", body, re.S)]
 
+    # Drugs and sites by their names, amounts in yuan.
     short = next(s for s in run["result"]["shortages"] if s["drug"] == "DZP2.5")
-    assert ["DZP2.5", "A-C2", str(int(short["units"])), f"{short['penalty']:.2f}", short["why"]] in rows("shortages")
+    assert ["DZP2.5 阿莫西林胶囊", "Site A-C2", str(int(short["units"])), f"¥{short['penalty']:,.2f}", short["why"]] \
+        in rows("shortages")
     wasted = next(w for w in run["result"]["waste"] if w["drug"] == "DZP2.5")
-    assert ["DZP2.5", "D-NEAR", "A-LEAD", str(int(wasted["units"])), f"{wasted['value']:.2f}", wasted["why"]] \
-        in rows("waste")
+    assert ["DZP2.5 阿莫西林胶囊", "D-NEAR", "Site A-LEAD", str(int(wasted["units"])), f"¥{wasted['value']:,.2f}",
+            wasted["why"]] in rows("waste")
     for table in ("shortages", "waste"):
-        costs = [float(row[-2]) for row in rows(table)]
+        costs = [float(row[-2].lstrip("¥").replace(",", "")) for row in rows(table)]
         assert costs == sorted(costs, reverse=True)

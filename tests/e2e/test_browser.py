@@ -165,9 +165,11 @@ def test_an_officer_runs_a_plan_watches_it_and_approves_it(site, browser) -> Non
     assert page.locator("#purchases tbody tr").count() >= 1
     assert page.locator("#cost-chart").is_visible()
     shot(page, "07-plan")
-    # Sorting the lines swaps the table in place (htmx), without reloading the page.
+    # The transfers' tab and sorting the lines swap the table in place (htmx), without reloading the page.
+    page.click("#tab-transfer")
+    page.wait_for_selector("#transfers")
     page.click("#transfers th >> text=数量")
-    page.wait_for_selector("#transfers th >> text=▲")
+    page.wait_for_selector("#transfers th >> text=▼")
     page.click("#approve")
     page.wait_for_selector(".flash.ok")
     assert "已批准" in page.inner_text("main")
