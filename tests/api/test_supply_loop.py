@@ -359,6 +359,18 @@ def test_a_plan_does_not_charge_itself_for_stock_already_expired(client, world, 
                                                                    "shortage", "waste")))
     assert summary["unavoidable_waste"] == costs["unavoidable_waste"]
     assert summary["saving"] == pytest.approx(run["result"]["baseline"]["total"] - costs["total"])
+    # The officer sees it apart from the plan's cost, on the plan's page.
+    from pharmacy.accounts.services import create_user
+    from pharmacy.principal import Role, system_for
+    from pharmacy.web.desk import yuan
+    from tests.api.test_pages import PASSWORD, sign_in
+
+    create_user(UnitOfWork(factory(client), system_for(world.a.consortium_id)), world.a.consortium_id, "wang",
+                PASSWORD, Role.PROCUREMENT, None)
+    sign_in(client, "wang")
+    page = client.get(f"/plans/{run['id']}").get_data(as_text=True)
+    tile = page[page.index('id="unavoidable-waste"'):]
+    assert costs["unavoidable_waste"] > 0 and yuan(costs["unavoidable_waste"]) in tile[:tile.index("</div>")]
 
 
 def test_packs_bought_for_one_site_and_moved_on_wait_for_the_delivery_then_are_asked_for(client, world, clock):
