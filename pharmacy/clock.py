@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -33,6 +36,25 @@ class FixedClock(Clock):
 
 
 system_clock = Clock()
+
+# The clock of the unit of work running here: rows stamped by a column default (created_at, an audit entry's
+# at) take the service's time, as the dates a service sets itself do, not the machine's.
+_running: ContextVar[Clock] = ContextVar("clock", default=system_clock)
+
+
+def now() -> datetime:
+    """Now by the clock of the work running in this context (the real clock outside any)."""
+    return _running.get().now()
+
+
+@contextmanager
+def running_on(clock: Clock) -> Iterator[None]:
+    """Run a block on ``clock``: :func:`now` reads it until the block ends."""
+    token = _running.set(clock)
+    try:
+        yield
+    finally:
+        _running.reset(token)
 
 
 def local(at: datetime) -> datetime:

@@ -11,6 +11,7 @@ transaction (see :mod:`pharmacy.events`).
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from datetime import date, datetime
 from types import TracebackType
@@ -20,7 +21,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from pharmacy import events
-from pharmacy.clock import Clock, system_clock
+from pharmacy.clock import Clock, running_on, system_clock
 from pharmacy.errors import Forbidden, Message, NotFound
 from pharmacy.principal import Principal
 
@@ -39,6 +40,7 @@ class UnitOfWork:
         self._depth = 0
         self._after_commit: list[Callable[[], None]] = []
         self._events: list[events.Event] = []
+        self._on_clock: contextlib.ExitStack | None = None
 
     @property
     def session(self) -> Session:
@@ -50,6 +52,8 @@ class UnitOfWork:
         if self._depth == 0:
             self._session = self._session_factory()
             self._session.info["principal"] = self.principal
+            self._on_clock = contextlib.ExitStack()
+            self._on_clock.enter_context(running_on(self.clock))
         self._depth += 1
         return self
 
@@ -66,6 +70,9 @@ class UnitOfWork:
             self._session.close()
             self._session = None
             self._events.clear()  # what was published and not committed happened to nobody
+            if self._on_clock is not None:
+                self._on_clock.close()
+                self._on_clock = None
 
     def now(self) -> datetime:
         return self.clock.now()

@@ -441,3 +441,26 @@ def test_every_step_is_in_the_audit_trail(client, world, drugs):
 
 def test_clock_fixture_is_in_force(clock):
     assert clock.today().isoformat() == "2026-11-23" and clock.now() + timedelta(0) == clock.at
+
+
+def test_every_row_is_stamped_with_the_services_clock_not_the_machines(client, world, drugs, clock):
+    """The service stands at 2026-11-23 (the machine's date is another): what it writes says so, the rows
+    stamped by their column's default (a prescription's creation, its status changes, the audit trail) too."""
+    from sqlalchemy import func, select
+
+    from pharmacy.audit import AuditEntry
+    from pharmacy.inventory.models import Movement
+    from pharmacy.prescriptions.models import Prescription, PrescriptionEvent
+
+    clock.advance(hours=-30)  # far from any machine's now, whatever day the suite runs
+    with factory(client)() as db:
+        audited_before = db.scalar(select(func.max(AuditEntry.id))) or 0
+    stock(client, world, "C1", drugs["AML5"], "LOT-A", "2027-12-31", 100)
+    rx_id = send(client, world, rx(issued_on="2026-11-22")).get_json()["id"]
+    for action in ("accept", "prepare", "dispense", "hand-over"):
+        assert act(client, world, rx_id, action).status_code == 200
+    with factory(client)() as db:
+        stamps = [*db.scalars(select(Prescription.created_at)), *db.scalars(select(PrescriptionEvent.at)),
+                  *db.scalars(select(Movement.at)),
+                  *db.scalars(select(AuditEntry.at).where(AuditEntry.id > audited_before))]
+    assert len(stamps) > 10 and set(stamps) == {clock.now()}
