@@ -791,6 +791,9 @@ def receive_transfer(uow: UnitOfWork, order_id: int, received: Mapping[int, int]
                 errors.append({"parcel_id": parcel_id, "reason": Message(
                     "%(units)s units: %(shipped)s shipped, %(received)s received already", units=units + gone,
                     shipped=parcel.shipped, received=parcel.received + parcel.lost)})
+        if not errors and not any(wanted.values()) and not any(loss.units for loss in lost.values()):
+            errors.append({"received": Message("enter the units that arrived, or declare those that did not "
+                                               "arrive whole")})
         if errors:
             raise ValidationFailed(Message("the arrival does not match what was shipped; nothing was received"),
                                    errors)

@@ -40,7 +40,7 @@ from pharmacy.procurement import services as procurement
 from pharmacy.procurement.domain import TRANSFER_ACTIONS
 from pharmacy.unit_of_work import UnitOfWork
 from pharmacy.web.routes import ALL, _drug_names, attempt, me, roles, uow, web
-from pharmacy.web.words import refusal
+from pharmacy.web.words import LOSS_REASONS, refusal
 
 # The worklist's tabs: what is open, in the order the work goes, and what is done (its history).
 OPEN_TABS = (Status.ROUTED, Status.ACCEPTED, Status.PREPARED, Status.PARTIALLY_DISPENSED, Status.DISPENSED,
@@ -207,7 +207,7 @@ def _receiving_page(typed: Mapping[str, Any] | None = None) -> str:
     orders = worklist.deliveries
     return render_template("receiving.html", transfers=[view.order for view in worklist.transfers],
                            details=details, orders=orders, site_id=site_id, today=uow().today(),
-                           can=TRANSFER_ACTIONS, typed=typed or {},
+                           can=TRANSFER_ACTIONS, typed=typed or {}, loss_reasons=LOSS_REASONS,
                            drugs=_drug_names([line.drug_id for d in details.values() for line in d.lines]
                                              + [line.drug_id for _, lines in orders for line in lines]))
 
@@ -221,13 +221,31 @@ def receiving() -> ResponseReturnValue:
 @web.route("/transfers/<id:order_id>/<action>", methods=["POST"])
 @roles(Role.PHARMACIST)
 def transfer_action(order_id: int, action: str) -> ResponseReturnValue:
-    actions: dict[str, Callable[[], Any]] = {
-        "ship": lambda: procurement.ship_transfer(uow(), order_id),
-        "receive": lambda: procurement.receive_transfer(uow(), order_id),
-    }
-    if action not in actions:
+    if action == "receive":
+        return _receive_transfer(order_id)
+    if action != "ship":
         abort(404)
-    return attempt(actions[action], _("Done: %(action)s", action=_(action)), url_for("web.receiving"))
+    return attempt(lambda: procurement.ship_transfer(uow(), order_id), _("Done: %(action)s", action=_(action)),
+                   url_for("web.receiving"))
+
+
+def _receive_transfer(order_id: int) -> ResponseReturnValue:
+    """What arrived of each parcel, and what did not arrive whole with why; a form without parcels (or the
+    API's way) takes in everything outstanding."""
+    form = request.form
+    parcel_ids = sorted(int(key.split("-", 1)[1]) for key in form if key.startswith("arrived-")
+                        and key.split("-", 1)[1].isdigit())
+    try:
+        arrived = {pid: int(form.get(f"arrived-{pid}") or 0) for pid in parcel_ids}
+        losses = [procurement.TransitLoss(pid, int(form[f"lost-{pid}"]), form.get(f"reason-{pid}", ""),
+                                          form.get(f"note-{pid}", "").strip())
+                  for pid in parcel_ids if (form.get(f"lost-{pid}") or "0").strip() not in ("", "0")]
+        procurement.receive_transfer(uow(), order_id, arrived or None, losses)
+    except (DomainError, ValueError) as error:
+        return _typed_page(_receiving_page, error)
+    flash(_("Transfer received") if not losses else _("Transfer received; %(units)s units declared lost",
+                                                       units=sum(loss.units for loss in losses)), "ok")
+    return redirect(url_for("web.receiving"))
 
 
 def _printed(codes: list[str]) -> tuple[str, date] | None:

@@ -222,6 +222,48 @@ def test_receiving_refuses_an_empty_lot_number_naming_the_drug_and_keeps_the_del
     assert ("PO-7", "2028-03-31", 56) in [(x["lot_number"], x["expiry_date"], x["quantity"]) for x in lots]
 
 
+def test_a_transfer_is_received_lot_by_lot_with_what_did_not_arrive_whole_and_why(
+        client, world, drugs, people) -> None:
+    stock(client, world, "C2", drugs["AML5"], "TR-1", "2027-09-30", 100)
+    officer = world.a.headers("procurement")
+    made = client.post("/api/transfer-orders", headers=officer, json={
+        "from_site_id": world.a.sites["C2"], "to_site_id": world.a.sites["C1"],
+        "lines": [{"drug_id": drugs["AML5"]["id"], "quantity": 40}]})
+    assert made.status_code == 201, made.get_json()
+    order = made.get_json()["order"]
+    assert client.post(f"/api/transfer-orders/{order['id']}/ship", headers=world.a.headers("pharmacist_c2"),
+                       json={}).status_code == 200
+    parcel = client.get(f"/api/transfer-orders/{order['id']}", headers=officer).get_json()["parcels"][0]["id"]
+    sign_in(client, "li")
+    here = "/receiving"
+    shown = page(client, here)
+    assert f'name="arrived-{parcel}" value="40"' in shown and "TR-1" in shown
+    path = f"/transfers/{order['id']}/receive"
+    # Nothing arriving and nothing declared: refused, nothing received.
+    empty = post(client, path, {f"arrived-{parcel}": "0", f"lost-{parcel}": "0"}, from_page=here)
+    assert empty.status_code == 422 and "未收货" in flashed_error(empty.get_data(as_text=True))
+    # Units lost without a reason the service knows: refused, and what was typed is kept.
+    unsaid = post(client, path, {f"arrived-{parcel}": "35", f"lost-{parcel}": "5", f"reason-{parcel}": "",
+                                 f"note-{parcel}": "箱角压坏"}, from_page=here)
+    assert unsaid.status_code == 422
+    assert f'name="lost-{parcel}" value="5"' in unsaid.get_data(as_text=True) and "箱角压坏" in unsaid.get_data(
+        as_text=True)
+    done = post(client, path, {f"arrived-{parcel}": "35", f"lost-{parcel}": "5", f"reason-{parcel}": "damaged",
+                               f"note-{parcel}": "箱角压坏"}, from_page=here)
+    assert done.status_code == 200 and "5" in done.get_data(as_text=True)
+    received = client.get(f"/api/transfer-orders/{order['id']}", headers=officer).get_json()
+    assert received["order"]["status"] == "received"
+    assert [(p["received"], p["lost"]) for p in received["parcels"]] == [(35, 5)]
+    lots = client.get(f"/api/inventory/lots?drug_id={drugs['AML5']['id']}&site_id={world.a.sites['C1']}",
+                      headers=world.a.headers("pharmacist")).get_json()
+    assert [(x["lot_number"], x["quantity"]) for x in lots] == [("TR-1", 35)]
+    lot = lots[0]["id"]
+    moves = client.get(f"/api/inventory/lots/{lot}/movements", headers=world.a.headers("pharmacist")).get_json()[
+        "movements"]
+    assert ("transit_loss", -5, "damaged", "箱角压坏") in [
+        (m["kind"], m["quantity"], m["reason_code"], m["note"]) for m in moves]
+
+
 def test_stock_shows_the_position_days_to_expiry_and_each_lots_history(client, world, drugs, people, clock) -> None:
     stock(client, world, "C1", drugs["AML5"], "SOON", "2026-12-10", 40)
     stock(client, world, "C1", drugs["AML5"], "NEAR", "2027-02-10", 60)

@@ -366,6 +366,32 @@ def test_receiving_takes_a_scan_and_keeps_a_refused_delivery_typed(desk, browser
     assert ("PO-7", "2028-03-31", 56) in [(x["lot_number"], x["expiry_date"], x["quantity"]) for x in lots]
 
 
+def test_a_transfer_arrives_with_units_broken_and_the_receiver_says_so_lot_by_lot(desk, browser) -> None:
+    client, world, order = desk["client"], desk["world"], desk["transfer"]
+    app = client.application
+    create_user(UnitOfWork(app.extensions["pharmacy_db"].session_factory, system_for(world.a.consortium_id),
+                           app.config["CLOCK"]), world.a.consortium_id, "zhao", PASSWORD, Role.PHARMACIST,
+                world.a.sites["C2"], "赵药师")
+    assert client.post(f"/api/transfer-orders/{order['id']}/ship", headers=world.a.headers("pharmacist"),
+                       json={}).status_code == 200
+    page = new_page(browser)
+    sign_in(page, desk["url"], "zhao")
+    page.click("header >> text=收货")
+    form = f"#receive-form-{order['id']}"
+    assert page.input_value(f"{form} input[name^=arrived-]") == "30"
+    page.fill(f"{form} input[name^=arrived-]", "28")
+    page.fill(f"{form} input[name^=lost-]", "2")
+    page.select_option(f"{form} select[name^=reason-]", "damaged")
+    page.fill(f"{form} input[name^=note-]", "外箱受潮")
+    shot(page, "31-receiving-a-transfer-with-losses")
+    page.click(f"#receive-{order['id']}")
+    page.wait_for_selector(".flash.ok")
+    assert "2" in page.inner_text(".flash.ok") and order["number"] not in page.inner_text("#transfers")
+    parcels = client.get(f"/api/transfer-orders/{order['id']}", headers=world.a.headers("procurement")).get_json()[
+        "parcels"]
+    assert [(p["received"], p["lost"]) for p in parcels] == [(28, 2)]
+
+
 def test_a_prescriber_follows_the_prescriptions_and_cancels_one(desk, browser) -> None:
     page = new_page(browser)
     sign_in(page, desk["url"], "dr")
