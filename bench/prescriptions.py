@@ -3,7 +3,12 @@
 Starts gunicorn on PostgreSQL, drives the whole flow with concurrent clients through the API, and prints
 prescriptions per second with p50/p99 latency of one prescription's five requests and of each request.
 Beside it, the same database work done with bare SQL statements by the same number of threads, in the
-same run, and the ratio of the two (this machine is shared: compare ratios, not seconds).
+same run, and the ratio of the two (this machine is shared: compare ratios, not seconds). Then the
+statements one prescription's five requests send to the database, counted in-process by the engine's
+``before_cursor_execute`` event (transaction control that the driver sends itself, BEGIN and COMMIT, is not
+counted; SAVEPOINT and RELEASE are).
+
+Prescriptions are dated with the consortium's clock (Beijing time), as the service checks them.
 
     DATABASE_URL=postgresql://postgres@127.0.0.1:5432/test .venv/bin/python bench/prescriptions.py
     BENCH_PRESCRIPTIONS=400 BENCH_CLIENTS=8 ... (defaults)
@@ -22,17 +27,18 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from datetime import date, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 # bench/optimizer.py is named like the package, which the service imports: keep this folder off the import path.
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
-from sqlalchemy import text  # noqa: E402
+from sqlalchemy import event, text  # noqa: E402
 
 from pharmacy import create_app  # noqa: E402
 from pharmacy.accounts.services import create_api_key  # noqa: E402
 from pharmacy.catalog.services import create_drug  # noqa: E402
+from pharmacy.clock import system_clock  # noqa: E402
 from pharmacy.consortium.services import create_consortium, create_site  # noqa: E402
 from pharmacy.inventory.services import receive_stock  # noqa: E402
 from pharmacy.migrate import rebuild  # noqa: E402
@@ -84,16 +90,58 @@ def seed(url: str) -> tuple[dict[str, str], dict[int, str], int]:
         site = create_site(uow, consortium.id, {
             "code": f"B-C{i}", "name": f"chc {i}", "kind": "community_health_centre", "parent_id": lead,
             "dispenses": True, "district": f"D{i}", "latitude": 30.0 + i / 50, "longitude": 120.0}).id
-        receive_stock(uow, site, drug, f"LOT-{i}", date.today() + timedelta(days=700), 1_000_000)
+        receive_stock(uow, site, drug, f"LOT-{i}", system_clock.today() + timedelta(days=700), 1_000_000)
         pharmacist_keys[site] = create_api_key(uow, consortium.id, f"pharm {i}", Role.PHARMACIST, site)[1]
     database.dispose()
     return keys, pharmacist_keys, drug
 
 
+ACTIONS = ("accept", "prepare", "dispense", "hand-over")
+
+
+def prescription_body(n: int, number: str) -> dict:
+    """The n-th prescription: one drug, a week's supply, issued today where the consortium is."""
+    return {"number": number, "issued_on": system_clock.today().isoformat(),
+            "patient": {"ref": f"P{n}", "district": f"D{n % PHARMACIES}"},
+            "items": [{"drug_code": "AML5", "quantity": 28, "supply_days": 7}]}
+
+
+def count_statements(url: str, keys: dict[str, str], pharmacist_keys: dict[int, str]) -> dict[str, int]:
+    """The statements each of one prescription's five requests sends, counted in-process (after one warm-up
+    prescription, so that nothing the first request of a process does once is counted)."""
+    app = create_app({"DATABASE_URL": url, "SECRET_KEY": "bench"})
+    engine = app.extensions["pharmacy_db"].engine
+    sent: list[str] = []
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def _count(conn, cursor, statement, parameters, context, executemany) -> None:
+        sent.append(statement)
+
+    client = app.test_client()
+    counts: dict[str, int] = {}
+    for n in range(2):
+        sent.clear()
+        response = client.post("/api/prescriptions", json=prescription_body(n, f"C-{n}-{uuid.uuid4().hex[:6]}"),
+                               headers={"Authorization": f"Bearer {keys['prescriber']}"})
+        if response.status_code != 201:
+            raise RuntimeError(f"submit: {response.status_code} {response.data[:300]!r}")
+        rx = response.get_json()
+        counts["submit"] = len(sent)
+        for action in ACTIONS:
+            sent.clear()
+            response = client.post(f"/api/prescriptions/{rx['id']}/{action}", json={},
+                                   headers={"Authorization": f"Bearer {pharmacist_keys[rx['pharmacy_site_id']]}"})
+            if response.status_code != 200:
+                raise RuntimeError(f"{action}: {response.status_code} {response.data[:300]!r}")
+            counts[action] = len(sent)
+    app.extensions["pharmacy_db"].dispose()
+    return counts
+
+
 class Client:
     def __init__(self, port: int) -> None:
         self.connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-        self.latencies: list[float] = []
+        self.latencies: list[tuple[str, float]] = []  # (action, seconds)
 
     def post(self, path: str, key: str, body: dict) -> dict:
         payload = json.dumps(body).encode()
@@ -102,30 +150,28 @@ class Client:
                                                         "Content-Type": "application/json"})
         response = self.connection.getresponse()
         data = response.read()
-        self.latencies.append(time.perf_counter() - started)
+        self.latencies.append((path.rsplit("/", 1)[-1] if path != "/api/prescriptions" else "submit",
+                               time.perf_counter() - started))
         if response.status >= 300:
             raise RuntimeError(f"{path}: {response.status} {data[:300]!r}")
         return json.loads(data)
 
 
 def run_http(port: int, keys: dict[str, str], pharmacist_keys: dict[int, str], count: int, clients: int
-             ) -> tuple[float, list[float], list[float]]:
+             ) -> tuple[float, list[float], list[tuple[str, float]]]:
     flows: list[float] = []
-    requests: list[float] = []
+    requests: list[tuple[str, float]] = []
     lock = threading.Lock()
-    today = date.today().isoformat()
 
     def worker(worker_index: int) -> None:
         client = Client(port)
         mine = []
         for n in range(worker_index, count, clients):
             started = time.perf_counter()
-            rx = client.post("/api/prescriptions", keys["prescriber"], {
-                "number": f"H-{n}-{uuid.uuid4().hex[:6]}", "issued_on": today,
-                "patient": {"ref": f"P{n}", "district": f"D{n % PHARMACIES}"},
-                "items": [{"drug_code": "AML5", "quantity": 28, "supply_days": 7}]})
+            rx = client.post("/api/prescriptions", keys["prescriber"],
+                             prescription_body(n, f"H-{n}-{uuid.uuid4().hex[:6]}"))
             key = pharmacist_keys[rx["pharmacy_site_id"]]
-            for action in ("accept", "prepare", "dispense", "hand-over"):
+            for action in ACTIONS:
                 client.post(f"/api/prescriptions/{rx['id']}/{action}", key, {})
             mine.append(time.perf_counter() - started)
         with lock:
@@ -142,15 +188,23 @@ BARE_INTAKE = ("INSERT INTO prescriptions (consortium_id, number, prescriber_sit
      "RETURNING id")
 
 
-def run_bare_sql(url: str, drug: int, sites: list[int], count: int, clients: int) -> tuple[float, list[float]]:
-    """The same rows written and locked as the service writes them, with no HTTP, ORM or checks."""
+def run_bare_sql(url: str, drug: int, sites: list[int], count: int, clients: int
+                 ) -> tuple[float, list[float], float]:
+    """The same rows written and locked as the service writes them, with no HTTP, ORM or checks; the seconds, each
+    prescription's, and the statements per prescription."""
     app = create_app({"DATABASE_URL": url})
     engine = app.extensions["pharmacy_db"].engine
+    sent = [0]
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def _count(conn, cursor, statement, parameters, context, executemany) -> None:
+        sent[0] += 1  # one counter for all threads: a lost increment or two would not show in the figure
+
     flows: list[float] = []
     lock = threading.Lock()
-    today = date.today()
+    today = system_clock.today()
 
-    def event(conn, rx_id: int, site: int, status: str) -> None:
+    def write_event(conn, rx_id: int, site: int, status: str) -> None:
         conn.execute(text("INSERT INTO prescription_events (consortium_id, event_id, prescription_id, "
                           "prescriber_site_id, pharmacy_site_id, type, status, payload, at) VALUES (1, :e, :rx, 1, "
                           ":site, :status, :status, '{}', now())"),
@@ -181,13 +235,13 @@ def run_bare_sql(url: str, drug: int, sites: list[int], count: int, clients: int
                                  {"l": lot, "s": site, "d": drug, "rx": rx_id, "t": today})
                     conn.execute(text("UPDATE prescriptions SET pharmacy_site_id = :s WHERE id = :rx"),
                                  {"s": site, "rx": rx_id})
-                    event(conn, rx_id, site, "routed")
+                    write_event(conn, rx_id, site, "routed")
                 for status in ("accepted", "prepared"):
                     with conn.begin():
                         conn.execute(text("SELECT id FROM prescriptions WHERE id = :rx FOR UPDATE"), {"rx": rx_id})
                         conn.execute(text("UPDATE prescriptions SET status = :st WHERE id = :rx"),
                                      {"st": status, "rx": rx_id})
-                        event(conn, rx_id, site, status)
+                        write_event(conn, rx_id, site, status)
                 with conn.begin():
                     conn.execute(text("SELECT id FROM prescriptions WHERE id = :rx FOR UPDATE"), {"rx": rx_id})
                     conn.execute(text("SELECT id FROM lots WHERE id = :l FOR UPDATE"), {"l": lot})
@@ -207,19 +261,19 @@ def run_bare_sql(url: str, drug: int, sites: list[int], count: int, clients: int
                                  {"rx": rx_id, "item": item, "s": site, "d": drug, "l": lot, "t": today,
                                   "m": movement})
                     conn.execute(text("UPDATE prescriptions SET status = 'dispensed' WHERE id = :rx"), {"rx": rx_id})
-                    event(conn, rx_id, site, "dispensed")
+                    write_event(conn, rx_id, site, "dispensed")
                 with conn.begin():
                     conn.execute(text("SELECT id FROM prescriptions WHERE id = :rx FOR UPDATE"), {"rx": rx_id})
                     conn.execute(text("UPDATE prescriptions SET status = 'completed' WHERE id = :rx"),
                                  {"rx": rx_id})
-                    event(conn, rx_id, site, "completed")
+                    write_event(conn, rx_id, site, "completed")
                 mine.append(time.perf_counter() - started)
         with lock:
             flows.extend(mine)
 
     elapsed = run_threads(worker, clients)
     engine.dispose()
-    return elapsed, flows
+    return elapsed, flows, sent[0] / count
 
 
 def main() -> None:
@@ -246,19 +300,27 @@ def main() -> None:
     finally:
         server.terminate()
         server.wait(timeout=30)
-    bare_elapsed, bare_flows = run_bare_sql(url, drug, sorted(pharmacist_keys), count, clients)
+    bare_elapsed, bare_flows, bare_statements = run_bare_sql(url, drug, sorted(pharmacist_keys), count, clients)
+    statements = count_statements(url, keys, pharmacist_keys)
 
     http_rate, bare_rate = count / elapsed, count / bare_elapsed
+    latencies = [seconds for _, seconds in requests]
+    by_action = {action: [seconds for done, seconds in requests if done == action] for action in statements}
     print(f"PostgreSQL; {count} prescriptions, {clients} concurrent clients, gunicorn 2 workers x 4 threads")
     print(f"HTTP API : {http_rate:7.1f} prescriptions/s; per prescription (5 requests) p50 "
           f"{statistics.median(flows) * 1000:6.1f} ms, p99 {percentile(flows, 0.99) * 1000:6.1f} ms; "
-          f"per request p50 {statistics.median(requests) * 1000:5.1f} ms, "
-          f"p99 {percentile(requests, 0.99) * 1000:5.1f} ms")
+          f"per request p50 {statistics.median(latencies) * 1000:5.1f} ms, "
+          f"p99 {percentile(latencies, 0.99) * 1000:5.1f} ms")
+    print("per action (p50/p99 ms): " + ", ".join(
+        f"{action} {statistics.median(seconds) * 1000:.1f}/{percentile(seconds, 0.99) * 1000:.1f}"
+        for action, seconds in by_action.items()))
     print(f"bare SQL : {bare_rate:7.1f} prescriptions/s; per prescription p50 "
           f"{statistics.median(bare_flows) * 1000:6.1f} ms, p99 {percentile(bare_flows, 0.99) * 1000:6.1f} ms")
     print(f"ratio    : the API does {http_rate / bare_rate:.2f}x the bare-SQL throughput "
           f"({bare_rate / http_rate:.1f}x slower), "
           f"p50 latency {statistics.median(flows) / statistics.median(bare_flows):.1f}x")
+    print(f"statements: {sum(statements.values())} per prescription ("
+          + ", ".join(f"{action} {n}" for action, n in statements.items()) + f"); bare SQL {bare_statements:.0f}")
 
 
 if __name__ == "__main__":

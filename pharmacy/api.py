@@ -10,9 +10,10 @@ import flask_smorest
 from flask import current_app, g, request
 from marshmallow import Schema, fields, validate
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 from webargs.flaskparser import FlaskParser
 
-from pharmacy.auth import current_principal
+from pharmacy.auth import current_principal, take_request_session
 from pharmacy.clock import Clock, system_clock
 from pharmacy.errors import ValidationFailed
 from pharmacy.fields import Reference
@@ -34,7 +35,11 @@ def request_uow() -> UnitOfWork:
     uow = g.get("unit_of_work")
     if uow is None:
         database = current_app.extensions["pharmacy_db"]
-        uow = g.unit_of_work = UnitOfWork(database.session_factory, current_principal(), current_clock())
+
+        def session() -> Session:
+            return take_request_session() or database.session_factory()
+
+        uow = g.unit_of_work = UnitOfWork(session, current_principal(), current_clock())
     return uow
 
 

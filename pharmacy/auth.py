@@ -62,7 +62,11 @@ def _credentials() -> tuple[str, str] | None:
 
 
 def authenticate() -> Principal:
-    """Resolve the request's credentials to a principal, or raise Unauthorized."""
+    """Resolve the request's credentials to a principal, or raise Unauthorized.
+
+    The key or account is read on every request (a revoked key is refused at once), in the session that the
+    request's first unit of work then carries on in (:func:`take_request_session`): one connection and one
+    transaction for the principal and the work, not a second checkout and a rollback."""
     from pharmacy.accounts.models import ApiKey
 
     creds = _credentials()
@@ -71,14 +75,29 @@ def authenticate() -> Principal:
                            "or user credentials (HTTP Basic)")
     kind, secret = creds
     database = current_app.extensions["pharmacy_db"]
-    with database.session_factory() as session:
+    session = database.session_factory()
+    try:
         if kind == "key":
             key = session.scalars(select(ApiKey).where(ApiKey.key_hash == hash_api_key(secret))).first()
             if key is None or not key.active:
                 raise Unauthorized("unknown or revoked API key")
-            return Principal("api_key", key.id, key.name, Role(key.role), key.consortium_id, key.site_id)
-        username, _, password = secret.partition(":")
-        return verify_user(session, username, password)
+            principal = Principal("api_key", key.id, key.name, Role(key.role), key.consortium_id, key.site_id)
+        else:
+            username, _, password = secret.partition(":")
+            principal = verify_user(session, username, password)
+    except BaseException:
+        session.close()
+        raise
+    # What was read for the principal is no part of the work: the work reads through the principal's consortium.
+    session.expunge_all()
+    g.request_session = session
+    return principal
+
+
+def take_request_session() -> Session | None:
+    """The session the request's principal was read in, once (the first unit of work of the request takes it)."""
+    session: Session | None = g.pop("request_session", None)
+    return session
 
 
 def verify_user(session: Session, username: str, password: str) -> Principal:
@@ -130,6 +149,12 @@ def init_app(app: Flask) -> None:
     def _authenticate() -> None:
         if request.path.startswith(PROTECTED_PREFIXES) and request.path not in PUBLIC_PATHS:
             g.principal = authenticate()
+
+    @app.teardown_request
+    def _close_request_session(error: BaseException | None) -> None:
+        session = take_request_session()
+        if session is not None:  # no unit of work took it
+            session.close()
 
 
 SECURITY_SCHEMES = {

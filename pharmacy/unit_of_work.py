@@ -12,13 +12,14 @@ transaction (see :mod:`pharmacy.events`).
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import date, datetime
 from types import TracebackType
 from typing import Any, TypeVar
 
-from sqlalchemy import select
+from sqlalchemy import inspect, select
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.util import identity_key
 
 from pharmacy import events
 from pharmacy.clock import Clock, running_on, system_clock
@@ -110,15 +111,35 @@ class UnitOfWork:
         """Load one row of the principal's consortium by primary key, or raise NotFound.
 
         ``for_update`` takes a row lock (``SELECT ... FOR UPDATE`` on PostgreSQL; SQLite's writers are
-        already serialised by ``BEGIN IMMEDIATE``).
+        already serialised by ``BEGIN IMMEDIATE``). Without it, a row this transaction has already loaded is answered
+        from the session, as a query would answer it too (it never overwrites what the session holds), without the
+        round trip; what the session holds was read through the principal's consortium.
         """
-        stmt = select(model).where(model.id == ident)  # type: ignore[attr-defined]
         if for_update:
+            stmt = select(model).where(model.id == ident)  # type: ignore[attr-defined]
             stmt = stmt.with_for_update().execution_options(populate_existing=True)
-        obj = self.session.scalars(stmt).one_or_none()
+            obj = self.session.scalars(stmt).one_or_none()
+        else:
+            obj = self.session.get(model, ident)
         if obj is None:
             raise NotFound(Message("%(what)s %(id)s not found", what=Message.word(what or model.__name__), id=ident))
         return obj
+
+    def get_all(self, model: type[T], idents: Iterable[Any]) -> dict[Any, T]:
+        """The rows of ``idents`` found in the principal's consortium, by id: those this transaction has loaded from
+        the session, the others in one query."""
+        found: dict[Any, T] = {}
+        wanted = []
+        for ident in sorted(set(idents)):
+            held = self.session.identity_map.get(identity_key(model, ident))
+            if held is not None and not inspect(held).expired:
+                found[ident] = held
+            else:
+                wanted.append(ident)
+        if wanted:
+            found.update((obj.id, obj) for obj in self.session.scalars(  # type: ignore[attr-defined]
+                select(model).where(model.id.in_(wanted))))  # type: ignore[attr-defined]
+        return found
 
     def get_acting(self, model: type[T], ident: Any, *, for_update: bool = False,
                    what: str | None = None) -> T:

@@ -165,9 +165,12 @@ def resolve_code(uow: UnitOfWork, code: str, site_id: int | None = None) -> Drug
 
 def sites_that_may_dispense(session: Session, sites: list[Site], drugs: list[Drug]) -> list[Site]:
     """The sites that may dispense every one of ``drugs``: default lists plus the consortium's extensions."""
+    # The consortium's extensions are asked for only where a default list leaves a drug out.
+    wanting = [s for s in sites if not all(may_dispense(SiteKind(s.kind), d.active, d.essential, False) for d in drugs)]
     extended = {(site_id, drug_id) for site_id, drug_id in session.execute(
         select(FormularyEntry.site_id, FormularyEntry.drug_id).where(
-            FormularyEntry.site_id.in_([s.id for s in sites]), FormularyEntry.drug_id.in_([d.id for d in drugs])))}
+            FormularyEntry.site_id.in_([s.id for s in wanting]), FormularyEntry.drug_id.in_([d.id for d in drugs])))
+    } if wanting else set()
     return [site for site in sites
             if all(may_dispense(SiteKind(site.kind), d.active, d.essential, (site.id, d.id) in extended)
                    for d in drugs)]

@@ -528,27 +528,34 @@ def keep_held(uow: UnitOfWork, cause: Cause, site_id: int, drug_id: int, units: 
     with uow:
         held = _held(uow, cause, site_id, drug_id)
         lots = _lock(uow, [r.lot_id for r in held])
-        held = sorted((r for r in _held(uow, cause, site_id, drug_id) if r.lot_id in lots),
-                      key=lambda r: (lots[r.lot_id].expiry_date, r.lot_id), reverse=True)
-        excess = sum(r.quantity for r in held) - max(units, 0)
-        released = 0
-        for reservation in held:
-            if released >= excess:
-                break
-            take = min(reservation.quantity, excess - released)
-            lots[reservation.lot_id].reserved -= take
-            if take == reservation.quantity:
-                reservation.status, reservation.closed_at = RELEASED, uow.now()
-            else:  # the rest stays held; the part given back is kept as a released record
-                reservation.quantity -= take
-                uow.session.add(Reservation(
-                    consortium_id=reservation.consortium_id, lot_id=reservation.lot_id, site_id=reservation.site_id,
-                    drug_id=reservation.drug_id, quantity=take, status=RELEASED,
-                    supply_until=reservation.supply_until, created_at=uow.now(), closed_at=uow.now(),
-                    **Reservation.cause_columns(reservation.cause)))
-            released += take
+        released = _release_beyond(uow, [r for r in _held(uow, cause, site_id, drug_id) if r.lot_id in lots], lots,
+                                   units)
         uow.commit()
         return released
+
+
+def _release_beyond(uow: UnitOfWork, held: Sequence[Reservation], lots: Mapping[int, Lot], units: int) -> int:
+    """Release of ``held`` (reservations of one cause, drug and site, on locked ``lots``) what is beyond ``units``,
+    the latest-expiring lots first; the units released."""
+    held = sorted(held, key=lambda r: (lots[r.lot_id].expiry_date, r.lot_id), reverse=True)
+    excess = sum(r.quantity for r in held) - max(units, 0)
+    released = 0
+    for reservation in held:
+        if released >= excess:
+            break
+        take = min(reservation.quantity, excess - released)
+        lots[reservation.lot_id].reserved -= take
+        if take == reservation.quantity:
+            reservation.status, reservation.closed_at = RELEASED, uow.now()
+        else:  # the rest stays held; the part given back is kept as a released record
+            reservation.quantity -= take
+            uow.session.add(Reservation(
+                consortium_id=reservation.consortium_id, lot_id=reservation.lot_id, site_id=reservation.site_id,
+                drug_id=reservation.drug_id, quantity=take, status=RELEASED,
+                supply_until=reservation.supply_until, created_at=uow.now(), closed_at=uow.now(),
+                **Reservation.cause_columns(reservation.cause)))
+        released += take
+    return released
 
 
 def release_reservation(uow: UnitOfWork, reservation_id: int) -> Reservation:
@@ -572,12 +579,15 @@ class LotChoice:
 
 
 def dispense_stock(uow: UnitOfWork, site_id: int, drug_id: int, quantity: int, supply_until: date, cause: Cause,
-                   *, lots: Sequence[LotChoice] | None = None, lot_reason: str = "") -> list[Movement]:
+                   *, lots: Sequence[LotChoice] | None = None, lot_reason: str = "",
+                   locked: Sequence[Lot] | None = None, keep_held: int | None = None) -> list[Movement]:
     """Dispense ``quantity`` units for ``cause`` at a site.
 
     By default the stock held for the cause is used first, then more is taken first-expiry first-out.
     Naming other ``lots`` needs a ``lot_reason``; each named lot must still last until ``supply_until``.
-    What is left of the cause's reservations for this drug stays held (a partial dispense).
+    What is left of the cause's reservations for this drug stays held (a partial dispense), or, with ``keep_held``,
+    no more than those units of it (as :func:`keep_held` says, from the reservations already in hand). ``locked``
+    are the site's lots of the drug, when the caller has locked them already (:func:`lock_stock`).
     """
     with uow:
         uow.ensure_acts_for(site_id, what=Message("site %(id)s", id=site_id))
@@ -587,7 +597,7 @@ def dispense_stock(uow: UnitOfWork, site_id: int, drug_id: int, quantity: int, s
         if lots and not lot_reason.strip():
             raise ValidationFailed(Message("dispensing from other lots than first-expiry first-out needs a reason"),
                                    {"lot_reason": "required"})
-        all_lots = {lot.id: lot for lot in _lock_lots(uow, site_id, drug_id)}
+        all_lots = {lot.id: lot for lot in (_lock_lots(uow, site_id, drug_id) if locked is None else locked)}
         held = _held(uow, cause, site_id, drug_id)
         today = uow.today()
         plan = _choose_lots(all_lots, held, quantity, today, supply_until, lots, drug.code)
@@ -601,6 +611,9 @@ def dispense_stock(uow: UnitOfWork, site_id: int, drug_id: int, quantity: int, s
             note = lot_reason if lots else ""
             movements.append(_move(uow, lot, MovementKind.DISPENSE, -allocation.quantity, "prescription",
                                    note=note, cause=cause, releases_reserved=consumed))
+        if keep_held is not None:
+            # The lots are locked, so what the cause holds on them is what was read above, less what was used.
+            _release_beyond(uow, [r for r in held if r.status == HELD], all_lots, keep_held)
         uow.commit()
         return movements
 

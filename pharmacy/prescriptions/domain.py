@@ -81,6 +81,14 @@ FILLED_STATUSES = frozenset({S.DISPENSED, S.SCHEDULED, S.COMPLETED})
 CLOSED_STATUSES = FILLED_STATUSES | {S.REJECTED, S.CANCELLED, S.EXPIRED}
 # Before any unit has left the shelf: the prescriber may still cancel, and validity can still run out.
 BEFORE_DISPENSING = frozenset({S.ROUTED, S.AWAITING_STOCK, S.ACCEPTED, S.PREPARED})
+# The statuses of a first issue that only a dispense leads to; every later issue follows a dispensed one.
+DISPENSING_STARTED = frozenset({S.PARTIALLY_DISPENSED, S.DISPENSED, S.SCHEDULED, S.COMPLETED})
+
+
+def has_dispensed(status: Status, current_issue: int) -> bool:
+    """Whether anything of the prescription can have been dispensed yet (so that a prescription that cannot is not
+    asked for its dispenses)."""
+    return current_issue > 0 or status in DISPENSING_STARTED
 
 
 def allowed_actions(current: Status) -> frozenset[Action]:

@@ -4,9 +4,10 @@ from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import JSON, Boolean, Date, ForeignKey, Index, Integer, String, Text, UniqueConstraint
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from pharmacy.db import Base, UTCDateTime, utcnow
+from pharmacy.inventory.models import Movement
 from pharmacy.tenancy import ConsortiumOwned
 
 
@@ -82,6 +83,9 @@ class PrescriptionItem(ConsortiumOwned, Base):
     # is allowed is ``substitution_allowed``, read from it) and the structured dosageInstruction.
     substitution_concept: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     dosage_structured: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
+    # Many-to-one only, so that a new prescription and its items are written in one flush; there is no collection
+    # on the prescription to go stale when an item is added by its key.
+    prescription: Mapped[Prescription] = relationship(lazy="raise")
 
 
 class Dispense(ConsortiumOwned, Base):
@@ -109,6 +113,8 @@ class Dispense(ConsortiumOwned, Base):
     # A controlled drug is confirmed by a second pharmacist before it is handed over (双人核对).
     checked_by: Mapped[str | None] = mapped_column(String(160))
     checked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The ledger movement the units left by: set on a new dispense, so that both are written in one flush.
+    movement: Mapped[Movement] = relationship(lazy="raise")
 
 
 class PrescriptionReturn(ConsortiumOwned, Base):

@@ -58,6 +58,7 @@ from pharmacy.prescriptions.domain import (
     check_policy,
     check_reason,
     check_substitution,
+    has_dispensed,
     needs_second_check,
     next_status,
     passed_over_nomination,
@@ -150,14 +151,15 @@ def submit_prescription(uow: UnitOfWork, data: PrescriptionInput, request_hash: 
 
 
 def _existing(uow: UnitOfWork, number: str, idempotency_key: str | None) -> Prescription | None:
-    site_id = uow.principal.site_id
+    """The hospital's prescription this one retries: the one sent under the same key, else the same number (one
+    query for both)."""
+    same = Prescription.number == number
     if idempotency_key:
-        found = uow.session.scalars(select(Prescription).where(
-            Prescription.prescriber_site_id == site_id, Prescription.idempotency_key == idempotency_key)).first()
-        if found is not None:
-            return found
-    return uow.session.scalars(select(Prescription).where(
-        Prescription.prescriber_site_id == site_id, Prescription.number == number)).first()
+        same = or_(Prescription.idempotency_key == idempotency_key, same)
+    found = list(uow.session.scalars(select(Prescription).where(
+        Prescription.prescriber_site_id == uow.principal.site_id, same)))
+    return next((rx for rx in found if idempotency_key and rx.idempotency_key == idempotency_key),
+                found[0] if found else None)
 
 
 def _replay(uow: UnitOfWork, existing: Prescription, request_hash: str) -> Intake:
@@ -165,7 +167,7 @@ def _replay(uow: UnitOfWork, existing: Prescription, request_hash: str) -> Intak
         raise Conflict(f"prescription {existing.number} was already received with a different content; "
                        "send a new Idempotency-Key and number for a new prescription",
                        {"prescription_id": existing.id})
-    return Intake(existing, created=False, view=_view(uow, existing))
+    return Intake(existing, created=False, view=_view(uow, _load(uow, existing.id)))
 
 
 def _submit(uow: UnitOfWork, data: PrescriptionInput, request_hash: str, idempotency_key: str | None,
@@ -201,18 +203,20 @@ def _submit(uow: UnitOfWork, data: PrescriptionInput, request_hash: str, idempot
             patient_birth_date=data.patient_birth_date, patient_gender=data.patient_gender,
             diagnoses=[dict(d) for d in data.diagnoses] or None, allergies=[dict(a) for a in data.allergies] or None)
         uow.session.add(rx)
-        uow.session.flush()
+        items = []
         for item, drug in zip(data.items, drugs, strict=True):
             assert drug is not None  # the policy check refused unknown codes
-            uow.session.add(PrescriptionItem(
-                consortium_id=rx.consortium_id, prescription_id=rx.id, drug_id=drug.id, quantity=item.quantity,
+            items.append(PrescriptionItem(
+                consortium_id=rx.consortium_id, prescription=rx, drug_id=drug.id, quantity=item.quantity,
                 supply_days=item.supply_days, substitution_allowed=item.substitution_allowed, dosage=item.dosage,
                 external_id=item.external_id, substitution_concept=item.substitution_concept,
                 dosage_structured=item.dosage_structured))
-        uow.session.flush()
-        _route(uow, rx, event="received")
+        uow.session.add_all(items)
+        # Written once routing has said where it goes (see _route): one insert of it, one of its items.
+        whole = _Parts(rx, items, [], {d.id: d for d in drugs if d is not None})
+        _route(uow, whole, event="received")
         uow.commit()
-        return Intake(rx, created=True, view=_view(uow, rx))
+        return Intake(rx, created=True, view=_view(uow, whole))
 
 
 def _nominated_site(uow: UnitOfWork, data: PrescriptionInput, problems: list[dict[str, str]]) -> int | None:
@@ -239,7 +243,9 @@ class _Need:
 
 @dataclass
 class _Stock:
-    usable: dict[tuple[int, int], int] = field(default_factory=dict)  # (site, item) -> usable units
+    # (site, the need's place in the list) -> usable units; by place, since a new prescription's items have no id
+    # until it is written
+    usable: dict[tuple[int, int], int] = field(default_factory=dict)
 
 
 def _items(uow: UnitOfWork, rx: Prescription) -> list[PrescriptionItem]:
@@ -249,21 +255,21 @@ def _items(uow: UnitOfWork, rx: Prescription) -> list[PrescriptionItem]:
 
 def _needs(uow: UnitOfWork, rx: Prescription, items: Sequence[PrescriptionItem]) -> list[_Need]:
     start = max(uow.today(), rx.next_due_on or uow.today())
-    drugs = {d.id: d for d in uow.session.scalars(select(Drug).where(Drug.id.in_([i.drug_id for i in items])))}
+    drugs = uow.get_all(Drug, [i.drug_id for i in items])
     return [_Need(i, drugs[i.drug_id], start + timedelta(days=i.supply_days)) for i in items]
 
 
 def _usable_stock(uow: UnitOfWork, needs: Sequence[_Need], site_ids: Sequence[int]) -> _Stock:
     """Usable units per site for each need: unexpired on the day the supply ends, not reserved."""
     stock = _Stock()
-    for need in needs:
+    for index, need in enumerate(needs):
         rows = uow.session.execute(
             select(Lot.site_id, func.sum(Lot.quantity - Lot.reserved))
             .where(Lot.drug_id == need.item.drug_id, Lot.site_id.in_(site_ids),
                    Lot.usable_on(max(need.supply_until, uow.today())))
             .group_by(Lot.site_id))
         for site_id, units in rows:
-            stock.usable[(site_id, need.item.id)] = int(units or 0)
+            stock.usable[(site_id, index)] = int(units or 0)
     return stock
 
 
@@ -276,26 +282,31 @@ def _open_queues(uow: UnitOfWork, site_ids: Sequence[int]) -> dict[int, int]:
     return {site_id: count for site_id, count in rows if site_id is not None}
 
 
-def _route(uow: UnitOfWork, rx: Prescription, *, event: str, exclude: frozenset[int] = frozenset(),
+def _route(uow: UnitOfWork, whole: _Parts, *, event: str, exclude: frozenset[int] = frozenset(),
            returned: Returned | None = None) -> None:
     """Choose the pharmacy, reserve the stock there, or wait for stock; record why (and, routing again after
-    a return, who returned it and why)."""
-    items = _items(uow, rx)
-    needs = _needs(uow, rx, items)
-    sites = [s for s in uow.session.scalars(select(Site).where(Site.dispenses.is_(True), Site.active.is_(True))
-                                            .order_by(Site.id)) if s.id not in exclude]
-    eligible = sites_that_may_dispense(uow.session, sites, [n.drug for n in needs])
-    if not eligible:
-        codes = [n.drug.code for n in needs]
-        said = Message("no pharmacy other than the ones it was returned from of the consortium may dispense "
-                       "%(drugs)s", drugs=codes) if exclude else \
-            Message("no pharmacy of the consortium may dispense %(drugs)s", drugs=codes)
-        raise NoEligiblePharmacy(said, {"items": ", ".join(codes)})
-    stock = _usable_stock(uow, needs, [s.id for s in sites])
-    queues = _open_queues(uow, [s.id for s in eligible])
+    a return, who returned it and why).
+
+    A new prescription is not written before it is routed: the reads that choose its pharmacy need nothing of it
+    (no autoflush), and it is written once with where it goes, just before its stock is held for it."""
+    rx = whole.rx
+    needs = _needs(uow, rx, whole.items)
+    with uow.session.no_autoflush:
+        sites = [s for s in uow.session.scalars(select(Site).where(Site.dispenses.is_(True), Site.active.is_(True))
+                                                .order_by(Site.id)) if s.id not in exclude]
+        eligible = sites_that_may_dispense(uow.session, sites, [n.drug for n in needs])
+        if not eligible:
+            codes = [n.drug.code for n in needs]
+            said = Message("no pharmacy other than the ones it was returned from of the consortium may dispense "
+                           "%(drugs)s", drugs=codes) if exclude else \
+                Message("no pharmacy of the consortium may dispense %(drugs)s", drugs=codes)
+            raise NoEligiblePharmacy(said, {"items": ", ".join(codes)})
+        stock = _usable_stock(uow, needs, [s.id for s in sites])
+        queues = _open_queues(uow, [s.id for s in eligible])
     candidates = []
     for site in eligible:
-        short = tuple(n.drug.code for n in needs if stock.usable.get((site.id, n.item.id), 0) < n.item.quantity)
+        short = tuple(n.drug.code for index, n in enumerate(needs)
+                      if stock.usable.get((site.id, index), 0) < n.item.quantity)
         location = (site.latitude, site.longitude) if site.latitude is not None and site.longitude is not None \
             else None
         candidates.append(Candidate(site.id, site.code, site.district, location, queues.get(site.id, 0),
@@ -313,9 +324,19 @@ def _route(uow: UnitOfWork, rx: Prescription, *, event: str, exclude: frozenset[
     def passed_over(site_id: int) -> PassedOver | None:
         return passed_over_nomination(ranked, site_id, rx.nominated_site_id, nominated_code)
 
+    previous = rx.status
     for choice in ranked:
         if not choice.candidate.can_fill:
             break
+        rx.pharmacy_site_id = choice.candidate.site_id
+        passed = passed_over(choice.candidate.site_id)
+        rx.routing = {"pharmacy": choice.candidate.code, "reason": _routing_reason(choice.reason, passed),
+                      "facts": _routing_facts(choice.facts, passed), "considered": considered,
+                      "returned_from": list(rx.returned_from)}
+        _say_status(uow, rx, Status.ROUTED, StatusReason("routed", returned, choice.candidate.code, choice.reason,
+                                                         passed_over=passed))
+        # Written before the savepoint, so that a hold given up does not take the prescription with it.
+        uow.flush()
         savepoint = uow.session.begin_nested()
         try:
             _hold_needs(uow, rx, choice.candidate.site_id, needs)
@@ -323,13 +344,7 @@ def _route(uow: UnitOfWork, rx: Prescription, *, event: str, exclude: frozenset[
             savepoint.rollback()  # taken meanwhile by another prescription: try the next pharmacy
             continue
         savepoint.commit()
-        rx.pharmacy_site_id = choice.candidate.site_id
-        passed = passed_over(choice.candidate.site_id)
-        rx.routing = {"pharmacy": choice.candidate.code, "reason": _routing_reason(choice.reason, passed),
-                      "facts": _routing_facts(choice.facts, passed), "considered": considered,
-                      "returned_from": list(rx.returned_from)}
-        _set_status(uow, rx, Status.ROUTED, event, StatusReason("routed", returned, choice.candidate.code,
-                                                                 choice.reason, passed_over=passed))
+        record_event(uow, rx, event, previous)
         return
     best = ranked[0]
     rx.pharmacy_site_id = best.candidate.site_id
@@ -338,6 +353,7 @@ def _route(uow: UnitOfWork, rx: Prescription, *, event: str, exclude: frozenset[
     rx.routing = {"pharmacy": best.candidate.code, "reason": _routing_reason(best.reason, passed),
                   "facts": _routing_facts(best.facts, passed), "considered": considered,
                   "returned_from": list(rx.returned_from), **_requested(requests)}
+    rx.status = previous  # what the event says it was, whichever pharmacy was tried meanwhile
     _set_status(uow, rx, Status.AWAITING_STOCK, event,
                 StatusReason("awaiting_stock", returned, best.candidate.code, requests=requests, passed_over=passed))
 
@@ -363,12 +379,12 @@ def _request_stock(uow: UnitOfWork, rx: Prescription, site_id: int, needs: Seque
     codes = {s.id: s.code for s in uow.session.scalars(select(Site).where(Site.id.in_(site_ids)))}
     transfers: list[StockRequest] = []
     shortages: list[StockRequest] = []
-    for need in needs:
-        missing = need.item.quantity - stock.usable.get((site_id, need.item.id), 0)
+    for index, need in enumerate(needs):
+        missing = need.item.quantity - stock.usable.get((site_id, index), 0)
         if missing <= 0:
             continue
-        donors = sorted(((units, sid) for (sid, item_id), units in stock.usable.items()
-                         if item_id == need.item.id and sid != site_id), reverse=True)
+        donors = sorted(((units, sid) for (sid, place), units in stock.usable.items()
+                         if place == index and sid != site_id), reverse=True)
         if donors and donors[0][0] >= missing:
             donor = donors[0][1]
             uow.publish(StockRequested(rx.consortium_id, rx.id, donor, site_id, need.item.drug_id, missing,
@@ -393,13 +409,19 @@ def _transition(uow: UnitOfWork, rx: Prescription, action: Action, **facts: Any)
 
 def _set_status(uow: UnitOfWork, rx: Prescription, status: Status, event: str, reason: StatusReason) -> None:
     previous = rx.status
+    _say_status(uow, rx, status, reason)
+    record_event(uow, rx, event, previous)
+
+
+def _say_status(uow: UnitOfWork, rx: Prescription, status: Status, reason: StatusReason) -> None:
     rx.status, rx.updated_at = status.value, uow.now()
     rx.status_reason, rx.status_facts = reason.text(), reason.facts()
-    record_event(uow, rx, event, previous)
 
 
 def record_event(uow: UnitOfWork, rx: Prescription, event_type: str, previous: str | None = None) -> None:
     """Write an outbox event for ``rx`` and a webhook delivery per active subscription of its hospital."""
+    if rx.id is None:
+        uow.flush()  # the event names the prescription by its id
     event = PrescriptionEvent(
         consortium_id=rx.consortium_id, event_id=str(uuid.uuid4()), prescription_id=rx.id,
         prescriber_site_id=rx.prescriber_site_id, pharmacy_site_id=rx.pharmacy_site_id, type=event_type,
@@ -442,18 +464,68 @@ def _visible(uow: UnitOfWork, rx: Prescription) -> bool:
     return True
 
 
-def _load(uow: UnitOfWork, rx_id: int, *, for_update: bool = False) -> Prescription:
-    rx = uow.get(Prescription, rx_id, for_update=for_update, what="prescription")
-    if not _visible(uow, rx):
+@dataclass
+class _Parts:
+    """A prescription with what its answer and its work need: its items, its dispenses (oldest first), the drugs of
+    both and the trace codes each dispense gave (by dispense id). Loaded once a request; what the request adds to it
+    is added here too, so that the answer is built from what the transaction has, not read again."""
+
+    rx: Prescription
+    items: list[PrescriptionItem]
+    dispenses: list[Dispense]
+    drugs: dict[int, Drug]
+    trace_codes: dict[int, list[str]] = field(default_factory=dict)
+
+    def this_issue(self) -> list[Dispense]:
+        return [d for d in self.dispenses if d.issue == self.rx.current_issue]
+
+    def given(self) -> dict[int, int]:
+        """Units given of each item in this issue."""
+        given: dict[int, int] = {}
+        for d in self.this_issue():
+            given[d.item_id] = given.get(d.item_id, 0) + d.quantity
+        return given
+
+
+def _load(uow: UnitOfWork, rx_id: int, *, for_update: bool = False) -> _Parts:
+    """The prescription with its items and their drugs in one statement (the row lock, with ``for_update``, on the
+    prescription alone), and its dispenses with their drugs and trace codes in a second one, asked only of a
+    prescription that can have been dispensed (a join of all seven tables costs more to plan and to read than
+    the two)."""
+    stmt = (select(Prescription, PrescriptionItem, Drug)
+            .outerjoin(PrescriptionItem, PrescriptionItem.prescription_id == Prescription.id)
+            .outerjoin(Drug, Drug.id == PrescriptionItem.drug_id)
+            .where(Prescription.id == rx_id).order_by(PrescriptionItem.id))
+    if for_update:
+        stmt = stmt.with_for_update(of=Prescription).execution_options(populate_existing=True)
+    rows = uow.session.execute(stmt).all()
+    if not rows or not _visible(uow, rows[0][0]):
         # Patient data is shown only to those who need it: another site's prescription does not exist here.
         raise NotFound(Message("prescription %(id)s not found", id=rx_id))
-    return rx
+    rx = rows[0][0]
+    whole = _Parts(rx, [item for _, item, _ in rows if item is not None], [],
+                   {drug.id: drug for _, _, drug in rows if drug is not None})
+    if has_dispensed(Status(rx.status), rx.current_issue):
+        dispenses: dict[int, Dispense] = {}
+        for given, drug, code in uow.session.execute(
+                select(Dispense, Drug, TraceCode.code)
+                .join(Drug, Drug.id == Dispense.drug_id)
+                .outerjoin(TraceCodeDispense, TraceCodeDispense.movement_id == Dispense.movement_id)
+                .outerjoin(TraceCode, TraceCode.id == TraceCodeDispense.trace_code_id)
+                .where(Dispense.prescription_id == rx.id).order_by(Dispense.id, TraceCodeDispense.id)
+                .execution_options(populate_existing=for_update)):
+            dispenses.setdefault(given.id, given)
+            whole.drugs.setdefault(drug.id, drug)
+            if code is not None:
+                whole.trace_codes.setdefault(given.id, []).append(code)
+        whole.dispenses = list(dispenses.values())
+    return whole
 
 
-def _load_for_pharmacy(uow: UnitOfWork, rx_id: int) -> Prescription:
-    rx = _load(uow, rx_id, for_update=True)
-    uow.ensure_acts_for(rx.pharmacy_site_id, what=Message("prescription %(id)s", id=rx_id))
-    return rx
+def _load_for_pharmacy(uow: UnitOfWork, rx_id: int) -> _Parts:
+    whole = _load(uow, rx_id, for_update=True)
+    uow.ensure_acts_for(whole.rx.pharmacy_site_id, what=Message("prescription %(id)s", id=rx_id))
+    return whole
 
 
 @dataclass
@@ -479,15 +551,18 @@ def get_prescription(uow: UnitOfWork, rx_id: int) -> PrescriptionView:
         return _view(uow, _load(uow, rx_id))
 
 
-def _view(uow: UnitOfWork, rx: Prescription) -> PrescriptionView:
-    items = _items(uow, rx)
-    dispenses = list(uow.session.scalars(select(Dispense).where(Dispense.prescription_id == rx.id)
-                                         .order_by(Dispense.id)))
-    drug_ids = {i.drug_id for i in items} | {d.drug_id for d in dispenses}
-    drugs = {d.id: d for d in uow.session.scalars(select(Drug).where(Drug.id.in_(drug_ids)))}
+def _view(uow: UnitOfWork, whole: _Parts) -> PrescriptionView:
+    """The answer, from what the request has loaded and done (nothing is read again after the commit)."""
+    rx = whole.rx
     p = uow.principal
     clinical = sees_clinical_facts(p.role.value, p.site_id, prescriber_site_id=rx.prescriber_site_id,
                                    pharmacy_site_id=rx.pharmacy_site_id)
+    return PrescriptionView(rx, list(whole.items), list(whole.dispenses), dict(whole.drugs), clinical,
+                            {k: list(v) for k, v in whole.trace_codes.items()})
+
+
+def _trace_codes_of(uow: UnitOfWork, dispenses: Sequence[Dispense]) -> dict[int, list[str]]:
+    """The trace codes each of ``dispenses`` gave, by dispense id."""
     codes: dict[int, list[str]] = {}
     by_movement = {d.movement_id: d.id for d in dispenses}
     if by_movement:
@@ -496,7 +571,7 @@ def _view(uow: UnitOfWork, rx: Prescription) -> PrescriptionView:
                 .join(TraceCode, TraceCode.id == TraceCodeDispense.trace_code_id)
                 .where(TraceCodeDispense.movement_id.in_(sorted(by_movement))).order_by(TraceCodeDispense.id)):
             codes.setdefault(by_movement[movement_id], []).append(code)
-    return PrescriptionView(rx, items, dispenses, drugs, clinical, codes)
+    return codes
 
 
 def _listed(uow: UnitOfWork, stmt: Any, *, site_id: int | None = None, q: str | None = None,
@@ -577,7 +652,7 @@ def drugs_of(uow: UnitOfWork, rx_ids: Sequence[int]) -> dict[int, list[Drug]]:
 def prescription_events(uow: UnitOfWork, rx_id: int) -> list[PrescriptionEvent]:
     """What happened to one prescription, oldest first (for those who may see it)."""
     with uow:
-        rx = _load(uow, rx_id)
+        rx = _load(uow, rx_id).rx
         return list(uow.session.scalars(select(PrescriptionEvent).where(PrescriptionEvent.prescription_id == rx.id)
                                         .order_by(PrescriptionEvent.id)))
 
@@ -599,21 +674,21 @@ def list_events(uow: UnitOfWork, after: int, limit: int) -> list[PrescriptionEve
 def accept(uow: UnitOfWork, rx_id: int) -> PrescriptionView:
     """The pharmacist's review accepts the prescription."""
     with uow:
-        rx = _load_for_pharmacy(uow, rx_id)
-        _transition(uow, rx, Action.ACCEPT)
+        whole = _load_for_pharmacy(uow, rx_id)
+        _transition(uow, whole.rx, Action.ACCEPT)
         uow.commit()
-        return _view(uow, rx)
+        return _view(uow, whole)
 
 
 def reject(uow: UnitOfWork, rx_id: int, reason_code: str, note: str = "") -> PrescriptionView:
     """The pharmacist's review rejects it with a reason; it goes back to the prescriber, stock is released."""
     check_reason(reason_code, REJECT_REASONS, "rejection")
     with uow:
-        rx = _load_for_pharmacy(uow, rx_id)
-        _transition(uow, rx, Action.REJECT, reason_code=reason_code, note=note)
-        release_stock(uow, _cause(rx))
+        whole = _load_for_pharmacy(uow, rx_id)
+        _transition(uow, whole.rx, Action.REJECT, reason_code=reason_code, note=note)
+        release_stock(uow, _cause(whole.rx))
         uow.commit()
-        return _view(uow, rx)
+        return _view(uow, whole)
 
 
 def return_prescription(uow: UnitOfWork, rx_id: int, reason_code: str, note: str = "") -> PrescriptionView:
@@ -622,7 +697,8 @@ def return_prescription(uow: UnitOfWork, rx_id: int, reason_code: str, note: str
     Returns the prescription as it leaves: the returning pharmacy will not see it afterwards."""
     check_reason(reason_code, RETURN_REASONS, "return")
     with uow:
-        rx = _load_for_pharmacy(uow, rx_id)
+        whole = _load_for_pharmacy(uow, rx_id)
+        rx = whole.rx
         next_status(Status(rx.status), Action.RETURN)  # refuse early, before anything moves
         release_stock(uow, _cause(rx))
         returned_by = rx.pharmacy_site_id
@@ -632,21 +708,22 @@ def return_prescription(uow: UnitOfWork, rx_id: int, reason_code: str, note: str
             uow.session.add(PrescriptionReturn(consortium_id=rx.consortium_id, prescription_id=rx.id,
                                                site_id=returned_by, number=rx.number, reason_code=reason_code,
                                                note=note, actor=uow.principal.label, at=uow.now()))
-        _route(uow, rx, event="returned", exclude=frozenset(rx.returned_from),
+        _route(uow, whole, event="returned", exclude=frozenset(rx.returned_from),
                returned=Returned(site.code if site else "", reason_code, note))
         uow.commit()
-        return _view(uow, rx)
+        return _view(uow, whole)
 
 
 def stock_arrived(uow: UnitOfWork, rx_id: int) -> PrescriptionView:
     """Stock came for a prescription awaiting it: reserve it here and put it back in the worklist."""
     with uow:
-        rx = _load_for_pharmacy(uow, rx_id)
+        whole = _load_for_pharmacy(uow, rx_id)
+        rx = whole.rx
         next_status(Status(rx.status), Action.STOCK_ARRIVED)
-        _reserve_issue(uow, rx)
+        _hold_needs(uow, rx, rx.pharmacy_site_id, _needs(uow, rx, whole.items))  # type: ignore[arg-type]
         _transition(uow, rx, Action.STOCK_ARRIVED)
         uow.commit()
-        return _view(uow, rx)
+        return _view(uow, whole)
 
 
 def _reserve_issue(uow: UnitOfWork, rx: Prescription) -> None:
@@ -687,10 +764,10 @@ def resume_awaiting(uow: UnitOfWork, site_id: int, drug_ids: Sequence[int], firs
 
 def prepare(uow: UnitOfWork, rx_id: int) -> PrescriptionView:
     with uow:
-        rx = _load_for_pharmacy(uow, rx_id)
-        _transition(uow, rx, Action.PREPARE)
+        whole = _load_for_pharmacy(uow, rx_id)
+        _transition(uow, whole.rx, Action.PREPARE)
         uow.commit()
-        return _view(uow, rx)
+        return _view(uow, whole)
 
 
 @dataclass(frozen=True)
@@ -708,12 +785,13 @@ def dispense(uow: UnitOfWork, rx_id: int, lines: Sequence[DispenseLine] = ()) ->
     """Dispense this issue, in full or in part: FEFO lots by default, other lots only with a reason,
     substitution only within the equivalence group and where the prescriber allowed it."""
     with uow:
-        rx = _load_for_pharmacy(uow, rx_id)
+        whole = _load_for_pharmacy(uow, rx_id)
+        rx = whole.rx
         current = Status(rx.status)
         if current not in (Status.PREPARED, Status.PARTIALLY_DISPENSED):
             next_status(current, Action.DISPENSE_PART)
-        items = {i.id: i for i in _items(uow, rx)}
-        given = _given(uow, rx)
+        items = {i.id: i for i in whole.items}
+        given = whole.given()
         if lines and all(line.quantity == 0 for line in lines):
             raise ValidationFailed(Message("nothing to dispense: every quantity is 0"), {"items": "all zero"})
         scanned = read_trace_codes({f"items[{n}].trace_codes": line.trace_codes for n, line in enumerate(lines)})
@@ -721,12 +799,12 @@ def dispense(uow: UnitOfWork, rx_id: int, lines: Sequence[DispenseLine] = ()) ->
         # A line of 0 units leaves its item for later; no line at all dispenses everything left.
         todo = [line for line in lines if line.quantity != 0] or [
             DispenseLine(item_id) for item_id in items if given.get(item_id, 0) < items[item_id].quantity]
-        needs = {n.item.id: n for n in _needs(uow, rx, list(items.values()))}
+        needs = {n.item.id: n for n in _needs(uow, rx, whole.items)}
         # Every drug this dispense may take, substitutes included, locked at once (see lock_stock).
-        lock_stock(uow, rx.pharmacy_site_id, sorted({items[line.item_id].drug_id for line in todo  # type: ignore[arg-type]
-                                                      if line.item_id in items}
-                                                     | {line.substitute_drug_id for line in todo
-                                                        if line.substitute_drug_id is not None}))
+        locked = lock_stock(uow, rx.pharmacy_site_id, sorted(  # type: ignore[arg-type]
+            {items[line.item_id].drug_id for line in todo if line.item_id in items}
+            | {line.substitute_drug_id for line in todo if line.substitute_drug_id is not None}))
+        scanned_any = False
         for index, line in enumerate(todo):
             item = items.get(line.item_id)
             if item is None:
@@ -745,38 +823,39 @@ def dispense(uow: UnitOfWork, rx_id: int, lines: Sequence[DispenseLine] = ()) ->
             if line.substitute_drug_id is not None and line.substitute_drug_id != item.drug_id:
                 drug_id, note = _substitute(uow, rx, item, line, needs[item.id].drug), line.substitution_reason
                 substituted = True
+            # What stays held for the item is what is left to give (units taken from other lots than the held
+            # ones would otherwise stay held as well); a substitute's dispense leaves the prescribed drug's holds.
+            left_after = item.quantity - given.get(item.id, 0) - quantity
             movements = dispense_stock(uow, rx.pharmacy_site_id, drug_id, quantity,  # type: ignore[arg-type]
                                        needs[item.id].supply_until, _cause(rx), lots=line.lots or None,
-                                       lot_reason=line.lot_reason)
-            lots = {lot.id: lot for lot in uow.session.scalars(select(Lot).where(
-                Lot.id.in_([m.lot_id for m in movements])))}
+                                       lot_reason=line.lot_reason, locked=locked[drug_id],
+                                       keep_held=None if substituted else left_after)
+            lots = {lot.id: lot for lot in locked[drug_id]}
             codes: Sequence[ScannedCode] = codes_for.get(item.id, [])
             if codes:
+                scanned_any = True
                 give_trace_codes(uow, rx.pharmacy_site_id, drug_id, movements, codes,  # type: ignore[arg-type]
                                  where=f"items[{index}].trace_codes")
+            if drug_id not in whole.drugs:
+                whole.drugs[drug_id] = uow.get(Drug, drug_id, what="drug")
             for movement in movements:
                 lot = lots[movement.lot_id]
-                uow.session.add(Dispense(
+                row = Dispense(
                     consortium_id=rx.consortium_id, prescription_id=rx.id, item_id=item.id, issue=rx.current_issue,
                     site_id=lot.site_id, drug_id=drug_id, lot_id=lot.id, lot_number=lot.lot_number,
                     expiry_date=lot.expiry_date, quantity=-movement.quantity, substituted=substituted, note=note,
-                    movement_id=movement.id, actor=uow.principal.label, at=uow.now()))
+                    movement=movement, actor=uow.principal.label, at=uow.now())
+                uow.session.add(row)
+                whole.dispenses.append(row)
             given[item.id] = given.get(item.id, 0) + quantity
-            # What stays held for the item is what is left to give (units taken from other lots than the held
-            # ones would otherwise stay held as well).
-            keep_held(uow, _cause(rx), rx.pharmacy_site_id, item.drug_id,  # type: ignore[arg-type]
-                      item.quantity - given[item.id])
+            if substituted:
+                keep_held(uow, _cause(rx), rx.pharmacy_site_id, item.drug_id, left_after)  # type: ignore[arg-type]
         complete = all(given.get(i.id, 0) >= i.quantity for i in items.values())
         _transition(uow, rx, Action.DISPENSE_ALL if complete else Action.DISPENSE_PART)
-        uow.session.flush()
         uow.commit()
-        return _view(uow, rx)
-
-
-def _given(uow: UnitOfWork, rx: Prescription) -> dict[int, int]:
-    rows = uow.session.execute(select(Dispense.item_id, func.sum(Dispense.quantity)).where(
-        Dispense.prescription_id == rx.id, Dispense.issue == rx.current_issue).group_by(Dispense.item_id))
-    return {item_id: int(total) for item_id, total in rows}
+        if scanned_any:  # which pack went with which lot was decided as the codes were given
+            whole.trace_codes = _trace_codes_of(uow, whole.dispenses)
+        return _view(uow, whole)
 
 
 def _substitute(uow: UnitOfWork, rx: Prescription, item: PrescriptionItem, line: DispenseLine, prescribed: Drug) -> int:
@@ -799,16 +878,10 @@ def prepare_and_dispense(uow: UnitOfWork, rx_id: int, lines: Sequence[DispenseLi
         return view
 
 
-def _issue_dispenses(uow: UnitOfWork, rx: Prescription) -> list[Dispense]:
-    return list(uow.session.scalars(select(Dispense).where(Dispense.prescription_id == rx.id,
-                                                           Dispense.issue == rx.current_issue)
-                                    .order_by(Dispense.id)))
-
-
-def _controlled(uow: UnitOfWork, rows: Sequence[Dispense]) -> list[Drug]:
-    ids = sorted({row.drug_id for row in rows})
-    return [d for d in uow.session.scalars(select(Drug).where(Drug.id.in_(ids)).order_by(Drug.code))
-            if needs_second_check([d.controlled_class])]
+def _controlled(whole: _Parts, rows: Sequence[Dispense]) -> list[Drug]:
+    """The controlled drugs ``rows`` gave, by code."""
+    drugs = sorted({whole.drugs[row.drug_id] for row in rows}, key=lambda d: d.code)
+    return [d for d in drugs if needs_second_check([d.controlled_class])]
 
 
 def second_check(uow: UnitOfWork, rx_id: int) -> PrescriptionView:
@@ -816,14 +889,15 @@ def second_check(uow: UnitOfWork, rx_id: int) -> PrescriptionView:
     lots and the quantities. Controlled drugs (narcotic, psychotropic, toxic, radioactive) are handed over only
     after it. The principal is the second pharmacist: never one who dispensed this issue."""
     with uow:
-        rx = _load_for_pharmacy(uow, rx_id)
+        whole = _load_for_pharmacy(uow, rx_id)
+        rx = whole.rx
         if uow.principal.role is not Role.PHARMACIST:
             raise ValidationFailed(Message("a second check is made by a pharmacist of the pharmacy"),
                                    {"role": uow.principal.role.value})
         if rx.status != Status.DISPENSED.value:
             raise Conflict(Message("a second check confirms what was dispensed; the prescription is %(status)s",
                                    status=Message.word(rx.status)), {"status": rx.status})
-        rows = _issue_dispenses(uow, rx)
+        rows = whole.this_issue()
         checked = next((row for row in rows if row.checked_by), None)
         if checked is not None:
             raise Conflict(Message("already confirmed by %(who)s", who=checked.checked_by), {"checked_by": "done"})
@@ -836,18 +910,19 @@ def second_check(uow: UnitOfWork, rx_id: int) -> PrescriptionView:
         audit.record(uow.session, "second_check", "Prescription", rx.id,
                      f"issue {rx.current_issue + 1} confirmed by a second pharmacist")
         uow.commit()
-        return _view(uow, rx)
+        return _view(uow, whole)
 
 
 def hand_over(uow: UnitOfWork, rx_id: int) -> PrescriptionView:
     """The patient collects this issue; a long prescription then waits for its next issue. A controlled drug is
     handed over only once a second pharmacist has confirmed it (:func:`second_check`)."""
     with uow:
-        rx = _load_for_pharmacy(uow, rx_id)
+        whole = _load_for_pharmacy(uow, rx_id)
+        rx = whole.rx
         last = rx.current_issue + 1 >= rx.issues_total
         action = Action.HAND_OVER_LAST if last else Action.HAND_OVER
-        rows = _issue_dispenses(uow, rx)
-        controlled = _controlled(uow, rows)
+        rows = whole.this_issue()
+        controlled = _controlled(whole, rows)
         if controlled and any(row.checked_at is None for row in rows):
             next_status(Status(rx.status), action)  # a prescription not dispensed is refused as such first
             raise Conflict(Message("%(drugs)s is a controlled drug: a second pharmacist confirms it before it is "
@@ -860,19 +935,20 @@ def hand_over(uow: UnitOfWork, rx_id: int) -> PrescriptionView:
             rx.current_issue += 1
             rx.next_due_on = uow.today() + timedelta(days=rx.interval_days or 0)
         uow.commit()
-        return _view(uow, rx)
+        return _view(uow, whole)
 
 
 def cancel(uow: UnitOfWork, rx_id: int, note: str = "") -> PrescriptionView:
     """The prescriber withdraws the prescription; refused once dispensing has started."""
     with uow:
-        rx = _load(uow, rx_id, for_update=True)
+        whole = _load(uow, rx_id, for_update=True)
+        rx = whole.rx
         if uow.principal.role is Role.PRESCRIBER and rx.prescriber_site_id != uow.principal.site_id:
             raise NotFound(Message("prescription %(id)s not found", id=rx_id))
         _transition(uow, rx, Action.CANCEL, note=note)
         release_stock(uow, _cause(rx))
         uow.commit()
-        return _view(uow, rx)
+        return _view(uow, whole)
 
 
 # Scheduled jobs -----------------------------------------------------------------------------------

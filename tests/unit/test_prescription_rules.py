@@ -4,6 +4,7 @@ import pytest
 
 from pharmacy.errors import InvalidTransition
 from pharmacy.prescriptions.domain import (
+    DISPENSING_STARTED,
     TRANSITIONS,
     Action,
     Candidate,
@@ -17,6 +18,7 @@ from pharmacy.prescriptions.domain import (
     StatusReason,
     StockRequest,
     check_policy,
+    has_dispensed,
     next_status,
     passed_over_nomination,
     rank_pharmacies,
@@ -30,6 +32,25 @@ TODAY = date(2026, 11, 23)
 @pytest.mark.parametrize(("state", "action"), sorted(TRANSITIONS, key=str))
 def test_every_allowed_transition_leads_where_the_table_says(state, action):
     assert next_status(state, action) is TRANSITIONS[(state, action)]
+
+
+def test_a_first_issue_comes_to_a_status_of_dispensing_started_only_by_a_dispense():
+    dispensing = {Action.DISPENSE_PART, Action.DISPENSE_ALL}
+    reached, frontier = {Status.ROUTED}, [Status.ROUTED]
+    while frontier:  # every status a first issue reaches without a dispense
+        state = frontier.pop()
+        for (source, action), target in TRANSITIONS.items():
+            if source is state and action not in dispensing and target not in reached:
+                reached.add(target)
+                frontier.append(target)
+    assert not reached & DISPENSING_STARTED
+    assert {TRANSITIONS[key] for key in TRANSITIONS if key[1] in dispensing} <= DISPENSING_STARTED
+
+
+def test_only_a_prescription_that_has_dispensed_is_asked_for_its_dispenses():
+    assert not has_dispensed(Status.PREPARED, 0)
+    assert has_dispensed(Status.DISPENSED, 0)
+    assert has_dispensed(Status.ACCEPTED, 1)  # a later issue: the first was dispensed
 
 
 REFUSED = [(s, a) for s in Status for a in Action if (s, a) not in TRANSITIONS]
