@@ -28,7 +28,7 @@ from pharmacy.errors import DomainError, Message, ValidationFailed
 from pharmacy.pagination import PageRequest
 from pharmacy.principal import Role
 from pharmacy.web import exports
-from pharmacy.web.desk import beijing, form_values, page_of, pages, printable, who, whole
+from pharmacy.web.desk import beijing, done, form_values, page_of, pages, printable, who, whole
 from pharmacy.web.routes import me, roles, uow, web
 from pharmacy.web.words import N_, refusal
 
@@ -38,16 +38,6 @@ DRUG_CHOICES = {"insurance_class": [c.value for c in InsuranceClass],
                 "special_storage": [c.value for c in SpecialStorage]}
 AUDITED = ("Drug", "LocalCode", "FormularyEntry", "Site", "Consortium", "User", "ApiKey", "Supplier", "Offer",
            "PlanRun", "PurchaseOrder", "TransferOrder", "Prescription")
-
-
-def _done(action: Any, success: str, target: str) -> ResponseReturnValue:
-    try:
-        action()
-    except DomainError as error:
-        flash(refusal(error), "error")
-    else:
-        flash(success, "ok")
-    return redirect(target, 303)
 
 
 # The catalog --------------------------------------------------------------------------------------------
@@ -128,7 +118,7 @@ def admin_local_code(drug_id: int) -> ResponseReturnValue:
                                    {"local_code": code})
         return catalog.map_local_code(uow(), site_id, code, drug_id)
 
-    return _done(add, _("Local code mapped"), url_for("web.admin_drug", drug_id=drug_id))
+    return done(add, _("Local code mapped"), url_for("web.admin_drug", drug_id=drug_id))
 
 
 @web.route("/admin/formulary", methods=["POST"])
@@ -143,9 +133,9 @@ def admin_formulary() -> ResponseReturnValue:
         flash(_("Choose a site and a drug."), "error")
         return redirect(target, 303)
     if form.get("remove") == "1":
-        return _done(lambda: catalog.remove_formulary_extension(uow(), site_id, drug_id),
+        return done(lambda: catalog.remove_formulary_extension(uow(), site_id, drug_id),
                      _("Extension removed from the formulary"), target)
-    return _done(lambda: catalog.extend_formulary(uow(), site_id, drug_id, form.get("note", "").strip()[:200]),
+    return done(lambda: catalog.extend_formulary(uow(), site_id, drug_id, form.get("note", "").strip()[:200]),
                  _("Formulary extended"), target)
 
 
@@ -174,7 +164,7 @@ def admin_sites() -> ResponseReturnValue:
         def create() -> Any:
             return consortium.create_site(uow(), me().consortium_id,  # type: ignore[arg-type]
                                           _site_values(request.form, SiteSchema()))
-        return _done(create, _("Site added"), url_for("web.admin_sites"))
+        return done(create, _("Site added"), url_for("web.admin_sites"))
     return render_template("admin_sites.html", tree=site_tree(uow()), kinds=SITE_KINDS)
 
 
@@ -183,7 +173,7 @@ def admin_sites() -> ResponseReturnValue:
 def admin_site(site_id: int) -> ResponseReturnValue:
     here = url_for("web.admin_site", site_id=site_id)
     if request.method == "POST":
-        return _done(lambda: consortium.update_site(uow(), site_id, _site_values(request.form, SiteUpdateSchema())),
+        return done(lambda: consortium.update_site(uow(), site_id, _site_values(request.form, SiteUpdateSchema())),
                      _("Site changed"), here)
     site = consortium.get_site(uow(), site_id)
     extensions = formulary_extensions(uow(), site_id=site_id)
@@ -225,7 +215,7 @@ def admin_user_new() -> ResponseReturnValue:
         return accounts.create_user(uow(), me().consortium_id, values["username"], values["password"],  # type: ignore[arg-type]
                                     Role(values["role"]), values.get("site_id"), values.get("display_name", ""))
 
-    return _done(create, _("Account created"), url_for("web.admin_people"))
+    return done(create, _("Account created"), url_for("web.admin_people"))
 
 
 @web.route("/admin/people/<id:user_id>", methods=["POST"])
@@ -238,7 +228,7 @@ def admin_user(user_id: int) -> ResponseReturnValue:
             values["site_id"] = None
         return accounts.update_user(uow(), user_id, values)
 
-    return _done(change, _("Account changed"), url_for("web.admin_people"))
+    return done(change, _("Account changed"), url_for("web.admin_people"))
 
 
 @web.route("/admin/api-keys", methods=["POST"])
@@ -262,7 +252,7 @@ def admin_key_new() -> ResponseReturnValue:
 @web.route("/admin/api-keys/<id:key_id>/revoke", methods=["POST"])
 @roles(Role.ADMIN)
 def admin_key_revoke(key_id: int) -> ResponseReturnValue:
-    return _done(lambda: accounts.revoke_api_key(uow(), key_id), _("Key revoked: it no longer works"),
+    return done(lambda: accounts.revoke_api_key(uow(), key_id), _("Key revoked: it no longer works"),
                  url_for("web.admin_people"))
 
 

@@ -5,23 +5,25 @@ keep (a NUL or a lone surrogate) before any service sees it."""
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
-from flask import Flask, current_app, g
+from flask import Flask, current_app, flash, g, redirect
+from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from marshmallow import Schema, ValidationError
 
 from pharmacy.accounts.queries import display_names
 from pharmacy.clock import CONSORTIUM_TIMEZONE
 from pharmacy.csv_import import said_all
-from pharmacy.errors import Message, ValidationFailed
+from pharmacy.errors import DomainError, Message, ValidationFailed
 from pharmacy.hygiene import DB_INT_MAX
 from pharmacy.pagination import PageRequest
 from pharmacy.web import desk_words  # noqa: F401  (the words it lists are checked at import)
 from pharmacy.web.routes import uow
+from pharmacy.web.words import refusal
 
 PAGE_SIZE = 25
 CENT = Decimal("0.01")
@@ -107,6 +109,17 @@ def page_of(args: Mapping[str, str]) -> PageRequest:
 def pages(total: int) -> int:
     size = page_size()
     return max((total + size - 1) // size, 1)
+
+
+def done(action: Callable[[], Any], success: str, target: str) -> ResponseReturnValue:
+    """Run a desk's action; say what happened (or the service's refusal) and go back to ``target``."""
+    try:
+        action()
+    except DomainError as error:
+        flash(refusal(error), "error")
+    else:
+        flash(success, "ok")
+    return redirect(target, 303)
 
 
 def form_values(schema: Schema, form: Mapping[str, str]) -> dict[str, Any]:

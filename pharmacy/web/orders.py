@@ -4,7 +4,7 @@ suppliers and offers kept on pages beside their CSV import, and exports of each 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from datetime import date
 from typing import Any
 
@@ -30,24 +30,14 @@ from pharmacy.procurement.queries import (
 )
 from pharmacy.procurement.schemas import OfferFormSchema, SupplierFormSchema
 from pharmacy.web import exports
-from pharmacy.web.desk import beijing, form_values, page_of, pages, who, whole
+from pharmacy.web.desk import beijing, done, form_values, page_of, pages, who, whole
 from pharmacy.web.routes import me, roles, uow, web
-from pharmacy.web.words import MOST_REASONS_SHOWN, N_, refusal, say
+from pharmacy.web.words import MOST_REASONS_SHOWN, N_, say
 
 OFFICERS = (Role.PROCUREMENT, Role.ADMIN)
 EVERYTHING = PageRequest(1, 100_000)
 PURCHASE_STATUSES = ("open", "partially_received", "received", "cancelled")
 TRANSFER_STATUSES = ("requested", "shipped", "partially_received", "received", "cancelled")
-
-
-def _done(action: Callable[[], Any], success: str, target: str) -> ResponseReturnValue:
-    try:
-        action()
-    except DomainError as error:
-        flash(refusal(error), "error")
-    else:
-        flash(success, "ok")
-    return redirect(target, 303)
 
 
 # Orders -------------------------------------------------------------------------------------------------
@@ -132,13 +122,13 @@ def purchase_order_promise(order_id: int) -> ResponseReturnValue:
             raise ValidationFailed(Message("give the promised day as YYYY-MM-DD"), {"expected_on": ""}) from None
         return procurement.promise_delivery(uow(), order_id, day, whole(form, "site_id"))
 
-    return _done(promise, _("Promised day recorded"), here)
+    return done(promise, _("Promised day recorded"), here)
 
 
 @web.route("/orders/purchase/<id:order_id>/cancel", methods=["POST"])
 @roles(Role.PROCUREMENT)
 def purchase_order_cancel(order_id: int) -> ResponseReturnValue:
-    return _done(lambda: procurement.cancel_purchase_order(uow(), order_id, request.form.get("note", "")),
+    return done(lambda: procurement.cancel_purchase_order(uow(), order_id, request.form.get("note", "")),
                  _("Purchase order cancelled"), url_for("web.purchase_order", order_id=order_id))
 
 
@@ -159,7 +149,7 @@ def transfer_order_cancel(order_id: int) -> ResponseReturnValue:
             raise ValidationFailed(Message("say why the order is cancelled"), {"note": note})
         return procurement.cancel_transfer(uow(), order_id, note)
 
-    return _done(cancel, _("Transfer order cancelled"), url_for("web.transfer_order", order_id=order_id))
+    return done(cancel, _("Transfer order cancelled"), url_for("web.transfer_order", order_id=order_id))
 
 
 # Stock across the consortium ----------------------------------------------------------------------------
@@ -232,7 +222,7 @@ def supplier_create() -> ResponseReturnValue:
         values = form_values(SupplierFormSchema(), request.form)
         return procurement.create_supplier(uow(), values["code"], values["name"])
 
-    return _done(create, _("Supplier registered"), _back_to_suppliers())
+    return done(create, _("Supplier registered"), _back_to_suppliers())
 
 
 @web.route("/suppliers/<id:supplier_id>", methods=["POST"])
@@ -246,7 +236,7 @@ def supplier_update(supplier_id: int) -> ResponseReturnValue:
         changes["name"] = form["name"].strip()[:200]
     said = (_("Supplier retired") if changes.get("active") is False else
             _("Supplier taken up again") if changes.get("active") else _("Supplier renamed"))
-    return _done(lambda: procurement.update_supplier(uow(), supplier_id, changes), said, _back_to_suppliers())
+    return done(lambda: procurement.update_supplier(uow(), supplier_id, changes), said, _back_to_suppliers())
 
 
 def _offer_data() -> dict[str, Any]:
@@ -258,7 +248,7 @@ def _offer_data() -> dict[str, Any]:
 @web.route("/offers/new", methods=["POST"])
 @roles(*OFFICERS)
 def offer_create() -> ResponseReturnValue:
-    return _done(lambda: procurement.create_offer(uow(), _offer_data()), _("Offer recorded"), _back_to_suppliers())
+    return done(lambda: procurement.create_offer(uow(), _offer_data()), _("Offer recorded"), _back_to_suppliers())
 
 
 @web.route("/offers/<id:offer_id>", methods=["POST"])
@@ -266,9 +256,9 @@ def offer_create() -> ResponseReturnValue:
 def offer_update(offer_id: int) -> ResponseReturnValue:
     if "active" in request.form:
         active = request.form["active"] == "1"
-        return _done(lambda: procurement.retire_offer(uow(), offer_id, active),
+        return done(lambda: procurement.retire_offer(uow(), offer_id, active),
                      _("Offer taken up again") if active else _("Offer retired"), _back_to_suppliers())
-    return _done(lambda: procurement.update_offer(uow(), offer_id, _offer_data()), _("Offer changed"),
+    return done(lambda: procurement.update_offer(uow(), offer_id, _offer_data()), _("Offer changed"),
                  _back_to_suppliers())
 
 
