@@ -8,6 +8,8 @@ engine before it planned by the consortium's rules alone, in the same run.
     BENCH_TOLERANCES=0.001,0.01,0.1 ...   # ...and with every drug solved to each of these tolerances
     BENCH_STOP=1 ...      # also how soon a plan stops once its progress callback raises (a run cancelled)
     BENCH_RESTRICTED=0 ...  # skip the restricted engine (see below); BENCH_RESTRICTED_REV=<commit> to pick it
+    BENCH_DASK=1 ...      # also solve each plan on a Dask cluster (a local one of BENCH_WORKERS processes, or the
+                          # one at BENCH_DASK_SCHEDULER=tcp://host:8786), with the ratio to the local process pool
 
 Sizes: small (1+1+8 sites, 20 drugs), medium (1+2+20 sites, 100 drugs), city-200 (1+5+40 sites, 200 drugs),
 city-200-budget (the same within a budget of 0.8 yuan per unit of demand, priced), city (1+5+40 sites, 1,500
@@ -31,13 +33,15 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import Executor
 from pathlib import Path
 
 # This file is named like the package it measures: keep its own folder off the import path.
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
-from optimizer import Decisions, PlanningError, Problem, evaluate, scenarios, solve  # noqa: E402
+from optimizer import Decisions, Plan, PlanningError, Problem, evaluate, scenarios, solve  # noqa: E402
 from optimizer.planner import _plan_gap, _solve_each, baseline_costs  # noqa: E402
+from optimizer.workers import Workers  # noqa: E402
 
 SIZES = {
     "small": lambda: scenarios.consortium(hospitals=1, grassroots=8, drugs=20, seed=1),
@@ -112,6 +116,7 @@ def main() -> None:
     stop = os.environ.get("BENCH_STOP") == "1"
     restricted_rev = os.environ.get("BENCH_RESTRICTED_REV", RESTRICTED_REV)
     engine = _restricted_engine(restricted_rev) if os.environ.get("BENCH_RESTRICTED", "1") == "1" else None
+    dask = _dask_cluster(workers) if os.environ.get("BENCH_DASK") == "1" else None
     print(f"solver {solver}, {workers} worker processes, gap target {gap:.2%}, {limit:.0f} s per drug model")
     print(f"{'size':<10}{'sites':>6}{'drugs':>6}{'vars':>9}{'rows':>9}{'build s':>9}{'solve s':>9}{'wall s':>8}"
           f"{'gap':>8}{'plan':>13}{'baseline':>13}{'base s':>8}{'saving':>8}{'sunk':>10}  status")
@@ -130,16 +135,26 @@ def main() -> None:
               f"{plan.build_seconds:>9.1f}{plan.solve_seconds:>9.1f}{wall:>8.1f}"
               f"{(plan.gap or 0.0):>8.3%}{plan.costs.total:>13.0f}{baseline.total:>13.0f}{baseline_wall:>8.1f}"
               f"{saving:>8.1%}{plan.costs.unavoidable_waste:>10.0f}  {plan.status}")
+        print(f"{'':<10}{_verdicts(plan)}")
         # The same plan with every drug solved to one tolerance (the plan's gap, as the planner did before it
         # shared the gap out by drug, or each of BENCH_TOLERANCES): same run, same machine load.
         for tolerance in ([gap] if compare else []) + tolerances:
             started = time.perf_counter()
-            flat = _solve_each(problem.split_by_drug(), workers, solver=solver, time_limit=limit, gap=tolerance)
+            with Workers.of(None, workers) as pool:
+                flat = _solve_each(problem.split_by_drug(), pool, solver=solver, time_limit=limit, gap=tolerance)
             flat_wall = time.perf_counter() - started
             print(f"{'':<10}every drug to {tolerance:.2%}: wall {flat_wall:.1f} s, gap {(_plan_gap(flat) or 0.0):.3%}, "
                   f"cost {sum(o.objective for o in flat):.0f}; plan's wall / this {wall / flat_wall:.2f}")
         if stop:
             print(f"{'':<10}{_stopping(problem, solver, workers, gap, limit)}")
+        if dask is not None:
+            started = time.perf_counter()
+            on_cluster = solve(problem, solver=solver, workers=dask[1], executor=dask[0], gap=gap, time_limit=limit,
+                               baseline=False)
+            cluster_wall = time.perf_counter() - started
+            print(f"{'':<10}on Dask ({dask[1]} threads): wall {cluster_wall:.1f} s, local pool / Dask "
+                  f"{wall / cluster_wall:.2f}, plan {on_cluster.costs.total:.0f} ({on_cluster.status}, gap "
+                  f"{(on_cluster.gap or 0.0):.3%}), {_verdicts(on_cluster)}")
         if engine is not None:
             old = _restricted_plan(engine, size, solver, workers, gap, limit)
             recosted = _recosted(problem, old, solver)
@@ -160,6 +175,25 @@ def main() -> None:
                   f"{solve_s:>9.1f}{old_solve:>8.1f}{solve_s / old_solve if old_solve else 0.0:>7.2f}")
         print("saving: what the restrictions cost, as a share of the restricted plan's cost by the rules; ratio: "
               "this engine's seconds over the restricted one's")
+
+
+def _verdicts(plan: Plan) -> str:
+    """What the plan proved drug by drug: how many drugs ended with each status, and the widest gap of each."""
+    by_status: dict[str, list[float]] = {}
+    for drug in plan.drugs:
+        by_status.setdefault(drug.status, []).append(drug.gap or 0.0)
+    return "drugs: " + ", ".join(f"{len(gaps)} {status} (widest gap {max(gaps):.2%})"
+                                 for status, gaps in sorted(by_status.items()))
+
+
+def _dask_cluster(workers: int) -> tuple[Executor, int]:
+    """The executor of the Dask cluster at BENCH_DASK_SCHEDULER, or of a local one of ``workers`` processes."""
+    from distributed import Client, LocalCluster
+
+    address = os.environ.get("BENCH_DASK_SCHEDULER")
+    cluster = address or LocalCluster(n_workers=workers, threads_per_worker=1, dashboard_address=None)
+    client = Client(cluster)
+    return client.get_executor(pure=False, retries=2), sum(client.nthreads().values())
 
 
 class _Stop(Exception):

@@ -78,6 +78,9 @@ class Size:
     seed: int = 2027
 
 
+INSTALLMENT_NOTICE_DAYS = 3  # a long prescription's next issue is prepared this many days before it is due
+
+
 @dataclass
 class Results:
     """What a quarter came to, by one way of buying."""
@@ -114,6 +117,7 @@ class World:
     rng: random.Random
     pooled: bool
     late: dict[int, int] = field(default_factory=dict)  # purchase-order line -> days late
+    last_day: date | None = None  # the last day lived: installments due after it are not yet demand
     results: Results = field(init=False)
 
     def __post_init__(self) -> None:
@@ -255,7 +259,7 @@ def live_day(world: World, day: int) -> None:
 
 def _morning_jobs(world: World) -> None:
     rx.expire_uncollected(world.uow())
-    rx.prepare_due_installments(world.uow(), 3)
+    rx.prepare_due_installments(world.uow(), INSTALLMENT_NOTICE_DAYS)
     procurement.release_expired_reservations(world.uow())
 
 
@@ -322,7 +326,12 @@ def _prescribe(world: World) -> None:
                 rx.submit_prescription(world.uow(world.prescriber(prescriber)), data, request_hash=number)
             except DomainError:
                 continue  # refused by the rules (a pharmacy that may not dispense it): not demand we serve
-            world.results.prescribed_units += (28 if long else 14)
+            # Demand is each installment that may be collected while the days are lived: a long prescription's
+            # later ones from a few days before they are due, as the pharmacy prepares them.
+            due = [today + timedelta(days=28 * n - (INSTALLMENT_NOTICE_DAYS if n else 0))
+                   for n in range(3 if long else 1)]
+            world.results.prescribed_units += (28 if long else 14) * sum(
+                1 for day in due if world.last_day is None or day <= world.last_day)
 
 
 def _work_worklists(world: World) -> None:
@@ -562,6 +571,7 @@ def quarter(url: str, size: Size, pooled: bool, *, progress: bool = False) -> Re
     else:
         upgrade(database.engine)
     world = build(app, size, pooled)
+    world.last_day = world.today() + timedelta(days=size.days - 1)
     for day in range(size.days):
         live_day(world, day)
         world.results.violations.extend(check_day(world))

@@ -116,6 +116,22 @@ class BudgetUse:
 
 
 @dataclass(frozen=True)
+class DrugSolve:
+    """What the solver proved for one drug: ``status`` is its model's (``optimal``: to the tolerance it was given;
+    ``node_limit``: stopped at the first pass's node limit with a plan and a bound, which the plan's gap as a
+    whole covers; ``feasible_time_limit``: stopped by the time limit), with its objective, bound and relative gap.
+    Drugs planned together in one model share that model's figures (``together`` says how many)."""
+
+    drug: str
+    status: str
+    objective: float
+    bound: float | None
+    gap: float | None
+    seconds: float
+    together: int = 1
+
+
+@dataclass(frozen=True)
 class Plan:
     purchases: tuple[PurchaseLine, ...]
     transfers: tuple[TransferLine, ...]
@@ -138,6 +154,7 @@ class Plan:
     # Units of packs bought in the plan that move on from the site they are delivered to (``transfers`` are lots'):
     # a transfer to order once the purchase is received.
     purchase_moves: tuple[TransferLine, ...] = ()
+    drugs: tuple[DrugSolve, ...] = ()  # each drug's own verdict beside the plan's as a whole
 
     @property
     def saving(self) -> float | None:

@@ -8,11 +8,11 @@ import math
 import os
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import Executor
 from dataclasses import dataclass, field, replace
 from operator import attrgetter
-from typing import Any, TypeVar
+from typing import Any
 
 import pulp
 
@@ -23,6 +23,7 @@ from optimizer.model import DELIVERY, Charge, DrugModel, build_model, charges_of
 from optimizer.plan import (
     BudgetUse,
     Costs,
+    DrugSolve,
     Plan,
     PlanningError,
     PurchaseLine,
@@ -32,10 +33,9 @@ from optimizer.plan import (
     WasteLine,
 )
 from optimizer.problem import Decisions, Problem
+from optimizer.workers import Workers
 
 Progress = Callable[[int, int], None]  # (models solved, models in all)
-Job = TypeVar("Job")
-Result = TypeVar("Result")
 
 SOLVERS = ("highs", "cbc")
 
@@ -55,6 +55,7 @@ LOOSEST_GAP = 0.05  # no drug's own tolerance is looser than this, however small
 # has not proved its gap (a node limit, unlike a time limit, gives the same plan on a busy machine).
 FIRST_PASS_NODES = 50
 NODE_LIMIT = "node_limit"  # an outcome stopped at FIRST_PASS_NODES, with a plan and a bound
+SOLVED = ("optimal", NODE_LIMIT)  # a model's statuses that a plan's gap as a whole may prove optimal
 
 
 class _HiGHS(pulp.HiGHS):
@@ -125,6 +126,7 @@ class Outcome:
     discrete: Mapping[str, float] = field(default_factory=dict)  # the plan's discrete variables, to restart from
     charges: frozenset[Charge] = frozenset()  # the shared charges the plan incurs (not in ``costs``)
     shares: Costs = field(default_factory=Costs)  # what it paid for them at its price (in ``objective``, not ``costs``)
+    drugs: tuple[str, ...] = ()  # the drugs the model planned
 
     @property
     def proxy(self) -> Costs:
@@ -228,7 +230,8 @@ def solve_model(problem: Problem, *, solver: str = "highs", time_limit: float = 
         lines = [extract(m, problem) for m in models]
         costs = sum((x.costs for x in lines), Costs())
         wasted = tuple(w for x in lines for w in x.waste)
-        return Outcome((), (), (), wasted, (), costs, "optimal", costs.total, costs.total, built - started, 0.0, 0, 0)
+        return Outcome((), (), (), wasted, (), costs, "optimal", costs.total, costs.total, built - started, 0.0, 0, 0,
+                       drugs=tuple(problem.drugs))
     prob.solve(make_solver(solver, time_limit, gap, node_limit, start))
     if node_limit is not None and solver == "highs" and not _highs_has_plan(prob.solverModel):
         prob.solve(make_solver(solver, time_limit, gap))  # no plan yet at the node limit: go on without it
@@ -248,7 +251,7 @@ def solve_model(problem: Problem, *, solver: str = "highs", time_limit: float = 
                    tuple(s for x in lines for s in x.shortages), tuple(w for x in lines for w in x.waste),
                    tuple(u for x in lines for u in x.stock_use), sum((x.costs for x in lines), Costs()), status,
                    objective, bound, built - started, solved - built, prob.numVariables(), prob.numConstraints(),
-                   discrete, used, shares)
+                   discrete, used, shares, tuple(problem.drugs))
 
 
 def _solve_one(args: tuple[Problem, dict[str, Any]]) -> Outcome:
@@ -256,44 +259,18 @@ def _solve_one(args: tuple[Problem, dict[str, Any]]) -> Outcome:
     return solve_model(problem, **options)
 
 
-def _solve_each(parts: Sequence[Problem], workers: int, progress: Progress | None = None,
+def weight(part: Problem) -> float:
+    """How long a drug's model is expected to take, relatively: its needs times the stock and offers that may
+    meet each (the order in which drugs go to the workers, heaviest first)."""
+    return float(max(1, len(part.demands)) * (1 + len(part.lots) + len(part.offers)))
+
+
+def _solve_each(parts: Sequence[Problem], pool: Workers, progress: Progress | None = None,
                 each: Sequence[dict[str, Any]] | None = None, **options: Any) -> list[Outcome]:
     """Solve each part as its own model (``each``: the options of each part's own, over ``options``)."""
     jobs = [(part, options if each is None else {**options, **each[n]}) for n, part in enumerate(parts)]
-    return list(_in_workers(_solve_one, jobs, workers, progress))
-
-
-def _in_workers(work: Callable[[Job], Result], jobs: Sequence[Job], workers: int,
-                progress: Progress | None = None) -> Iterator[Result]:
-    """``work`` done on each job, in order: in worker processes when there are several of both. ``progress`` is
-    told after each job how many are done; if it raises (a run cancelled), the work stops there and then."""
-
-    def told(results: Iterable[Result]) -> Iterator[Result]:
-        for done, result in enumerate(results, 1):
-            if progress:
-                progress(done, len(jobs))
-            yield result
-
-    if workers <= 1 or len(jobs) < 2:
-        yield from told(map(work, jobs))
-        return
-    with ProcessPoolExecutor(max_workers=workers) as pool:
-        # Small chunks: a drug's time varies a hundredfold, and the last chunk handed out decides when the
-        # pool ends (with 1,500 drugs in chunks of 93 one worker could idle for a tenth of the run).
-        results = pool.map(work, jobs, chunksize=max(1, len(jobs) // (workers * 64)))
-        finished = False
-        try:
-            for result in told(results):  # noqa: UP028 (yield from would close the map first: see below)
-                yield result
-            finished = True
-        finally:
-            if not finished:
-                # Stopped early (a run cancelled, a model failed). The pool would finish the chunks in hand, and a
-                # province's chunk of drugs can take minutes: end its workers instead (Python 3.14 brings a public
-                # way). The map is left open until then: closed, it would cancel the jobs left, and the pool,
-                # finding its workers gone, would fail on failing them (Python 3.11).
-                for process in list((pool._processes or {}).values()):
-                    process.terminate()
+    return pool.map(_solve_one, jobs, weights=[weight(part) for part in parts],
+                    names=[", ".join(part.drugs) for part in parts], progress=progress)
 
 
 def _rough_cost(part: Problem) -> float:
@@ -327,7 +304,7 @@ def _plan_gap(outcomes: Sequence[Outcome]) -> float | None:
     return max(0.0, slack) / abs(objective) if abs(objective) > EPS else 0.0
 
 
-def _solve_to_gap(parts: Sequence[Problem], workers: int, progress: Progress | None = None,
+def _solve_to_gap(parts: Sequence[Problem], pool: Workers, progress: Progress | None = None,
                   each: Sequence[dict[str, Any]] | None = None, tighten: bool = True, **options: Any) -> list[Outcome]:
     """Solve each drug to its share of the gap (HiGHS: within :data:`FIRST_PASS_NODES`), then (if ``tighten``)
     re-solve the drugs furthest from their bound, tighter and without a node limit, until the plan as a whole proves
@@ -336,7 +313,7 @@ def _solve_to_gap(parts: Sequence[Problem], workers: int, progress: Progress | N
     gap, highs = options["gap"], options.get("solver") == "highs"
     own = list(each) if each is not None else [{} for _ in parts]
     first = {**options, "node_limit": FIRST_PASS_NODES} if highs else options
-    outcomes = _solve_each(parts, workers, progress, [{**own[n], "gap": g}
+    outcomes = _solve_each(parts, pool, progress, [{**own[n], "gap": g}
                                                        for n, g in enumerate(_gap_shares(parts, gap))], **first)
 
     def slack(o: Outcome) -> float:
@@ -346,14 +323,14 @@ def _solve_to_gap(parts: Sequence[Problem], workers: int, progress: Progress | N
     # limit, which a second solve would meet again) short of the one they will be re-solved to; largest slack
     # first.
     loose = sorted((n for n, o in enumerate(outcomes)
-                    if o.status in ("optimal", NODE_LIMIT) and slack(o) > gap / 2 * abs(o.objective) + EPS),
+                    if o.status in SOLVED and slack(o) > gap / 2 * abs(o.objective) + EPS),
                    key=lambda n: -slack(outcomes[n])) if tighten else []
     tightened = 0
     while loose and (plan_gap := _plan_gap(outcomes)) is not None and plan_gap > gap:
-        batch, loose = loose[:max(1, 2 * workers)], loose[2 * workers:]
+        batch, loose = loose[:max(1, 2 * pool.width)], loose[max(1, 2 * pool.width):]
         # Each starts from the plan it has, so it ends no worse and HiGHS's heuristics need not find it again.
         starts = [{**own[n], "start": outcomes[n].discrete} if highs else own[n] for n in batch]
-        for n, outcome in zip(batch, _solve_each([parts[n] for n in batch], workers, None, starts,
+        for n, outcome in zip(batch, _solve_each([parts[n] for n in batch], pool, None, starts,
                                                   **{**options, "gap": gap / 2}), strict=True):
             outcomes[n] = outcome
         tightened += len(batch)
@@ -361,8 +338,9 @@ def _solve_to_gap(parts: Sequence[Problem], workers: int, progress: Progress | N
             progress(len(parts) + tightened, len(parts) + tightened + len(loose))
     if tightened and progress:
         progress(len(parts) + tightened, len(parts) + tightened)  # the rest need no second solve
-    # A drug still stopped at its node limit is within the gap the plan proves as a whole: that is the promise.
-    return [replace(o, status="optimal") if o.status == NODE_LIMIT else o for o in outcomes]
+    # A drug still stopped at its node limit keeps saying so (with its own gap in the plan's ``drugs``): the plan's
+    # gap as a whole covers it, and that is the promise.
+    return outcomes
 
 
 def charge_costs(used: Iterable[Charge], table: Mapping[Charge, float]) -> Costs:
@@ -430,7 +408,7 @@ class _Shared:
 
 
 def _solve_shared(parts: Sequence[Problem], table: Mapping[Charge, float], potential: Sequence[frozenset[Charge]],
-                  workers: int, progress: Progress | None, options: dict[str, Any]) -> _Shared:
+                  pool: Workers, progress: Progress | None, options: dict[str, Any]) -> _Shared:
     """Plan drug by drug while the drugs share fixed charges (a supplier's delivery to a site, a trip), by
     sharing each charge out among the drugs that use it: a Lagrangian relaxation of "the charge is paid once if
     any drug uses it", whose multipliers are the shares.
@@ -460,7 +438,7 @@ def _solve_shared(parts: Sequence[Problem], table: Mapping[Charge, float], poten
         each = [{**starts[n], "charges": prices[n]} for n in range(len(parts))]
         # A round that another will follow unless it proves the gap at once is not worth tightening drug by drug.
         last = last or rounds >= CHARGE_ROUNDS
-        outcomes = _solve_to_gap(parts, workers, progress, each, tighten=last, **options)
+        outcomes = _solve_to_gap(parts, pool, progress, each, tighten=last, **options)
         cost = _exact(outcomes, table).total
         if best is None or cost < best[0] - EPS:
             best = (cost, outcomes)
@@ -497,7 +475,7 @@ def _combine(outcomes: Iterable[Outcome], solver: str, table: Mapping[Charge, fl
         bound = None if any(b is None for b in bounds) else sum(b for b in bounds if b is not None)
     lower = None if bound is None or bound is False else float(bound)
     gap = None if lower is None else (max(0.0, objective - lower) / abs(objective) if abs(objective) > EPS else 0.0)
-    status = "optimal" if all(o.status == "optimal" for o in outcomes) else "feasible_time_limit"
+    status = "optimal" if all(o.status in SOLVED for o in outcomes) else "feasible_time_limit"
     return Plan(
         purchases=tuple(p for o in outcomes for p in o.purchases),
         transfers=tuple(t for o in outcomes for t in o.transfers if t.offer is None),
@@ -509,7 +487,17 @@ def _combine(outcomes: Iterable[Outcome], solver: str, table: Mapping[Charge, fl
         build_seconds=sum(o.build_seconds for o in outcomes) if wall_build is None else wall_build,
         solve_seconds=sum(o.solve_seconds for o in outcomes), solver=solver,
         variables=sum(o.variables for o in outcomes), constraints=sum(o.constraints for o in outcomes),
-        notes=notes + ((budget_use.text(),) if budget_use else ()), budget_use=budget_use)
+        notes=notes + ((budget_use.text(),) if budget_use else ()), budget_use=budget_use,
+        drugs=tuple(drug_solve for o in outcomes for drug_solve in _drug_solves(o)))
+
+
+def _drug_solves(outcome: Outcome) -> Iterable[DrugSolve]:
+    """An outcome's verdict for each drug it planned."""
+    gap = None if outcome.bound is None else (
+        max(0.0, outcome.objective - outcome.bound) / abs(outcome.objective) if abs(outcome.objective) > EPS else 0.0)
+    for drug in outcome.drugs:
+        yield DrugSolve(drug, outcome.status, outcome.objective, outcome.bound, gap,
+                        outcome.build_seconds + outcome.solve_seconds, len(outcome.drugs))
 
 
 def _proved(plan: Plan, gap: float) -> Plan:
@@ -526,7 +514,7 @@ GAP_NOT_PROVED = "gap_not_proved"
 
 
 def baseline_costs(problem: Problem, *, solver: str = "highs", time_limit: float = 60.0, gap: float = 1e-4,
-                   workers: int = 1, progress: Progress | None = None,
+                   workers: int = 1, executor: Executor | None = None, progress: Progress | None = None,
                    monolithic_drugs: int = MONOLITHIC_BUDGET_DRUGS) -> Costs:
     """Each site buys alone, at the tier its own volume reaches, and nothing moves between sites; the sites keep
     the same supplier limits as the plan (one capacity shared among them) and pay a supplier's delivery to a site
@@ -539,8 +527,16 @@ def baseline_costs(problem: Problem, *, solver: str = "highs", time_limit: float
     it as the pooled plan's drugs do: each site takes one of its plans that some price of spending makes cheapest,
     those saving most per yuan first (see :func:`optimizer.budget.cheapest_within`; a site left to the solver
     keeps its plan without the budget). ``progress`` is told after each drug how many of them are done.
+    ``executor`` and ``workers``: where the drugs are planned, as for :func:`solve`.
     """
-    options: dict[str, Any] = {"solver": solver, "time_limit": time_limit, "gap": gap}
+    with Workers.of(executor, workers) as pool:
+        return _baseline(problem, pool, progress, monolithic_drugs,
+                         {"solver": solver, "time_limit": time_limit, "gap": gap})
+
+
+def _baseline(problem: Problem, pool: Workers, progress: Progress | None, monolithic_drugs: int,
+              options: dict[str, Any]) -> Costs:
+    gap = options["gap"]
     table = shared_charges(problem, trips=False)
     parts = problem.split_by_drug()
     potential = [potential_charges(part, table, trips=False) for part in parts]
@@ -557,7 +553,8 @@ def baseline_costs(problem: Problem, *, solver: str = "highs", time_limit: float
     while True:
         rounds += 1
         jobs = [(part, prices[n], problem.budget is not None, options) for n, part in enumerate(parts)]
-        results = list(_in_workers(_drug_alone, jobs, workers, progress))
+        results = pool.map(_drug_alone, jobs, weights=[weight(part) for part in parts],
+                           names=[", ".join(part.drugs) for part in parts], progress=progress)
         sites = [site for result in results for site in result[0]]
         cost = _exact_alone([site[-1] for site in sites], table).total
         bound = max(bound, sum(result[1] for result in results))
@@ -616,7 +613,7 @@ def _alone_within(sites: list[list[SitePlan]], budget: float, table: Mapping[Cha
 
 
 def solve(problem: Problem, *, solver: str = "highs", time_limit: float = 60.0, gap: float = 1e-4,
-          workers: int | None = None, baseline: bool = True,
+          workers: int | None = None, executor: Executor | None = None, baseline: bool = True,
           monolithic_budget_drugs: int = MONOLITHIC_BUDGET_DRUGS, progress: Progress | None = None) -> Plan:
     """Plan pooled purchases and redistribution for ``problem``.
 
@@ -633,11 +630,24 @@ def solve(problem: Problem, *, solver: str = "highs", time_limit: float = 60.0, 
     solved but whose gap the bound cannot prove has status :data:`GAP_NOT_PROVED`. ``time_limit`` applies to each
     model solved. ``progress`` is told, after each model, how many of the plan's models are solved (a budget or
     shared charges solved by pricing report each round).
+
+    Where the drug models run: on ``executor``, any :class:`concurrent.futures.Executor` (a Dask cluster's
+    ``Client.get_executor()``, say), running ``workers`` models at once; without one, in a local process pool of
+    ``workers`` processes (the machine's cores by default) made for this plan. Either way the drugs go out in tasks
+    of about equal weight, the heaviest first (see :mod:`optimizer.workers`), and a progress callback that raises
+    cancels the tasks not finished. The plan names each drug's own verdict in ``Plan.drugs``.
     """
     if solver not in SOLVERS:
         raise PlanningError(f"unknown solver {solver!r}; use one of: {', '.join(SOLVERS)}")
     workers = workers if workers is not None else (os.cpu_count() or 1)
-    options: dict[str, Any] = {"solver": solver, "time_limit": time_limit, "gap": gap}
+    with Workers.of(executor, workers) as pool:
+        return _solve(problem, pool, baseline, monolithic_budget_drugs, progress,
+                      {"solver": solver, "time_limit": time_limit, "gap": gap})
+
+
+def _solve(problem: Problem, pool: Workers, baseline: bool, monolithic_budget_drugs: int,
+           progress: Progress | None, options: dict[str, Any]) -> Plan:
+    solver, gap = options["solver"], options["gap"]
     table = shared_charges(problem)
     parts = problem.split_by_drug()
     potential = [potential_charges(part, table) for part in parts]
@@ -650,18 +660,18 @@ def solve(problem: Problem, *, solver: str = "highs", time_limit: float = 60.0, 
         use = BudgetUse("one_model") if problem.budget is not None else None
         plan = _combine([outcome], solver, table, budget_use=use)
     elif problem.budget is None:
-        shared = _solve_shared(parts, table, potential, workers, progress, options)
+        shared = _solve_shared(parts, table, potential, pool, progress, options)
         notes = (f"shared charges shared out among the drugs over {shared.rounds} rounds",) if table else ()
         plan = _proved(_combine(shared.outcomes, solver, table, notes, bound=shared.bound), gap)
     else:
-        plan = _priced_budget(problem, parts, table, potential, workers, options, progress)
+        plan = _priced_budget(problem, parts, table, potential, pool, options, progress)
     if baseline:
-        plan = replace(plan, baseline=baseline_costs(problem, workers=workers, **options))
+        plan = replace(plan, baseline=_baseline(problem, pool, None, MONOLITHIC_BUDGET_DRUGS, options))
     return plan
 
 
 def _priced_budget(problem: Problem, parts: Sequence[Problem], table: Mapping[Charge, float],
-                   potential: Sequence[frozenset[Charge]], workers: int, options: dict[str, Any],
+                   potential: Sequence[frozenset[Charge]], pool: Workers, options: dict[str, Any],
                    progress: Progress | None) -> Plan:
     """Bisection on the price of spending, for plans that keep within the budget.
 
@@ -684,7 +694,7 @@ def _priced_budget(problem: Problem, parts: Sequence[Problem], table: Mapping[Ch
     def keeps_within(price: float, between: tuple[float, float] | None = None) -> bool:
         nonlocal bound, prices
         if not at:  # as if there were no budget: if it does not bind, that is the plan
-            shared = _solve_shared(parts, table, potential, workers, progress, options)
+            shared = _solve_shared(parts, table, potential, pool, progress, options)
             outcomes, prices = shared.outcomes, shared.prices
             if shared.bound is not None:
                 bound = max(bound, shared.bound)  # at no price: a bound of the problem within the budget too
@@ -706,7 +716,7 @@ def _priced_budget(problem: Problem, parts: Sequence[Problem], table: Mapping[Ch
                 told(0, 0)
             # The drugs pay the shares they paid at no price (a delivery's share is spending: build_model prices it).
             each = [{**starts[k], "charges": prices[n]} for k, n in enumerate(todo)]
-            solved = dict(zip(todo, _solve_each([parts[n] for n in todo], workers, told, each,
+            solved = dict(zip(todo, _solve_each([parts[n] for n in todo], pool, told, each,
                                                 price_of_spending=price, **options), strict=True))
             outcomes = [known[n] if n in known else solved[n] for n in range(len(parts))]
             if all(o.bound is not None for o in outcomes):

@@ -9,6 +9,7 @@ from typing import Any
 from optimizer.plan import (
     BudgetUse,
     Costs,
+    DrugSolve,
     Plan,
     PurchaseLine,
     ShortageLine,
@@ -73,6 +74,7 @@ def plan_from_dict(data: dict[str, Any]) -> Plan:
     values["baseline"] = costs_from_dict(data["baseline"]) if data.get("baseline") else None
     values["notes"] = tuple(data.get("notes", ()))
     values["budget_use"] = BudgetUse(**data["budget_use"]) if data.get("budget_use") else None
+    values["drugs"] = tuple(DrugSolve(**drug) for drug in data.get("drugs", ()))
     return Plan(**values)
 
 

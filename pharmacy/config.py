@@ -64,6 +64,8 @@ def load_config(instance_path: str) -> dict[str, Any]:
         # picks up any left queued); "queue": only the scheduler runs them.
         "PLAN_RUNNER": os.environ.get("PHARMACY_PLAN_RUNNER", "thread"),
         "PLAN_WORKERS": _int("PHARMACY_PLAN_WORKERS", os.cpu_count() or 1),
+        # Plans solved on an existing Dask cluster's workers (tcp://host:8786) instead of local processes.
+        "DASK_SCHEDULER": os.environ.get("PHARMACY_DASK_SCHEDULER", ""),
         "NIGHTLY_PLAN_HOUR": _int("PHARMACY_NIGHTLY_PLAN_HOUR", 2),
         # Web workers start the scheduler too when set (one of them wins the deployment lock).
         "RUN_SCHEDULER": os.environ.get("PHARMACY_RUN_SCHEDULER") == "1",

@@ -34,6 +34,7 @@ from pharmacy.inventory.domain import MOST_UNITS_PER_MOVEMENT, days_usable
 from pharmacy.inventory.models import Lot as StockLot
 from pharmacy.pagination import Page, PageRequest, fetch_page
 from pharmacy.principal import SYSTEM, system_for
+from pharmacy.procurement.cluster import plan_executor
 from pharmacy.procurement.domain import (
     Place,
     PlanStatus,
@@ -73,12 +74,14 @@ class PlanSettings:
     # What one trip between two sites costs whatever it carries (packing, a driver's time): no plan moves stock
     # worth less than the trip.
     transfer_cost_per_shipment: float = 20.0
+    # A Dask cluster's scheduler (tcp://host:8786) to solve plans on, instead of ``workers`` local processes.
+    dask_scheduler: str = ""
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> PlanSettings:
         return cls(config.get("TRANSFER_MAX_KM", 15.0), config.get("TRANSFER_COST_PER_UNIT", 0.02),
                    config.get("TRANSFER_COST_PER_UNIT_KM", 0.005), int(config.get("PLAN_WORKERS", 1)),
-                   config.get("TRANSFER_COST_PER_SHIPMENT", 20.0))
+                   config.get("TRANSFER_COST_PER_SHIPMENT", 20.0), config.get("DASK_SCHEDULER", "") or "")
 
 
 # Starting and reading runs ------------------------------------------------------------------------------
@@ -357,12 +360,13 @@ def execute_run(database: Database, run_id: int, clock: Clock, settings: PlanSet
                 on_progress(done, total)
 
         progress(0, len(problem.drugs), frozen, force=True)  # cancelled while reading the inputs?
-        options: dict[str, Any] = {"solver": run.solver, "time_limit": run.time_limit, "gap": run.gap,
-                                   "workers": settings.workers}
-        plan = solve_plan(problem, baseline=False, progress=report, **options)
-        # The baseline in its own step, which reports (a province's takes minutes) and can be cancelled.
-        plan = replace(plan, baseline=baseline_costs(problem, **options, progress=lambda done, total: progress(
-            done, total, RunProgress("baseline", done, total))))
+        with plan_executor(settings) as (executor, workers):
+            options: dict[str, Any] = {"solver": run.solver, "time_limit": run.time_limit, "gap": run.gap,
+                                       "workers": workers, "executor": executor}
+            plan = solve_plan(problem, baseline=False, progress=report, **options)
+            # The baseline in its own step, which reports (a province's takes minutes) and can be cancelled.
+            plan = replace(plan, baseline=baseline_costs(problem, **options, progress=lambda done, total: progress(
+                done, total, RunProgress("baseline", done, total))))
         with uow:
             run = uow.get(PlanRun, run_id, for_update=True)
             if run.cancel_requested_at is not None:  # cancelled since the last check (the last models, the baseline)
@@ -417,7 +421,17 @@ def _summary(plan: Plan, problem: Problem) -> dict[str, Any]:
         "purchase_lines": len(plan.purchases),
         "transfer_lines": len(plan.transfers),
         "suppliers": len({p.supplier for p in plan.purchases}),
+        "drug_verdicts": _drug_verdicts(plan),
     }
+
+
+def _drug_verdicts(plan: Plan) -> list[dict[str, Any]]:
+    """What the plan proved drug by drug, in short: how many drugs ended with each status and the widest gap among
+    them (each drug's own verdict is in the result's ``drugs``)."""
+    gaps: dict[str, list[float]] = defaultdict(list)
+    for drug in plan.drugs:
+        gaps[drug.status].append(drug.gap or 0.0)
+    return [{"status": status, "drugs": len(found), "widest_gap": max(found)} for status, found in sorted(gaps.items())]
 
 
 LineKey = tuple[str, str, str, str]  # (kind, offer or stock, from site or "", to site)

@@ -23,7 +23,8 @@ KINDS = (N_("ordinary"), N_("emergency"), N_("long"), N_("redistribution"), N_("
          N_("shortage_cover"))
 REASONS = (N_("dose"), N_("interaction"), N_("contraindication"), N_("allergy"), N_("incomplete"), N_("duplicate"),
            N_("policy"), N_("out_of_stock"), N_("closed"), N_("staff"), N_("cold_chain_unavailable"), N_("other"))
-PLAN_STATUSES = (N_("optimal"), N_("feasible_time_limit"), N_("gap_not_proved"))  # a solved plan's
+# A solved plan's statuses, and a drug's within it.
+PLAN_STATUSES = (N_("optimal"), N_("feasible_time_limit"), N_("gap_not_proved"), N_("node_limit"))
 ACTIONS = (N_("accept"), N_("reject"), N_("return"), N_("prepare"), N_("dispense"), N_("hand-over"), N_("ship"),
            N_("receive"), N_("cancel"))
 # A prescription's actions as its refusals name them: by code, and in words.

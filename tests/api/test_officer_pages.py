@@ -71,6 +71,13 @@ def test_the_plan_page_says_its_summary_first_then_its_lines_by_name_and_who_sta
     assert page.index('id="plan-summary"') < page.index('id="plan-lines"') < page.index('id="shortages"')
     assert "由 王采购 于" in page and "user:" not in page  # the person, never the account label
     assert "<td>王采购</td>" in client.get("/plans").get_data(as_text=True)
+    # What the plan proved drug by drug, in the page's words, from the run's own verdicts.
+    verdicts = client.get(f"/api/plan-runs/{run['id']}", headers=world.a.headers("procurement")).get_json()[
+        "result"]["summary"]["drug_verdicts"]
+    said = re.search(r'<span id="drug-verdicts"[^>]*>(.*?)</span>', page, re.S)
+    assert verdicts and said and "各药" in said.group(1)
+    for verdict in verdicts:
+        assert f"{verdict['drugs']} {'最优' if verdict['status'] == 'optimal' else '停于节点上限'}" in said.group(1)
     lines = client.get(f"/api/plan-runs/{run['id']}/lines", headers=world.a.headers("procurement")).get_json()
     purchases = sorted((x for x in lines if x["kind"] == "purchase"), key=lambda x: -x["cost"])
     rows = table(page, "purchases")

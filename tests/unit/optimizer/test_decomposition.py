@@ -21,6 +21,7 @@ from optimizer.planner import (
     _rough_cost,
     solve_model,
 )
+from optimizer.workers import Workers
 from tests.unit.optimizer.checks import assert_feasible
 
 
@@ -42,15 +43,22 @@ class Stop(Exception):
     pass
 
 
-def test_a_consumer_that_stops_early_ends_the_workers_and_drops_the_jobs_not_started(tmp_path):
-    # A cancelled run stops through its progress callback: the models not yet handed to a worker are not solved,
-    # and those in hand are not finished.
-    with pytest.raises(Stop):
-        for _ in planner._in_workers(_started, [tmp_path] * 40, 2):
-            raise Stop
+def test_a_progress_that_raises_drops_the_tasks_not_started_and_returns_at_once(tmp_path):
+    # A cancelled run stops through its progress callback: the models not yet handed to a worker are never solved,
+    # and the plan does not wait for those in hand.
+    def stop(done: int, total: int) -> None:
+        raise Stop
+
+    started = time.monotonic()
+    with pytest.raises(Stop), Workers.of(None, 2) as pool:
+        pool.map(_started, [tmp_path] * 40, progress=stop)
+    returned = time.monotonic() - started
+    time.sleep(3.0)  # let the tasks in hand end
     marks = [path.name.split("-")[0] for path in tmp_path.iterdir()]
-    assert 1 <= marks.count("started") <= 6  # the first, those running and those queued to the workers
-    assert 1 <= marks.count("finished") <= 2  # the one that was read, and maybe the other worker's first
+    # 40 jobs of equal weight over 2 workers go out in 14 tasks of 3 (the last of 1): the first task, the other
+    # worker's and those a local pool has already queued to its processes (one more than it has) at most.
+    assert 3 <= marks.count("started") <= 6 * 3 and marks.count("finished") == marks.count("started")
+    assert returned < 40 * 0.3 / 2
 
 
 def test_a_progress_callback_that_raises_stops_the_plan():
@@ -180,6 +188,22 @@ def test_drugs_stopped_at_the_node_limit_are_solved_again_until_the_plan_proves_
     plan = solve(problem, workers=2, baseline=False, gap=1e-9)
     assert plan.status == "optimal" and plan.objective == pytest.approx(exact.objective, rel=1e-9)
     assert plan.gap is not None and plan.gap <= 1e-9
+
+
+def test_a_plan_says_per_drug_what_it_proved_a_drug_stopped_at_its_node_limit_as_such(monkeypatch):
+    problem = unshared(scenarios.consortium(hospitals=2, grassroots=12, drugs=30, seed=5))
+    monkeypatch.setattr(planner, "FIRST_PASS_NODES", 1)
+    plan = solve(problem, workers=1, baseline=False, gap=0.05)
+    assert plan.status == "optimal" and plan.gap is not None and plan.gap <= 0.05  # proved as a whole...
+    assert sorted(d.drug for d in plan.drugs) == sorted(problem.drugs)
+    stopped = [d for d in plan.drugs if d.status == NODE_LIMIT]
+    assert stopped  # ...while the drugs stopped at the root say so, not "optimal"
+    for drug in plan.drugs:
+        assert drug.bound is not None and drug.gap == pytest.approx(
+            max(0.0, drug.objective - drug.bound) / drug.objective if drug.objective else 0.0)
+    # The plan's gap is the drugs' slack over their costs; one drug may stand further from its bound than that.
+    slack = sum(d.objective - (d.bound or 0.0) for d in plan.drugs)
+    assert plan.gap == pytest.approx(slack / sum(d.objective for d in plan.drugs), abs=1e-9)
 
 
 def test_a_drug_whose_plans_spend_the_same_at_two_prices_keeps_its_plan_and_a_valid_bound_between_them():
