@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, Date, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Boolean, Date, ForeignKey, Index, Integer, String, Text, UniqueConstraint, false, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from pharmacy.db import Base, UTCDateTime, utcnow
@@ -138,6 +138,9 @@ class PrescriptionEvent(ConsortiumOwned, Base):
     """The outbox: one row per status change, written in the change's transaction. ``id`` is the cursor."""
 
     __tablename__ = "prescription_events"
+    # The events not yet made into webhook deliveries: the delivery job finds them without reading the outbox.
+    __table_args__ = (Index("ix_prescription_events_to_fan_out", "id", postgresql_where=text("NOT fanned_out"),
+                            sqlite_where=text("NOT fanned_out")),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     event_id: Mapped[str] = mapped_column(String(36), unique=True)
@@ -148,6 +151,8 @@ class PrescriptionEvent(ConsortiumOwned, Base):
     status: Mapped[str] = mapped_column(String(30))
     payload: Mapped[dict[str, Any]] = mapped_column(JSON)
     at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Made into a delivery to each of its hospital's subscriptions yet (by the delivery job, not the request).
+    fanned_out: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class WebhookSubscription(ConsortiumOwned, Base):

@@ -72,8 +72,6 @@ from pharmacy.prescriptions.models import (
     PrescriptionItem,
     PrescriptionReturn,
     Shortage,
-    WebhookDelivery,
-    WebhookSubscription,
 )
 from pharmacy.principal import Role
 from pharmacy.unit_of_work import UnitOfWork
@@ -419,7 +417,7 @@ def _say_status(uow: UnitOfWork, rx: Prescription, status: Status, reason: Statu
 
 
 def record_event(uow: UnitOfWork, rx: Prescription, event_type: str, previous: str | None = None) -> None:
-    """Write an outbox event for ``rx`` and a webhook delivery per active subscription of its hospital."""
+    """Write an outbox event for ``rx``, which the delivery job sends to every active subscription of its hospital."""
     if rx.id is None:
         uow.flush()  # the event names the prescription by its id
     event = PrescriptionEvent(
@@ -433,24 +431,9 @@ def record_event(uow: UnitOfWork, rx: Prescription, event_type: str, previous: s
     passed_over = (rx.status_facts or {}).get("passed_over")
     if passed_over:  # the prescriber is told that, and why, the pharmacy it nominated was passed over
         event.payload["nomination_passed_over"] = passed_over
+    # The delivery job makes the event into a delivery per subscription of the hospital (webhooks.fan_out): the
+    # request sends no query for them, and the outbox row written here is what guarantees the delivery.
     uow.session.add(event)
-    subscriptions = _subscriptions(uow, rx.consortium_id, rx.prescriber_site_id)
-    if subscriptions:
-        uow.session.flush()  # the deliveries need the event's id
-    for subscription_id in subscriptions:
-        uow.session.add(WebhookDelivery(consortium_id=rx.consortium_id, subscription_id=subscription_id,
-                                        event_id=event.id, next_attempt_at=uow.now(), retrying_since=uow.now()))
-
-
-def _subscriptions(uow: UnitOfWork, consortium_id: int, site_id: int) -> list[int]:
-    # Asked once per unit of work: one request may change a prescription several times. The consortium is named
-    # even where the session is not confined to one (jobs): a subscription never hears another consortium.
-    cache: dict[int, list[int]] = uow.session.info.setdefault("webhook_subscriptions", {})
-    if site_id not in cache:
-        cache[site_id] = list(uow.session.scalars(select(WebhookSubscription.id).where(
-            WebhookSubscription.consortium_id == consortium_id, WebhookSubscription.site_id == site_id,
-            WebhookSubscription.active.is_(True))))
-    return cache[site_id]
 
 
 # Reads --------------------------------------------------------------------------------------------

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from urllib.parse import urlparse
 
-from sqlalchemy import func, select, update
+from sqlalchemy import and_, func, insert, literal, select, update
 
 from pharmacy.errors import Message, ValidationFailed
 from pharmacy.prescriptions.models import PrescriptionEvent, WebhookDelivery, WebhookSubscription
@@ -44,6 +44,7 @@ ATTEMPT_DEADLINE = 10.0  # seconds for one whole attempt: connect, send, and the
 RUN_BUDGET = 15.0  # seconds of a run one endpoint may use; with the deadline, a run ends within a job interval
 ENDPOINTS_AT_ONCE = 8
 BATCH = 500  # deliveries due, per run
+FAN_OUT_BATCH = 1000  # events made into deliveries at a time
 PER_ENDPOINT = 50  # of them, per endpoint and run
 
 
@@ -137,6 +138,30 @@ class _Attempt:
     headers: dict[str, str]
 
 
+def fan_out(uow: UnitOfWork) -> int:
+    """Make each new event into a delivery to every active subscription of its hospital that existed when the event
+    happened, and mark it done; returns how many events. In the delivery job's own transaction, so that the
+    requests writing events send no query for subscriptions; the outbox row, written with the change, is what
+    guarantees the delivery. A subscription never hears another consortium's events."""
+    events = list(uow.session.scalars(
+        select(PrescriptionEvent.id).where(PrescriptionEvent.fanned_out.is_(False))
+        .order_by(PrescriptionEvent.id).limit(FAN_OUT_BATCH).with_for_update(skip_locked=True)))
+    if not events:
+        return 0
+    uow.session.execute(insert(WebhookDelivery).from_select(
+        ["consortium_id", "subscription_id", "event_id", "status", "attempts", "next_attempt_at", "last_error",
+         "retrying_since"],
+        select(PrescriptionEvent.consortium_id, WebhookSubscription.id, PrescriptionEvent.id, literal("pending"),
+               literal(0), PrescriptionEvent.at, literal(""), PrescriptionEvent.at)
+        .join(WebhookSubscription, and_(WebhookSubscription.consortium_id == PrescriptionEvent.consortium_id,
+                                        WebhookSubscription.site_id == PrescriptionEvent.prescriber_site_id,
+                                        WebhookSubscription.active.is_(True),
+                                        WebhookSubscription.created_at <= PrescriptionEvent.at))
+        .where(PrescriptionEvent.id.in_(events)).order_by(PrescriptionEvent.id, WebhookSubscription.id)))
+    uow.session.execute(update(PrescriptionEvent).where(PrescriptionEvent.id.in_(events)).values(fanned_out=True))
+    return len(events)
+
+
 def deliver_due(uow: UnitOfWork, sender: Sender = http_sender) -> dict[str, int]:
     """Send every delivery whose time has come; failures are retried later, and given up after two days.
 
@@ -145,6 +170,8 @@ def deliver_due(uow: UnitOfWork, sender: Sender = http_sender) -> dict[str, int]
     process that dies mid-run leaves its claimed deliveries to be sent again once the claim lapses."""
     counts = {"delivered": 0, "retrying": 0, "failed": 0}
     with uow:
+        while fan_out(uow) == FAN_OUT_BATCH:  # a backlog (after an outage of the job) is made whole at once
+            pass
         now = uow.now()
         due = uow.session.execute(
             select(WebhookDelivery, WebhookSubscription, PrescriptionEvent)

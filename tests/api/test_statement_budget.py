@@ -20,7 +20,7 @@ from tests.factories import World, add_drug, receive
 pytestmark = pytest.mark.usefixtures("clock")  # 2026-11-23, noon in Hangzhou
 
 # The most statements each request of the ordinary flow may send (one drug, one lot, no webhook subscription).
-BUDGET = {"submit": 14, "accept": 6, "prepare": 6, "dispense": 12, "hand-over": 8}
+BUDGET = {"submit": 13, "accept": 5, "prepare": 5, "dispense": 11, "hand-over": 7}
 TRANSACTION_CONTROL = ("SAVEPOINT", "RELEASE", "ROLLBACK", "BEGIN", "COMMIT")
 
 

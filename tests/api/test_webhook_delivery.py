@@ -233,3 +233,30 @@ def test_an_administrator_sees_what_was_given_up_and_sends_it_again_from_the_pag
     sent = client.post(f"/webhooks/{sub['id']}/redeliver", data={"csrf_token": token(page)}, follow_redirects=True)
     assert "3 条推送将立即重新发送" in sent.get_data(as_text=True)
     assert {d.status for d in deliveries(client, sub["id"])} == {"pending"}
+
+
+def test_the_delivery_job_makes_each_event_a_delivery_to_the_subscriptions_that_existed_when_it_happened(
+        client, world, two_hospitals, clock):
+    drug = add_drug(client, world.a, "AML5", pack_size=28)
+    stock(client, world, "C1", drug, "L1", "2027-06-30", 1000)
+    lead, h2 = two_hospitals["LEAD"], two_hospitals["H2"]
+    early = client.post("/api/webhooks", json={"url": "http://lead.example/a"}, headers=lead).get_json()
+    prescribe(client, lead, range(2), "LEAD")
+    prescribe(client, h2, range(1), "H2")
+    clock.advance(minutes=1)
+    late = client.post("/api/webhooks", json={"url": "http://lead.example/b"}, headers=lead).get_json()
+    assert deliveries(client, early["id"]) == []  # the request wrote its event only: the job makes the deliveries
+    sent: list[str] = []
+
+    def up(url: str, body: bytes, headers: dict[str, str]) -> webhooks.Outcome:
+        sent.append(url)
+        return webhooks.Outcome(True, "HTTP 200")
+
+    webhooks.deliver_due(UnitOfWork(factory(client), SYSTEM, clock), up)
+    webhooks.deliver_due(UnitOfWork(factory(client), SYSTEM, clock), up)  # a second run makes none again
+    # The lead hospital's two events, once each, to the subscription it had then; none of H2's, none to the later one.
+    assert [d.status for d in deliveries(client, early["id"])] == ["delivered"] * 2
+    assert deliveries(client, late["id"]) == [] and sent == ["http://lead.example/a"] * 2
+    prescribe(client, lead, range(2, 3), "LEAD")
+    webhooks.deliver_due(UnitOfWork(factory(client), SYSTEM, clock), up)
+    assert len(deliveries(client, early["id"])) == len(deliveries(client, late["id"])) + 2 == 3
