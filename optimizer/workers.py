@@ -26,6 +26,7 @@ Progress = Callable[[int, int], None]  # (jobs done, jobs in all)
 # Tasks handed to each worker in a round: enough that the last ones are small beside the round's time, few enough
 # that the scheduler's cost per task (about a millisecond on Dask) stays small beside the solve time.
 TASKS_PER_WORKER = 8
+IN_HAND_PER_WORKER = 2  # tasks handed to the executor at a time, per worker
 
 
 def _run_task(work: Callable[[Job], Result], jobs: Sequence[Job]) -> list[Result]:
@@ -101,15 +102,26 @@ class Workers:
                 if progress:
                     progress(n + 1, len(jobs))
             return results
-        grouped = tasks(weights if weights is not None else [1.0] * len(jobs), self.width)
-        pending: dict[Future[list[Result]], list[int]] = {
-            self.executor.submit(_run_task, work, [jobs[n] for n in task]): task for task in grouped}
+        executor = self.executor
+        waiting = iter(tasks(weights if weights is not None else [1.0] * len(jobs), self.width))
+        pending: dict[Future[list[Result]], list[int]] = {}
+
+        def hand_out() -> None:
+            task = next(waiting, None)
+            if task is not None:
+                pending[executor.submit(_run_task, work, [jobs[n] for n in task])] = task
+
+        # A window of tasks in hand, twice the workers: each worker has its next task waiting, and a cancel finds
+        # no more than that to stop.
+        for _ in range(IN_HAND_PER_WORKER * self.width):
+            hand_out()
         done = 0
         try:
             while pending:
                 finished, _ = wait(pending, return_when=FIRST_COMPLETED)
                 for future in finished:
                     task = pending.pop(future)
+                    hand_out()
                     try:
                         values = future.result()
                     except Exception as error:

@@ -55,9 +55,9 @@ def test_a_progress_that_raises_drops_the_tasks_not_started_and_returns_at_once(
     returned = time.monotonic() - started
     time.sleep(3.0)  # let the tasks in hand end
     marks = [path.name.split("-")[0] for path in tmp_path.iterdir()]
-    # 40 jobs of equal weight over 2 workers go out in 14 tasks of 3 (the last of 1): the first task, the other
-    # worker's and those a local pool has already queued to its processes (one more than it has) at most.
-    assert 3 <= marks.count("started") <= 6 * 3 and marks.count("finished") == marks.count("started")
+    # 40 jobs of equal weight over 2 workers go out in 14 tasks of 3 (the last of 1), four in hand at a time: the
+    # first task that finished and the four in hand when it did (one handed out in its place) at most.
+    assert 3 <= marks.count("started") <= 5 * 3 and marks.count("finished") == marks.count("started")
     assert returned < 40 * 0.3 / 2
 
 
