@@ -18,7 +18,7 @@ from typing import Any
 import pulp
 
 from optimizer.model import Charge, DrugModel, charges_used, first_needed, used_by
-from optimizer.plan import Costs, PurchaseLine, ShortageLine, StockUseLine, TransferLine, WasteLine
+from optimizer.plan import Costs, PurchaseLine, Reason, ShortageLine, StockUseLine, TransferLine, WasteLine, said
 from optimizer.problem import Lot, Offer, Problem, Tier
 
 EPS = 1e-6
@@ -190,20 +190,22 @@ def extract(model: DrugModel, problem: Problem, budgeted: bool = False) -> Lines
         landed = (tier.price_per_pack + offer.delivery_cost_per_pack.get(site, 0.0)) / offer.pack_size
         others = [(o.tiers[0].price_per_pack + o.delivery_cost_per_pack.get(site, 0.0)) / o.pack_size
                   for o in model.offers.values() if o.id != offer_id]
-        volume = f"the consortium's pooled {pooled_packs[offer_id]} packs" if model.pooled \
-            else f"this site's own {packs} packs"
-        why = (f"tier >= {tier.min_packs} packs at {tier.price_per_pack:.2f}/pack, reached by {volume}; "
-               f"landed {landed:.3f}/unit at {site}")
+        reasons = [Reason("tier_reached", {"min_packs": tier.min_packs, "price": tier.price_per_pack,
+                                           "pooled": model.pooled,
+                                           "packs": pooled_packs[offer_id] if model.pooled else packs,
+                                           "landed": landed, "site": site})]
         if others:
-            why += f" (other offers from {min(others):.3f}/unit at their base tier)"
+            reasons.append(Reason("other_offers", {"cheapest": min(others)}))
         purchases.append(PurchaseLine(model.drug, offer_id, offer.supplier, site, packs, packs * offer.pack_size,
-                                      tier.min_packs, tier.price_per_pack, packs * tier.price_per_pack, delivery, why))
+                                      tier.min_packs, tier.price_per_pack, packs * tier.price_per_pack, delivery,
+                                      said(reasons), tuple(reasons)))
     moves = _split_flows(model)
     for (stock_id, origin, site, by_offer), units in sorted(moves.moved.items(), key=lambda kv: (
             kv[0][0], kv[0][1], kv[0][2], kv[0][3] or "")):
         arc = model.arcs[(origin, site)]
+        reasons = _why_moved(model, stock_id, by_offer, origin, site, arc.unit_cost)
         transfers.append(TransferLine(model.drug, stock_id, origin, site, units, units * arc.unit_cost,
-                                      _why_moved(model, stock_id, by_offer, origin, site, arc.unit_cost), by_offer))
+                                      said(reasons), by_offer, tuple(reasons)))
     for lot_id, units in sorted(moves.used_home.items()):
         if units > EPS:
             uses.append(StockUseLine(model.drug, lot_id, model.lots[lot_id].site, units))
@@ -211,43 +213,45 @@ def extract(model: DrugModel, problem: Problem, budgeted: bool = False) -> Lines
     for site in sorted(model.demands):
         units = sum(whole_units(s) for _, s in model.short_at(site))
         if units > EPS:
-            shortages.append(ShortageLine(model.drug, site, units, units * penalty,
-                                          _why_short(model, problem, site, units, tiers, pooled_packs, budgeted)))
+            reasons = _why_short(model, problem, site, units, tiers, pooled_packs, budgeted)
+            shortages.append(ShortageLine(model.drug, site, units, units * penalty, said(reasons), tuple(reasons)))
     costs = Costs(**{kind: float(pulp.value(expr) or 0.0) if expr.items() else float(expr.constant)
                      for kind, expr in model.costs.items()}, unavoidable_waste=model.unavoidable)
     for (lot_id, site), units in sorted(moves.wasted.items()):
         lot = model.lots[lot_id]
         if units > EPS:
-            wastes.append(WasteLine(model.drug, lot_id, site, units, units * lot.unit_value,
-                                    _why_wasted(model, lot, site, moves, costs.waste)))
+            reasons = _why_wasted(model, lot, site, moves, costs.waste)
+            wastes.append(WasteLine(model.drug, lot_id, site, units, units * lot.unit_value, said(reasons),
+                                    tuple(reasons)))
     for lot in model.sunk:
-        why = "already expired" if lot.expires_in_days <= 0 else \
-            f"expires in {_count(lot.expires_in_days, 'day')}, before it arrives"
-        wastes.append(WasteLine(model.drug, lot.id, lot.site, lot.quantity, lot.quantity * lot.unit_value, why))
+        reasons = [Reason("already_expired") if lot.expires_in_days <= 0 else
+                   Reason("expires_before_arrives", {"days": lot.expires_in_days})]
+        wastes.append(WasteLine(model.drug, lot.id, lot.site, lot.quantity, lot.quantity * lot.unit_value,
+                                said(reasons), tuple(reasons)))
     return Lines(purchases, transfers, shortages, wastes, uses, costs, charges_used([model]))
 
 
 def _why_moved(model: DrugModel, stock_id: str, offer_id: str | None, origin: str, site: str, unit_cost: float
-               ) -> str:
+               ) -> list[Reason]:
     if offer_id is not None:
-        return (f"units of packs of {offer_id} delivered to {origin}, moved on: cheaper than buying for {site} "
-                f"({unit_cost:.2f}/unit to move)")
+        return [Reason("packs_moved_on", {"offer": offer_id, "origin": origin, "site": site, "unit_cost": unit_cost})]
     lot = model.lots[stock_id]
     if lot.site != origin:
-        return f"lot {stock_id} of {lot.site} on its way through {origin} ({unit_cost:.2f}/unit to move)"
-    arrives = f"arrives in {_count(lot.arrives_in_days, 'day')}; " if lot.arrives_in_days > 0 else ""
+        return [Reason("on_its_way", {"lot": stock_id, "lot_site": lot.site, "origin": origin,
+                                      "unit_cost": unit_cost})]
+    arrives = [Reason("arrives_in", {"days": lot.arrives_in_days})] if lot.arrives_in_days > 0 else []
     own = model.demands.get(lot.site)
     can_use = 0
     if own is not None:
         can_use = max(0, used_by(own, lot.expires_in_days, model.horizon) - first_needed(
             own, lot.arrives_in_days, model.horizon))
     if lot.expires_in_days <= model.horizon and can_use < lot.quantity:
-        return (f"{arrives}lot {stock_id} expires in {lot.expires_in_days} days; {lot.site} can use only "
-                f"{can_use:.0f} of its {lot.quantity} before then")
+        return [*arrives, Reason("expires_before_use", {"lot": stock_id, "days": lot.expires_in_days,
+                                                        "lot_site": lot.site, "can_use": can_use,
+                                                        "quantity": lot.quantity})]
     if own is None:
-        return (f"{arrives}{lot.site} has no demand for it; cheaper than buying for {site} ({unit_cost:.2f}/unit "
-                "to move)")
-    return f"{arrives}lent: cheaper than buying for {site} ({unit_cost:.2f}/unit to move)"
+        return [*arrives, Reason("no_demand_cheaper", {"lot_site": lot.site, "site": site, "unit_cost": unit_cost})]
+    return [*arrives, Reason("lent", {"site": site, "unit_cost": unit_cost})]
 
 
 def _tier_reached(model: DrugModel, tiers: Mapping[tuple[str, str], int], offer: Offer, site: str) -> Tier:
@@ -256,14 +260,14 @@ def _tier_reached(model: DrugModel, tiers: Mapping[tuple[str, str], int], offer:
 
 
 def _why_short(model: DrugModel, problem: Problem, site: str, units: float, tiers: Mapping[tuple[str, str], int],
-               pooled_packs: Mapping[str, int], budgeted: bool) -> str:
+               pooled_packs: Mapping[str, int], budgeted: bool) -> list[Reason]:
     """Why a site is left short, in the plan's own figures: no offer delivers there, the units are needed before
     the fastest offer delivers, the budget, offers at capacity, or what one more pack would cost for the units it
     would meet (lead times permitting)."""
     demand, penalty = model.demands[site], problem.penalty(model.drug)
     offers = [model.offers[o] for o in model.offers_to.get(site, [])]
     if not offers:
-        return f"no offer delivers to {site}, and no stock that may move there is left to use in time"
+        return [Reason("no_offer_delivers", {"site": site})]
     short = {m: whole_units(s) for m, s in model.short_at(site)}
     groups = model.groups[site]
     packs = {o.id: round(value(model.buy[(o.id, site)])) for o in offers}
@@ -273,15 +277,14 @@ def _why_short(model: DrugModel, problem: Problem, site: str, units: float, tier
         start = first_needed(demand, day, model.horizon)
         return sum(units for m, units in short.items() if groups[m][0] >= start)
 
-    reasons = []
+    reasons: list[Reason] = []
     fastest = min(o.lead_time_days for o in offers)
     early = min(units, max(0.0, units - short_from(fastest)))
     if early > EPS:
-        reasons.append(f"{_count(early, 'unit')} needed in the first {_count(fastest, 'day')}, before the fastest "
-                       "offer delivers")
+        reasons.append(Reason("needed_before_fastest", {"units": early, "days": fastest}))
     if (rest := units - early) > EPS:
         if budgeted:
-            reasons.append(f"{_count(rest, 'unit')} left short within the budget")
+            reasons.append(Reason("short_within_budget", {"units": rest}))
         gains = {o.id: min(float(o.pack_size), short_from(o.lead_time_days)) for o in offers
                  if o.capacity_packs is None or pooled_packs.get(o.id, 0) < o.capacity_packs}
 
@@ -291,49 +294,44 @@ def _why_short(model: DrugModel, problem: Problem, site: str, units: float, tier
 
         useful = [o for o in offers if gains.get(o.id, 0.0) > EPS]
         if not gains:
-            reasons.append("every offer that delivers here is at its capacity")
+            reasons.append(Reason("offers_at_capacity"))
         elif not useful:
-            reasons.append("the offers with capacity left deliver too late to meet them")
+            reasons.append(Reason("offers_too_late"))
         else:
             best = min(useful, key=lambda o: landed(o) / gains[o.id])
-            reasons.append(f"one more pack of {best.id} would meet {_count(gains[best.id], 'unit')} (lead time "
-                           f"{_count(best.lead_time_days, 'day')}) for {landed(best):.2f} delivered; "
-                           f"the {_count(rest, 'unit')} short cost {penalty:.2f} each")
-    return "; ".join(reasons)
+            reasons.append(Reason("one_more_pack", {"offer": best.id, "units": gains[best.id],
+                                                    "lead_days": best.lead_time_days, "landed": landed(best),
+                                                    "short": rest, "penalty": penalty}))
+    return reasons
 
 
-def _why_wasted(model: DrugModel, lot: Lot, where: str, moves: _Moves, avoidable: float) -> str:
+def _why_wasted(model: DrugModel, lot: Lot, where: str, moves: _Moves, avoidable: float) -> list[Reason]:
     """Why units of a lot expire unused, in the plan's own figures: what its own site can use of it before then,
     where the rest moves, and whether any plan could have used more of it in time."""
-    reasons = [f"expires in {_count(lot.expires_in_days, 'day')}"]
+    reasons = [Reason("expires_in", {"days": lot.expires_in_days})]
     if lot.arrives_in_days > 0:
-        reasons.insert(0, f"arrives in {_count(lot.arrives_in_days, 'day')}")
+        reasons.insert(0, Reason("arrives_in", {"days": lot.arrives_in_days}))
     if where != lot.site:
-        reasons.append(f"moved to {where}, which does not use it all in time")
+        reasons.append(Reason("moved_not_used", {"site": where}))
     own = model.demands.get(lot.site)
     if own is None:
-        reasons.append(f"{lot.site} has no demand for it")
+        reasons.append(Reason("no_demand", {"site": lot.site}))
     else:
         can = min(lot.quantity, max(0, used_by(own, lot.expires_in_days, model.horizon)
                                     - first_needed(own, lot.arrives_in_days, model.horizon)))
         used = moves.used_home.get(lot.id, 0.0)
-        reasons.append(f"{lot.site} can use {can:.0f} of its {lot.quantity} before then"
-                       + (f" and uses {used:.0f}" if used < can - EPS else ""))
+        reasons.append(Reason("site_can_use", {"site": lot.site, "can": can, "quantity": lot.quantity,
+                                               "used": used if used < can - EPS else None}))
     moved = {site: units for (stock, origin, site, offer), units in moves.moved.items()
              if stock == lot.id and offer is None and origin == lot.site}
     if moved:
-        reasons.append(", ".join(f"{units:.0f} move to {site}" for site, units in sorted(moved.items())))
+        reasons.append(Reason("moves_to", {"moves": [[site, units] for site, units in sorted(moved.items())]}))
     c = model.class_of_lot[lot.id]
     can_move = any(k == c and origin == lot.site for (k, origin, _) in model.flow)
     if not can_move:
-        reasons.append("it may move to no site that can use it in time")
+        reasons.append(Reason("may_move_nowhere"))
     elif avoidable <= EPS:
-        reasons.append("no plan could waste less of this drug's stock")
+        reasons.append(Reason("no_plan_wastes_less"))
     else:
-        reasons.append("the sites it may move to could use more of it in time, and meet that need otherwise (their "
-                       "own stock, other lots or whole packs)")
-    return "; ".join(reasons)
-
-
-def _count(n: float, noun: str) -> str:
-    return f"{n:.0f} {noun}" + ("" if round(n) == 1 else "s")
+        reasons.append(Reason("neighbours_could_use_more"))
+    return reasons

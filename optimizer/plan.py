@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,73 @@ class Costs:
         return Costs(*(getattr(self, f.name) + getattr(other, f.name) for f in fields(Costs)))
 
 
+def _n(n: float, noun: str) -> str:
+    return f"{n:.0f} {noun}" + ("" if round(n) == 1 else "s")
+
+
+# Each reason a line can give, in English, from its facts (sites, lots and offers by their ids). The service says
+# them in its reader's language from the same codes and facts.
+REASON_TEXTS: dict[str, Callable[[Mapping[str, Any]], str]] = {
+    "tier_reached": lambda f: (f"tier >= {f['min_packs']} packs at {f['price']:.2f}/pack, reached by "
+                               + (f"the consortium's pooled {f['packs']} packs" if f["pooled"]
+                                  else f"this site's own {f['packs']} packs")
+                               + f"; landed {f['landed']:.3f}/unit at {f['site']}"),
+    "other_offers": lambda f: f"other offers from {f['cheapest']:.3f}/unit at their base tier",
+    "packs_moved_on": lambda f: (f"units of packs of {f['offer']} delivered to {f['origin']}, moved on: cheaper than "
+                                 f"buying for {f['site']} ({f['unit_cost']:.2f}/unit to move)"),
+    "on_its_way": lambda f: (f"lot {f['lot']} of {f['lot_site']} on its way through {f['origin']} "
+                             f"({f['unit_cost']:.2f}/unit to move)"),
+    "arrives_in": lambda f: f"arrives in {_n(f['days'], 'day')}",
+    "expires_before_use": lambda f: (f"lot {f['lot']} expires in {f['days']} days; {f['lot_site']} can use only "
+                                     f"{f['can_use']:.0f} of its {f['quantity']} before then"),
+    "no_demand_cheaper": lambda f: (f"{f['lot_site']} has no demand for it; cheaper than buying for {f['site']} "
+                                    f"({f['unit_cost']:.2f}/unit to move)"),
+    "lent": lambda f: f"lent: cheaper than buying for {f['site']} ({f['unit_cost']:.2f}/unit to move)",
+    "no_offer_delivers": lambda f: (f"no offer delivers to {f['site']}, and no stock that may move there is left to "
+                                    "use in time"),
+    "needed_before_fastest": lambda f: (f"{_n(f['units'], 'unit')} needed in the first {_n(f['days'], 'day')}, before "
+                                        "the fastest offer delivers"),
+    "short_within_budget": lambda f: f"{_n(f['units'], 'unit')} left short within the budget",
+    "offers_at_capacity": lambda f: "every offer that delivers here is at its capacity",
+    "offers_too_late": lambda f: "the offers with capacity left deliver too late to meet them",
+    "one_more_pack": lambda f: (f"one more pack of {f['offer']} would meet {_n(f['units'], 'unit')} (lead time "
+                                f"{_n(f['lead_days'], 'day')}) for {f['landed']:.2f} delivered; the "
+                                f"{_n(f['short'], 'unit')} short cost {f['penalty']:.2f} each"),
+    "expires_in": lambda f: f"expires in {_n(f['days'], 'day')}",
+    "moved_not_used": lambda f: f"moved to {f['site']}, which does not use it all in time",
+    "no_demand": lambda f: f"{f['site']} has no demand for it",
+    "site_can_use": lambda f: (f"{f['site']} can use {f['can']:.0f} of its {f['quantity']} before then"
+                               + (f" and uses {f['used']:.0f}" if f.get("used") is not None else "")),
+    "moves_to": lambda f: ", ".join(f"{units:.0f} move to {site}" for site, units in f["moves"]),
+    "may_move_nowhere": lambda f: "it may move to no site that can use it in time",
+    "no_plan_wastes_less": lambda f: "no plan could waste less of this drug's stock",
+    "neighbours_could_use_more": lambda f: ("the sites it may move to could use more of it in time, and meet that "
+                                            "need otherwise (their own stock, other lots or whole packs)"),
+    "already_expired": lambda f: "already expired",
+    "expires_before_arrives": lambda f: f"expires in {_n(f['days'], 'day')}, before it arrives",
+}
+
+
+@dataclass(frozen=True)
+class Reason:
+    """One part of why a plan line is as it is: a code of :data:`REASON_TEXTS` and its facts (numbers, and sites,
+    lots and offers by their ids)."""
+
+    code: str
+    facts: dict[str, Any] = field(default_factory=dict)
+
+    def text(self) -> str:
+        return REASON_TEXTS[self.code](self.facts)
+
+    def __hash__(self) -> int:  # facts are a dict: hashed by what they say
+        return hash((self.code, repr(sorted(self.facts.items()))))
+
+
+def said(reasons: Sequence[Reason]) -> str:
+    """Reasons in English, as a line's ``why``."""
+    return "; ".join(r.text() for r in reasons)
+
+
 @dataclass(frozen=True)
 class PurchaseLine:
     drug: str
@@ -51,6 +119,7 @@ class PurchaseLine:
     cost: float
     delivery_cost: float
     why: str
+    reasons: tuple[Reason, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -67,6 +136,7 @@ class TransferLine:
     cost: float  # the units' cost of moving; a trip's fixed cost is in the plan's costs, once per trip
     why: str
     offer: str | None = None
+    reasons: tuple[Reason, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -86,6 +156,7 @@ class ShortageLine:
     units: float
     penalty: float
     why: str
+    reasons: tuple[Reason, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -96,6 +167,7 @@ class WasteLine:
     units: float
     value: float
     why: str
+    reasons: tuple[Reason, ...] = ()
 
 
 @dataclass(frozen=True)

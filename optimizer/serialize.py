@@ -12,6 +12,7 @@ from optimizer.plan import (
     DrugSolve,
     Plan,
     PurchaseLine,
+    Reason,
     ShortageLine,
     StockUseLine,
     TransferLine,
@@ -69,13 +70,19 @@ def plan_from_dict(data: dict[str, Any]) -> Plan:
              "stock_use": StockUseLine, "purchase_moves": TransferLine}
     values = {f.name: data[f.name] for f in fields(Plan) if f.name in data}
     for name, kind in lines.items():
-        values[name] = tuple(kind(**line) for line in data.get(name, ()))
+        values[name] = tuple(kind(**_with_reasons(line)) for line in data.get(name, ()))
     values["costs"] = costs_from_dict(data["costs"])
     values["baseline"] = costs_from_dict(data["baseline"]) if data.get("baseline") else None
     values["notes"] = tuple(data.get("notes", ()))
     values["budget_use"] = BudgetUse(**data["budget_use"]) if data.get("budget_use") else None
     values["drugs"] = tuple(DrugSolve(**drug) for drug in data.get("drugs", ()))
     return Plan(**values)
+
+
+def _with_reasons(line: dict[str, Any]) -> dict[str, Any]:
+    if "reasons" not in line:  # a stock use line, or a plan stored before lines gave their reasons
+        return line
+    return {**line, "reasons": tuple(Reason(r["code"], r.get("facts", {})) for r in line["reasons"])}
 
 
 def decisions_of(plan: Plan) -> Decisions:

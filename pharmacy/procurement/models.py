@@ -180,6 +180,8 @@ class PlanLine(ConsortiumOwned, Base):
     price_per_pack: Mapped[Decimal | None] = mapped_column(Numeric(14, 4))
     cost: Mapped[Decimal] = mapped_column(Numeric(14, 2))
     why: Mapped[str] = mapped_column(Text, default="")
+    # The same as codes and figures (optimizer.plan.Reason), which the pages say in their own language.
+    reasons: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON, default=list)
     edited: Mapped[bool] = mapped_column(Boolean, default=False)
 
 

@@ -10,7 +10,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
@@ -161,6 +161,7 @@ class Undone:
     why: str
     lot_id: int | None = None
     lot_number: str | None = None
+    reasons: tuple[dict[str, Any], ...] = ()  # the why as codes and figures (optimizer.plan.Reason)
 
 
 def plan_undone(uow: UnitOfWork, run_id: int) -> list[Undone]:
@@ -174,9 +175,11 @@ def _undone(uow: UnitOfWork, run: PlanRun) -> list[Undone]:
     wasted = [(w, _id(w["lot"])) for w in result.get("waste", [])]
     lot_numbers = dict(uow.session.execute(select(StockLot.id, StockLot.lot_number).where(
         StockLot.id.in_([lot_id for _, lot_id in wasted]))).all()) if wasted else {}
-    undone = [Undone("shortage", s["drug"], s["site"], units, s["penalty"], s["why"])
+    undone = [Undone("shortage", s["drug"], s["site"], units, s["penalty"], s["why"],
+                     reasons=tuple(s.get("reasons", ())))
               for s in result.get("shortages", []) if (units := _whole(s["units"])) > 0]
-    undone += [Undone("waste", w["drug"], w["site"], units, w["value"], w["why"], lot_id, lot_numbers[lot_id])
+    undone += [Undone("waste", w["drug"], w["site"], units, w["value"], w["why"], lot_id, lot_numbers[lot_id],
+                      tuple(w.get("reasons", ())))
                for w, lot_id in wasted if (units := _whole(w["units"])) > 0 and lot_id in lot_numbers]
     return sorted(undone, key=lambda u: -u.cost)
 
@@ -419,7 +422,7 @@ def _summary(plan: Plan, problem: Problem) -> dict[str, Any]:
         "unavoidable_waste": plan.costs.unavoidable_waste,
         "near_expiry_units_moved": near,
         "purchase_lines": len(plan.purchases),
-        "transfer_lines": len(plan.transfers),
+        "transfer_lines": len(plan.transfers) + len(plan.purchase_moves),  # as the plan's transfer lines list them
         "suppliers": len({p.supplier for p in plan.purchases}),
         "drug_verdicts": _drug_verdicts(plan),
     }
@@ -456,6 +459,7 @@ def _store_plan(uow: UnitOfWork, run: PlanRun, plan: Plan, problem: Problem, inp
         values = dict(kind="purchase", drug_id=drugs[p.drug], site_id=sites[p.site], offer_id=_id(p.offer),
                       supplier_id=suppliers[p.supplier], packs=p.packs, units=float(p.units),
                       price_per_pack=price(p.price_per_pack), cost=money(p.cost + p.delivery_cost), why=p.why,
+                      reasons=[asdict(r) for r in p.reasons],
                       from_site_id=None, lot_id=None, source=p.offer)
         _upsert_line(uow, run, existing.get(key), values, key in edited)
     for t in (*plan.transfers, *plan.purchase_moves):
@@ -465,7 +469,8 @@ def _store_plan(uow: UnitOfWork, run: PlanRun, plan: Plan, problem: Problem, inp
         values = dict(kind="transfer", drug_id=drugs[t.drug], site_id=sites[t.to_site], from_site_id=sites[t.from_site],
                       lot_id=_id(stock) if stock.startswith("L") else None,
                       offer_id=_id(stock) if stock.startswith("O") else None, source=stock,
-                      units=round(t.units, 4), cost=money(t.cost), why=t.why, packs=None, supplier_id=None,
+                      units=round(t.units, 4), cost=money(t.cost), why=t.why, reasons=[asdict(r) for r in t.reasons],
+                      packs=None, supplier_id=None,
                       price_per_pack=None)
         _upsert_line(uow, run, existing.get(key), values, key in edited)
     for key, line in existing.items():

@@ -5,6 +5,7 @@ consortium's stock stands. Read only: nothing here writes."""
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import Decimal
@@ -21,6 +22,7 @@ from pharmacy.inventory.models import Lot, Movement
 from pharmacy.pagination import Page, PageRequest
 from pharmacy.procurement.domain import OPEN_PURCHASE_ORDER_STATUSES, OPEN_TRANSFER_STATUSES, is_late
 from pharmacy.procurement.models import (
+    Offer,
     PlanLine,
     PlanRun,
     PurchaseOrder,
@@ -58,6 +60,7 @@ class PlanLineView:
     cost: Decimal
     why: str
     edited: bool
+    reasons: tuple[dict[str, Any], ...] = ()  # the why as codes and figures (optimizer.plan.Reason)
 
 
 PLAN_SORTS = {"drug": Drug.code, "site": Site.name, "packs": PlanLine.packs, "units": PlanLine.units,
@@ -96,7 +99,7 @@ def _line_view(row: Any) -> PlanLineView:
     line, code, name, site, supplier, origin, lot_number = row
     return PlanLineView(line.id, line.kind, line.drug_id, code, name, line.site_id, site, supplier, origin,
                         line.lot_id, lot_number, line.offer_id, line.packs, round(line.units), line.price_per_pack,
-                        line.cost, line.why, line.edited)
+                        line.cost, line.why, line.edited, tuple(line.reasons or ()))
 
 
 def plan_line_page(uow: UnitOfWork, run_id: int, chosen: PlanLineFilter, page: PageRequest | None,
@@ -427,3 +430,37 @@ def stock_rows(uow: UnitOfWork, *, site_id: int | None = None, drug_id: int | No
             return Page(rows, len(rows))
         start = (page.page - 1) * page.page_size
         return Page(rows[start:start + page.page_size], len(rows))
+
+
+@dataclass(frozen=True)
+class ReasonNames:
+    """The names people know for what plan reasons name by id: sites by code, lots (``L<id>``) by lot number,
+    offers (``O<id>``) by their supplier."""
+
+    sites: dict[str, str]
+    lots: dict[str, str]
+    offers: dict[str, str]
+
+
+REASON_SITE_FACTS = ("site", "origin", "lot_site")
+
+
+def reason_names(uow: UnitOfWork, reasons: Iterable[Iterable[Mapping[str, Any]]]) -> ReasonNames:
+    """The names for every site, lot and offer the given lines' reasons name, in three queries at most."""
+    lot_ids: set[int] = set()
+    offer_ids: set[int] = set()
+    for line in reasons:
+        for reason in line:
+            facts = reason.get("facts", {})
+            for key, prefix, found in (("lot", "L", lot_ids), ("offer", "O", offer_ids)):
+                named = str(facts.get(key, ""))
+                if named.startswith(prefix) and named[1:].isdigit():
+                    found.add(int(named[1:]))
+    with uow:
+        sites = dict(uow.session.execute(select(Site.code, Site.name)).all())
+        lots = {f"L{i}": n for i, n in uow.session.execute(
+            select(Lot.id, Lot.lot_number).where(Lot.id.in_(lot_ids))).all()} if lot_ids else {}
+        offers = {f"O{i}": n for i, n in uow.session.execute(
+            select(Offer.id, Supplier.name).join(Supplier, Supplier.id == Offer.supplier_id)
+            .where(Offer.id.in_(offer_ids))).all()} if offer_ids else {}
+    return ReasonNames(sites, lots, offers)

@@ -227,6 +227,12 @@ class PlanRunQuerySchema(Schema):
     status = fields.String(validate=validate.OneOf([s.value for s in PlanStatus]))
 
 
+class ReasonSchema(Schema):
+    code = fields.String(metadata={"description": "what the reason says, e.g. tier_reached, lent, expires_in"})
+    facts = fields.Dict(metadata={"description": "its figures: numbers, and sites, lots (L<id>) and offers "
+                                                "(O<id>) by the ids the plan names them with"})
+
+
 class PlanLineSchema(Schema):
     id = fields.Integer()
     kind = fields.String()
@@ -240,7 +246,9 @@ class PlanLineSchema(Schema):
     units = fields.Float()
     price_per_pack = fields.Float(allow_none=True)
     cost = fields.Float()
-    why = fields.String()
+    why = fields.String(metadata={"description": "why, in English"})
+    reasons = fields.List(fields.Nested(ReasonSchema), dump_default=list,
+                          metadata={"description": "why, as codes and figures, for a caller to say in its language"})
     edited = fields.Boolean()
 
 

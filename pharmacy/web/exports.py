@@ -94,7 +94,8 @@ def as_xlsx(sheet: Sheet) -> bytes:
 
 def send(sheet: Sheet, fmt: str) -> Response:
     """The sheet as a download in ``fmt`` (csv or xlsx)."""
-    body, mimetype = (as_xlsx(sheet), XLSX) if fmt == "xlsx" else (as_csv(sheet), "text/csv; charset=utf-8")
+    # text/csv without its charset: the response adds it (named twice, some programs refuse the file)
+    body, mimetype = (as_xlsx(sheet), XLSX) if fmt == "xlsx" else (as_csv(sheet), "text/csv")
     filename = f"{sheet.name}.{fmt}"
     return Response(body, mimetype=mimetype, headers={
         "Content-Disposition": f"attachment; filename*=UTF-8''{quote(filename)}", "Cache-Control": "no-store"})

@@ -37,7 +37,7 @@ from pharmacy.web.words import MOST_REASONS_SHOWN, N_, say
 OFFICERS = (Role.PROCUREMENT, Role.ADMIN)
 EVERYTHING = PageRequest(1, 100_000)
 PURCHASE_STATUSES = ("open", "partially_received", "received", "cancelled")
-TRANSFER_STATUSES = ("requested", "shipped", "partially_received", "received", "cancelled")
+TRANSFER_STATUSES = ("awaiting_stock", "requested", "shipped", "partially_received", "received", "cancelled")
 
 
 # Orders -------------------------------------------------------------------------------------------------

@@ -16,9 +16,10 @@ from pharmacy.errors import DomainError
 from pharmacy.pagination import PageRequest
 from pharmacy.principal import Role
 from pharmacy.procurement import plan_runs
-from pharmacy.procurement.queries import PlanLineFilter, plan_choices, plan_line_page
+from pharmacy.procurement.queries import PlanLineFilter, ReasonNames, plan_choices, plan_line_page, reason_names
 from pharmacy.web import exports
 from pharmacy.web.desk import page_of, pages, whole
+from pharmacy.web.plan_reasons import say_reasons
 from pharmacy.web.routes import me, roles, uow, web
 from pharmacy.web.words import N_, refusal
 
@@ -27,6 +28,7 @@ FINISHED = ("succeeded", "approved")
 UNDONE_SHOWN = 50  # of each kind, costliest first: a province plan may leave thousands
 KINDS = ("purchase", "transfer")
 SORT_KEYS = ("drug", "site", "packs", "units", "cost")
+web.add_app_template_global(say_reasons, "say_reasons")
 
 
 @web.route("/plans", methods=["GET", "POST"])
@@ -77,7 +79,8 @@ def _lines_context(run: Any, args: Mapping[str, str]) -> dict[str, Any]:
     if found.total and page.page > pages(found.total):  # an edit removed the last line of the last page
         page = PageRequest(pages(found.total), page.page_size)
         found = plan_line_page(uow(), run.id, chosen, page)
-    return {"lines": found.items, "total": found.total, "page": page.page, "page_count": pages(found.total),
+    return {"lines": found.items, "reason_names": reason_names(uow(), [line.reasons for line in found.items]),
+            "total": found.total, "page": page.page, "page_count": pages(found.total),
             "chosen": chosen, "query": lambda **changes: _query(chosen, **changes),
             "choices": plan_choices(uow(), run.id), "editable": run.status == "succeeded"
             and me().role is Role.PROCUREMENT}
@@ -88,9 +91,12 @@ def _undone(run_id: int) -> dict[str, Any]:
     undone = plan_runs.plan_undone(uow(), run_id)
     drugs = drugs_by_code(uow(), [u.drug for u in undone])
     site_names = {s.code: s.name for s in sites_by_id(uow()).values()}
+    shown = [u for u in undone if u.kind == "shortage"][:UNDONE_SHOWN] + \
+        [u for u in undone if u.kind == "waste"][:UNDONE_SHOWN]
     return {"shortages": [u for u in undone if u.kind == "shortage"], "waste": [u for u in undone if u.kind == "waste"],
             "undone_drugs": {code: f"{code} {d.generic_name}" for code, d in drugs.items()},
-            "undone_sites": site_names, "undone_shown": UNDONE_SHOWN}
+            "undone_sites": site_names, "undone_shown": UNDONE_SHOWN,
+            "undone_names": reason_names(uow(), [u.reasons for u in shown])}
 
 
 @web.route("/plans/<id:run_id>")
@@ -115,11 +121,19 @@ def plan_progress(run_id: int) -> ResponseReturnValue:
 @web.route("/plans/<id:run_id>/lines")
 @roles(*OFFICERS)
 def plan_lines_table(run_id: int) -> ResponseReturnValue:
-    """The lines alone, for htmx: a tab, a filter, a sort or a page swaps them in place."""
+    """The lines alone, for htmx: a tab, a filter, a sort or a page swaps them in place, and the address bar
+    shows the whole plan page so chosen (a reload or a bookmark of it gets the page, never the fragment)."""
+    args: dict[str, Any] = request.args.to_dict()
+    shown = url_for("web.plan", run_id=run_id, **args)
+    if request.headers.get("HX-Request") != "true":
+        return redirect(shown)
     run = plan_runs.get_plan_run(uow(), run_id)
     if run.status not in FINISHED:
         abort(404)
-    return render_template("_plan_lines.html", run=run, **_lines_context(run, request.args))
+    response = current_app.make_response(render_template("_plan_lines.html", run=run,
+                                                         **_lines_context(run, request.args)))
+    response.headers["HX-Push-Url"] = shown
+    return response
 
 
 LINE_HEADERS = {
@@ -130,14 +144,16 @@ LINE_HEADERS = {
 }
 
 
-def line_cells(line: Any) -> list[Any]:
-    """A plan line as the cells of its row, in the order of :data:`LINE_HEADERS`."""
+def line_cells(line: Any, names: ReasonNames) -> list[Any]:
+    """A plan line as the cells of its row, in the order of :data:`LINE_HEADERS`, its reasons in the page's
+    language."""
     edited = _("edited") if line.edited else ""
+    why = say_reasons(line.reasons, names, line.why)
     if line.kind == "purchase":
         return [line.drug_code, line.drug_name, line.site, line.supplier, line.packs, line.units,
-                line.price_per_pack, line.cost, line.why, edited]
+                line.price_per_pack, line.cost, why, edited]
     return [line.drug_code, line.drug_name, line.lot_number, line.from_site, line.site, line.units, line.cost,
-            line.why, edited]
+            why, edited]
 
 
 @web.route("/plans/<id:run_id>/lines.<any(csv, xlsx):fmt>")
@@ -149,8 +165,9 @@ def plan_lines_export(run_id: int, fmt: str) -> ResponseReturnValue:
         abort(404)
     chosen = _filter(request.args)
     found = plan_line_page(uow(), run_id, chosen, None)
+    names = reason_names(uow(), [line.reasons for line in found.items])
     sheet = exports.Sheet(f"plan-{run_id}-{chosen.kind}s", [_(h) for h in LINE_HEADERS[chosen.kind]],
-                          [line_cells(line) for line in found.items])
+                          [line_cells(line, names) for line in found.items])
     return exports.send(sheet, fmt)
 
 

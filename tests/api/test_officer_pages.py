@@ -87,10 +87,23 @@ def test_the_plan_page_says_its_summary_first_then_its_lines_by_name_and_who_sta
     assert first[0] == names[purchases[0]["drug_id"]] and first[1].startswith("Site A-")
     assert first[2] in ("华东医药", "英特药业")
     assert first[6] == yuan(purchases[0]["cost"])  # amounts in yuan, costliest first
-    # Transfers by lot number and site names.
+    # Why, in the page's language from the plan's codes and figures: the site by its name, money in yuan.
+    assert purchases[0]["reasons"][0]["code"] == "tier_reached"
+    assert first[7].startswith("医联体合并采购 ") and f"送到 {first[1]} 每单位 ¥" in first[7]
+    assert not re.search(r"[a-z]{3,}", first[7].replace(first[1], "")), first[7]
+    # Transfers by lot number and site names, and why in words with them.
     transfers = client.get(f"/plans/{run['id']}?kind=transfer").get_data(as_text=True)
     moved = table(transfers, "transfers")
     assert moved and moved[0][1] == "A-NEAR" and moved[0][2] == "Site A-C2"
+    # No site code or lot id left bare (the sites here are named "Site <code>", the lot numbered A-NEAR).
+    assert all(not re.search(r"(?<!Site )\b[A-Z]-[A-Z0-9]+\b|\bL\d+\b", row[-2].replace("A-NEAR", ""))
+               for row in moved), [row[-2] for row in moved]
+    client.get("/lang/en")
+    english = table(client.get(f"/plans/{run['id']}?kind=transfer").get_data(as_text=True), "transfers")
+    client.get("/lang/zh")
+    assert [row[-2] for row in english] == [
+        "lot A-NEAR expires in 21 days; Site A-C2 can use only 52 of its 300 before then",
+        "lent: cheaper than buying for Site A-C1 (¥0.05 a unit to move)"]
 
 
 def test_the_plan_lines_are_filtered_and_paged_and_the_export_says_what_the_page_says(app, client, world, market,
@@ -100,10 +113,16 @@ def test_the_plan_lines_are_filtered_and_paged_and_the_export_says_what_the_page
     purchases = [x for x in lines if x["kind"] == "purchase"]
     at_c1 = [x for x in purchases if x["site_id"] == world.a.sites["C1"]]
     assert at_c1 and len(at_c1) < len(purchases)
-    filtered = client.get(f"/plans/{run['id']}/lines?kind=purchase&site_id={world.a.sites['C1']}").get_data(
-        as_text=True)
+    htmx = {"HX-Request": "true"}
+    swapped = client.get(f"/plans/{run['id']}/lines?kind=purchase&site_id={world.a.sites['C1']}", headers=htmx)
+    # The address bar shows the whole page as filtered: reloading it, or the fragment's own address, gets the page.
+    assert swapped.headers["HX-Push-Url"] == f"/plans/{run['id']}?kind=purchase&site_id={world.a.sites['C1']}"
+    reloaded = client.get(f"/plans/{run['id']}/lines?kind=purchase&site_id={world.a.sites['C1']}")
+    assert reloaded.status_code == 302 and reloaded.headers["Location"] == swapped.headers["HX-Push-Url"]
+    filtered = swapped.get_data(as_text=True)
     assert {row[1] for row in table(filtered, "purchases")} == {"Site A-C1"}
-    by_supplier = client.get(f"/plans/{run['id']}/lines?supplier_id={market['s2']['id']}").get_data(as_text=True)
+    by_supplier = client.get(f"/plans/{run['id']}/lines?supplier_id={market['s2']['id']}", headers=htmx).get_data(
+        as_text=True)
     assert {row[2] for row in table(by_supplier, "purchases")} <= {"英特药业"}
     # One line a page: every page shows the next line, and the pager says where it is.
     app.config["DESK_PAGE_SIZE"] = 1

@@ -392,12 +392,16 @@ def test_the_plan_page_lists_what_the_plan_leaves_undone_costliest_first(client,
                 for row in re.findall(r"<tr>(.*?)</tr>", body, re.S)]
 
     # Drugs and sites by their names, amounts in yuan.
+    # Why, in the page's language from the plan's codes and figures, naming sites and suppliers by name.
     short = next(s for s in run["result"]["shortages"] if s["drug"] == "DZP2.5")
-    assert ["DZP2.5 阿莫西林胶囊", "Site A-C2", str(int(short["units"])), f"¥{short['penalty']:,.2f}", short["why"]] \
-        in rows("shortages")
+    assert [r["code"] for r in short["reasons"]] == ["no_offer_delivers"]
+    assert ["DZP2.5 阿莫西林胶囊", "Site A-C2", str(int(short["units"])), f"¥{short['penalty']:,.2f}",
+            "没有报价送货到 Site A-C2，也没有可调往该处并能及时使用的库存"] in rows("shortages")
     wasted = next(w for w in run["result"]["waste"] if w["drug"] == "DZP2.5")
-    assert ["DZP2.5 阿莫西林胶囊", "D-NEAR", "Site A-LEAD", str(int(wasted["units"])), f"¥{wasted['value']:,.2f}",
-            wasted["why"]] in rows("waste")
+    said = next(row for row in rows("waste") if row[:2] == ["DZP2.5 阿莫西林胶囊", "D-NEAR"])
+    assert said[2:5] == ["Site A-LEAD", str(int(wasted["units"])), f"¥{wasted['value']:,.2f}"]
+    assert said[5].startswith(f"{wasted['reasons'][0]['facts']['days']} 天后过期；") and "A-LEAD" not in \
+        said[5].replace("Site A-LEAD", "") and not re.search(r"[a-z]{4,}", said[5].replace("Site", ""))
     for table in ("shortages", "waste"):
         costs = [float(row[-2].lstrip("¥").replace(",", "")) for row in rows(table)]
         assert costs == sorted(costs, reverse=True)

@@ -170,6 +170,8 @@ def test_an_officer_runs_a_plan_watches_it_and_approves_it(site, browser) -> Non
     page.wait_for_selector("#transfers")
     page.click("#transfers th >> text=数量")
     page.wait_for_selector("#transfers th >> text=▼")
+    asked: list[str] = []  # approval cannot be undone: the page asks first
+    page.once("dialog", lambda dialog: (asked.append(dialog.message), dialog.accept()))
     page.click("#approve")
     page.wait_for_selector(".flash.ok")
     assert "已批准" in page.inner_text("main")

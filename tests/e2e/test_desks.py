@@ -121,8 +121,11 @@ def test_an_officer_reads_filters_exports_edits_and_approves_a_plan_and_follows_
     moved = rows_of(page, "transfers")
     assert moved and moved[0][1] == "A-NEAR" and moved[0][2] == "Site A-C2"
     look(page, "23-officer-plan-transfers")
+    asked: list[str] = []  # approval cannot be undone: the page asks first
+    page.once("dialog", lambda dialog: (asked.append(dialog.message), dialog.accept()))
     page.click("#approve")
     page.wait_for_selector(".flash.ok")
+    assert asked and "无法撤销" in asked[0]
     assert "计划已批准" in page.inner_text("main")
     page.click("text=其采购订单")
     page.wait_for_selector("#orders")
