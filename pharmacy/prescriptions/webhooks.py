@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from urllib.parse import urlparse
 
-from sqlalchemy import and_, func, insert, literal, select, update
+from sqlalchemy import and_, func, insert, literal, select, text, update
 
 from pharmacy.errors import Message, ValidationFailed
 from pharmacy.prescriptions.models import PrescriptionEvent, WebhookDelivery, WebhookSubscription
@@ -144,7 +144,8 @@ def fan_out(uow: UnitOfWork) -> int:
     requests writing events send no query for subscriptions; the outbox row, written with the change, is what
     guarantees the delivery. A subscription never hears another consortium's events."""
     events = list(uow.session.scalars(
-        select(PrescriptionEvent.id).where(PrescriptionEvent.fanned_out.is_(False))
+        # Said as the partial index's own condition, so that both databases find the new events through it.
+        select(PrescriptionEvent.id).where(text("NOT prescription_events.fanned_out"))
         .order_by(PrescriptionEvent.id).limit(FAN_OUT_BATCH).with_for_update(skip_locked=True)))
     if not events:
         return 0
@@ -157,7 +158,11 @@ def fan_out(uow: UnitOfWork) -> int:
                                         WebhookSubscription.site_id == PrescriptionEvent.prescriber_site_id,
                                         WebhookSubscription.active.is_(True),
                                         WebhookSubscription.created_at <= PrescriptionEvent.at))
-        .where(PrescriptionEvent.id.in_(events)).order_by(PrescriptionEvent.id, WebhookSubscription.id)))
+        .where(PrescriptionEvent.id.in_(events),
+               # An event a process of the version before wrote with its deliveries is not delivered twice.
+               ~select(WebhookDelivery.id).where(WebhookDelivery.event_id == PrescriptionEvent.id,
+                                                 WebhookDelivery.subscription_id == WebhookSubscription.id).exists())
+        .order_by(PrescriptionEvent.id, WebhookSubscription.id)))
     uow.session.execute(update(PrescriptionEvent).where(PrescriptionEvent.id.in_(events)).values(fanned_out=True))
     return len(events)
 

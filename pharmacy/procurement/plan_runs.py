@@ -431,10 +431,13 @@ def _summary(plan: Plan, problem: Problem) -> dict[str, Any]:
 def _drug_verdicts(plan: Plan) -> list[dict[str, Any]]:
     """What the plan proved drug by drug, in short: how many drugs ended with each status and the widest gap among
     them (each drug's own verdict is in the result's ``drugs``)."""
-    gaps: dict[str, list[float]] = defaultdict(list)
+    gaps: dict[str, list[float | None]] = defaultdict(list)
     for drug in plan.drugs:
-        gaps[drug.status].append(drug.gap or 0.0)
-    return [{"status": status, "drugs": len(found), "widest_gap": max(found)} for status, found in sorted(gaps.items())]
+        gaps[drug.status].append(drug.gap)
+    # A drug without a bound proved no gap: the widest is then unknown, not 0.
+    return [{"status": status, "drugs": len(found),
+             "widest_gap": None if any(g is None for g in found) else max(g for g in found if g is not None)}
+            for status, found in sorted(gaps.items())]
 
 
 LineKey = tuple[str, str, str, str]  # (kind, offer or stock, from site or "", to site)

@@ -61,7 +61,8 @@ def _fact(name: str, value: Any, names: ReasonNames) -> Any:
     if name == "offer":
         return names.offers.get(value, value)
     if name in MONEY:
-        return f"¥{value:,.2f}" if name != "landed" or value >= 0.1 else f"¥{value:,.3f}"
+        # A unit's price below ten fen keeps its third decimal, so that two such prices compare.
+        return f"¥{value:,.2f}" if name not in ("landed", "cheapest") or value >= 0.1 else f"¥{value:,.3f}"
     if name in UNITS and isinstance(value, int | float):
         return f"{value:,.0f}"
     return value

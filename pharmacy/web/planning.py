@@ -123,7 +123,7 @@ def plan_progress(run_id: int) -> ResponseReturnValue:
 def plan_lines_table(run_id: int) -> ResponseReturnValue:
     """The lines alone, for htmx: a tab, a filter, a sort or a page swaps them in place, and the address bar
     shows the whole plan page so chosen (a reload or a bookmark of it gets the page, never the fragment)."""
-    args: dict[str, Any] = request.args.to_dict()
+    args: dict[str, Any] = {k: v for k, v in request.args.to_dict().items() if k != "run_id"}
     shown = url_for("web.plan", run_id=run_id, **args)
     if request.headers.get("HX-Request") != "true":
         return redirect(shown)

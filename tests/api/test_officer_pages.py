@@ -119,6 +119,7 @@ def test_the_plan_lines_are_filtered_and_paged_and_the_export_says_what_the_page
     assert swapped.headers["HX-Push-Url"] == f"/plans/{run['id']}?kind=purchase&site_id={world.a.sites['C1']}"
     reloaded = client.get(f"/plans/{run['id']}/lines?kind=purchase&site_id={world.a.sites['C1']}")
     assert reloaded.status_code == 302 and reloaded.headers["Location"] == swapped.headers["HX-Push-Url"]
+    assert client.get(f"/plans/{run['id']}/lines?run_id=999").status_code == 302  # a stray parameter is no error
     filtered = swapped.get_data(as_text=True)
     assert {row[1] for row in table(filtered, "purchases")} == {"Site A-C1"}
     by_supplier = client.get(f"/plans/{run['id']}/lines?supplier_id={market['s2']['id']}", headers=htmx).get_data(

@@ -260,3 +260,22 @@ def test_the_delivery_job_makes_each_event_a_delivery_to_the_subscriptions_that_
     prescribe(client, lead, range(2, 3), "LEAD")
     webhooks.deliver_due(UnitOfWork(factory(client), SYSTEM, clock), up)
     assert len(deliveries(client, early["id"])) == len(deliveries(client, late["id"])) + 2 == 3
+
+
+def test_an_event_written_with_its_deliveries_by_the_version_before_is_not_delivered_twice(client, world,
+                                                                                          two_hospitals, clock):
+    from pharmacy.prescriptions.models import PrescriptionEvent
+
+    drug = add_drug(client, world.a, "AML5", pack_size=28)
+    stock(client, world, "C1", drug, "L1", "2027-06-30", 1000)
+    sub = client.post("/api/webhooks", json={"url": "http://lead.example/a"}, headers=two_hospitals["LEAD"]).get_json()
+    prescribe(client, two_hospitals["LEAD"], range(1), "LEAD")
+    with factory(client)() as session:  # as a process of the version before wrote it: the delivery with the event
+        event = session.scalars(select(PrescriptionEvent).order_by(PrescriptionEvent.id.desc())).first()
+        assert event is not None and not event.fanned_out
+        session.add(WebhookDelivery(consortium_id=world.a.consortium_id, subscription_id=sub["id"],
+                                    event_id=event.id, next_attempt_at=event.at, retrying_since=event.at))
+        session.commit()
+    up = lambda url, body, headers: webhooks.Outcome(True, "HTTP 200")  # noqa: E731
+    webhooks.deliver_due(UnitOfWork(factory(client), SYSTEM, clock), up)
+    assert [d.status for d in deliveries(client, sub["id"])] == ["delivered"]

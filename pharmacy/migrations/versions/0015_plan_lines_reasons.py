@@ -19,6 +19,7 @@ depends_on: str | Sequence[str] | None = None
 def upgrade() -> None:
     with op.batch_alter_table('plan_lines') as batch:
         batch.add_column(sa.Column('reasons', sa.JSON(), nullable=True))
+    op.execute("UPDATE plan_lines SET reasons = '[]'")  # lines from before say their why in English only
 
 
 def downgrade() -> None:
