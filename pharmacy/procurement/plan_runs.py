@@ -790,12 +790,12 @@ def _undone_alerts(uow: UnitOfWork, run: PlanRun, today: date) -> int:
         if undone.kind == "shortage":
             message = Message("plan run %(run)s leaves %(site)s short of %(units)s units of %(drug)s over the next "
                               "%(days)s days: %(why)s", run=run.id, site=undone.site, units=undone.units,
-                              drug=undone.drug, days=run.horizon_days, why=undone.why)
+                              drug=undone.drug, days=run.horizon_days, why=undone.why, reasons=list(undone.reasons))
             key = f"planned_shortage:{run.id}:{undone.site}:{undone.drug}"
         else:
             message = Message("plan run %(run)s expects %(units)s units of %(drug)s lot %(lot)s at %(site)s to expire "
                               "unused: %(why)s", run=run.id, units=undone.units, drug=undone.drug,
-                              lot=undone.lot_number, site=undone.site, why=undone.why)
+                              lot=undone.lot_number, site=undone.site, why=undone.why, reasons=list(undone.reasons))
             key = f"planned_waste:{run.id}:{undone.lot_id}"
         raised += raise_alert(uow, run.consortium_id, f"planned_{undone.kind}", key, sites[undone.site],
                               drugs[undone.drug], undone.lot_id, message, today)

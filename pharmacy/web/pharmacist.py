@@ -38,6 +38,7 @@ from pharmacy.prescriptions.domain import REJECT_REASONS, RETURN_REASONS, Status
 from pharmacy.principal import Role
 from pharmacy.procurement import services as procurement
 from pharmacy.procurement.domain import TRANSFER_ACTIONS
+from pharmacy.procurement.queries import reason_names
 from pharmacy.unit_of_work import UnitOfWork
 from pharmacy.web.routes import ALL, _drug_names, attempt, me, roles, uow, web
 from pharmacy.web.words import LOSS_REASONS, refusal
@@ -407,7 +408,10 @@ def alerts() -> ResponseReturnValue:
     listed = procurement.list_alerts(uow(), PageRequest(1, 200), kind=kind, open=tab != "acknowledged").items
     counts = procurement.open_alert_counts(uow())
     lots = {lot.id: lot for lot in list_lots(uow(), ALL, site_id=me().site_id, include_empty=True).items}
+    # A plan's alerts say why in the page's language, from the reasons they keep.
+    names = reason_names(uow(), [(a.facts or {}).get("facts", {}).get("reasons") or [] for a in listed])
     return render_template("alerts.html", alerts=listed, tab=tab, kind=kind or "", counts=counts, lots=lots,
+                           reason_names=names,
                            drugs=_drug_names(a.drug_id for a in listed), today=uow().today())
 
 

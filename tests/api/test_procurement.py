@@ -590,3 +590,21 @@ def test_approval_raises_alerts_at_the_sites_for_what_the_plan_leaves_undone(cli
     # Each site's pharmacist sees the site's own, by kind.
     mine = client.get("/api/alerts?kind=planned_shortage", headers=world.a.headers("pharmacist_c2")).get_json()
     assert {a["site_id"] for a in mine} == {world.a.sites["C2"]} and shortage["id"] in {a["id"] for a in mine}
+
+
+def test_a_plans_alerts_say_why_on_the_sites_page_in_its_language(client, world, market) -> None:
+    from pharmacy.accounts.services import create_user
+    from pharmacy.principal import Role
+    from tests.api.test_pages import PASSWORD, sign_in
+
+    leave_undone(client, world)
+    run = run_plan(client, world, history_days=28)
+    client.post(f"/api/plan-runs/{run['id']}/approve", headers=world.a.headers("procurement"))
+    create_user(UnitOfWork(client.application.extensions["pharmacy_db"].session_factory,
+                           system_for(world.a.consortium_id)), world.a.consortium_id, "zhao", PASSWORD,
+                Role.PHARMACIST, world.a.sites["C2"])
+    sign_in(client, "zhao")
+    page = client.get("/alerts").get_data(as_text=True)
+    assert (f"计划运行 {run['id']} 使 Site A-C2 在未来 30 天缺少 DZP2.5 共 12 单位："
+            "没有报价送货到 Site A-C2，也没有可调往该处并能及时使用的库存") in page
+    assert "no offer delivers" not in page
