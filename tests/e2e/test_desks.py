@@ -115,6 +115,8 @@ def test_an_officer_reads_filters_exports_edits_and_approves_a_plan_and_follows_
                                      return r.top >= 0 && r.bottom <= window.innerHeight; }""")
     assert {row[1] for row in rows_of(page, "purchases")} == {"Site A-C1"} and "已修改" in page.inner_text("#purchases")
     assert page.inner_text("#plan-cost") != cost_before
+    # The re-costed summary's chart is drawn again on its new canvas (it was left blank).
+    page.wait_for_function("() => !!(window.Chart && Chart.getChart(document.getElementById('cost-chart')))")
     look(page, "22-officer-plan-edited-in-place")
     page.click("#tab-transfer")
     page.wait_for_selector("#transfers")
