@@ -511,6 +511,7 @@ def _proved(plan: Plan, gap: float) -> Plan:
 
 
 GAP_NOT_PROVED = "gap_not_proved"
+RECOSTED = "re-costed with the purchases and moves as edited"  # a plan's note once an officer has edited it
 
 
 def baseline_costs(problem: Problem, *, solver: str = "highs", time_limit: float = 60.0, gap: float = 1e-4,
@@ -793,5 +794,5 @@ def evaluate(problem: Problem, decisions: Decisions, *, solver: str = "highs", t
         outcomes.append(replace(outcome, charges=charges_of(mine, problem)))
     table = shared_charges(problem)
     exact = _exact(outcomes, table).total  # nothing was chosen but the stock's use: the plan is its own bound
-    return replace(_combine(outcomes, solver, table, ("re-costed with the purchases and moves as edited",),
+    return replace(_combine(outcomes, solver, table, (RECOSTED,),
                             bound=exact), baseline=baseline)

@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session, defer
 from optimizer import Arc, Decisions, Demand, DrugPolicy, Lot, Offer, Plan, PlanningError, Problem, Tier, baseline_costs
 from optimizer import evaluate as evaluate_plan
 from optimizer import solve as solve_plan
-from optimizer.planner import SOLVERS
+from optimizer.planner import RECOSTED, SOLVERS
 from optimizer.serialize import costs_from_dict, plan_to_dict, problem_from_dict, problem_to_dict
 from pharmacy import audit
 from pharmacy.catalog.models import Drug
@@ -425,6 +425,8 @@ def _summary(plan: Plan, problem: Problem) -> dict[str, Any]:
         "transfer_lines": len(plan.transfers) + len(plan.purchase_moves),  # as the plan's transfer lines list them
         "suppliers": len({p.supplier for p in plan.purchases}),
         "drug_verdicts": _drug_verdicts(plan),
+        # Edited by hand: the plan is the officer's, re-costed, and no longer a solver's to prove anything of.
+        "re_costed": RECOSTED in plan.notes,
     }
 
 

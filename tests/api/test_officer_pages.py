@@ -182,6 +182,8 @@ def test_an_edit_comes_back_in_place_recosted_or_refused_in_the_pages_language(c
     assert any(row[3] == str(packs + 5) and "已修改" in row[7] for row in table(fragment, "purchases"))
     after = client.get(f"/api/plan-runs/{run['id']}", headers=world.a.headers("procurement")).get_json()
     assert after["edited"] and yuan(after["result"]["costs"]["total"]) in fragment
+    # Edited by hand, the plan claims no solver's proof (it read "最优 · 差距 0.00%").
+    assert 'id="re-costed"' in fragment and "差距 0.00%" not in fragment and 'id="drug-verdicts"' not in fragment
     # A broken rule is refused in place, said in Chinese (the optimizer's own reasons are still its English).
     refused = client.post(f"/plans/{run['id']}/edit", data={**fields, "packs": "100000000"},
                           headers=htmx).get_data(as_text=True)
