@@ -178,12 +178,10 @@ def main() -> None:
 
 
 def _verdicts(plan: Plan) -> str:
-    """What the plan proved drug by drug: how many drugs ended with each status, and the widest gap of each."""
-    by_status: dict[str, list[float]] = {}
-    for drug in plan.drugs:
-        by_status.setdefault(drug.status, []).append(drug.gap or 0.0)
-    return "drugs: " + ", ".join(f"{len(gaps)} {status} (widest gap {max(gaps):.2%})"
-                                 for status, gaps in sorted(by_status.items()))
+    """What the plan proved drug by drug (see :meth:`optimizer.plan.Plan.verdicts`)."""
+    return "drugs: " + ", ".join(f"{drugs} {status} (widest gap "
+                                 + (f"{widest:.2%})" if widest is not None else "unknown)")
+                                 for status, drugs, widest in plan.verdicts())
 
 
 def _dask_cluster(workers: int) -> tuple[Executor, int]:

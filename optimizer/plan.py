@@ -233,6 +233,15 @@ class Plan:
         """What the plan's decisions save against each site buying alone (positive is better)."""
         return None if self.baseline is None else self.baseline.total - self.costs.total
 
+    def verdicts(self) -> list[tuple[str, int, float | None]]:
+        """What the plan proved drug by drug, in short: for each status, how many drugs ended with it and the widest
+        gap among them (None when one of them has no bound, so proved no gap)."""
+        gaps: dict[str, list[float | None]] = {}
+        for drug in self.drugs:
+            gaps.setdefault(drug.status, []).append(drug.gap)
+        return [(status, len(found), None if None in found else max(g for g in found if g is not None))
+                for status, found in sorted(gaps.items())]
+
     @property
     def unavoidable_waste(self) -> float:
         """Stock already expired or that no plan could use in time: not a cost of the plan's decisions."""

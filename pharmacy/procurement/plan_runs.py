@@ -424,22 +424,11 @@ def _summary(plan: Plan, problem: Problem) -> dict[str, Any]:
         "purchase_lines": len(plan.purchases),
         "transfer_lines": len(plan.transfers) + len(plan.purchase_moves),  # as the plan's transfer lines list them
         "suppliers": len({p.supplier for p in plan.purchases}),
-        "drug_verdicts": _drug_verdicts(plan),
+        "drug_verdicts": [{"status": status, "drugs": drugs, "widest_gap": widest}
+                          for status, drugs, widest in plan.verdicts()],
         # Edited by hand: the plan is the officer's, re-costed, and no longer a solver's to prove anything of.
         "re_costed": RECOSTED in plan.notes,
     }
-
-
-def _drug_verdicts(plan: Plan) -> list[dict[str, Any]]:
-    """What the plan proved drug by drug, in short: how many drugs ended with each status and the widest gap among
-    them (each drug's own verdict is in the result's ``drugs``)."""
-    gaps: dict[str, list[float | None]] = defaultdict(list)
-    for drug in plan.drugs:
-        gaps[drug.status].append(drug.gap)
-    # A drug without a bound proved no gap: the widest is then unknown, not 0.
-    return [{"status": status, "drugs": len(found),
-             "widest_gap": None if any(g is None for g in found) else max(g for g in found if g is not None)}
-            for status, found in sorted(gaps.items())]
 
 
 LineKey = tuple[str, str, str, str]  # (kind, offer or stock, from site or "", to site)

@@ -840,9 +840,10 @@ def cancel_transfer(uow: UnitOfWork, order_id: int, note: str) -> TransferView:
 def _alert_facts(message: str, level: int) -> dict[str, Any]:
     facts: dict[str, Any] = {"level": level}
     if isinstance(message, Message):
-        # Numbers, and a plan's reasons as codes and figures, kept as they are; the rest as the English said.
-        facts.update(template=message.template, facts={name: fact if isinstance(fact, int | float) or name == "reasons"
-                                                       else str(fact) for name, fact in message.facts.items()})
+        # Numbers and plain data (a plan's reasons as codes and figures) kept as they are; the rest as said in English.
+        facts.update(template=message.template, facts={
+            name: fact if isinstance(fact, int | float | list | dict) else str(fact)
+            for name, fact in message.facts.items()})
     return facts
 
 

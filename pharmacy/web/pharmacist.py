@@ -40,6 +40,7 @@ from pharmacy.procurement import services as procurement
 from pharmacy.procurement.domain import TRANSFER_ACTIONS
 from pharmacy.procurement.queries import reason_names
 from pharmacy.unit_of_work import UnitOfWork
+from pharmacy.web.plan_reasons import say_reasons
 from pharmacy.web.routes import ALL, _drug_names, attempt, me, roles, uow, web
 from pharmacy.web.words import LOSS_REASONS, refusal
 
@@ -409,9 +410,11 @@ def alerts() -> ResponseReturnValue:
     counts = procurement.open_alert_counts(uow())
     lots = {lot.id: lot for lot in list_lots(uow(), ALL, site_id=me().site_id, include_empty=True).items}
     # A plan's alerts say why in the page's language, from the reasons they keep.
-    names = reason_names(uow(), [(a.facts or {}).get("facts", {}).get("reasons") or [] for a in listed])
+    reasons = {a.id: facts["reasons"] for a in listed if (facts := (a.facts or {}).get("facts") or {}).get("reasons")}
+    names = reason_names(uow(), reasons.values())
+    whys = {alert_id: say_reasons(said, names) for alert_id, said in reasons.items()}
     return render_template("alerts.html", alerts=listed, tab=tab, kind=kind or "", counts=counts, lots=lots,
-                           reason_names=names,
+                           whys=whys,
                            drugs=_drug_names(a.drug_id for a in listed), today=uow().today())
 
 

@@ -11,7 +11,6 @@ from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 
 from pharmacy.catalog.queries import drugs_by_code
-from pharmacy.consortium.queries import sites_by_id
 from pharmacy.errors import DomainError
 from pharmacy.pagination import PageRequest
 from pharmacy.principal import Role
@@ -90,13 +89,11 @@ def _undone(run_id: int) -> dict[str, Any]:
     """What the plan leaves undone, costliest first, with the names of its drugs and sites."""
     undone = plan_runs.plan_undone(uow(), run_id)
     drugs = drugs_by_code(uow(), [u.drug for u in undone])
-    site_names = {s.code: s.name for s in sites_by_id(uow()).values()}
-    shown = [u for u in undone if u.kind == "shortage"][:UNDONE_SHOWN] + \
-        [u for u in undone if u.kind == "waste"][:UNDONE_SHOWN]
-    return {"shortages": [u for u in undone if u.kind == "shortage"], "waste": [u for u in undone if u.kind == "waste"],
+    shortages, waste = [u for u in undone if u.kind == "shortage"], [u for u in undone if u.kind == "waste"]
+    names = reason_names(uow(), [u.reasons for u in shortages[:UNDONE_SHOWN] + waste[:UNDONE_SHOWN]])
+    return {"shortages": shortages, "waste": waste,
             "undone_drugs": {code: f"{code} {d.generic_name}" for code, d in drugs.items()},
-            "undone_sites": site_names, "undone_shown": UNDONE_SHOWN,
-            "undone_names": reason_names(uow(), [u.reasons for u in shown])}
+            "undone_sites": names.sites, "undone_shown": UNDONE_SHOWN, "undone_names": names}
 
 
 @web.route("/plans/<id:run_id>")
