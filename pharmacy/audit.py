@@ -11,12 +11,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import ForeignKey, Integer, String, Table, Text, event, insert, inspect, select
+from sqlalchemy import ForeignKey, Integer, String, Table, Text, event, inspect, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from pharmacy.db import Base, UTCDateTime, utcnow
 from pharmacy.pagination import Page, PageRequest, fetch_page
 from pharmacy.principal import Principal
+from pharmacy.rows_at_commit import add_row
 
 if TYPE_CHECKING:
     from pharmacy.unit_of_work import UnitOfWork
@@ -47,10 +48,10 @@ APPEND_ONLY_TABLES = ("audit_entries",)
 
 def record(session: Session, action: str, object_type: str, object_id: Any, summary: str,
            consortium_id: int | None = None) -> None:
-    """Add an entry for a domain action (dispense, approve, ...) to the current transaction."""
+    """Add an entry for a domain action (dispense, approve, ...) to the current transaction (written when it
+    commits, see :mod:`pharmacy.rows_at_commit`)."""
     principal: Principal | None = session.info.get("principal")
-    row = _entry(principal, action, object_type, object_id, summary, consortium_id)
-    session.connection().execute(insert(_AUDIT_TABLE), [row])
+    add_row(session, _AUDIT_TABLE, _entry(principal, action, object_type, object_id, summary, consortium_id))
 
 
 def _entry(principal: Principal | None, action: str, object_type: str, object_id: Any, summary: str,
@@ -133,9 +134,8 @@ def _record_changes(session: Session, flush_context: Any) -> None:
         if getattr(obj, "__audited__", False):
             rows.append(_entry(principal, "delete", type(obj).__name__, obj.id, "deleted",
                                _consortium_of(obj)))
-    if rows:
-        # Core insert on the flush's own connection: no ORM state, no nested flush.
-        session.connection().execute(insert(_AUDIT_TABLE), rows)
+    for row in rows:  # written with the transaction's other added rows when it commits: no ORM state, no flush
+        add_row(session, _AUDIT_TABLE, row)
 
 
 def append_only_trigger_sql(dialect: str, table: str) -> list[str]:

@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from pharmacy.errors import Forbidden, Unauthorized
+from pharmacy.key_cache import KeyCache
 from pharmacy.principal import Principal, Role
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -64,8 +65,9 @@ def _credentials() -> tuple[str, str] | None:
 def authenticate() -> Principal:
     """Resolve the request's credentials to a principal, or raise Unauthorized.
 
-    The key or account is read on every request (a revoked key is refused at once), in the session that the
-    request's first unit of work then carries on in (:func:`take_request_session`): one connection and one
+    A key seen lately is answered by this process's :class:`~pharmacy.key_cache.KeyCache`, which forgets every key
+    as soon as one changes (a revoked key is refused at once); otherwise the key or account is read, in the session
+    that the request's first unit of work then carries on in (:func:`take_request_session`): one connection and one
     transaction for the principal and the work, not a second checkout and a rollback."""
     from pharmacy.accounts.models import ApiKey
 
@@ -74,14 +76,21 @@ def authenticate() -> Principal:
         raise Unauthorized("authentication required: send an API key (Authorization: Bearer ...) "
                            "or user credentials (HTTP Basic)")
     kind, secret = creds
+    keys: KeyCache = current_app.extensions["pharmacy_keys"]
+    key_hash = hash_api_key(secret) if kind == "key" else ""
+    if kind == "key" and (known := keys.principal(key_hash)) is not None:
+        return known
+    generation = keys.generation() if kind == "key" else None
     database = current_app.extensions["pharmacy_db"]
     session = database.session_factory()
     try:
         if kind == "key":
-            key = session.scalars(select(ApiKey).where(ApiKey.key_hash == hash_api_key(secret))).first()
+            key = session.scalars(select(ApiKey).where(ApiKey.key_hash == key_hash)).first()
             if key is None or not key.active:
                 raise Unauthorized("unknown or revoked API key")
             principal = Principal("api_key", key.id, key.name, Role(key.role), key.consortium_id, key.site_id)
+            if generation is not None:
+                keys.keep(key_hash, principal, generation)
         else:
             username, _, password = secret.partition(":")
             principal = verify_user(session, username, password)
@@ -145,6 +154,11 @@ def requires(*roles: Role) -> Callable[[F], F]:
 
 
 def init_app(app: Flask) -> None:
+    database = app.extensions["pharmacy_db"]
+    keys = KeyCache(database.engine, app.config["PRINCIPAL_CACHE_SECONDS"])
+    app.extensions["pharmacy_keys"] = keys
+    database.on_dispose(keys.close)
+
     @app.before_request
     def _authenticate() -> None:
         if request.path.startswith(PROTECTED_PREFIXES) and request.path not in PUBLIC_PATHS:

@@ -70,6 +70,9 @@ def load_config(instance_path: str) -> dict[str, Any]:
         # Web workers start the scheduler too when set (one of them wins the deployment lock).
         "RUN_SCHEDULER": os.environ.get("PHARMACY_RUN_SCHEDULER") == "1",
         "HEARTBEAT_SECONDS": _int("PHARMACY_HEARTBEAT_SECONDS", 60),
+        # How long a process answers an API key from what it read before (0: read it on every request); only
+        # while PostgreSQL tells it of every change to a key (see pharmacy/key_cache.py).
+        "PRINCIPAL_CACHE_SECONDS": _float("PHARMACY_PRINCIPAL_CACHE_SECONDS", 60.0),
         "MAX_CONTENT_LENGTH": _int("PHARMACY_MAX_UPLOAD_BYTES", 32 * 1024 * 1024),
         # A JSON body is much smaller than a CSV upload: a 20,000-line stocktake is about 1.5 MB.
         "MAX_JSON_BYTES": _int("PHARMACY_MAX_JSON_BYTES", 4 * 1024 * 1024),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -87,10 +88,17 @@ class Database:
         self.url = url
         self.engine = make_engine(url, echo)
         self.session_factory = sessionmaker(bind=self.engine, expire_on_commit=False)
+        self._on_dispose: list[Callable[[], None]] = []
 
     @property
     def is_postgresql(self) -> bool:
         return self.engine.dialect.name == "postgresql"
 
+    def on_dispose(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` when the database is let go (to stop what works beside the pool)."""
+        self._on_dispose.append(callback)
+
     def dispose(self) -> None:
+        for callback in self._on_dispose:
+            callback()
         self.engine.dispose()

@@ -10,9 +10,9 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import exists, func, or_, select
+from sqlalchemy import Table, exists, func, or_, select
 from sqlalchemy.exc import IntegrityError
 
 from pharmacy import audit
@@ -74,7 +74,10 @@ from pharmacy.prescriptions.models import (
     Shortage,
 )
 from pharmacy.principal import Role
+from pharmacy.rows_at_commit import add_row
 from pharmacy.unit_of_work import UnitOfWork
+
+EVENTS = cast(Table, PrescriptionEvent.__table__)
 
 
 class NoEligiblePharmacy(DomainError):
@@ -420,20 +423,19 @@ def record_event(uow: UnitOfWork, rx: Prescription, event_type: str, previous: s
     """Write an outbox event for ``rx``, which the delivery job sends to every active subscription of its hospital."""
     if rx.id is None:
         uow.flush()  # the event names the prescription by its id
-    event = PrescriptionEvent(
-        consortium_id=rx.consortium_id, event_id=str(uuid.uuid4()), prescription_id=rx.id,
-        prescriber_site_id=rx.prescriber_site_id, pharmacy_site_id=rx.pharmacy_site_id, type=event_type,
-        status=rx.status, at=uow.now(),
-        payload={"prescription_id": rx.id, "number": rx.number, "status": rx.status, "previous_status": previous,
-                 "reason": rx.status_reason, "pharmacy": (rx.routing or {}).get("pharmacy"),
-                 "issue": rx.current_issue + 1, "issues_total": rx.issues_total},
-    )
+    payload = {"prescription_id": rx.id, "number": rx.number, "status": rx.status, "previous_status": previous,
+               "reason": rx.status_reason, "pharmacy": (rx.routing or {}).get("pharmacy"),
+               "issue": rx.current_issue + 1, "issues_total": rx.issues_total}
     passed_over = (rx.status_facts or {}).get("passed_over")
     if passed_over:  # the prescriber is told that, and why, the pharmacy it nominated was passed over
-        event.payload["nomination_passed_over"] = passed_over
+        payload["nomination_passed_over"] = passed_over
     # The delivery job makes the event into a delivery per subscription of the hospital (webhooks.fan_out): the
-    # request sends no query for them, and the outbox row written here is what guarantees the delivery.
-    uow.session.add(event)
+    # request sends no query for them, and the outbox row, written with the change's commit, is what guarantees the
+    # delivery.
+    add_row(uow.session, EVENTS, {
+        "consortium_id": rx.consortium_id, "event_id": str(uuid.uuid4()), "prescription_id": rx.id,
+        "prescriber_site_id": rx.prescriber_site_id, "pharmacy_site_id": rx.pharmacy_site_id, "type": event_type,
+        "status": rx.status, "payload": payload, "at": uow.now(), "fanned_out": False})
 
 
 # Reads --------------------------------------------------------------------------------------------

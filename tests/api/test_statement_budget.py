@@ -8,6 +8,7 @@ are transaction control, not work, and are left out, which also makes SQLite and
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -15,12 +16,18 @@ import pytest
 from flask import Flask
 from sqlalchemy import event
 
+from pharmacy.key_cache import KeyCache
+from tests.conftest import POSTGRES
 from tests.factories import World, add_drug, receive
 
 pytestmark = pytest.mark.usefixtures("clock")  # 2026-11-23, noon in Hangzhou
 
-# The most statements each request of the ordinary flow may send (one drug, one lot, no webhook subscription).
-BUDGET = {"submit": 13, "accept": 5, "prepare": 5, "dispense": 11, "hand-over": 7}
+# The most statements each request of the ordinary flow may send on PostgreSQL (one drug, one lot, no webhook
+# subscription).
+BUDGET = {"submit": 11, "accept": 3, "prepare": 3, "dispense": 9, "hand-over": 5}
+# SQLite sends two more a request: it reads the API key every time (no channel tells it of a change to a key), and
+# writes the audit entry and the event as an INSERT each (it has no INSERT inside WITH).
+ON_SQLITE = 2
 TRANSACTION_CONTROL = ("SAVEPOINT", "RELEASE", "ROLLBACK", "BEGIN", "COMMIT")
 
 
@@ -51,21 +58,28 @@ def statements(app: Flask) -> Iterator[Statements]:
         event.remove(engine, "before_cursor_execute", count)
 
 
-def _overspent(counted: dict[str, list[str]]) -> str:
+def _overspent(counted: dict[str, list[str]], more: int) -> str:
     """Each step past its budget, with the statements it sent (their heads: enough to see which is new)."""
     said = []
     for action, sent in counted.items():
-        if len(sent) > BUDGET[action]:
-            said.append(f"{action} sent {len(sent)} statements, budget {BUDGET[action]}:\n"
+        if len(sent) > BUDGET[action] + more:
+            said.append(f"{action} sent {len(sent)} statements, budget {BUDGET[action] + more}:\n"
                         + "\n".join(f"  {s.split(' WHERE ')[0][:160]}" for s in sent))
     return "\n".join(said)
 
 
-def test_each_step_of_a_prescriptions_way_keeps_within_its_statement_budget(client, world: World,
+def test_each_step_of_a_prescriptions_way_keeps_within_its_statement_budget(app: Flask, client, world: World,
                                                                             statements: Statements) -> None:
     drug = add_drug(client, world.a, "AML5", generic_name="氨氯地平片", dosage_form="tablet", strength_amount="5",
                     dispensing_unit="tablet", pack_size=28)
     assert receive(client, world.a, "C1", drug["id"], "L1", "2027-06-30", 1000).status_code == 201
+    if POSTGRES:  # counted once the process hears of key changes, as a running service does
+        keys: KeyCache = app.extensions["pharmacy_keys"]
+        keys.generation()
+        deadline = time.monotonic() + 5
+        while keys.generation() is None:
+            assert time.monotonic() < deadline, "the process never heard the channel of key changes"
+            time.sleep(0.01)
     for n in range(2):  # the second prescription is counted: nothing done once per process counts
         statements.take()
         response = client.post("/api/prescriptions", headers=world.a.headers("prescriber"), json={
@@ -82,5 +96,5 @@ def test_each_step_of_a_prescriptions_way_keeps_within_its_statement_budget(clie
             assert response.status_code == 200, response.get_json()
             counted[action] = statements.take()
     assert response.get_json()["status"] == "completed"
-    overspent = _overspent(counted)
+    overspent = _overspent(counted, 0 if POSTGRES else ON_SQLITE)
     assert not overspent, overspent
