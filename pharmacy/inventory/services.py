@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import and_, case, func, select
+from sqlalchemy import Select, and_, case, func, select
 from sqlalchemy.exc import IntegrityError
 
 from pharmacy.catalog.models import Drug
@@ -44,6 +44,7 @@ from pharmacy.pagination import Page, PageRequest, fetch_page
 from pharmacy.unit_of_work import UnitOfWork
 
 HELD, CONSUMED, RELEASED = "held", "consumed", "released"
+Locking = TypeVar("Locking", bound=Select)
 
 __all__ = ["Cause"]  # the cause of a movement or a hold, kept where its users have always imported it from
 
@@ -98,13 +99,38 @@ def lock_stock(uow: UnitOfWork, site_id: int, drug_ids: Sequence[int]) -> dict[i
     by_drug: dict[int, list[Lot]] = {drug_id: [] for drug_id in drug_ids}
     if not drug_ids:
         return by_drug
-    for lot in uow.session.scalars(
-            select(Lot).where(Lot.site_id == site_id, Lot.drug_id.in_(sorted(set(drug_ids)))).order_by(Lot.id)
-            .with_for_update()
-            # A lock is only worth its fresh values: refresh rows this session may have loaded before.
-            .execution_options(populate_existing=True)):
+    for lot in uow.session.scalars(_locking(select(Lot), site_id, drug_ids).order_by(Lot.id)):
         by_drug[lot.drug_id].append(lot)
     return by_drug
+
+
+def lock_stock_held_for(uow: UnitOfWork, site_id: int, drug_ids: Sequence[int], cause: Cause
+                        ) -> tuple[dict[int, list[Lot]], dict[int, list[Reservation]]]:
+    """:func:`lock_stock`, and what ``cause`` holds on the lots it locks, by drug, in the same statement (for a
+    dispense, which takes what is held for it first: see :func:`dispense_stock`)."""
+    by_drug: dict[int, list[Lot]] = {drug_id: [] for drug_id in drug_ids}
+    held: dict[int, list[Reservation]] = {drug_id: [] for drug_id in drug_ids}
+    if not drug_ids or not cause.may_hold:
+        return lock_stock(uow, site_id, drug_ids), held
+    stmt = select(Lot, Reservation).outerjoin(Reservation, and_(
+        Reservation.lot_id == Lot.id, Reservation.held_for(cause), Reservation.status == HELD))
+    seen: set[int] = set()
+    for lot, reservation in uow.session.execute(
+            _locking(stmt, site_id, drug_ids, of=Lot).order_by(Lot.id, Reservation.id)):
+        if lot.id not in seen:
+            seen.add(lot.id)
+            by_drug[lot.drug_id].append(lot)
+        if reservation is not None:
+            held[lot.drug_id].append(reservation)
+    return by_drug, held
+
+
+def _locking(stmt: Locking, site_id: int, drug_ids: Sequence[int], of: Any = None) -> Locking:
+    """``stmt`` of a site's lots of ``drug_ids``, locking them (``of``: the lots alone, in a join)."""
+    return (stmt.where(Lot.site_id == site_id, Lot.drug_id.in_(sorted(set(drug_ids))))
+            .with_for_update(of=of)
+            # A lock is only worth its fresh values: refresh rows this session may have loaded before.
+            .execution_options(populate_existing=True))
 
 
 def _stock(lot: Lot) -> LotStock:
@@ -580,14 +606,16 @@ class LotChoice:
 
 def dispense_stock(uow: UnitOfWork, site_id: int, drug_id: int, quantity: int, supply_until: date, cause: Cause,
                    *, lots: Sequence[LotChoice] | None = None, lot_reason: str = "",
-                   locked: Sequence[Lot] | None = None, keep_held: int | None = None) -> list[Movement]:
+                   locked: Sequence[Lot] | None = None, held: Sequence[Reservation] | None = None,
+                   keep_held: int | None = None) -> list[Movement]:
     """Dispense ``quantity`` units for ``cause`` at a site.
 
     By default the stock held for the cause is used first, then more is taken first-expiry first-out.
     Naming other ``lots`` needs a ``lot_reason``; each named lot must still last until ``supply_until``.
     What is left of the cause's reservations for this drug stays held (a partial dispense), or, with ``keep_held``,
     no more than those units of it (as :func:`keep_held` says, from the reservations already in hand). ``locked``
-    are the site's lots of the drug, when the caller has locked them already (:func:`lock_stock`).
+    are the site's lots of the drug, when the caller has locked them already (:func:`lock_stock`), and ``held``
+    what the cause holds on them, when read with the locks (:func:`lock_stock_held_for`).
     """
     with uow:
         uow.ensure_acts_for(site_id, what=Message("site %(id)s", id=site_id))
@@ -598,7 +626,8 @@ def dispense_stock(uow: UnitOfWork, site_id: int, drug_id: int, quantity: int, s
             raise ValidationFailed(Message("dispensing from other lots than first-expiry first-out needs a reason"),
                                    {"lot_reason": "required"})
         all_lots = {lot.id: lot for lot in (_lock_lots(uow, site_id, drug_id) if locked is None else locked)}
-        held = _held(uow, cause, site_id, drug_id)
+        held = _held(uow, cause, site_id, drug_id) if held is None or locked is None else \
+            [r for r in held if r.status == HELD]  # what an earlier line of the same drug used up is gone
         today = uow.today()
         plan = _choose_lots(all_lots, held, quantity, today, supply_until, lots, drug.code)
         movements = []
