@@ -370,7 +370,7 @@ def _count_sheets(world: World) -> dict[int, list[tuple[int, int]]]:
     with world.session() as session:
         for site in world.sites.values():
             lots = session.execute(select(Lot.id, Lot.quantity, Lot.reserved).where(
-                Lot.site_id == site, Lot.quantity > 0).order_by(Lot.drug_id)).all()
+                Lot.site_id == site, Lot.quantity > 0).order_by(Lot.drug_id, Lot.id)).all()
             if lots:
                 drug_lots = [(lot_id, quantity) for lot_id, quantity, reserved in lots if quantity > reserved]
                 if drug_lots:
@@ -379,10 +379,16 @@ def _count_sheets(world: World) -> dict[int, list[tuple[int, int]]]:
 
 
 def _record_counts(world: World, sheets: dict[int, list[tuple[int, int]]]) -> None:
-    """The sheets come back in the evening, after the day's dispensing: now and then a unit is missing."""
+    """The sheets come back in the evening, after the day's dispensing: now and then a unit is missing. A lot the
+    day emptied of the unit its sheet found missing (the ledger gave what the shelf did not hold) is counted
+    again, against its book as it is now, as the service asks."""
     for site, lines in sheets.items():
         counted = [CountLine(book - (1 if world.rng.random() < 0.2 and book > 0 else 0), lot_id=lot_id, book=book)
                    for lot_id, book in lines]
+        with world.session() as session:
+            now = dict(session.execute(select(Lot.id, Lot.quantity).where(Lot.id.in_([lot for lot, _ in lines]))).all())
+        counted = [line if now[line.lot_id] >= (line.book or 0) - line.counted
+                   else CountLine(now[line.lot_id], lot_id=line.lot_id, book=now[line.lot_id]) for line in counted]
         try:
             count_stock(world.uow(world.pharmacist(site)), site, counted, "weekly shelf count", release_excess=True)
         except DomainError as error:

@@ -8,6 +8,7 @@ the API offers none and database triggers refuse both.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, cast
 
@@ -17,7 +18,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 from pharmacy.db import Base, UTCDateTime, utcnow
 from pharmacy.pagination import Page, PageRequest, fetch_page
 from pharmacy.principal import Principal
-from pharmacy.rows_at_commit import add_row
+from pharmacy.rows_at_commit import add_row, before_written
 
 if TYPE_CHECKING:
     from pharmacy.unit_of_work import UnitOfWork
@@ -116,6 +117,23 @@ def _consortium_of(obj: Any) -> int | None:
     return getattr(obj, "consortium_id", None)
 
 
+def _update_entries(principal: Principal | None, changed: Iterable[Any]) -> list[dict[str, Any]]:
+    rows = []
+    for obj in changed:
+        if getattr(obj, "__audited__", False):
+            summary = _describe_change(obj)
+            if summary:
+                rows.append(_entry(principal, "update", type(obj).__name__, obj.id, summary, _consortium_of(obj)))
+    return rows
+
+
+@before_written
+def _record_last_changes(session: Session, changed: Sequence[Any]) -> None:
+    """The entries of the changes a commit writes itself (see :mod:`pharmacy.rows_at_commit`)."""
+    for row in _update_entries(session.info.get("principal"), changed):
+        add_row(session, _AUDIT_TABLE, row)
+
+
 @event.listens_for(Session, "after_flush")
 def _record_changes(session: Session, flush_context: Any) -> None:
     principal: Principal | None = session.info.get("principal")
@@ -124,12 +142,8 @@ def _record_changes(session: Session, flush_context: Any) -> None:
         if getattr(obj, "__audited__", False):
             rows.append(_entry(principal, "create", type(obj).__name__, obj.id, _describe_new(obj),
                                _consortium_of(obj)))
-    for obj in session.dirty:
-        if getattr(obj, "__audited__", False) and session.is_modified(obj, include_collections=False):
-            summary = _describe_change(obj)
-            if summary:
-                rows.append(_entry(principal, "update", type(obj).__name__, obj.id, summary,
-                                   _consortium_of(obj)))
+    rows += _update_entries(principal, (obj for obj in session.dirty
+                                        if session.is_modified(obj, include_collections=False)))
     for obj in session.deleted:
         if getattr(obj, "__audited__", False):
             rows.append(_entry(principal, "delete", type(obj).__name__, obj.id, "deleted",

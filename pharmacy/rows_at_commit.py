@@ -1,5 +1,5 @@
-"""Rows a transaction only adds, and never reads back before it ends (the audit trail, the outbox of prescription
-events): written when it commits, all in one statement on PostgreSQL.
+"""What a transaction writes last, written by its commit in one statement on PostgreSQL: the rows it only adds and
+never reads back (the audit trail, the outbox of prescription events), and the last changes to rows it loaded.
 
 A request that changes a prescription writes the change, its audit entry and its event: three round trips where
 the last two carry nothing the request waits for. Kept on the session and written by its commit (after the last
@@ -7,20 +7,31 @@ flush, so that whatever they name exists), the rows of all their tables go as on
 ``WITH`` clauses on PostgreSQL, and as one ``INSERT`` per table elsewhere (SQLite has no writable ``WITH``). They
 commit or roll back with the transaction, as they did when written at once; rows added inside a savepoint that
 rolls back are dropped with it.
+
+The changes still unwritten at the commit to rows of a model that says ``__written_at_commit__ = True`` (columns
+only: no relationship, no key, no ``onupdate``) go in the same statement, each an ``UPDATE`` of its row by its key,
+instead of the flush's own ``UPDATE``: by then no query of the transaction can read them. What a flush's
+listeners do with such a change (the audit entry, the tenancy check) is done with them first
+(:func:`before_written`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Table, event, insert
+from sqlalchemy import Connection, Table, event, insert, inspect, update
 from sqlalchemy.orm import Session, SessionTransaction
+from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.sql.dml import UpdateBase
 
 ROWS = "rows_at_commit"
 MARKS = "rows_at_commit_marks"  # savepoint -> how many rows were added before it began
-# At most this many rows go in one statement of several tables; a bulk change's thousands of audit entries are
-# inserted table by table in the driver's batches (PostgreSQL takes at most 65,535 parameters a statement).
-PACKED_ROWS = 200
+# At most this many rows and changes go in one statement. Each row is an INSERT of its own in it: a statement of
+# single-row INSERTs is compiled once and then taken from the engine's cache, where a multi-row VALUES is compiled
+# anew every time. Past it (a bulk change's thousands of audit entries) the rows are inserted table by table in
+# the driver's batches, and the flush writes the changes.
+PACKED_ROWS = 20
 
 
 def add_row(session: Session, table: Table, row: dict[str, Any]) -> None:
@@ -30,29 +41,80 @@ def add_row(session: Session, table: Table, row: dict[str, Any]) -> None:
     session.info.setdefault(ROWS, []).append((table, row))
 
 
-def _write(connection: Connection, rows: list[tuple[Table, dict[str, Any]]]) -> None:
+Check = Callable[[Session, Sequence[Any]], None]
+_BEFORE_WRITTEN: list[Check] = []
+
+
+def before_written(check: Check) -> Check:
+    """Have ``check`` see the changed objects whose changes the commit writes itself, before it does, as a flush's
+    ``before_flush`` and ``after_flush`` listeners see the objects of a flush (it may refuse them, or add rows)."""
+    _BEFORE_WRITTEN.append(check)
+    return check
+
+
+def _last_change(obj: Any) -> dict[Any, Any] | None:
+    """The columns changed in ``obj`` and their new values, if the commit may write them itself."""
+    if not getattr(type(obj), "__written_at_commit__", False):
+        return None
+    state = inspect(obj)
+    mapper = state.mapper
+    if state.key is None or mapper.version_id_col is not None or len(mapper.tables) != 1:
+        return None
+    if any(state.attrs[rel.key].history.has_changes() for rel in mapper.relationships):
+        return None  # the flush sets the keys a relationship implies
+    changed: dict[Any, Any] = {}
+    for attr in mapper.column_attrs:
+        history = state.attrs[attr.key].history
+        if not history.has_changes():
+            continue
+        column = attr.columns[0]
+        if column.primary_key or column.onupdate is not None or column.server_onupdate is not None:
+            return None
+        changed[attr.key] = history.added[0] if history.added else None
+    return changed or None
+
+
+def _write(connection: Connection, rows: list[tuple[Table, dict[str, Any]]], updates: Sequence[UpdateBase]) -> None:
+    if connection.dialect.name == "postgresql" and 1 < len(rows) + len(updates) <= PACKED_ROWS:
+        statements = [*updates, *(insert(table).values(row) for table, row in rows)]
+        # Each statement in WITH runs once whether the last one names it or not, all under the same snapshot: rows
+        # that do not refer to one another, and no row changed twice (one UPDATE a row, of all its changes).
+        connection.execute(statements[-1].add_cte(
+            *(statement.cte(f"written_{n}") for n, statement in enumerate(statements[:-1]))))
+        return
+    for statement in updates:
+        connection.execute(statement)
     groups: dict[tuple[Table, tuple[str, ...]], list[dict[str, Any]]] = {}
     for table, row in rows:
         groups.setdefault((table, tuple(row)), []).append(row)
-    if connection.dialect.name == "postgresql" and len(groups) > 1 and len(rows) <= PACKED_ROWS:
-        statements = [insert(table).values(group) for (table, _), group in groups.items()]
-        # Each INSERT in WITH runs once whether the statement names it or not, under the same snapshot: rows of
-        # tables that do not refer to one another.
-        connection.execute(statements[-1].add_cte(
-            *(statement.cte(f"rows_{n}") for n, statement in enumerate(statements[:-1]))))
-        return
     for (table, _), group in groups.items():
         connection.execute(insert(table), group)
 
 
 @event.listens_for(Session, "before_commit")
-def _write_rows(session: Session) -> None:
+def _write_last(session: Session) -> None:
     if session.get_nested_transaction() is not None:
-        return  # a savepoint's release: its rows wait for the transaction's commit
+        return  # a savepoint's release: what is added in it waits for the transaction's commit
+    taken = [(obj, changed) for obj in list(session.dirty) if (changed := _last_change(obj))]
+    if len(taken) > PACKED_ROWS:
+        taken = []  # a bulk change: the flush writes it in its batches
+    if taken:
+        objects = [obj for obj, _ in taken]
+        for check in _BEFORE_WRITTEN:
+            check(session, objects)
+    updates = []
+    for obj, changed in taken:
+        mapper = inspect(obj).mapper
+        table = mapper.local_table
+        updates.append(update(table).where(*(column == getattr(obj, mapper.get_property_by_column(column).key)
+                                             for column in mapper.primary_key))
+                       .values({mapper.get_property(key).columns[0]: value for key, value in changed.items()}))
+        for key, value in changed.items():
+            set_committed_value(obj, key, value)  # written here: the flush leaves it
     session.flush()  # what the rows name is written first, and the flush adds the audit entries of its changes
-    rows = session.info.pop(ROWS, None)
-    if rows:
-        _write(session.connection(), rows)
+    rows = session.info.pop(ROWS, None) or []
+    if rows or updates:
+        _write(session.connection(), rows, updates)
 
 
 @event.listens_for(Session, "after_transaction_create")

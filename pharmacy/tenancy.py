@@ -8,6 +8,7 @@ So a principal never reads or changes another consortium's data, whatever the ro
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import ForeignKey, event
@@ -15,6 +16,7 @@ from sqlalchemy.orm import Mapped, ORMExecuteState, Session, mapped_column, with
 
 from pharmacy.errors import Message, NotFound
 from pharmacy.principal import Principal
+from pharmacy.rows_at_commit import before_written
 
 
 class ConsortiumOwned:
@@ -55,10 +57,15 @@ def _filter_to_consortium(state: ORMExecuteState) -> None:
 
 @event.listens_for(Session, "before_flush")
 def _refuse_foreign_writes(session: Session, flush_context: Any, instances: Any) -> None:
+    _refuse_foreign(session, list(session.new) + list(session.dirty))
+
+
+@before_written
+def _refuse_foreign(session: Session, objects: Sequence[Any]) -> None:
     consortium_id = scoped_consortium_id(session)
     if consortium_id is None:
         return
-    for obj in list(session.new) + list(session.dirty):
+    for obj in objects:
         if isinstance(obj, ConsortiumOwned):
             if obj.consortium_id is None:
                 obj.consortium_id = consortium_id

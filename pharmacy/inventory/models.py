@@ -25,6 +25,7 @@ class Lot(ConsortiumOwned, Base):
     """One batch of one drug at one site. ``quantity`` always equals the sum of the lot's movements."""
 
     __tablename__ = "lots"
+    __written_at_commit__ = True  # a dispense's last change to its lots, written by its commit (rows_at_commit)
     __table_args__ = (
         UniqueConstraint("site_id", "drug_id", "lot_number", name="uq_lots_site_drug_lot_number"),
         CheckConstraint("quantity >= 0", name="quantity_not_negative"),
@@ -81,6 +82,7 @@ class Reservation(ConsortiumOwned, Base):
     """
 
     __tablename__ = "reservations"
+    __written_at_commit__ = True  # consumed by a dispense, written by its commit (rows_at_commit)
     __table_args__ = (
         CheckConstraint("quantity > 0", name="quantity_positive"),
         CheckConstraint(

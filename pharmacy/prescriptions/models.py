@@ -30,6 +30,8 @@ class Prescription(ConsortiumOwned, Base):
     )
     __audited__ = True
     __audit_private__ = frozenset({"patient_birth_date", "patient_gender", "diagnoses", "allergies"})
+    # A status change is the last thing its request writes: its commit writes it with the event (rows_at_commit).
+    __written_at_commit__ = True
     __acting_site__ = "pharmacy_site_id"
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -92,6 +94,7 @@ class Dispense(ConsortiumOwned, Base):
     """Units of one lot given for one item of one issue (a FHIR MedicationDispense)."""
 
     __tablename__ = "dispenses"
+    __written_at_commit__ = True  # a hand-over's stamp, written by its commit (rows_at_commit)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     prescription_id: Mapped[int] = mapped_column(ForeignKey("prescriptions.id"), index=True)

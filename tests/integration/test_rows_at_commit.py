@@ -1,16 +1,22 @@
-"""Rows a transaction only adds are written by its commit (in one statement on PostgreSQL), and not at all when it,
-or the savepoint they were added in, rolls back."""
+"""Rows a transaction only adds, and the last changes to rows it loaded, are written by its commit (in one statement
+on PostgreSQL), and not at all when it, or the savepoint they were added in, rolls back; the audit trail and the
+consortium's walls see a last change as they see a flush's."""
 
 from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from sqlalchemy import event, func, select
 
 from pharmacy.audit import _AUDIT_TABLE, AuditEntry
 from pharmacy.db import utcnow
+from pharmacy.errors import NotFound
+from pharmacy.prescriptions.models import Prescription
+from pharmacy.principal import system_for
 from pharmacy.rows_at_commit import PACKED_ROWS, add_row
 from tests.conftest import POSTGRES
+from tests.factories import World, add_drug
 
 
 def _entry(action: str, **more: Any) -> dict[str, Any]:
@@ -77,3 +83,61 @@ def test_a_bulk_of_rows_is_written_whole(session_factory: Any) -> None:
             add_row(session, _AUDIT_TABLE, _entry("t-bulk") if n % 2 else _entry("t-bulk", site_id=n))
         session.commit()
     assert _written(session_factory, "t-bulk") == PACKED_ROWS * 3
+
+
+def _submitted(client: Any, world: World) -> int:
+    add_drug(client, world.a, "AML5", generic_name="氨氯地平片", dosage_form="tablet", strength_amount="5",
+             dispensing_unit="tablet", pack_size=28)
+    response = client.post("/api/prescriptions", headers=world.a.headers("prescriber"), json={
+        "number": "RX-LAST", "issued_on": "2026-11-23",
+        "patient": {"ref": "P-LAST", "district": "D1", "latitude": 30.26, "longitude": 120.14},
+        "items": [{"drug_code": "AML5", "quantity": 28, "supply_days": 7}]})
+    assert response.status_code == 201, response.get_json()
+    return int(response.get_json()["id"])
+
+
+@pytest.mark.usefixtures("clock")
+def test_a_last_change_is_written_by_the_commit_with_its_audit_entry(session_factory: Any, connection: Any,
+                                                                      client: Any, world: World) -> None:
+    rx_id = _submitted(client, world)
+    sent: list[str] = []
+
+    def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if not statement.startswith(("SAVEPOINT", "RELEASE")):
+            sent.append(statement)
+
+    with session_factory() as session:
+        session.info["principal"] = system_for(world.a.consortium_id)
+        rx = session.get(Prescription, rx_id)
+        assert rx is not None
+        rx.status_reason = "checked by hand"
+        event.listen(connection, "before_cursor_execute", count)
+        try:
+            session.commit()
+        finally:
+            event.remove(connection, "before_cursor_execute", count)
+    writes = [s for s in sent if "prescriptions" in s]
+    assert len(writes) == 1 and "UPDATE prescriptions" in writes[0]
+    if POSTGRES:  # the change and its audit entry in one statement
+        assert sent == writes and "INSERT INTO audit_entries" in writes[0]
+    with session_factory() as session:
+        assert session.get(Prescription, rx_id).status_reason == "checked by hand"  # type: ignore[union-attr]
+        summaries = session.scalars(select(AuditEntry.summary).where(
+            AuditEntry.object_type == "Prescription", AuditEntry.object_id == str(rx_id),
+            AuditEntry.action == "update")).all()
+    assert len([s for s in summaries if "status_reason:" in s and "checked by hand" in s]) == 1  # once, not twice
+
+
+@pytest.mark.usefixtures("clock")
+def test_a_last_change_to_another_consortiums_row_is_refused_and_never_written(session_factory: Any, client: Any,
+                                                                                world: World) -> None:
+    rx_id = _submitted(client, world)
+    with session_factory() as session:
+        session.info["principal"] = system_for(world.b.consortium_id)
+        rx = session.scalars(select(Prescription).where(Prescription.id == rx_id)
+                             .execution_options(all_consortia=True)).one()
+        rx.status_reason = "written across consortia"
+        with pytest.raises(NotFound):
+            session.commit()
+    with session_factory() as session:
+        assert session.get(Prescription, rx_id).status_reason != "written across consortia"  # type: ignore[union-attr]
