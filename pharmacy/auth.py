@@ -23,6 +23,7 @@ from werkzeug.security import check_password_hash, generate_password_hash
 from pharmacy.errors import Forbidden, Unauthorized
 from pharmacy.key_cache import KeyCache
 from pharmacy.principal import Principal, Role
+from pharmacy.retries import retried
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -162,7 +163,7 @@ def init_app(app: Flask) -> None:
     @app.before_request
     def _authenticate() -> None:
         if request.path.startswith(PROTECTED_PREFIXES) and request.path not in PUBLIC_PATHS:
-            g.principal = authenticate()
+            g.principal = retried(authenticate)  # a lost connection, met by the key's read, is not the caller's
 
     @app.teardown_request
     def _close_request_session(error: BaseException | None) -> None:

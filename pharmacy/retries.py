@@ -2,9 +2,10 @@
 
 Locks are taken in one order (see :mod:`pharmacy.inventory.services`), but a few use cases must lock in another
 (a receipt that moves waiting prescriptions on locks stock, then prescriptions), and the database may still
-choose a transaction to break a cycle (a deadlock) or to keep a serializable order. Such a transaction did
-nothing: it is run again, a bounded number of times with a short random wait, before anything answers. A view
-is retried only while nothing of it has committed; what still fails answers 503 with Retry-After.
+choose a transaction to break a cycle (a deadlock) or to keep a serializable order; and a pooled connection may
+have been lost since its last use (see :mod:`pharmacy.db`). Such a transaction did nothing: it is run again, a
+bounded number of times with a short random wait, before anything answers. A view is retried only while nothing
+of it has committed; what still fails answers 503 with Retry-After.
 """
 
 from __future__ import annotations
@@ -32,10 +33,14 @@ TRANSIENT_SQLSTATES = frozenset({"40P01", "40001"})
 
 def is_transient(error: BaseException) -> bool:
     """A failure that running the same transaction again may not meet (a deadlock, a serialization failure, a
-    busy SQLite file)."""
+    busy SQLite file, a connection found lost by a statement)."""
     if not isinstance(error, DBAPIError):
         return False
     if getattr(error.orig, "sqlstate", None) in TRANSIENT_SQLSTATES:
+        return True
+    if error.connection_invalidated and error.statement is not None:
+        # Lost before its transaction ended (a lost COMMIT has no statement: whether it committed is unknown),
+        # so nothing of it was written; the engine has let the pool's connections go.
         return True
     return "database is locked" in str(error.orig)
 

@@ -39,6 +39,7 @@ from pharmacy.pagination import PageRequest
 from pharmacy.prescriptions import webhooks
 from pharmacy.principal import Principal, Role
 from pharmacy.procurement import services as procurement
+from pharmacy.retries import retried
 from pharmacy.unit_of_work import UnitOfWork
 from pharmacy.web import LANGUAGES, csrf
 from pharmacy.web.words import refusal, say
@@ -71,6 +72,10 @@ def _signed_in() -> ResponseReturnValue | None:
     user_id = session.get("user_id")
     if user_id is None:
         return redirect(url_for("web.login", next=request.path))
+    return retried(lambda: _read_signed_in(user_id))  # a lost connection met here is not the user's
+
+
+def _read_signed_in(user_id: int) -> ResponseReturnValue | None:
     from pharmacy.accounts.models import User
 
     with current_app.extensions["pharmacy_db"].session_factory() as db:
