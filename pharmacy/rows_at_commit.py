@@ -17,10 +17,11 @@ listeners do with such a change (the audit entry, the tenancy check) is done wit
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Table, event, insert, inspect, update
+from sqlalchemy import Connection, Executable, Table, bindparam, event, insert, inspect, update
 from sqlalchemy.orm import Session, SessionTransaction
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.sql.dml import UpdateBase
@@ -74,16 +75,43 @@ def _last_change(obj: Any) -> dict[Any, Any] | None:
     return changed or None
 
 
-def _write(connection: Connection, rows: list[tuple[Table, dict[str, Any]]], updates: Sequence[UpdateBase]) -> None:
-    if connection.dialect.name == "postgresql" and 1 < len(rows) + len(updates) <= PACKED_ROWS:
-        statements = [*updates, *(insert(table).values(row) for table, row in rows)]
-        # Each statement in WITH runs once whether the last one names it or not, all under the same snapshot: rows
-        # that do not refer to one another, and no row changed twice (one UPDATE a row, of all its changes).
-        connection.execute(statements[-1].add_cte(
-            *(statement.cte(f"written_{n}") for n, statement in enumerate(statements[:-1]))))
+# A write of the commit: its table, the columns that find its row (none: the row is inserted), and the values of
+# its columns, those included.
+Write = tuple[Table, tuple[str, ...], dict[str, Any]]
+Shape = tuple[tuple[Table, tuple[str, ...], tuple[str, ...]], ...]
+
+
+@functools.lru_cache(maxsize=256)
+def _statement(shape: Shape) -> Executable:
+    """One statement of writes of ``shape`` (each its table, key columns and columns), its values bound by name
+    (``w{n}_{column}``, ``w{n}_key_{column}``): built once a shape, so that the engine finds it compiled in its cache
+    at once (the statement of a commit is the same few shapes again and again)."""
+    statements: list[UpdateBase] = []
+    for n, (table, keys, columns) in enumerate(shape):
+        values = {table.c[c]: bindparam(f"w{n}_{c}", type_=table.c[c].type) for c in columns if c not in keys}
+        if keys:
+            statements.append(update(table).values(values).where(
+                *(table.c[k] == bindparam(f"w{n}_key_{k}", type_=table.c[k].type) for k in keys)))
+        else:
+            statements.append(insert(table).values(values))
+    # Each statement in WITH runs once whether the last one names it or not, all under the same snapshot: rows
+    # that do not refer to one another, and no row changed twice (one UPDATE a row, of all its changes).
+    return statements[-1].add_cte(*(statement.cte(f"written_{n}") for n, statement in enumerate(statements[:-1])))
+
+
+def _execute(connection: Connection, writes: Sequence[Write]) -> None:
+    shape = tuple((table, keys, tuple(values)) for table, keys, values in writes)
+    connection.execute(_statement(shape), {
+        f"w{n}_{'key_' if c in keys else ''}{c}": value
+        for n, (_, keys, values) in enumerate(writes) for c, value in values.items()})
+
+
+def _write(connection: Connection, rows: list[tuple[Table, dict[str, Any]]], updates: Sequence[Write]) -> None:
+    if connection.dialect.name == "postgresql" and len(rows) + len(updates) <= PACKED_ROWS:
+        _execute(connection, [*updates, *((table, (), row) for table, row in rows)])
         return
-    for statement in updates:
-        connection.execute(statement)
+    for change in updates:
+        _execute(connection, [change])
     groups: dict[tuple[Table, tuple[str, ...]], list[dict[str, Any]]] = {}
     for table, row in rows:
         groups.setdefault((table, tuple(row)), []).append(row)
@@ -102,13 +130,12 @@ def _write_last(session: Session) -> None:
         objects = [obj for obj, _ in taken]
         for check in _BEFORE_WRITTEN:
             check(session, objects)
-    updates = []
+    updates: list[Write] = []
     for obj, changed in taken:
         mapper = inspect(obj).mapper
-        table = mapper.local_table
-        updates.append(update(table).where(*(column == getattr(obj, mapper.get_property_by_column(column).key)
-                                             for column in mapper.primary_key))
-                       .values({mapper.get_property(key).columns[0]: value for key, value in changed.items()}))
+        keys = {column.key: getattr(obj, mapper.get_property_by_column(column).key) for column in mapper.primary_key}
+        updates.append((mapper.local_table, tuple(keys), {
+            **keys, **{mapper.get_property(key).columns[0].key: value for key, value in changed.items()}}))
         for key, value in changed.items():
             set_committed_value(obj, key, value)  # written here: the flush leaves it
     session.flush()  # what the rows name is written first, and the flush adds the audit entries of its changes

@@ -8,6 +8,7 @@ So a principal never reads or changes another consortium's data, whatever the ro
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Any
 
@@ -43,16 +44,17 @@ def _filter_to_consortium(state: ORMExecuteState) -> None:
     consortium_id = scoped_consortium_id(state.session)
     if consortium_id is None:
         return
+    state.statement = state.statement.options(*_criteria_of(consortium_id))
+
+
+@functools.lru_cache(maxsize=1024)
+def _criteria_of(consortium_id: int) -> tuple[Any, ...]:
+    """The options that confine a statement to one consortium: made once a consortium, not for every statement."""
     from pharmacy.consortium.models import Consortium  # the root table has no consortium_id
 
-    state.statement = state.statement.options(
-        with_loader_criteria(
-            ConsortiumOwned,
-            lambda cls: cls.consortium_id == consortium_id,
-            include_aliases=True,
-        ),
-        with_loader_criteria(Consortium, lambda cls: cls.id == consortium_id, include_aliases=True),
-    )
+    return (with_loader_criteria(ConsortiumOwned, lambda cls: cls.consortium_id == consortium_id,
+                                 include_aliases=True),
+            with_loader_criteria(Consortium, lambda cls: cls.id == consortium_id, include_aliases=True))
 
 
 @event.listens_for(Session, "before_flush")

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Select, Table, exists, func, or_, select
+from sqlalchemy import Select, Table, bindparam, exists, func, or_, select
 from sqlalchemy.exc import IntegrityError
 
 from pharmacy import audit
@@ -487,18 +487,26 @@ class _Parts:
         return given
 
 
+# What every action on a prescription reads, built once (each action would otherwise build it again): the
+# prescription with its items and their drugs; its dispenses with their drugs and trace codes.
+_WHOLE = (select(Prescription, PrescriptionItem, Drug)
+          .outerjoin(PrescriptionItem, PrescriptionItem.prescription_id == Prescription.id)
+          .outerjoin(Drug, Drug.id == PrescriptionItem.drug_id)
+          .where(Prescription.id == bindparam("rx_id")).order_by(PrescriptionItem.id))
+_WHOLE_LOCKED = _WHOLE.with_for_update(of=Prescription).execution_options(populate_existing=True)
+_DISPENSED = (select(Dispense, Drug, TraceCode.code)
+              .join(Drug, Drug.id == Dispense.drug_id)
+              .outerjoin(TraceCodeDispense, TraceCodeDispense.movement_id == Dispense.movement_id)
+              .outerjoin(TraceCode, TraceCode.id == TraceCodeDispense.trace_code_id)
+              .where(Dispense.prescription_id == bindparam("rx_id")).order_by(Dispense.id, TraceCodeDispense.id))
+
+
 def _load(uow: UnitOfWork, rx_id: int, *, for_update: bool = False) -> _Parts:
     """The prescription with its items and their drugs in one statement (the row lock, with ``for_update``, on the
     prescription alone), and its dispenses with their drugs and trace codes in a second one, asked only of a
     prescription that can have been dispensed (a join of all seven tables costs more to plan and to read than
     the two)."""
-    stmt = (select(Prescription, PrescriptionItem, Drug)
-            .outerjoin(PrescriptionItem, PrescriptionItem.prescription_id == Prescription.id)
-            .outerjoin(Drug, Drug.id == PrescriptionItem.drug_id)
-            .where(Prescription.id == rx_id).order_by(PrescriptionItem.id))
-    if for_update:
-        stmt = stmt.with_for_update(of=Prescription).execution_options(populate_existing=True)
-    rows = uow.session.execute(stmt).all()
+    rows = uow.session.execute(_WHOLE_LOCKED if for_update else _WHOLE, {"rx_id": rx_id}).all()
     if not rows or not _visible(uow, rows[0][0]):
         # Patient data is shown only to those who need it: another site's prescription does not exist here.
         raise NotFound(Message("prescription %(id)s not found", id=rx_id))
@@ -508,12 +516,7 @@ def _load(uow: UnitOfWork, rx_id: int, *, for_update: bool = False) -> _Parts:
     if has_dispensed(Status(rx.status), rx.current_issue):
         dispenses: dict[int, Dispense] = {}
         for given, drug, code in uow.session.execute(
-                select(Dispense, Drug, TraceCode.code)
-                .join(Drug, Drug.id == Dispense.drug_id)
-                .outerjoin(TraceCodeDispense, TraceCodeDispense.movement_id == Dispense.movement_id)
-                .outerjoin(TraceCode, TraceCode.id == TraceCodeDispense.trace_code_id)
-                .where(Dispense.prescription_id == rx.id).order_by(Dispense.id, TraceCodeDispense.id)
-                .execution_options(populate_existing=for_update)):
+                _DISPENSED.execution_options(populate_existing=for_update), {"rx_id": rx.id}):
             dispenses.setdefault(given.id, given)
             whole.drugs.setdefault(drug.id, drug)
             if code is not None:
