@@ -6,13 +6,14 @@ the outbox event (and its webhook deliveries) in the same transaction as the cha
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Select, Table, bindparam, exists, func, or_, select
+from sqlalchemy import Date, Integer, Select, Table, bindparam, exists, func, or_, select
 from sqlalchemy.exc import IntegrityError
 
 from pharmacy import audit
@@ -260,37 +261,51 @@ def _needs(uow: UnitOfWork, rx: Prescription, items: Sequence[PrescriptionItem])
     return [_Need(i, drugs[i.drug_id], start + timedelta(days=i.supply_days)) for i in items]
 
 
-def _usable_units(uow: UnitOfWork, need: _Need) -> Select[int, int]:
-    """Usable units of a need's drug per site: unexpired on the day its supply ends, not reserved."""
+def _usable_units(drug: Any, day: Any) -> Select[int, int]:
+    """Usable units of a drug per site: unexpired on ``day`` (the day a need's supply ends), not reserved."""
     return (select(Lot.site_id, func.sum(Lot.quantity - Lot.reserved).label("units"))
-            .where(Lot.drug_id == need.item.drug_id, Lot.usable_on(max(need.supply_until, uow.today())))
-            .group_by(Lot.site_id))
+            .where(Lot.drug_id == drug, Lot.usable_on(day)).group_by(Lot.site_id))
+
+
+def _last_day(uow: UnitOfWork, need: _Need) -> date:
+    return max(need.supply_until, uow.today())
 
 
 def _usable_stock(uow: UnitOfWork, needs: Sequence[_Need], site_ids: Sequence[int]) -> _Stock:
     """Usable units per site for each need."""
     stock = _Stock()
     for index, need in enumerate(needs):
-        for site_id, units in uow.session.execute(_usable_units(uow, need).where(Lot.site_id.in_(site_ids))):
+        for site_id, units in uow.session.execute(_usable_units(need.item.drug_id, _last_day(uow, need))
+                                                  .where(Lot.site_id.in_(site_ids))):
             stock.usable[(site_id, index)] = int(units or 0)
     return stock
+
+
+@functools.lru_cache(maxsize=16)
+def _sites_weighed(needs: int) -> Select[Any]:
+    """The statement of :func:`_dispensing_sites` for so many needs (built once for each number of drugs), the n-th
+    need's drug and last day bound as ``drug_n`` and ``day_n``."""
+    open_here = (select(Prescription.pharmacy_site_id.label("site_id"), func.count().label("open"))
+                 .where(Prescription.status.in_([s.value for s in OPEN_STATUSES]))
+                 .group_by(Prescription.pharmacy_site_id).subquery())
+    usable = [_usable_units(bindparam(f"drug_{n}", type_=Integer), bindparam(f"day_{n}", type_=Date)).subquery()
+              for n in range(needs)]
+    stmt = select(Site, open_here.c.open, *(u.c.units for u in usable)) \
+        .outerjoin(open_here, open_here.c.site_id == Site.id)
+    for u in usable:
+        stmt = stmt.outerjoin(u, u.c.site_id == Site.id)
+    return stmt.where(Site.dispenses.is_(True), Site.active.is_(True)).order_by(Site.id)
 
 
 def _dispensing_sites(uow: UnitOfWork, needs: Sequence[_Need], exclude: frozenset[int]
                       ) -> tuple[list[Site], _Stock, dict[int, int]]:
     """The consortium's active dispensing sites (but ``exclude``), with the usable stock of each need at each and the
     prescriptions open at each: one statement for all that routing weighs."""
-    open_here = (select(Prescription.pharmacy_site_id.label("site_id"), func.count().label("open"))
-                 .where(Prescription.status.in_([s.value for s in OPEN_STATUSES]))
-                 .group_by(Prescription.pharmacy_site_id).subquery())
-    usable = [_usable_units(uow, need).subquery() for need in needs]
-    stmt = select(Site, open_here.c.open, *(u.c.units for u in usable)) \
-        .outerjoin(open_here, open_here.c.site_id == Site.id)
-    for u in usable:
-        stmt = stmt.outerjoin(u, u.c.site_id == Site.id)
+    bound: dict[str, Any] = {}
+    for n, need in enumerate(needs):
+        bound[f"drug_{n}"], bound[f"day_{n}"] = need.item.drug_id, _last_day(uow, need)
     sites, stock, queues = [], _Stock(), {}
-    for site, queue, *units in uow.session.execute(
-            stmt.where(Site.dispenses.is_(True), Site.active.is_(True)).order_by(Site.id)):
+    for site, queue, *units in uow.session.execute(_sites_weighed(len(needs)), bound):
         if site.id in exclude:
             continue
         sites.append(site)
