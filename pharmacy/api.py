@@ -97,6 +97,19 @@ def unknown_references(schema: Schema, data: Any) -> dict[str, Any]:
 class InputParser(FlaskParser):
     """webargs' parser, then every reference the arguments hold is resolved through the caller's consortium."""
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._schemas: dict[type[Schema], Schema] = {}
+
+    def _get_schema(self, argmap: Any, req: Any) -> Schema:
+        # One instance a schema class for every request (a schema keeps no state of a load), not a new one with
+        # copies of all its fields, nested schemas included, in each request.
+        if isinstance(argmap, type) and issubclass(argmap, Schema):
+            if argmap not in self._schemas:
+                self._schemas[argmap] = argmap()
+            return self._schemas[argmap]
+        return super()._get_schema(argmap, req)
+
     def parse(self, argmap: Any, req: Any = None, *, location: str | None = None, **kwargs: Any) -> Any:
         data = super().parse(argmap, req, location=location, **kwargs)
         errors = unknown_references(self._get_schema(argmap, req or request), data)
