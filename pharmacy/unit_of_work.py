@@ -86,11 +86,14 @@ class UnitOfWork:
         """Publish a domain event: its handlers run before the outermost commit, in this transaction."""
         self._events.append(event)
 
-    def commit(self) -> None:
-        """Commit, unless a service further out owns the transaction (then only flush); the events published are
-        handled first (their handlers may publish more)."""
+    def commit(self, *, flush: bool = True) -> None:
+        """Commit, unless a service further out owns the transaction (then only flush; or, with ``flush=False``,
+        not even that, for a service whose caller reads nothing back of it by key: the caller's next query, flush
+        or commit writes it, and the changes its commit writes itself go in the commit's one statement, see
+        :mod:`pharmacy.rows_at_commit`); the events published are handled first (their handlers may publish more)."""
         if self._depth > 1:
-            self.session.flush()
+            if flush:
+                self.session.flush()
             return
         while self._events:
             events.handle(self, self._events.pop(0))

@@ -133,10 +133,6 @@ def _locking(stmt: Locking, site_id: int, drug_ids: Sequence[int], of: Any = Non
             .execution_options(populate_existing=True))
 
 
-def _stock(lot: Lot) -> LotStock:
-    return LotStock(lot.id, lot.lot_number, lot.expiry_date, lot.quantity, lot.reserved)
-
-
 # Receipts and manual movements -----------------------------------------------------------------
 
 def receive_stock(uow: UnitOfWork, site_id: int, drug_id: int, lot_number: str, expiry_date: date,
@@ -450,44 +446,52 @@ def hold_all(uow: UnitOfWork, site_id: int, needs: Sequence[StockNeed], cause: C
     with uow:
         drugs = [_active_drug(uow, need.drug_id) for need in needs]
         locked = lock_stock(uow, site_id, [need.drug_id for need in needs])
-        reservations = []
+        # Every need is allocated before any lot changes: a need short leaves the session as it found it, so a
+        # caller may try elsewhere without a savepoint to roll back to (routing tries the next pharmacy).
+        taken: dict[int, int] = {}  # units the needs before this one take of each lot
+        planned: list[tuple[StockNeed, Allocation]] = []
         for need, drug in zip(needs, drugs, strict=True):
             lots = locked[need.drug_id]
-            by_id = {lot.id: lot for lot in lots}
+            stocks = {lot.id: LotStock(lot.id, lot.lot_number, lot.expiry_date, lot.quantity,
+                                       lot.reserved + taken.get(lot.id, 0)) for lot in lots}
             if need.lot_id is None:
-                allocations = allocate_fefo([_stock(lot) for lot in lots], need.quantity, uow.today(),
-                                            need.supply_until, drug=drug.code)
+                allocations = allocate_fefo(list(stocks.values()), need.quantity, uow.today(), need.supply_until,
+                                            drug=drug.code)
             else:
-                allocations = [_from_named_lot(by_id, need, uow.today(), drug.code)]
+                allocations = [_from_named_lot(stocks, need, uow.today(), drug.code)]
             for allocation in allocations:
-                lot = by_id[allocation.lot_id]
-                lot.reserved += allocation.quantity
-                reservation = Reservation(
-                    consortium_id=lot.consortium_id, lot_id=lot.id, site_id=site_id, drug_id=need.drug_id,
-                    quantity=allocation.quantity, status=HELD, supply_until=need.supply_until, created_at=uow.now(),
-                    **Reservation.cause_columns(cause))
-                uow.session.add(reservation)
-                reservations.append(reservation)
-        uow.commit()
+                taken[allocation.lot_id] = taken.get(allocation.lot_id, 0) + allocation.quantity
+                planned.append((need, allocation))
+        lots_by_id = {lot.id: lot for lots in locked.values() for lot in lots}
+        reservations = []
+        for need, allocation in planned:
+            lot = lots_by_id[allocation.lot_id]
+            lot.reserved += allocation.quantity
+            reservation = Reservation(
+                consortium_id=lot.consortium_id, lot_id=lot.id, site_id=site_id, drug_id=need.drug_id,
+                quantity=allocation.quantity, status=HELD, supply_until=need.supply_until, created_at=uow.now(),
+                **Reservation.cause_columns(cause))
+            uow.session.add(reservation)
+            reservations.append(reservation)
+        uow.commit(flush=False)  # nothing here is read back: the lots' new holds go with the caller's commit
         return reservations
 
 
-def _from_named_lot(lots: dict[int, Lot], need: StockNeed, today: date, drug_code: str) -> Allocation:
+def _from_named_lot(lots: dict[int, LotStock], need: StockNeed, today: date, drug_code: str) -> Allocation:
     """The allocation of a need from the lot it names: a lot of this drug here, usable, with enough unheld."""
     assert need.lot_id is not None
-    lot = lots.get(need.lot_id)
-    if lot is None:
+    stock = lots.get(need.lot_id)
+    if stock is None:
         raise ValidationFailed(Message("lot %(lot)s is not stock of %(drug)s at this site", lot=need.lot_id,
                                        drug=drug_code), {"lot_id": need.lot_id})
-    stock = _stock(lot)
     if not is_usable(stock, today, need.supply_until):
-        raise ValidationFailed(Message("lot %(lot)s expires on %(day)s, before %(until)s", lot=lot.lot_number,
-                                       day=lot.expiry_date.isoformat(), until=need.supply_until.isoformat()),
+        raise ValidationFailed(Message("lot %(lot)s expires on %(day)s, before %(until)s", lot=stock.lot_number,
+                                       day=stock.expiry_date.isoformat(), until=need.supply_until.isoformat()),
                                {"lot_id": need.lot_id})
     if stock.available < need.quantity:
-        raise OutOfStock(Message("lot %(lot)s has %(available)s available, not %(quantity)s", lot=lot.lot_number,
+        raise OutOfStock(Message("lot %(lot)s has %(available)s available, not %(quantity)s", lot=stock.lot_number,
                                  available=stock.available, quantity=need.quantity), {"lot_id": need.lot_id})
-    return Allocation(lot.id, lot.lot_number, lot.expiry_date, need.quantity)
+    return Allocation(stock.lot_id, stock.lot_number, stock.expiry_date, need.quantity)
 
 
 def reserve_stock(uow: UnitOfWork, site_id: int, drug_id: int, quantity: int, supply_until: date,
@@ -643,7 +647,7 @@ def dispense_stock(uow: UnitOfWork, site_id: int, drug_id: int, quantity: int, s
         if keep_held is not None:
             # The lots are locked, so what the cause holds on them is what was read above, less what was used.
             _release_beyond(uow, [r for r in held if r.status == HELD], all_lots, keep_held)
-        uow.commit()
+        uow.commit(flush=False)  # the caller's commit writes the lots' and holds' last changes in its one statement
         return movements
 
 

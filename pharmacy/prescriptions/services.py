@@ -366,15 +366,12 @@ def _route(uow: UnitOfWork, whole: _Parts, *, event: str, exclude: frozenset[int
                       "returned_from": list(rx.returned_from)}
         _say_status(uow, rx, Status.ROUTED, StatusReason("routed", returned, choice.candidate.code, choice.reason,
                                                          passed_over=passed))
-        # Written before the savepoint, so that a hold given up does not take the prescription with it.
-        uow.flush()
-        savepoint = uow.session.begin_nested()
+        if rx.id is None:
+            uow.flush()  # the stock is held for the prescription by its id
         try:
             _hold_needs(uow, rx, choice.candidate.site_id, needs)
         except OutOfStock:
-            savepoint.rollback()  # taken meanwhile by another prescription: try the next pharmacy
-            continue
-        savepoint.commit()
+            continue  # taken meanwhile by another prescription (a hold refused changes nothing): the next pharmacy
         record_event(uow, rx, event, previous)
         return
     best = ranked[0]

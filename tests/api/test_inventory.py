@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
+from datetime import date
+
 import pytest
 
+from pharmacy.errors import OutOfStock
+from pharmacy.inventory.domain import Cause, CauseType
+from pharmacy.inventory.models import Lot, Reservation
+from pharmacy.inventory.services import StockNeed, hold_all
+from pharmacy.principal import system_for
+from pharmacy.unit_of_work import UnitOfWork
 from tests.api.test_foundation import assert_problem
 from tests.factories import World, add_drug, receive
 
@@ -208,3 +216,29 @@ def test_movements_are_append_only_in_the_database(client, world: World, amx, co
         with pytest.raises(Exception, match="append-only"):
             connection.execute(text(statement))
         nested.rollback()
+
+
+def test_a_hold_of_several_needs_refused_for_one_short_leaves_every_lot_as_it_was(session_factory, client,
+                                                                                 world: World, amx):
+    """All or none, and nothing changed by the none: routing tries the next pharmacy in the same transaction."""
+    other = add_drug(client, world.a, "AML5")
+    receive(client, world.a, "C1", amx["id"], "A1", "2027-06-30", 50)
+    receive(client, world.a, "C1", other["id"], "B1", "2027-06-30", 5)
+    site, until = world.a.sites["C1"], date(2026, 12, 21)
+    cause = Cause(CauseType.MANUAL, "HOLD-1")
+    uow = UnitOfWork(session_factory, system_for(world.a.consortium_id))
+    with uow:
+        for needs in ([StockNeed(amx["id"], 30, until), StockNeed(other["id"], 10, until)],
+                      # two needs of one drug share its lot: the second sees what the first takes
+                      [StockNeed(amx["id"], 30, until), StockNeed(amx["id"], 30, until)]):
+            with pytest.raises(OutOfStock):
+                hold_all(uow, site, needs, cause)
+            assert not [o for o in uow.session.new if isinstance(o, Reservation)]
+            assert all(lot.reserved == 0 for lot in uow.session.identity_map.values() if isinstance(lot, Lot))
+        held = hold_all(uow, site, [StockNeed(amx["id"], 20, until), StockNeed(amx["id"], 30, until)], cause)
+        uow.commit()
+    assert [r.quantity for r in held] == [20, 30]
+    level = stock(client, world, amx["id"])
+    assert (level["on_hand"], level["reserved"]) == (50, 50)
+    assert stock(client, world, other["id"])["reserved"] == 0
+    assert ledger_is_consistent(client, world)

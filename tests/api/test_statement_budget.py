@@ -24,7 +24,7 @@ pytestmark = pytest.mark.usefixtures("clock")  # 2026-11-23, noon in Hangzhou
 
 # The most statements each request of the ordinary flow may send on PostgreSQL (one drug, one lot, no webhook
 # subscription).
-BUDGET = {"submit": 9, "accept": 2, "prepare": 2, "dispense": 7, "hand-over": 3}
+BUDGET = {"submit": 8, "accept": 2, "prepare": 2, "dispense": 5, "hand-over": 3}
 # SQLite sends more: it reads the API key on every request (no channel tells it of a change to a key), and writes
 # each last change, the audit entry and the event a statement each (it has no INSERT or UPDATE inside WITH).
 ON_SQLITE = {"submit": 11, "accept": 5, "prepare": 5, "dispense": 10, "hand-over": 7}
