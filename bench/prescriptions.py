@@ -6,7 +6,9 @@ Beside it, the same database work done with bare SQL statements by the same numb
 same run, and the ratio of the two (this machine is shared: compare ratios, not seconds). Then the
 statements one prescription's five requests send to the database, counted in-process by the engine's
 ``before_cursor_execute`` event (transaction control that the driver sends itself, BEGIN and COMMIT, is not
-counted; SAVEPOINT and RELEASE are).
+counted; SAVEPOINT and RELEASE are). And the processor time one prescription costs the service's workers, the
+database server and the clients (for bare SQL: its threads, and the database), read from /proc: on a machine whose
+processors the three share, the throughput is what they leave one another.
 
 Prescriptions are dated with the consortium's clock (Beijing time), as the service checks them.
 
@@ -64,6 +66,53 @@ def run_threads(worker: Callable[[int], None], count: int) -> float:
     for t in threads:
         t.join()
     return time.perf_counter() - started
+
+
+class CpuMeter:
+    """The processor seconds that the service's workers, the database server and this process (its clients) spend
+    over a stretch of the run, read from /proc (Linux; the database counted where it runs on this machine). The
+    machine's processors are shared by all three: the share each takes is what the throughput says."""
+
+    def __init__(self, server_pid: int | None = None) -> None:
+        self.server_pid = server_pid
+        self.spent: dict[str, float] = {}
+
+    @staticmethod
+    def _seconds(pid: int | str) -> float:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return 0.0  # gone meanwhile
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def _now(self) -> dict[str, float]:
+        now = {"clients": time.process_time()}
+        if self.server_pid is not None:
+            children = Path(f"/proc/{self.server_pid}/task/{self.server_pid}/children")
+            workers = children.read_text().split() if children.exists() else []
+            now["service"] = sum(self._seconds(pid) for pid in workers)
+        database = 0.0
+        for entry in Path("/proc").iterdir() if Path("/proc").is_dir() else ():
+            if entry.name.isdigit():
+                try:
+                    if (entry / "comm").read_text().strip() == "postgres":
+                        database += self._seconds(entry.name)
+                except OSError:
+                    continue
+        now["database"] = database
+        return now
+
+    def __enter__(self) -> CpuMeter:
+        self._start = self._now()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        end = self._now()
+        self.spent = {part: end[part] - self._start[part] for part in end}
+
+    def per(self, count: int) -> str:
+        return ", ".join(f"{part} {seconds / count * 1000:.1f} ms" for part, seconds in self.spent.items()
+                         if seconds > 0)
 
 
 def free_port() -> int:
@@ -308,11 +357,13 @@ def main() -> None:
             except OSError:
                 time.sleep(0.1)
         run_http(port, keys, pharmacist_keys, clients * 2, clients)  # warm-up: connections, caches
-        elapsed, flows, requests = run_http(port, keys, pharmacist_keys, count, clients)
+        with CpuMeter(server.pid) as http_cpu:
+            elapsed, flows, requests = run_http(port, keys, pharmacist_keys, count, clients)
     finally:
         server.terminate()
         server.wait(timeout=30)
-    bare_elapsed, bare_flows, bare_statements = run_bare_sql(url, drug, sorted(pharmacist_keys), count, clients)
+    with CpuMeter() as bare_cpu:
+        bare_elapsed, bare_flows, bare_statements = run_bare_sql(url, drug, sorted(pharmacist_keys), count, clients)
     statements = count_statements(url, keys, pharmacist_keys)
 
     http_rate, bare_rate = count / elapsed, count / bare_elapsed
@@ -331,6 +382,8 @@ def main() -> None:
     print(f"ratio    : the API does {http_rate / bare_rate:.2f}x the bare-SQL throughput "
           f"({bare_rate / http_rate:.1f}x slower), "
           f"p50 latency {statistics.median(flows) / statistics.median(bare_flows):.1f}x")
+    print(f"processor time per prescription ({os.cpu_count()} processors shared): HTTP API {http_cpu.per(count)}; "
+          f"bare SQL {bare_cpu.per(count)}")
     print(f"statements: {sum(statements.values())} per prescription ("
           + ", ".join(f"{action} {n}" for action, n in statements.items()) + f"); bare SQL {bare_statements:.0f}")
 
