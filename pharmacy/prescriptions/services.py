@@ -18,7 +18,7 @@ from sqlalchemy.exc import IntegrityError
 
 from pharmacy import audit
 from pharmacy.catalog.models import Drug
-from pharmacy.catalog.services import drug_matches, find_drug_by_code, sites_that_may_dispense
+from pharmacy.catalog.services import drug_matches, find_drugs_by_code, sites_that_may_dispense
 from pharmacy.consortium.models import Site
 from pharmacy.db import contains
 from pharmacy.errors import Conflict, DomainError, Message, NotFound, OutOfStock, ValidationFailed
@@ -181,7 +181,8 @@ def _submit(uow: UnitOfWork, data: PrescriptionInput, request_hash: str, idempot
         existing = _existing(uow, data.number, idempotency_key)
         if existing is not None:
             return _replay(uow, existing, request_hash)
-        drugs = [find_drug_by_code(uow.session, item.code, prescriber_site) for item in data.items]
+        meant = find_drugs_by_code(uow.session, [item.code for item in data.items], prescriber_site)
+        drugs = [meant.get(item.code) for item in data.items]
         requests = [ItemRequest(
             DrugFacts(d.code, d.active, d.controlled_class, d.special_storage, d.atc_code) if d else None,
             item.code, item.quantity, item.supply_days, item.repeats, item.interval_days)

@@ -76,6 +76,23 @@ def test_codes_resolve_from_consortium_national_and_local_codes(client, world: W
     assert_problem(conflicting, 409, "already maps")
 
 
+def test_a_code_is_read_as_the_consortiums_code_first_then_a_national_code_of_an_active_drug(client, world: World):
+    headers = world.a.headers("admin")
+    retired = add_drug(client, world.a, "OLD", national_code="XN-1")
+    etag = client.get(f"/api/drugs/{retired['id']}", headers=headers).headers["ETag"]
+    client.patch(f"/api/drugs/{retired['id']}", json={"active": False}, headers={**headers, "If-Match": etag})
+    active = add_drug(client, world.a, "NEW", national_code="XN-1")
+    # "NEW" is also another drug's national code, and a local code of the prescriber's hospital: its own code wins.
+    add_drug(client, world.a, "OTHER", national_code="NEW")
+    client.post("/api/local-codes", headers=headers,
+                json={"site_id": world.a.sites["LEAD"], "local_code": "NEW", "drug_id": retired["id"]})
+    prescriber = world.a.headers("prescriber")
+    resolved = {code: client.get(f"/api/drugs/resolve?code={code}", headers=prescriber).get_json().get("code")
+                for code in ("NEW", "XN-1")}
+    assert resolved == {"NEW": "NEW", "XN-1": active["code"]}
+    assert_problem(client.get("/api/drugs/resolve?code=XN-2", headers=prescriber), 404, "no drug has code XN-2")
+
+
 def test_grassroots_formulary_is_the_essential_list_plus_extensions(client, world: World):
     essential = add_drug(client, world.a, "E1", essential=True)
     special = add_drug(client, world.a, "S1", essential=False, generic_name="利伐沙班片")
