@@ -8,7 +8,7 @@ from collections.abc import Iterable, Mapping
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, case, exists, func, insert, literal, or_, select, union_all
+from sqlalchemy import ColumnElement, Select, bindparam, case, exists, func, insert, literal, or_, select
 from sqlalchemy.orm import Session
 
 from pharmacy import audit
@@ -139,36 +139,36 @@ def drugs_by_id(uow: UnitOfWork, ids: Iterable[int]) -> dict[int, Drug]:
 
 
 def find_drug_by_code(session: Session, code: str, site_id: int | None) -> Drug | None:
-    """The drug a code means (see :func:`find_drugs_by_code`)."""
+    """The drug a code means: a consortium code, a national code, or the site's local code, in that order."""
     return find_drugs_by_code(session, [code], site_id).get(code)
 
 
-# How a code names a drug, in the order a code is read: the consortium's code, a national code, a site's local code.
-_BY_CODE, _BY_NATIONAL_CODE, _BY_LOCAL_CODE = 0, 1, 2
+# The ways a code names a drug, in the order a code is read, each a statement built once (its codes bound as a list):
+# the consortium's code, a national code (an active drug before a retired one, then the oldest), a site's local code.
+_BY_CODE = select(Drug).where(Drug.code.in_(bindparam("codes", expanding=True)))
+_BY_NATIONAL_CODE = (select(Drug).where(Drug.national_code.in_(bindparam("codes", expanding=True)))
+                     .order_by(Drug.active.desc(), Drug.id))
+_BY_LOCAL_CODE = (select(Drug, LocalCode.local_code).join(LocalCode, LocalCode.drug_id == Drug.id)
+                  .where(LocalCode.site_id == bindparam("site_id"),
+                         LocalCode.local_code.in_(bindparam("codes", expanding=True))))
 
 
 def find_drugs_by_code(session: Session, codes: Iterable[str], site_id: int | None) -> dict[str, Drug]:
-    """The drug each code means, by code, in one statement (a prescription's items in one round trip): a consortium
-    code, else a national code (an active drug before a retired one, then the oldest), else the site's local code.
-    A code that means no drug is not in the answer."""
+    """The drug each code means, by code (see :func:`find_drug_by_code`), a prescription's items together: one
+    statement when each is a consortium code, as a prescription mostly says, and one more for each other way of
+    naming a drug that is still needed, whatever the number of codes. A code that means no drug is not in the
+    answer."""
+    meant: dict[str, Drug] = {}
     wanted = sorted(set(codes))
-    if not wanted:
-        return {}
-    # One branch per way of naming, each on its own index, rather than one OR across the three (a scan).
-    ways = [select(Drug.id.label("drug_id"), literal(_BY_CODE).label("way"), Drug.code.label("said"))
-            .where(Drug.code.in_(wanted)),
-            select(Drug.id, literal(_BY_NATIONAL_CODE), Drug.national_code).where(Drug.national_code.in_(wanted))]
-    if site_id is not None:
-        ways.append(select(LocalCode.drug_id, literal(_BY_LOCAL_CODE), LocalCode.local_code)
-                    .where(LocalCode.site_id == site_id, LocalCode.local_code.in_(wanted)))
-    named = union_all(*ways).subquery()
-    meant: dict[str, tuple[tuple[int, bool, int], Drug]] = {}
-    for drug, way, said in session.execute(
-            select(Drug, named.c.way, named.c.said).join(named, named.c.drug_id == Drug.id)):
-        rank = (way, way == _BY_NATIONAL_CODE and not drug.active, drug.id)
-        if said not in meant or rank < meant[said][0]:
-            meant[said] = (rank, drug)
-    return {code: drug for code, (_, drug) in meant.items()}
+    if wanted:
+        meant.update((drug.code, drug) for drug in session.scalars(_BY_CODE, {"codes": wanted}))
+    if missing := [code for code in wanted if code not in meant]:
+        for drug in session.scalars(_BY_NATIONAL_CODE, {"codes": missing}):
+            meant.setdefault(drug.national_code, drug)  # type: ignore[arg-type]  # the first is the one wanted
+    if site_id is not None and (missing := [code for code in wanted if code not in meant]):
+        meant.update((local, drug) for drug, local in session.execute(
+            _BY_LOCAL_CODE, {"codes": missing, "site_id": site_id}))
+    return meant
 
 
 def resolve_code(uow: UnitOfWork, code: str, site_id: int | None = None) -> Drug:
