@@ -8,7 +8,8 @@ statements one prescription's five requests send to the database, counted in-pro
 ``before_cursor_execute`` event (transaction control that the driver sends itself, BEGIN and COMMIT, is not
 counted; SAVEPOINT and RELEASE are). And the processor time one prescription costs the service's workers, the
 database server and the clients (for bare SQL: its threads, and the database), read from /proc: on a machine whose
-processors the three share, the throughput is what they leave one another.
+processors the three share, the throughput is what they leave one another. And the floor under the flow: as many
+requests, each the lightest of the path (a read of the prescription), through the same service and clients.
 
 Prescriptions are dated with the consortium's clock (Beijing time), as the service checks them.
 
@@ -218,6 +219,27 @@ class Client:
         return json.loads(data)
 
 
+    def get(self, path: str, key: str) -> dict:
+        self.connection.request("GET", path, headers={"Authorization": f"Bearer {key}"})
+        response = self.connection.getresponse()
+        data = response.read()
+        if response.status >= 300:
+            raise RuntimeError(f"{path}: {response.status} {data[:300]!r}")
+        return json.loads(data)
+
+
+def run_reads(port: int, key: str, count: int, clients: int) -> float:
+    """The floor under the flow: for each of ``count`` prescriptions, five reads of it (as many requests as its
+    flow, each the lightest the path has: the key, the prescription's load, its answer). The seconds."""
+    def worker(worker_index: int) -> None:
+        client = Client(port)
+        for n in range(worker_index, count, clients):
+            for _ in range(len(ACTIONS) + 1):
+                client.get(f"/api/prescriptions/{n + 1}", key)
+
+    return run_threads(worker, clients)
+
+
 def run_http(port: int, keys: dict[str, str], pharmacist_keys: dict[int, str], count: int, clients: int
              ) -> tuple[float, list[float], list[tuple[str, float]]]:
     flows: list[float] = []
@@ -360,6 +382,8 @@ def main() -> None:
         run_http(port, keys, pharmacist_keys, clients * 2, clients)  # warm-up: connections, caches
         with CpuMeter(server.pid) as http_cpu:
             elapsed, flows, requests = run_http(port, keys, pharmacist_keys, count, clients)
+        with CpuMeter(server.pid) as reads_cpu:
+            reads_elapsed = run_reads(port, keys["prescriber"], count, clients)
     finally:
         server.terminate()
         server.wait(timeout=30)
@@ -385,6 +409,9 @@ def main() -> None:
           f"p50 latency {statistics.median(flows) / statistics.median(bare_flows):.1f}x")
     print(f"processor time per prescription ({os.cpu_count()} processors shared): HTTP API {http_cpu.per(count)}; "
           f"bare SQL {bare_cpu.per(count)}")
+    print(f"floor    : five reads of a prescription over HTTP instead of its flow: {count / reads_elapsed:7.1f} "
+          f"prescriptions/s, {count / reads_elapsed / bare_rate:.2f}x the bare-SQL throughput; "
+          f"{reads_cpu.per(count)}")
     print(f"statements: {sum(statements.values())} per prescription ("
           + ", ".join(f"{action} {n}" for action, n in statements.items()) + f"); bare SQL {bare_statements:.0f}")
 
