@@ -70,50 +70,61 @@ def run_threads(worker: Callable[[int], None], count: int) -> float:
 
 
 class CpuMeter:
-    """The processor seconds that the service's workers, the database server and this process (its clients) spend
-    over a stretch of the run, read from /proc (Linux; the database counted where it runs on this machine). The
-    machine's processors are shared by all three: the share each takes is what the throughput says."""
+    """The processor seconds that the service (gunicorn and its workers), the database server (the postmaster and
+    its backends) and this process (its clients) spend over a stretch of the run, read from /proc (Linux; the
+    database counted where it runs on this machine). A process tree is counted with what its ended children spent
+    (the parent's reaped time), so a connection closed within the stretch still counts. The machine's processors
+    are shared by all three: the share each takes is what the throughput says."""
 
-    def __init__(self, server_pid: int | None = None) -> None:
-        self.server_pid = server_pid
+    def __init__(self, server_pid: int | None, database_pid: int | None) -> None:
+        self.trees = {"service": server_pid, "database": database_pid}
         self.spent: dict[str, float] = {}
 
     @staticmethod
-    def _seconds(pid: int | str) -> float:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            return 0.0  # gone meanwhile
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    def _stat(pid: int | str) -> list[str] | None:
+        try:  # the fields after the command's name: state, ppid, ... utime (11), stime, cutime, cstime (14)
+            return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            return None  # gone meanwhile, or not a Linux /proc
+
+    @classmethod
+    def _tree(cls, root: int) -> float:
+        """The seconds ``root`` and its children spent, those they have reaped included."""
+        ticks = 0
+        for entry in Path("/proc").iterdir():
+            fields = cls._stat(entry.name) if entry.name.isdigit() else None
+            if fields is not None and str(root) in (entry.name, fields[1]):
+                ticks += sum(int(f) for f in fields[11:15])
+        return ticks / os.sysconf("SC_CLK_TCK")
 
     def _now(self) -> dict[str, float]:
         now = {"clients": time.process_time()}
-        if self.server_pid is not None:
-            children = Path(f"/proc/{self.server_pid}/task/{self.server_pid}/children")
-            workers = children.read_text().split() if children.exists() else []
-            now["service"] = sum(self._seconds(pid) for pid in workers)
-        database = 0.0
-        for entry in Path("/proc").iterdir() if Path("/proc").is_dir() else ():
-            if entry.name.isdigit():
-                try:
-                    if (entry / "comm").read_text().strip() == "postgres":
-                        database += self._seconds(entry.name)
-                except OSError:
-                    continue
-        now["database"] = database
+        for part, root in self.trees.items():
+            if root is not None:
+                now[part] = self._tree(root)
         return now
 
     def __enter__(self) -> CpuMeter:
-        self._start = self._now()
+        self.started = self._now()
         return self
 
     def __exit__(self, *exc: object) -> None:
         end = self._now()
-        self.spent = {part: end[part] - self._start[part] for part in end}
+        self.spent = {part: end[part] - self.started[part] for part in end}
 
     def per(self, count: int) -> str:
-        return ", ".join(f"{part} {seconds / count * 1000:.1f} ms" for part, seconds in self.spent.items()
-                         if seconds > 0)
+        return ", ".join(f"{part} {seconds / count * 1000:.1f} ms" for part, seconds in self.spent.items())
+
+
+def database_server_pid(url: str) -> int | None:
+    """The PostgreSQL server's process on this machine (the parent of a backend), if it runs here."""
+    app = create_app({"DATABASE_URL": url})
+    database = app.extensions["pharmacy_db"]
+    with database.engine.connect() as conn:
+        backend = conn.execute(text("SELECT pg_backend_pid()")).scalar_one()
+    database.dispose()
+    fields = CpuMeter._stat(backend)
+    return int(fields[1]) if fields is not None else None
 
 
 def free_port() -> int:
@@ -271,7 +282,7 @@ BARE_INTAKE = ("INSERT INTO prescriptions (consortium_id, number, prescriber_sit
      "RETURNING id")
 
 
-def run_bare_sql(url: str, drug: int, sites: list[int], count: int, clients: int
+def run_bare_sql(url: str, drug: int, sites: list[int], count: int, clients: int, database_pid: int | None
                  ) -> tuple[float, list[float], float, CpuMeter]:
     """The same rows written and locked as the service writes them, with no HTTP, ORM or checks; the seconds, each
     prescription's, the statements per prescription and the processor time spent."""
@@ -354,7 +365,7 @@ def run_bare_sql(url: str, drug: int, sites: list[int], count: int, clients: int
         with lock:
             flows.extend(mine)
 
-    with CpuMeter() as cpu:  # before the engine lets its connections go: their server processes end with them
+    with CpuMeter(None, database_pid) as cpu:
         elapsed = run_threads(worker, clients)
     engine.dispose()
     return elapsed, flows, sent[0] / count, cpu
@@ -367,6 +378,7 @@ def main() -> None:
     count = int(os.environ.get("BENCH_PRESCRIPTIONS", "400"))
     clients = int(os.environ.get("BENCH_CLIENTS", "8"))
     keys, pharmacist_keys, drug = seed(url)
+    database_pid = database_server_pid(url)
     port = free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "-w", "2", "--threads", "4", "-b", f"127.0.0.1:{port}",
@@ -380,15 +392,15 @@ def main() -> None:
             except OSError:
                 time.sleep(0.1)
         run_http(port, keys, pharmacist_keys, clients * 2, clients)  # warm-up: connections, caches
-        with CpuMeter(server.pid) as http_cpu:
+        with CpuMeter(server.pid, database_pid) as http_cpu:
             elapsed, flows, requests = run_http(port, keys, pharmacist_keys, count, clients)
-        with CpuMeter(server.pid) as reads_cpu:
+        with CpuMeter(server.pid, database_pid) as reads_cpu:
             reads_elapsed = run_reads(port, keys["prescriber"], count, clients)
     finally:
         server.terminate()
         server.wait(timeout=30)
     bare_elapsed, bare_flows, bare_statements, bare_cpu = run_bare_sql(url, drug, sorted(pharmacist_keys), count,
-                                                                       clients)
+                                                                       clients, database_pid)
     statements = count_statements(url, keys, pharmacist_keys)
 
     http_rate, bare_rate = count / elapsed, count / bare_elapsed

@@ -3,7 +3,10 @@
 Every change of a lot goes through :func:`_move`, which writes the ledger movement and the lot's
 quantity together, under the lot's row lock. Locks on lots are taken in lot-id order, and a use case that
 touches several drugs at a site locks all their lots in one statement first (:func:`lock_stock`), so two
-transactions touching the same lots in any order of drugs cannot deadlock.
+transactions touching the same lots in any order of drugs cannot deadlock. One exception: routing that finds its
+first pharmacy's stock taken meanwhile holds at the next one with the first one's lots still locked, so two
+prescriptions trying two pharmacies in opposite orders can meet; the database breaks the cycle and the request is
+run again (:mod:`pharmacy.retries`).
 """
 
 from __future__ import annotations
@@ -293,6 +296,8 @@ def give_trace_codes(uow: UnitOfWork, site_id: int, drug_id: int, movements: Seq
     consortium, is refused saying where and when; the database's unique key says so even of two dispenses at
     once. Joins the caller's transaction."""
     with uow:
+        if any(m.id is None for m in movements):
+            uow.flush()  # the packs are given with the movements by their ids
         drug = uow.get(Drug, drug_id, what="drug")
         by_lot = {m.lot_id: m for m in movements}
         lots = {lot.id: lot for lot in uow.session.scalars(select(Lot).where(Lot.id.in_(sorted(by_lot))))}
@@ -436,9 +441,12 @@ def hold_stock(uow: UnitOfWork, site_id: int, drug_id: int, quantity: int, suppl
     return hold_all(uow, site_id, [StockNeed(drug_id, quantity, supply_until)], cause)
 
 
-def hold_all(uow: UnitOfWork, site_id: int, needs: Sequence[StockNeed], cause: Cause) -> list[Reservation]:
+def hold_all(uow: UnitOfWork, site_id: int, needs: Sequence[StockNeed], cause: Cause, *,
+             flush: bool = True) -> list[Reservation]:
     """Reserve every need at a site for ``cause``, first-expiry first-out, all or none (:class:`OutOfStock`
-    names the first drug short). The lots of all the needs' drugs are locked together first."""
+    names the first drug short, and nothing has changed). The lots of all the needs' drugs are locked together
+    first. Joining a caller's transaction, the holds are written at once, unless ``flush=False``: a caller that
+    reads none of them back by id leaves them to its own commit (see :meth:`UnitOfWork.commit`)."""
     if not cause.may_hold:
         raise ValidationFailed(Message("stock is held for a prescription or a transfer (by its id) or by hand (with a "
                                        "reference), not for %(type)s %(id)s", type=Message.word(cause.type.value),
@@ -473,7 +481,7 @@ def hold_all(uow: UnitOfWork, site_id: int, needs: Sequence[StockNeed], cause: C
                 **Reservation.cause_columns(cause))
             uow.session.add(reservation)
             reservations.append(reservation)
-        uow.commit(flush=False)  # nothing here is read back: the lots' new holds go with the caller's commit
+        uow.commit(flush=flush)
         return reservations
 
 
@@ -611,7 +619,7 @@ class LotChoice:
 def dispense_stock(uow: UnitOfWork, site_id: int, drug_id: int, quantity: int, supply_until: date, cause: Cause,
                    *, lots: Sequence[LotChoice] | None = None, lot_reason: str = "",
                    locked: Sequence[Lot] | None = None, held: Sequence[Reservation] | None = None,
-                   keep_held: int | None = None) -> list[Movement]:
+                   keep_held: int | None = None, flush: bool = True) -> list[Movement]:
     """Dispense ``quantity`` units for ``cause`` at a site.
 
     By default the stock held for the cause is used first, then more is taken first-expiry first-out.
@@ -619,7 +627,9 @@ def dispense_stock(uow: UnitOfWork, site_id: int, drug_id: int, quantity: int, s
     What is left of the cause's reservations for this drug stays held (a partial dispense), or, with ``keep_held``,
     no more than those units of it (as :func:`keep_held` says, from the reservations already in hand). ``locked``
     are the site's lots of the drug, when the caller has locked them already (:func:`lock_stock`), and ``held``
-    what the cause holds on them, when read with the locks (:func:`lock_stock_held_for`).
+    what the cause holds on them, when read with the locks (:func:`lock_stock_held_for`). Joining a caller's
+    transaction, the movements are written at once (an answer names them by id), unless ``flush=False``: a caller
+    that reads none of them back by id leaves them, and the lots' and holds' changes, to its own commit.
     """
     with uow:
         uow.ensure_acts_for(site_id, what=Message("site %(id)s", id=site_id))
@@ -647,7 +657,7 @@ def dispense_stock(uow: UnitOfWork, site_id: int, drug_id: int, quantity: int, s
         if keep_held is not None:
             # The lots are locked, so what the cause holds on them is what was read above, less what was used.
             _release_beyond(uow, [r for r in held if r.status == HELD], all_lots, keep_held)
-        uow.commit(flush=False)  # the caller's commit writes the lots' and holds' last changes in its one statement
+        uow.commit(flush=flush)
         return movements
 
 

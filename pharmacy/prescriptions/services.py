@@ -749,7 +749,8 @@ def _reserve_issue(uow: UnitOfWork, rx: Prescription) -> None:
 
 def _hold_needs(uow: UnitOfWork, rx: Prescription, site_id: int, needs: Sequence[_Need]) -> None:
     """Hold every need at a site for the prescription, all or none (all its drugs' lots locked at once)."""
-    hold_all(uow, site_id, [StockNeed(n.item.drug_id, n.item.quantity, n.supply_until) for n in needs], _cause(rx))
+    hold_all(uow, site_id, [StockNeed(n.item.drug_id, n.item.quantity, n.supply_until) for n in needs], _cause(rx),
+             flush=False)  # nothing reads the holds back by id: their lots' changes go in the commit's statement
 
 
 def resume_awaiting(uow: UnitOfWork, site_id: int, drug_ids: Sequence[int], first: int | None = None) -> list[int]:
@@ -845,7 +846,8 @@ def dispense(uow: UnitOfWork, rx_id: int, lines: Sequence[DispenseLine] = ()) ->
             movements = dispense_stock(uow, rx.pharmacy_site_id, drug_id, quantity,  # type: ignore[arg-type]
                                        needs[item.id].supply_until, _cause(rx), lots=line.lots or None,
                                        lot_reason=line.lot_reason, locked=locked[drug_id], held=held[drug_id],
-                                       keep_held=None if substituted else left_after)
+                                       keep_held=None if substituted else left_after,
+                                       flush=False)  # the dispenses name their movements by relationship
             lots = {lot.id: lot for lot in locked[drug_id]}
             codes: Sequence[ScannedCode] = codes_for.get(item.id, [])
             if codes:

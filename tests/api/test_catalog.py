@@ -80,12 +80,13 @@ def test_a_code_is_read_as_the_consortiums_code_first_then_a_national_code_of_an
     headers = world.a.headers("admin")
     retired = add_drug(client, world.a, "OLD", national_code="XN-1")
     etag = client.get(f"/api/drugs/{retired['id']}", headers=headers).headers["ETag"]
-    client.patch(f"/api/drugs/{retired['id']}", json={"active": False}, headers={**headers, "If-Match": etag})
+    assert client.patch(f"/api/drugs/{retired['id']}", json={"active": False},
+                        headers={**headers, "If-Match": etag}).get_json()["active"] is False
     active = add_drug(client, world.a, "NEW", national_code="XN-1")
     # "NEW" is also another drug's national code, and a local code of the prescriber's hospital: its own code wins.
     add_drug(client, world.a, "OTHER", national_code="NEW")
-    client.post("/api/local-codes", headers=headers,
-                json={"site_id": world.a.sites["LEAD"], "local_code": "NEW", "drug_id": retired["id"]})
+    assert client.post("/api/local-codes", headers=headers, json={
+        "site_id": world.a.sites["LEAD"], "local_code": "NEW", "drug_id": retired["id"]}).status_code == 201
     prescriber = world.a.headers("prescriber")
     resolved = {code: client.get(f"/api/drugs/resolve?code={code}", headers=prescriber).get_json().get("code")
                 for code in ("NEW", "XN-1")}

@@ -219,14 +219,14 @@ def test_movements_are_append_only_in_the_database(client, world: World, amx, co
 
 
 def test_a_hold_of_several_needs_refused_for_one_short_leaves_every_lot_as_it_was(session_factory, client,
-                                                                                 world: World, amx):
+                                                                                 world: World, amx, clock):
     """All or none, and nothing changed by the none: routing tries the next pharmacy in the same transaction."""
     other = add_drug(client, world.a, "AML5")
     receive(client, world.a, "C1", amx["id"], "A1", "2027-06-30", 50)
     receive(client, world.a, "C1", other["id"], "B1", "2027-06-30", 5)
     site, until = world.a.sites["C1"], date(2026, 12, 21)
     cause = Cause(CauseType.MANUAL, "HOLD-1")
-    uow = UnitOfWork(session_factory, system_for(world.a.consortium_id))
+    uow = UnitOfWork(session_factory, system_for(world.a.consortium_id), clock)
     with uow:
         for needs in ([StockNeed(amx["id"], 30, until), StockNeed(other["id"], 10, until)],
                       # two needs of one drug share its lot: the second sees what the first takes

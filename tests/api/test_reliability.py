@@ -156,6 +156,22 @@ def test_a_manual_movement_and_a_hold_sent_again_are_booked_once(client, world, 
     assert [(lot["quantity"], lot["reserved"]) for lot in listed] == [(45, 7)]
 
 
+def test_a_dispense_sent_again_with_its_key_is_given_once_and_answered_with_its_movements(client, world, drugs):
+    lot = receive(client, world.a, "C1", drugs["AML5"]["id"], "D1", "2027-06-30", 50).get_json()["lot_id"]
+    headers = world.a.headers("pharmacist") | {"Idempotency-Key": "dispense-1"}
+    body = {"site_id": world.a.sites["C1"], "drug_id": drugs["AML5"]["id"], "quantity": 14,
+            "supply_until": "2026-11-30", "cause_type": "manual", "cause_id": "ward-3"}
+    first = client.post("/api/inventory/dispenses", json=body, headers=headers)
+    again = client.post("/api/inventory/dispenses", json=body, headers=headers)
+    assert first.status_code == again.status_code == 201
+    given = first.get_json()
+    assert [(m["lot_id"], m["quantity"]) for m in given] == [(lot, -14)]
+    card = client.get(f"/api/inventory/lots/{lot}/movements", headers=world.a.headers("pharmacist")).get_json()
+    # The answer names the movement written, by its id, the first time and every time after.
+    assert given[0]["id"] == card["movements"][-1]["id"] and again.get_json() == given
+    assert card["lot"]["quantity"] == 36
+
+
 def test_keys_belong_to_the_account_that_sent_them(client, world, drugs):
     key = {"Idempotency-Key": "same-key"}
     c1 = client.post("/api/inventory/receipts", json=receipt(world, drugs["AML5"]),
