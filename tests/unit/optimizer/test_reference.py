@@ -4,7 +4,7 @@ rules with none of the engine's groupings or bounds) finds optimal, on generated
 from __future__ import annotations
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, note, settings
 from hypothesis import strategies as st
 
 from optimizer import Arc, Demand, DrugPolicy, Lot, Offer, Problem, Tier, scenarios, solve
@@ -53,6 +53,7 @@ def consortia(draw: st.DrawFn) -> Problem:
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(problem=consortia())
 def test_plans_cost_what_the_rules_make_optimal(problem: Problem) -> None:
+    note(repr(problem))
     plan = solve(problem, workers=1, gap=1e-9)
     assert plan.status == "optimal"
     assert_feasible(problem, plan)
@@ -65,17 +66,38 @@ def test_plans_cost_what_the_rules_make_optimal(problem: Problem) -> None:
     assert plan.costs.total <= plan.baseline.total + 1e-6
 
 
+# Found by generation: a pooled tier's packs are continuous in the engine, so its cost is read within the solver's
+# feasibility tolerance of the whole packs' (75.299999 for 75.30), a millionth under the optimum.
+SOLVER_NOISE = Problem(
+    30, (Demand("A", "D1", 17, 0.283), Demand("C", "D1", 39, 1.3), Demand("A", "D2", 30, 1.0),
+         Demand("B", "D2", 34, 1.133)),
+    (Offer("D1-O0", "S2", "D1", 5, (Tier(2, 4.0), Tier(5, 3.6)), 2, None, {}, 0.0),
+     Offer("D2-O0", "S1", "D2", 1, (Tier(0, 2.0), Tier(4, 1.8)), 0, None, {}, 0.0),
+     Offer("D2-O1", "S1", "D2", 1, (Tier(0, 0.3),), 5, None, {}, 10.0)),
+    (Lot("D1-L0", "B", "D1", 34, -1, 2.0, 0),),
+    (Arc("A", "B", 2.0, 0.0), Arc("A", "C", 2.0, 1.5), Arc("C", "A", 0.05, 0.0)),
+    (DrugPolicy("D1", 8.0), DrugPolicy("D2", 8.0)))
+
+
+def _costs_close(a: float, b: float) -> float:
+    """What two costs may differ by and be the same plan's: the solver's tolerance, relative to their size."""
+    return 1e-6 * max(1.0, abs(a), abs(b))
+
+
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(problem=consortia())
+@example(problem=SOLVER_NOISE)
 def test_drug_by_drug_the_plan_is_feasible_and_its_gap_is_true(problem: Problem) -> None:
     # The shared charges priced drug by drug: the plan may cost more than the optimum, but never less, and the
     # bound it reports is a bound of the whole problem's.
+    note(repr(problem))
     plan = solve(problem, workers=1, gap=1e-9, baseline=False, monolithic_budget_drugs=0)
     assert_feasible(problem, plan)
     optimum = reference_costs(problem) - reference_unavoidable(problem)
-    assert plan.costs.total >= optimum - 1e-6
-    assert plan.best_bound is not None and plan.best_bound <= optimum + 1e-6
-    assert plan.gap is not None and plan.gap >= (plan.costs.total - optimum) / max(plan.costs.total, 1e-9) - 1e-9
+    close = _costs_close(plan.costs.total, optimum)
+    assert plan.costs.total >= optimum - close
+    assert plan.best_bound is not None and plan.best_bound <= optimum + close
+    assert plan.gap is not None and plan.gap >= (plan.costs.total - optimum - close) / max(plan.costs.total, 1e-9)
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
