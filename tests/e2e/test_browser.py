@@ -162,7 +162,7 @@ def test_an_officer_runs_a_plan_watches_it_and_approves_it(site, browser) -> Non
     page.wait_for_url("**/plans/*")
     # The run goes on in the background; the page follows it and shows the plan when it is done.
     page.wait_for_selector("#saving", timeout=90_000)
-    assert page.locator("#purchases tbody tr").count() >= 1
+    assert page.locator("#purchases tbody tr").count() >= 1, page.inner_text("main")
     assert page.locator("#cost-chart").is_visible()
     shot(page, "07-plan")
     # The transfers' tab and sorting the lines swap the table in place (htmx), without reloading the page.
