@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, cast
 from sqlalchemy import ForeignKey, Integer, String, Table, Text, event, inspect, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from pharmacy.db import Base, UTCDateTime, utcnow
+from pharmacy.db import Base, UTCDateTime, column_changes, utcnow
 from pharmacy.pagination import Page, PageRequest, fetch_page
 from pharmacy.principal import Principal
 from pharmacy.rows_at_commit import add_row, before_written
@@ -94,20 +94,17 @@ def _describe_new(obj: Any) -> str:
 
 
 def _describe_change(obj: Any) -> str | None:
-    state = inspect(obj)
+    changes = column_changes(obj)
     parts = []
-    for attr in state.mapper.column_attrs:
-        history = state.attrs[attr.key].history
-        if not history.has_changes() or not _visible(attr.key):
+    for attr, history in changes:
+        if not _visible(attr.key):
             continue
         before = history.deleted[0] if history.deleted else None
         after = history.added[0] if history.added else None
         if before == after:
             continue
         parts.append(f"{attr.key} changed" if _private(obj, attr.key) else f"{attr.key}: {before} -> {after}")
-    hidden = [a.key for a in state.mapper.column_attrs
-              if not _visible(a.key) and state.attrs[a.key].history.has_changes()]
-    parts.extend(f"{key} changed" for key in hidden if key.endswith(_HIDDEN_SUFFIXES))
+    parts.extend(f"{attr.key} changed" for attr, _ in changes if attr.key.endswith(_HIDDEN_SUFFIXES))
     return "changed " + "; ".join(parts) if parts else None
 
 
@@ -142,8 +139,7 @@ def _record_changes(session: Session, flush_context: Any) -> None:
         if getattr(obj, "__audited__", False):
             rows.append(_entry(principal, "create", type(obj).__name__, obj.id, _describe_new(obj),
                                _consortium_of(obj)))
-    rows += _update_entries(principal, (obj for obj in session.dirty
-                                        if session.is_modified(obj, include_collections=False)))
+    rows += _update_entries(principal, session.dirty)  # an object whose columns are as loaded says nothing
     for obj in session.deleted:
         if getattr(obj, "__audited__", False):
             rows.append(_entry(principal, "delete", type(obj).__name__, obj.id, "deleted",

@@ -26,6 +26,8 @@ from sqlalchemy.orm import Session, SessionTransaction
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.sql.dml import UpdateBase
 
+from pharmacy.db import column_changes, relationships_changed
+
 ROWS = "rows_at_commit"
 MARKS = "rows_at_commit_marks"  # savepoint -> how many rows were added before it began
 # At most this many rows and changes go in one statement. Each row is an INSERT of its own in it: a statement of
@@ -61,13 +63,10 @@ def _last_change(obj: Any) -> dict[Any, Any] | None:
     mapper = state.mapper
     if state.key is None or mapper.version_id_col is not None or len(mapper.tables) != 1:
         return None
-    if any(state.attrs[rel.key].history.has_changes() for rel in mapper.relationships):
+    if relationships_changed(obj):
         return None  # the flush sets the keys a relationship implies
     changed: dict[Any, Any] = {}
-    for attr in mapper.column_attrs:
-        history = state.attrs[attr.key].history
-        if not history.has_changes():
-            continue
+    for attr, history in column_changes(obj):
         column = attr.columns[0]
         if column.primary_key or column.onupdate is not None or column.server_onupdate is not None:
             return None
