@@ -14,7 +14,7 @@ requests, each the lightest of the path (a read of the prescription), through th
 Prescriptions are dated with the consortium's clock (Beijing time), as the service checks them.
 
     DATABASE_URL=postgresql://postgres@127.0.0.1:5432/test .venv/bin/python bench/prescriptions.py
-    BENCH_PRESCRIPTIONS=400 BENCH_CLIENTS=8 ... (defaults)
+    BENCH_PRESCRIPTIONS=400 BENCH_CLIENTS=8 BENCH_WORKERS=2 BENCH_THREADS=4 ... (defaults)
 """
 
 from __future__ import annotations
@@ -377,11 +377,12 @@ def main() -> None:
         sys.exit("set DATABASE_URL to a PostgreSQL database (its public schema is dropped and recreated)")
     count = int(os.environ.get("BENCH_PRESCRIPTIONS", "400"))
     clients = int(os.environ.get("BENCH_CLIENTS", "8"))
+    workers, threads = int(os.environ.get("BENCH_WORKERS", "2")), int(os.environ.get("BENCH_THREADS", "4"))
     keys, pharmacist_keys, drug = seed(url)
     database_pid = database_server_pid(url)
     port = free_port()
     server = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "-w", "2", "--threads", "4", "-b", f"127.0.0.1:{port}",
+        [sys.executable, "-m", "gunicorn", "-w", str(workers), "--threads", str(threads), "-b", f"127.0.0.1:{port}",
          "--log-level", "warning", "wsgi:app"],
         cwd=ROOT, env={**os.environ, "DATABASE_URL": url, "SECRET_KEY": "bench"})
     try:
@@ -406,7 +407,8 @@ def main() -> None:
     http_rate, bare_rate = count / elapsed, count / bare_elapsed
     latencies = [seconds for _, seconds in requests]
     by_action = {action: [seconds for done, seconds in requests if done == action] for action in statements}
-    print(f"PostgreSQL; {count} prescriptions, {clients} concurrent clients, gunicorn 2 workers x 4 threads")
+    print(f"PostgreSQL; {count} prescriptions, {clients} concurrent clients, gunicorn {workers} workers x {threads} "
+          "threads")
     print(f"HTTP API : {http_rate:7.1f} prescriptions/s; per prescription (5 requests) p50 "
           f"{statistics.median(flows) * 1000:6.1f} ms, p99 {percentile(flows, 0.99) * 1000:6.1f} ms; "
           f"per request p50 {statistics.median(latencies) * 1000:5.1f} ms, "
