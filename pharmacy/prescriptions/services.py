@@ -501,24 +501,25 @@ class _Parts:
 
 
 # What every action on a prescription reads, built once (each action would otherwise build it again): the
-# prescription with its items and their drugs; its dispenses with their drugs and trace codes.
+# prescription with its items and their drugs; its dispenses with their trace codes, and the drugs of those that gave
+# a substitute (the others' drugs are the items', loaded already).
 _WHOLE = (select(Prescription, PrescriptionItem, Drug)
           .outerjoin(PrescriptionItem, PrescriptionItem.prescription_id == Prescription.id)
           .outerjoin(Drug, Drug.id == PrescriptionItem.drug_id)
           .where(Prescription.id == bindparam("rx_id")).order_by(PrescriptionItem.id))
 _WHOLE_LOCKED = _WHOLE.with_for_update(of=Prescription).execution_options(populate_existing=True)
-_DISPENSED = (select(Dispense, Drug, TraceCode.code)
-              .join(Drug, Drug.id == Dispense.drug_id)
+_DISPENSED = (select(Dispense, TraceCode.code)
               .outerjoin(TraceCodeDispense, TraceCodeDispense.movement_id == Dispense.movement_id)
               .outerjoin(TraceCode, TraceCode.id == TraceCodeDispense.trace_code_id)
               .where(Dispense.prescription_id == bindparam("rx_id")).order_by(Dispense.id, TraceCodeDispense.id))
+_DRUGS = select(Drug).where(Drug.id.in_(bindparam("drug_ids", expanding=True)))
 
 
 def _load(uow: UnitOfWork, rx_id: int, *, for_update: bool = False) -> _Parts:
     """The prescription with its items and their drugs in one statement (the row lock, with ``for_update``, on the
-    prescription alone), and its dispenses with their drugs and trace codes in a second one, asked only of a
-    prescription that can have been dispensed (a join of all seven tables costs more to plan and to read than
-    the two)."""
+    prescription alone), and its dispenses with their trace codes in a second one, asked only of a prescription
+    that can have been dispensed (a join of all seven tables costs more to plan and to read than the two); the drug
+    of a substitute given, in a third, only when there is one."""
     rows = uow.session.execute(_WHOLE_LOCKED if for_update else _WHOLE, {"rx_id": rx_id}).all()
     if not rows or not _visible(uow, rows[0][0]):
         # Patient data is shown only to those who need it: another site's prescription does not exist here.
@@ -528,13 +529,16 @@ def _load(uow: UnitOfWork, rx_id: int, *, for_update: bool = False) -> _Parts:
                    {drug.id: drug for _, _, drug in rows if drug is not None})
     if has_dispensed(Status(rx.status), rx.current_issue):
         dispenses: dict[int, Dispense] = {}
-        for given, drug, code in uow.session.execute(
+        for given, code in uow.session.execute(
                 _DISPENSED.execution_options(populate_existing=for_update), {"rx_id": rx.id}):
             dispenses.setdefault(given.id, given)
-            whole.drugs.setdefault(drug.id, drug)
             if code is not None:
                 whole.trace_codes.setdefault(given.id, []).append(code)
         whole.dispenses = list(dispenses.values())
+        substitutes = sorted({d.drug_id for d in whole.dispenses} - whole.drugs.keys())
+        if substitutes:
+            whole.drugs.update((drug.id, drug) for drug in uow.session.scalars(
+                _DRUGS.execution_options(populate_existing=for_update), {"drug_ids": substitutes}))
     return whole
 
 

@@ -227,6 +227,10 @@ def test_substitution_only_within_the_group_and_where_allowed(client, world, dru
     done = act(client, world, rx_id, "dispense", inside).get_json()
     assert done["dispenses"][0]["drug_code"] == "AML5B" and done["dispenses"][0]["substituted"] is True
     assert usable(client, world, "C1", drugs["AML5"])["reserved"] == 0  # the original's hold is released
+    # Read again, the dispense still names the substitute given, not the drug prescribed.
+    again = client.get(f"/api/prescriptions/{rx_id}", headers=world.a.headers("prescriber")).get_json()
+    assert [(d["drug_code"], d["substituted"]) for d in again["dispenses"]] == [("AML5B", True)]
+    assert [i["drug_code"] for i in again["items"]] == ["AML5"]
     fhir = client.get(f"/fhir/MedicationDispense?prescription={rx_id}", headers=world.a.headers("prescriber"))
     assert fhir.get_json()["entry"][0]["resource"]["substitution"]["wasSubstituted"] is True
 
