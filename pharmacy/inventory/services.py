@@ -3,10 +3,10 @@
 Every change of a lot goes through :func:`_move`, which writes the ledger movement and the lot's
 quantity together, under the lot's row lock. Locks on lots are taken in lot-id order, and a use case that
 touches several drugs at a site locks all their lots in one statement first (:func:`lock_stock`), so two
-transactions touching the same lots in any order of drugs cannot deadlock. One exception: routing that finds its
-first pharmacy's stock taken meanwhile holds at the next one with the first one's lots still locked, so two
-prescriptions trying two pharmacies in opposite orders can meet; the database breaks the cycle and the request is
-run again (:mod:`pharmacy.retries`).
+transactions touching the same lots in any order of drugs cannot deadlock. Routing that finds its pharmacy's stock
+taken meanwhile routes again in a new transaction rather than hold at the next pharmacy with the first one's lots
+still locked (see ``_routed_afresh`` in :mod:`pharmacy.prescriptions.services`); only its last attempt does that,
+and a cycle it meets there is broken by the database and the request run again (:mod:`pharmacy.retries`).
 """
 
 from __future__ import annotations
@@ -454,8 +454,8 @@ def hold_all(uow: UnitOfWork, site_id: int, needs: Sequence[StockNeed], cause: C
     with uow:
         drugs = [_active_drug(uow, need.drug_id) for need in needs]
         locked = lock_stock(uow, site_id, [need.drug_id for need in needs])
-        # Every need is allocated before any lot changes: a need short leaves the session as it found it, so a
-        # caller may try elsewhere without a savepoint to roll back to (routing tries the next pharmacy).
+        # Every need is allocated before any lot changes: a need short leaves the session as it found it (its
+        # lots still locked), so a caller may try elsewhere without a savepoint to roll back to.
         taken: dict[int, int] = {}  # units the needs before this one take of each lot
         planned: list[tuple[StockNeed, Allocation]] = []
         for need, drug in zip(needs, drugs, strict=True):

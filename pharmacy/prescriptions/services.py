@@ -7,11 +7,12 @@ the outbox event (and its webhook deliveries) in the same transaction as the cha
 from __future__ import annotations
 
 import functools
+import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 from sqlalchemy import Date, Integer, Select, Table, bindparam, exists, func, or_, select
 from sqlalchemy.exc import IntegrityError
@@ -80,6 +81,9 @@ from pharmacy.unit_of_work import UnitOfWork
 
 EVENTS = cast(Table, PrescriptionEvent.__table__)
 
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
 
 class NoEligiblePharmacy(DomainError):
     status = 422
@@ -142,7 +146,8 @@ def submit_prescription(uow: UnitOfWork, data: PrescriptionInput, request_hash: 
     returns the first result and creates nothing; the same key or number with a different body is a 409.
     """
     try:
-        return _submit(uow, data, request_hash, idempotency_key, limits or Limits())
+        return _routed_afresh(lambda may_restart: _submit(uow, data, request_hash, idempotency_key,
+                                                          limits or Limits(), may_restart))
     except IntegrityError:
         # A concurrent retry won the race to insert: answer with what it created.
         with uow:
@@ -173,7 +178,7 @@ def _replay(uow: UnitOfWork, existing: Prescription, request_hash: str) -> Intak
 
 
 def _submit(uow: UnitOfWork, data: PrescriptionInput, request_hash: str, idempotency_key: str | None,
-            limits: Limits) -> Intake:
+            limits: Limits, may_restart: bool) -> Intake:
     with uow:
         prescriber_site = uow.principal.site_id
         if uow.principal.role is not Role.PRESCRIBER or prescriber_site is None:
@@ -217,7 +222,7 @@ def _submit(uow: UnitOfWork, data: PrescriptionInput, request_hash: str, idempot
         uow.session.add_all(items)
         # Written once routing has said where it goes (see _route): one insert of it, one of its items.
         whole = _Parts(rx, items, [], {d.id: d for d in drugs if d is not None})
-        _route(uow, whole, event="received")
+        _route(uow, whole, event="received", may_restart=may_restart)
         uow.commit()
         return Intake(rx, created=True, view=_view(uow, whole))
 
@@ -317,13 +322,36 @@ def _dispensing_sites(uow: UnitOfWork, needs: Sequence[_Need], exclude: frozense
     return sites, stock, queues
 
 
+class _HoldRaced(Exception):
+    """The stock routing read at the pharmacy it chose was taken by another prescription before it was held."""
+
+
+ROUTING_ATTEMPTS = 5
+
+
+def _routed_afresh(use_case: Callable[[bool], T]) -> T:
+    """Run a use case that routes, again in a new transaction (its own ``with uow``) when the stock it chose was
+    taken meanwhile; ``use_case(may_restart)``. Holding at the next pharmacy instead, with the first one's lots
+    still locked, is what two prescriptions trying two pharmacies in opposite orders deadlock on; run again, the
+    routing reads the stock as the other prescription left it and locks one pharmacy at a time. The last attempt
+    falls back to the next pharmacy in the same transaction."""
+    for attempt in range(1, ROUTING_ATTEMPTS):
+        try:
+            return use_case(True)
+        except _HoldRaced:
+            log.info("stock taken meanwhile at the pharmacy chosen, routing again (attempt %s)", attempt)
+    return use_case(False)
+
+
 def _route(uow: UnitOfWork, whole: _Parts, *, event: str, exclude: frozenset[int] = frozenset(),
-           returned: Returned | None = None) -> None:
+           returned: Returned | None = None, may_restart: bool = False) -> None:
     """Choose the pharmacy, reserve the stock there, or wait for stock; record why (and, routing again after
     a return, who returned it and why).
 
     A new prescription is not written before it is routed: the reads that choose its pharmacy need nothing of it
-    (no autoflush), and it is written once with where it goes, just before its stock is held for it."""
+    (no autoflush), and it is written once with where it goes, just before its stock is held for it. If the stock
+    was taken meanwhile, ``may_restart`` has the use case run again (:class:`_HoldRaced`, see
+    :func:`_routed_afresh`); otherwise the next pharmacy is tried."""
     rx = whole.rx
     needs = _needs(uow, rx, whole.items)
     with uow.session.no_autoflush:
@@ -372,6 +400,8 @@ def _route(uow: UnitOfWork, whole: _Parts, *, event: str, exclude: frozenset[int
         try:
             _hold_needs(uow, rx, choice.candidate.site_id, needs)
         except OutOfStock:
+            if may_restart:
+                raise _HoldRaced from None
             continue  # taken meanwhile by another prescription (a hold refused changes nothing): the next pharmacy
         record_event(uow, rx, event, previous)
         return
@@ -716,6 +746,10 @@ def return_prescription(uow: UnitOfWork, rx_id: int, reason_code: str, note: str
 
     Returns the prescription as it leaves: the returning pharmacy will not see it afterwards."""
     check_reason(reason_code, RETURN_REASONS, "return")
+    return _routed_afresh(lambda may_restart: _return(uow, rx_id, reason_code, note, may_restart))
+
+
+def _return(uow: UnitOfWork, rx_id: int, reason_code: str, note: str, may_restart: bool) -> PrescriptionView:
     with uow:
         whole = _load_for_pharmacy(uow, rx_id)
         rx = whole.rx
@@ -729,7 +763,7 @@ def return_prescription(uow: UnitOfWork, rx_id: int, reason_code: str, note: str
                                                site_id=returned_by, number=rx.number, reason_code=reason_code,
                                                note=note, actor=uow.principal.label, at=uow.now()))
         _route(uow, whole, event="returned", exclude=frozenset(rx.returned_from),
-               returned=Returned(site.code if site else "", reason_code, note))
+               returned=Returned(site.code if site else "", reason_code, note), may_restart=may_restart)
         uow.commit()
         return _view(uow, whole)
 
