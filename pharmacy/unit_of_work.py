@@ -75,6 +75,12 @@ class UnitOfWork:
                 self._on_clock.close()
                 self._on_clock = None
 
+    @property
+    def open(self) -> bool:
+        """Whether a block of this unit of work is open: a service entering it now joins a transaction that its
+        caller owns (and only the caller can run again)."""
+        return self._depth > 0
+
     def now(self) -> datetime:
         return self.clock.now()
 

@@ -146,8 +146,8 @@ def submit_prescription(uow: UnitOfWork, data: PrescriptionInput, request_hash: 
     returns the first result and creates nothing; the same key or number with a different body is a 409.
     """
     try:
-        return _routed_afresh(lambda may_restart: _submit(uow, data, request_hash, idempotency_key,
-                                                          limits or Limits(), may_restart))
+        return _routed_afresh(uow, lambda may_restart: _submit(
+            uow, data, request_hash, idempotency_key, limits or Limits(), may_restart))
     except IntegrityError:
         # A concurrent retry won the race to insert: answer with what it created.
         with uow:
@@ -329,12 +329,15 @@ class _HoldRaced(Exception):
 ROUTING_ATTEMPTS = 5
 
 
-def _routed_afresh(use_case: Callable[[bool], T]) -> T:
+def _routed_afresh(uow: UnitOfWork, use_case: Callable[[bool], T]) -> T:
     """Run a use case that routes, again in a new transaction (its own ``with uow``) when the stock it chose was
     taken meanwhile; ``use_case(may_restart)``. Holding at the next pharmacy instead, with the first one's lots
     still locked, is what two prescriptions trying two pharmacies in opposite orders deadlock on; run again, the
-    routing reads the stock as the other prescription left it and locks one pharmacy at a time. The last attempt
-    falls back to the next pharmacy in the same transaction."""
+    routing reads the stock as the other prescription left it and locks one pharmacy at a time. The last attempt,
+    and a use case joining its caller's transaction (which only the caller can run again), fall back to the next
+    pharmacy in the same transaction."""
+    if uow.open:
+        return use_case(False)
     for attempt in range(1, ROUTING_ATTEMPTS):
         try:
             return use_case(True)
@@ -746,7 +749,7 @@ def return_prescription(uow: UnitOfWork, rx_id: int, reason_code: str, note: str
 
     Returns the prescription as it leaves: the returning pharmacy will not see it afterwards."""
     check_reason(reason_code, RETURN_REASONS, "return")
-    return _routed_afresh(lambda may_restart: _return(uow, rx_id, reason_code, note, may_restart))
+    return _routed_afresh(uow, lambda may_restart: _return(uow, rx_id, reason_code, note, may_restart))
 
 
 def _return(uow: UnitOfWork, rx_id: int, reason_code: str, note: str, may_restart: bool) -> PrescriptionView:
