@@ -3,11 +3,11 @@
 Locks are taken in one order (see :mod:`pharmacy.inventory.services`), but a few use cases must lock in another
 (a receipt that moves waiting prescriptions on locks stock, then prescriptions; a return releases one pharmacy's
 stock and holds at another's; routing's last attempt to find stock falls back to a second pharmacy with the first
-one's still locked), and the database may still
-choose a transaction to break a cycle (a deadlock) or to keep a serializable order; and a pooled connection may
-have been lost since its last use (see :mod:`pharmacy.db`). Such a transaction did nothing: it is run again, a
-bounded number of times with a short random wait, before anything answers. A view is retried only while nothing
-of it has committed; what still fails answers 503 with Retry-After.
+one's still locked), and the database may still choose a transaction to break a cycle (a deadlock) or to keep a
+serializable order; and a pooled connection may have been lost since its last use (see :mod:`pharmacy.db`). Such a
+transaction did nothing: it is run again, a bounded number of times with a short random wait, before anything
+answers. A view is retried only while nothing of it has committed; what still fails answers 503 with
+Retry-After.
 """
 
 from __future__ import annotations
