@@ -122,8 +122,8 @@ def database_server_pid(url: str) -> int | None:
     database = app.extensions["pharmacy_db"]
     with database.engine.connect() as conn:
         backend = conn.execute(text("SELECT pg_backend_pid()")).scalar_one()
+        fields = CpuMeter._stat(backend)  # while the backend lives: it leaves /proc once its connection is closed
     database.dispose()
-    fields = CpuMeter._stat(backend)
     return int(fields[1]) if fields is not None else None
 
 
