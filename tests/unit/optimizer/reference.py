@@ -24,7 +24,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.optimize import Bounds, LinearConstraint, milp
+from scipy.optimize import Bounds, LinearConstraint, OptimizeResult, milp
 from scipy.sparse import coo_matrix
 
 from optimizer import Offer, Problem
@@ -63,9 +63,17 @@ class _Program:
         matrix = coo_matrix((v, (r, c)), shape=(max(1, len(self.rows)), len(self.cost))).tocsr()
         low = [lo for _, lo, _ in self.rows] or [-np.inf]
         high = [hi for _, _, hi in self.rows] or [np.inf]
-        result = milp(np.array(self.cost), integrality=np.array(self.integer),
-                      bounds=Bounds(self.lower, self.upper), constraints=[LinearConstraint(matrix, low, high)],
-                      options={"mip_rel_gap": 1e-10, "time_limit": 120})
+
+        def solved(presolve: bool) -> OptimizeResult:
+            return milp(np.array(self.cost), integrality=np.array(self.integer),
+                        bounds=Bounds(self.lower, self.upper), constraints=[LinearConstraint(matrix, low, high)],
+                        options={"mip_rel_gap": 1e-10, "time_limit": 120, "presolve": presolve})
+
+        result = solved(presolve=True)
+        if result.status == 2:
+            # Never true: doing nothing (every unit short, every lot left where it is) keeps every row. HiGHS's
+            # presolve has declared feasible programs infeasible (ERGO-Code/HiGHS#1164, #3090): solve without it.
+            result = solved(presolve=False)
         assert result.status == 0, result.message
         return float(result.fun) + self.constant
 
