@@ -19,7 +19,7 @@ from sqlalchemy.exc import IntegrityError
 
 from pharmacy import audit
 from pharmacy.catalog.models import Drug
-from pharmacy.catalog.services import drug_matches, find_drugs_by_code, sites_that_may_dispense
+from pharmacy.catalog.services import drug_matches, drugs_by_id, find_drugs_by_code, sites_that_may_dispense
 from pharmacy.consortium.models import Site
 from pharmacy.db import contains
 from pharmacy.errors import Conflict, DomainError, Message, NotFound, OutOfStock, ValidationFailed
@@ -76,6 +76,7 @@ from pharmacy.prescriptions.models import (
     Shortage,
 )
 from pharmacy.principal import Role
+from pharmacy.retries import ATTEMPTS
 from pharmacy.rows_at_commit import add_row
 from pharmacy.unit_of_work import UnitOfWork
 
@@ -326,19 +327,16 @@ class _HoldRaced(Exception):
     """The stock routing read at the pharmacy it chose was taken by another prescription before it was held."""
 
 
-ROUTING_ATTEMPTS = 5
-
-
 def _routed_afresh(uow: UnitOfWork, use_case: Callable[[bool], T]) -> T:
     """Run a use case that routes, again in a new transaction (its own ``with uow``) when the stock it chose was
     taken meanwhile; ``use_case(may_restart)``. Holding at the next pharmacy instead, with the first one's lots
     still locked, is what two prescriptions trying two pharmacies in opposite orders deadlock on; run again, the
-    routing reads the stock as the other prescription left it and locks one pharmacy at a time. The last attempt,
-    and a use case joining its caller's transaction (which only the caller can run again), fall back to the next
-    pharmacy in the same transaction."""
+    routing reads the stock as the other prescription left it and locks one pharmacy at a time. The last attempt
+    (of as many as :mod:`pharmacy.retries` makes), and a use case joining its caller's transaction (which only the
+    caller can run again), fall back to the next pharmacy in the same transaction."""
     if uow.open:
         return use_case(False)
-    for attempt in range(1, ROUTING_ATTEMPTS):
+    for attempt in range(1, ATTEMPTS):
         try:
             return use_case(True)
         except _HoldRaced:
@@ -545,7 +543,6 @@ _DISPENSED = (select(Dispense, TraceCode.code)
               .outerjoin(TraceCodeDispense, TraceCodeDispense.movement_id == Dispense.movement_id)
               .outerjoin(TraceCode, TraceCode.id == TraceCodeDispense.trace_code_id)
               .where(Dispense.prescription_id == bindparam("rx_id")).order_by(Dispense.id, TraceCodeDispense.id))
-_DRUGS = select(Drug).where(Drug.id.in_(bindparam("drug_ids", expanding=True)))
 
 
 def _load(uow: UnitOfWork, rx_id: int, *, for_update: bool = False) -> _Parts:
@@ -568,10 +565,8 @@ def _load(uow: UnitOfWork, rx_id: int, *, for_update: bool = False) -> _Parts:
             if code is not None:
                 whole.trace_codes.setdefault(given.id, []).append(code)
         whole.dispenses = list(dispenses.values())
-        substitutes = sorted({d.drug_id for d in whole.dispenses} - whole.drugs.keys())
-        if substitutes:
-            whole.drugs.update((drug.id, drug) for drug in uow.session.scalars(
-                _DRUGS.execution_options(populate_existing=for_update), {"drug_ids": substitutes}))
+        # The drugs of substitutes given (the others are the items'): no statement when none was.
+        whole.drugs.update(drugs_by_id(uow, {d.drug_id for d in whole.dispenses} - whole.drugs.keys()))
     return whole
 
 
